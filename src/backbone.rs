@@ -1,0 +1,307 @@
+//! The only place that touches `ort` sessions: load a backbone from its
+//! manifest on the requested execution provider, check the graph against the
+//! manifest, and run batches into pooled features.
+
+use ndarray::{Array2, ArrayView4, Axis};
+use ort::session::builder::GraphOptimizationLevel;
+use ort::session::Session;
+use ort::value::TensorRef;
+
+use crate::error::{Error, Result};
+use crate::runtime::{Device, DeviceRequest, Runtime};
+use crate::zoo::Manifest;
+
+#[derive(Debug, Clone)]
+pub struct SessionOptions {
+    pub device: DeviceRequest,
+    /// ONNX Runtime intra-op threads (0 = ONNX Runtime's default: one per core).
+    pub threads: usize,
+}
+
+impl Default for SessionOptions {
+    fn default() -> Self {
+        SessionOptions {
+            device: DeviceRequest::default(),
+            threads: 0,
+        }
+    }
+}
+
+/// A loaded backbone.
+pub struct Backbone {
+    session: Session,
+    pub manifest: Manifest,
+    /// The execution provider that really runs the model (ONNX Runtime's name).
+    pub provider: String,
+    /// Why the requested device was not used, when the run fell back to CPU.
+    pub fallback_reason: Option<String>,
+}
+
+/// Outputs of one batch.
+pub struct Outputs {
+    /// [n_samples, feature_dim]
+    pub features: Array2<f32>,
+    /// [n_samples, n_logits], when the model has logits and they were asked for.
+    pub logits: Option<Array2<f32>>,
+}
+
+impl Backbone {
+    /// Loads `manifest`'s model after checking its sha256.
+    pub fn load(runtime: &Runtime, manifest: &Manifest, opts: &SessionOptions) -> Result<Backbone> {
+        manifest.verify_file()?;
+        let (session, provider, fallback_reason) = build_session(runtime, manifest, opts)?;
+        check_io(&session, manifest)?;
+        Ok(Backbone {
+            session,
+            manifest: manifest.clone(),
+            provider,
+            fallback_reason,
+        })
+    }
+
+    pub fn feature_dim(&self) -> usize {
+        self.manifest.output.feature_dim
+    }
+
+    /// Runs one batch.
+    ///
+    /// # Shapes
+    /// `batch`: [n_samples, 3, crop, crop] → features [n_samples, feature_dim]
+    pub fn run(&mut self, batch: ArrayView4<f32>, with_logits: bool) -> Result<Outputs> {
+        let n = batch.len_of(Axis(0));
+        let input = TensorRef::from_array_view(batch)?;
+        let outputs = self
+            .session
+            .run(ort::inputs![self.manifest.input.name.as_str() => input])?;
+        let out = &self.manifest.output;
+        let features = extract_2d(
+            &outputs[out.features.as_str()],
+            n,
+            out.feature_dim,
+            &self.manifest.name,
+            &out.features,
+        )?;
+        let logits = match (&out.logits, with_logits) {
+            (Some(name), true) => {
+                let k = out.n_logits.unwrap_or(0);
+                Some(extract_2d(
+                    &outputs[name.as_str()],
+                    n,
+                    k,
+                    &self.manifest.name,
+                    name,
+                )?)
+            }
+            _ => None,
+        };
+        Ok(Outputs { features, logits })
+    }
+}
+
+fn extract_2d(
+    value: &ort::value::DynValue,
+    n: usize,
+    d: usize,
+    model: &str,
+    name: &str,
+) -> Result<Array2<f32>> {
+    let view = value.try_extract_array::<f32>()?;
+    let shape = view.shape().to_vec();
+    // Pooled outputs may come as [n, d] or [n, d, 1, 1].
+    if shape.first() != Some(&n) || shape.iter().skip(1).product::<usize>() != d {
+        return Err(Error::ModelMismatch {
+            model: model.to_owned(),
+            reason: format!("output `{name}` has shape {shape:?}, expected [{n}, {d}]"),
+        });
+    }
+    Ok(view
+        .to_shape((n, d))
+        .map_err(|e| Error::ModelMismatch {
+            model: model.to_owned(),
+            reason: e.to_string(),
+        })?
+        .to_owned())
+}
+
+fn provider_name(device: Device) -> &'static str {
+    match device {
+        Device::Cpu => "CPUExecutionProvider",
+        Device::Cuda => "CUDAExecutionProvider",
+        Device::Tensorrt => "TensorrtExecutionProvider",
+    }
+}
+
+/// Builds the session on the requested provider; registration failures are
+/// errors unless CPU fallback was allowed, in which case the reason is kept.
+fn build_session(
+    runtime: &Runtime,
+    manifest: &Manifest,
+    opts: &SessionOptions,
+) -> Result<(Session, String, Option<String>)> {
+    let mut builder = Session::builder(&runtime.env)?
+        .with_optimization_level(GraphOptimizationLevel::Level3)?
+        // Do not spin: on a small machine the decoders need the cores while ORT waits.
+        .with_intra_op_spinning(false)?;
+    if opts.threads > 0 {
+        builder = builder.with_intra_threads(opts.threads)?;
+    }
+    let request = &opts.device;
+    let mut provider = provider_name(Device::Cpu).to_owned();
+    let mut fallback_reason = None;
+    if request.device != Device::Cpu {
+        match register_device(builder, request) {
+            Ok(b) => {
+                builder = b;
+                provider = provider_name(request.device).to_owned();
+            }
+            Err((b, reason)) => {
+                if !request.allow_cpu_fallback {
+                    return Err(Error::ProviderUnavailable {
+                        requested: provider_name(request.device).into(),
+                        reason,
+                        hint: gpu_hint(request.device),
+                    });
+                }
+                builder = b;
+                fallback_reason = Some(reason);
+            }
+        }
+    }
+    let session = builder.commit_from_file(manifest.onnx_path())?;
+    Ok((session, provider, fallback_reason))
+}
+
+fn gpu_hint(device: Device) -> String {
+    let feature = if device == Device::Cuda {
+        "cuda"
+    } else {
+        "tensorrt"
+    };
+    format!(
+        "install the GPU build of ONNX Runtime (PyPI onnxruntime-gpu==1.31.1, with CUDA 13 and cuDNN 9{}) \
+         and point --ort-lib at its libonnxruntime.so; xfer must be built with --features {feature}; \
+         or pass --allow-cpu-fallback to run on CPU",
+        if device == Device::Tensorrt { " and TensorRT 10" } else { "" }
+    )
+}
+
+type Builder = ort::session::builder::SessionBuilder;
+
+#[allow(unused_variables, unused_mut)]
+fn register_device(
+    mut builder: Builder,
+    request: &DeviceRequest,
+) -> std::result::Result<Builder, (Builder, String)> {
+    match request.device {
+        Device::Cpu => Ok(builder),
+        Device::Cuda => {
+            #[cfg(feature = "cuda")]
+            {
+                let ep = ort::ep::CUDA::default()
+                    .with_device_id(request.device_id)
+                    .build()
+                    .error_on_failure();
+                builder.with_execution_providers([ep]).map_err(|e| {
+                    let reason = e.to_string();
+                    (e.recover(), reason)
+                })
+            }
+            #[cfg(not(feature = "cuda"))]
+            Err((
+                builder,
+                "this xfer was built without the `cuda` feature".into(),
+            ))
+        }
+        Device::Tensorrt => {
+            #[cfg(feature = "tensorrt")]
+            {
+                let mut ep = ort::ep::TensorRT::default()
+                    .with_device_id(request.device_id)
+                    .with_fp16(request.trt_fp16)
+                    .with_engine_cache(true)
+                    .with_timing_cache(true);
+                if let Some(dir) = &request.trt_cache_dir {
+                    let dir = dir.display().to_string();
+                    ep = ep.with_engine_cache_path(&dir).with_timing_cache_path(&dir);
+                }
+                builder
+                    .with_execution_providers([ep.build().error_on_failure()])
+                    .map_err(|e| {
+                        let reason = e.to_string();
+                        (e.recover(), reason)
+                    })
+            }
+            #[cfg(not(feature = "tensorrt"))]
+            Err((
+                builder,
+                "this xfer was built without the `tensorrt` feature".into(),
+            ))
+        }
+    }
+}
+
+/// Checks the graph's real inputs and outputs against the manifest.
+fn check_io(session: &Session, m: &Manifest) -> Result<()> {
+    let mismatch = |reason: String| Error::ModelMismatch {
+        model: m.name.clone(),
+        reason,
+    };
+    let names = |outlets: &[ort::value::Outlet]| {
+        outlets
+            .iter()
+            .map(|o| o.name().to_owned())
+            .collect::<Vec<_>>()
+    };
+    let input = session
+        .inputs()
+        .iter()
+        .find(|i| i.name() == m.input.name)
+        .ok_or_else(|| {
+            mismatch(format!(
+                "no input `{}` (the graph has {:?})",
+                m.input.name,
+                names(session.inputs())
+            ))
+        })?;
+    if session.inputs().len() != 1 {
+        return Err(mismatch(format!(
+            "expected one input, the graph has {:?}",
+            names(session.inputs())
+        )));
+    }
+    if let Some(shape) = input.dtype().tensor_shape() {
+        let dims: Vec<i64> = shape.iter().copied().collect();
+        let ok = dims.len() == 4 && dims[1..] == m.input.shape[1..];
+        if !ok {
+            return Err(mismatch(format!(
+                "input `{}` has shape {dims:?}, the manifest says {:?}",
+                m.input.name, m.input.shape
+            )));
+        }
+    }
+    let mut wanted = vec![(&m.output.features, Some(m.output.feature_dim))];
+    if let Some(l) = &m.output.logits {
+        wanted.push((l, m.output.n_logits));
+    }
+    for (name, dim) in wanted {
+        let out = session
+            .outputs()
+            .iter()
+            .find(|o| o.name() == name)
+            .ok_or_else(|| {
+                mismatch(format!(
+                    "no output `{name}` (the graph has {:?})",
+                    names(session.outputs())
+                ))
+            })?;
+        if let (Some(shape), Some(dim)) = (out.dtype().tensor_shape(), dim) {
+            let trailing: i64 = shape.iter().skip(1).product();
+            if trailing > 0 && trailing as usize != dim {
+                return Err(mismatch(format!(
+                    "output `{name}` has {trailing} values per image, the manifest says {dim}"
+                )));
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,323 @@
+//! `xfer extract` and `xfer bench-model`.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use ndarray::Array4;
+use xfer::backbone::{Backbone, SessionOptions};
+use xfer::dataset::{self, Layout};
+use xfer::extract::{self, ExtractConfig};
+use xfer::preprocess::{DecodeOptions, Preset};
+use xfer::runtime::{Device, DeviceRequest, Runtime};
+use xfer::store::{self, Provenance};
+use xfer::zoo::{Manifest, Weights, Zoo};
+
+use super::{Cli, EXIT_SKIPPED};
+
+/// Where the model runs.
+#[derive(Args, Debug, Clone)]
+pub struct DeviceArgs {
+    /// Execution provider.
+    #[arg(long, value_enum, default_value_t = Device::Cpu)]
+    device: Device,
+    /// GPU index for cuda/tensorrt.
+    #[arg(long, default_value_t = 0)]
+    device_id: i32,
+    /// Run on CPU (and say so) when the requested device is unavailable, instead of failing.
+    #[arg(long)]
+    allow_cpu_fallback: bool,
+    /// TensorRT engine cache folder (engines take minutes to build).
+    #[arg(long, value_name = "DIR", default_value = "data/trt-cache")]
+    trt_cache: PathBuf,
+    /// TensorRT: build fp16 engines.
+    #[arg(long)]
+    trt_fp16: bool,
+    /// ONNX Runtime intra-op threads (0 = one per core).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+}
+
+impl DeviceArgs {
+    fn session_options(&self) -> SessionOptions {
+        SessionOptions {
+            device: DeviceRequest {
+                device: self.device,
+                device_id: self.device_id,
+                allow_cpu_fallback: self.allow_cpu_fallback,
+                trt_cache_dir: Some(self.trt_cache.clone()),
+                trt_fp16: self.trt_fp16,
+            },
+            threads: self.threads,
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct ExtractArgs {
+    /// Backbone: a name from `xfer models`, or a manifest file (*.toml).
+    #[arg(long)]
+    model: String,
+    /// Dataset folder: root/<class>/*.jpg (ImageFolder) or root/cat.0.jpg (Kaggle).
+    #[arg(long, value_name = "DIR")]
+    data: PathBuf,
+    /// Output HDF5 feature file.
+    #[arg(long, value_name = "FILE.h5")]
+    out: PathBuf,
+    /// Images per backbone run.
+    #[arg(long, default_value_t = 32)]
+    batch: usize,
+    /// Preprocessing: the backbone's own recipe, or the tutorial's (Scale 320, CenterCrop 299, mean = std = 0.5).
+    #[arg(long, value_enum, default_value_t = Preset::Native)]
+    preset: Preset,
+    /// Dataset layout (detected when not given).
+    #[arg(long, value_enum)]
+    layout: Option<LayoutArg>,
+    /// Continue an interrupted extraction (OUT.partial).
+    #[arg(long)]
+    resume: bool,
+    /// Replace OUT (and any OUT.partial) if it exists.
+    #[arg(long, conflicts_with = "resume")]
+    overwrite: bool,
+    /// Threads decoding images (0 = one per core).
+    #[arg(long, default_value_t = 0)]
+    decode_threads: usize,
+    /// Refuse images larger than this many megapixels.
+    #[arg(long, default_value_t = 100.0)]
+    max_megapixels: f64,
+    /// Decode JPEGs at full size even when a reduced-size decode would do.
+    #[arg(long)]
+    full_jpeg_decode: bool,
+    #[command(flatten)]
+    device: DeviceArgs,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum LayoutArg {
+    ImageFolder,
+    KaggleFlat,
+    Unlabelled,
+}
+
+impl From<LayoutArg> for Layout {
+    fn from(l: LayoutArg) -> Layout {
+        match l {
+            LayoutArg::ImageFolder => Layout::ImageFolder,
+            LayoutArg::KaggleFlat => Layout::KaggleFlat,
+            LayoutArg::Unlabelled => Layout::Unlabelled,
+        }
+    }
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
+/// Parse, then validate: everything that can be checked before work starts.
+fn validate(args: &ExtractArgs) -> Result<()> {
+    if args.batch == 0 {
+        bail!("--batch must be at least 1");
+    }
+    if !(args.max_megapixels > 0.0) {
+        bail!("--max-megapixels must be positive");
+    }
+    let partial = store::partial_path(&args.out);
+    if args.resume {
+        if !partial.exists() {
+            bail!(
+                "--resume: there is no interrupted extraction {} to continue; run without --resume",
+                partial.display()
+            );
+        }
+    } else if !args.overwrite {
+        if args.out.exists() {
+            bail!(
+                "{} already exists; pass --overwrite to replace it",
+                args.out.display()
+            );
+        }
+        if partial.exists() {
+            bail!(
+                "{} is an interrupted extraction; pass --resume to continue it, or --overwrite to start again",
+                partial.display()
+            );
+        }
+    }
+    if let Some(parent) = args.out.parent().filter(|p| !p.as_os_str().is_empty()) {
+        if !parent.is_dir() {
+            bail!("the folder of --out, {}, does not exist", parent.display());
+        }
+    }
+    Ok(())
+}
+
+fn load_backbone(
+    cli: &Cli,
+    model: &str,
+    device: &DeviceArgs,
+) -> Result<(Runtime, Manifest, Backbone)> {
+    let zoo = Zoo::locate(cli.zoo.as_deref());
+    let manifest = zoo.find(model)?;
+    let runtime = Runtime::init(cli.ort_lib.as_deref())?;
+    let backbone = Backbone::load(&runtime, &manifest, &device.session_options())
+        .with_context(|| format!("loading backbone {}", manifest.name))?;
+    if let Some(reason) = &backbone.fallback_reason {
+        eprintln!(
+            "warning: {:?} unavailable ({reason}); running on CPU as --allow-cpu-fallback asked",
+            device.device
+        );
+    }
+    Ok((runtime, manifest, backbone))
+}
+
+pub fn extract(cli: &Cli, args: &ExtractArgs) -> Result<i32> {
+    validate(args)?;
+    let ds = dataset::scan(&args.data, args.layout.map(Into::into))?;
+    let (runtime, manifest, mut backbone) = load_backbone(cli, &args.model, &args.device)?;
+    if manifest.weights == Weights::Random {
+        eprintln!("warning: {} has RANDOM weights (structure and speed tests only): these features mean nothing", manifest.name);
+    }
+    let recipe = manifest.preprocess.with_preset(args.preset);
+    let root =
+        std::fs::canonicalize(&args.data).with_context(|| args.data.display().to_string())?;
+    let prov = Provenance {
+        backbone: manifest.name.clone(),
+        model_sha256: manifest.sha256.clone(),
+        preprocess: serde_json::to_string(&recipe)?,
+        class_names: ds.classes.clone(),
+        ort_version: runtime.version.clone(),
+        execution_provider: backbone.provider.clone(),
+        xfer_version: xfer::VERSION.into(),
+        dataset_root: root.display().to_string(),
+        layout: serde_json::to_value(ds.layout)?
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
+    };
+    let cfg = ExtractConfig {
+        batch: args.batch,
+        decode_threads: if args.decode_threads == 0 {
+            cores()
+        } else {
+            args.decode_threads
+        },
+        decode: DecodeOptions {
+            max_pixels: (args.max_megapixels * 1e6) as u64,
+            scaled_jpeg: !args.full_jpeg_decode,
+            ..DecodeOptions::default()
+        },
+        recipe,
+        resume: args.resume,
+    };
+    eprintln!(
+        "extracting {} images ({} classes, {:?}) with {} on {} → {}",
+        ds.items.len(),
+        ds.classes.len(),
+        ds.layout,
+        manifest.name,
+        backbone.provider,
+        args.out.display()
+    );
+    if !ds.ignored.is_empty() {
+        eprintln!(
+            "ignoring {} files that are not images by extension",
+            ds.ignored.len()
+        );
+    }
+    let bar = ProgressBar::new(ds.items.len() as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} images  {per_sec}  ETA {eta}  {msg}")
+            .expect("valid template"),
+    );
+    let summary = extract::run(&ds, &mut backbone, &args.out, &cfg, &prov, &mut |p| {
+        bar.set_position(p.done as u64);
+        if p.skipped > 0 {
+            bar.set_message(format!("{} skipped", p.skipped));
+        }
+    })?;
+    bar.finish_and_clear();
+    print_summary(&args.out, &summary);
+    Ok(if summary.skipped.is_empty() {
+        0
+    } else {
+        EXIT_SKIPPED
+    })
+}
+
+fn print_summary(out: &Path, s: &extract::Summary) {
+    let resumed = if s.resumed_rows > 0 {
+        format!(" (resumed after {} rows)", s.resumed_rows)
+    } else {
+        String::new()
+    };
+    println!(
+        "wrote {} rows to {}{resumed}: {} images, {} skipped, {:.1} s, {:.1} images/s, provider {}",
+        s.resumed_rows + s.written,
+        out.display(),
+        s.total,
+        s.skipped.len() + s.skipped_before,
+        s.seconds,
+        s.images_per_second(),
+        s.provider
+    );
+    if !s.skipped.is_empty() {
+        println!("skipped (also listed in the file's skipped_path / skipped_reason):");
+        for (p, r) in &s.skipped {
+            println!("  {p}: {r}");
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// Backbone: a name from `xfer models`, or a manifest file (*.toml).
+    #[arg(long)]
+    model: String,
+    #[arg(long, default_value_t = 32)]
+    batch: usize,
+    /// Timed batches (after one warm-up batch).
+    #[arg(long, default_value_t = 10)]
+    batches: usize,
+    #[command(flatten)]
+    device: DeviceArgs,
+}
+
+/// Prints, as its last line, a JSON object with `images_per_s`.
+pub fn bench_model(cli: &Cli, args: &BenchArgs) -> Result<i32> {
+    if args.batch == 0 || args.batches == 0 {
+        bail!("--batch and --batches must be at least 1");
+    }
+    let (_rt, manifest, mut backbone) = load_backbone(cli, &args.model, &args.device)?;
+    let c = manifest.preprocess.crop as usize;
+    // Deterministic pseudo-random input in the range of normalised pixels.
+    let mut state = 0x2545F4914F6CDD1Du64;
+    let input = Array4::from_shape_simple_fn((args.batch, 3, c, c), || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state >> 40) as f32 / (1u64 << 24) as f32 * 4.0 - 2.0
+    });
+    backbone.run(input.view(), false)?; // warm-up
+    let start = Instant::now();
+    for _ in 0..args.batches {
+        backbone.run(input.view(), false)?;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let images = args.batch * args.batches;
+    println!(
+        "{}",
+        serde_json::json!({
+            "model": manifest.name,
+            "provider": backbone.provider,
+            "batch": args.batch,
+            "images": images,
+            "seconds": secs,
+            "images_per_s": images as f64 / secs,
+        })
+    );
+    Ok(0)
+}

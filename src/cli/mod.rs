@@ -1,0 +1,57 @@
+//! Argument parsing (clap derive), progress bars and printing.
+
+mod extract;
+mod info;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// Exit status of a run that finished but skipped some inputs.
+pub const EXIT_SKIPPED: i32 = 3;
+
+#[derive(Parser)]
+#[command(
+    name = "xfer",
+    version,
+    about = "Transfer learning on images: ONNX backbones → HDF5 features → small heads"
+)]
+pub struct Cli {
+    /// ONNX Runtime library (else $ORT_DYLIB_PATH, else where tools/setup.sh put it).
+    #[arg(long, global = true, value_name = "FILE")]
+    ort_lib: Option<PathBuf>,
+    /// Folder of backbone manifests (else $XFER_ZOO, else ./onnx).
+    #[arg(long, global = true, value_name = "DIR")]
+    zoo: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Versions, the ONNX Runtime library in use, execution providers, and the zoo's status.
+    Info,
+    /// List the backbones of the zoo.
+    Models,
+    /// Turn a folder of images into an HDF5 feature file.
+    Extract(extract::ExtractArgs),
+    /// Time the backbone alone on random input tensors (no decoding).
+    BenchModel(extract::BenchArgs),
+}
+
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Command::Info => info::info(&cli),
+        Command::Models => info::models(&cli),
+        Command::Extract(args) => extract::extract(&cli, args),
+        Command::BenchModel(args) => extract::bench_model(&cli, args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            1
+        }
+    }
+}

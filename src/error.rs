@@ -1,0 +1,89 @@
+//! Typed errors of the library. Every message ends with what to do next.
+
+use std::path::PathBuf;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(
+        "no ONNX Runtime library found (looked at: {searched}); run `tools/setup.sh`, \
+         or pass --ort-lib PATH / set ORT_DYLIB_PATH to a libonnxruntime.so of version 1.31"
+    )]
+    OrtLibraryMissing { searched: String },
+
+    #[error("could not load ONNX Runtime from {path}: {reason}; run `tools/setup.sh` to install version 1.31.1")]
+    OrtLibraryLoad { path: PathBuf, reason: String },
+
+    #[error("ONNX Runtime: {0}")]
+    Ort(#[from] ort::Error),
+
+    #[error("execution provider {requested} is not available: {reason}; {hint}")]
+    ProviderUnavailable {
+        requested: String,
+        reason: String,
+        hint: String,
+    },
+
+    #[error("manifest {path}: {reason}")]
+    Manifest { path: PathBuf, reason: String },
+
+    #[error("unknown model `{name}`; known models: {known}. Run `xfer models` to see the zoo")]
+    UnknownModel { name: String, known: String },
+
+    #[error("model file {path} is missing; generate it with `{generator}`")]
+    ModelFileMissing { path: PathBuf, generator: String },
+
+    #[error("model file {path} has sha256 {actual}, but its manifest says {expected}; regenerate it with `{generator}`")]
+    ModelChecksum {
+        path: PathBuf,
+        expected: String,
+        actual: String,
+        generator: String,
+    },
+
+    #[error("model {model} does not match its manifest: {reason}; regenerate the ONNX file or fix the manifest")]
+    ModelMismatch { model: String, reason: String },
+
+    #[error("{path}: {reason}")]
+    Image { path: PathBuf, reason: String },
+
+    #[error("dataset {root}: {reason}")]
+    Dataset { root: PathBuf, reason: String },
+
+    #[error("feature file {path}: {reason}")]
+    Store { path: PathBuf, reason: String },
+
+    #[cfg(feature = "store")]
+    #[error("HDF5 error on {path}: {source}")]
+    Hdf5 {
+        path: PathBuf,
+        #[source]
+        source: hdf5::Error,
+    },
+
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("invalid configuration: {0}")]
+    Config(String),
+}
+
+impl From<ort::Error<ort::session::builder::SessionBuilder>> for Error {
+    fn from(e: ort::Error<ort::session::builder::SessionBuilder>) -> Self {
+        Error::Ort(e.into())
+    }
+}
+
+impl Error {
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,19 @@
+//! xfer: transfer learning on images. Pretrained backbones run under ONNX
+//! Runtime turn images into pooled features, cached in HDF5, on which small
+//! classifier heads are trained. See DESIGN.md for the parts and data formats.
+
+pub mod backbone;
+pub mod dataset;
+pub mod error;
+#[cfg(feature = "store")]
+pub mod extract;
+pub mod preprocess;
+pub mod runtime;
+#[cfg(feature = "store")]
+pub mod store;
+pub mod zoo;
+
+pub use error::{Error, Result};
+
+/// xfer's version, recorded in every file it writes.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,428 @@
+//! The only pixel maths in the project: decode an image file into RGB, then
+//! resize the shorter side, centre-crop and normalise into a CHW f32 tensor,
+//! exactly as torchvision's `Resize(S) → CenterCrop(C) → ToTensor → Normalize`
+//! does on a PIL image. Extraction, prediction and the tests all call
+//! [`load_tensor`] (or [`decode`] + [`to_tensor`]).
+
+use std::io::Cursor;
+use std::path::Path;
+
+use fast_image_resize as fir;
+use image::metadata::Orientation;
+use image::{DynamicImage, ImageDecoder, ImageReader, RgbImage};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Interpolation {
+    Nearest,
+    Bilinear,
+    Bicubic,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChannelOrder {
+    #[default]
+    Rgb,
+    Bgr,
+}
+
+/// How pixels become a model input. `x = u8 * pixel_scale`, then `(x - mean) / std`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Recipe {
+    /// The shorter side is resized to this (antialiased, like PIL).
+    pub resize: u32,
+    /// Then a centred `crop × crop` square is taken.
+    pub crop: u32,
+    pub interpolation: Interpolation,
+    pub pixel_scale: f32,
+    pub mean: [f32; 3],
+    pub std: [f32; 3],
+    #[serde(default)]
+    pub channel_order: ChannelOrder,
+}
+
+/// Named alternatives to a backbone's native recipe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Preset {
+    /// The recipe in the backbone's manifest.
+    Native,
+    /// The Dogs-vs-Cats tutorial's validation transform: Scale(320), CenterCrop(299),
+    /// Normalize(mean = std = 0.5). For a model whose input is not 299 the resize
+    /// keeps the tutorial's 320/299 ratio.
+    Tutorial,
+}
+
+impl Recipe {
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        if self.crop == 0 || self.resize < self.crop {
+            return Err(format!(
+                "resize ({}) must be ≥ crop ({}) > 0",
+                self.resize, self.crop
+            ));
+        }
+        if self.std.iter().any(|&s| s == 0.0 || !s.is_finite()) {
+            return Err(format!("std {:?} must be finite and non-zero", self.std));
+        }
+        if !(self.pixel_scale.is_finite() && self.pixel_scale > 0.0) {
+            return Err(format!("pixel_scale {} must be positive", self.pixel_scale));
+        }
+        Ok(())
+    }
+
+    /// The recipe a preset gives for a model whose native recipe is `self`.
+    pub fn with_preset(&self, preset: Preset) -> Recipe {
+        match preset {
+            Preset::Native => self.clone(),
+            Preset::Tutorial => Recipe {
+                resize: ((self.crop as f64) * 320.0 / 299.0).round() as u32,
+                crop: self.crop,
+                interpolation: Interpolation::Bilinear,
+                pixel_scale: 1.0 / 255.0,
+                mean: [0.5; 3],
+                std: [0.5; 3],
+                channel_order: ChannelOrder::Rgb,
+            },
+        }
+    }
+
+    /// Number of f32 values of one preprocessed image: 3 × crop × crop.
+    pub fn tensor_len(&self) -> usize {
+        3 * (self.crop as usize) * (self.crop as usize)
+    }
+}
+
+/// Limits and policies of decoding.
+#[derive(Debug, Clone)]
+pub struct DecodeOptions {
+    /// Images with more pixels than this are refused (decompression bombs).
+    pub max_pixels: u64,
+    /// What transparent pixels are composited onto.
+    pub background: [u8; 3],
+    /// Let JPEGs be decoded at 1/2, 1/4 or 1/8 scale when the result still has
+    /// at least the recipe's resize on its shorter side.
+    pub scaled_jpeg: bool,
+}
+
+impl Default for DecodeOptions {
+    fn default() -> Self {
+        DecodeOptions {
+            max_pixels: 100_000_000,
+            background: [255, 255, 255],
+            scaled_jpeg: true,
+        }
+    }
+}
+
+fn bad(path: &Path, reason: impl Into<String>) -> Error {
+    Error::Image {
+        path: path.to_owned(),
+        reason: reason.into(),
+    }
+}
+
+/// Reads and decodes an image file into 8-bit RGB, upright (EXIF orientation
+/// applied), alpha composited onto `opts.background`. `min_short_side` allows a
+/// reduced-size JPEG decode whose shorter side is still at least that long.
+pub fn decode(path: &Path, opts: &DecodeOptions, min_short_side: u32) -> Result<RgbImage> {
+    let bytes = std::fs::read(path).map_err(|e| bad(path, format!("cannot read: {e}")))?;
+    decode_bytes(&bytes, path, opts, min_short_side)
+}
+
+/// [`decode`] on bytes already in memory; `path` only names the image in errors.
+pub fn decode_bytes(
+    bytes: &[u8],
+    path: &Path,
+    opts: &DecodeOptions,
+    min_short_side: u32,
+) -> Result<RgbImage> {
+    if bytes.is_empty() {
+        return Err(bad(path, "empty file (0 bytes)"));
+    }
+    let is_jpeg = bytes.starts_with(&[0xFF, 0xD8, 0xFF]);
+    if is_jpeg && opts.scaled_jpeg {
+        if let Some(img) = decode_jpeg_scaled(bytes, path, opts, min_short_side)? {
+            return Ok(img);
+        }
+    }
+    let reader = ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| bad(path, format!("cannot read: {e}")))?;
+    if reader.format().is_none() {
+        return Err(bad(path, "not an image (unrecognised format)"));
+    }
+    let mut decoder = reader
+        .into_decoder()
+        .map_err(|e| bad(path, format!("cannot decode: {e}")))?;
+    let (w, h) = decoder.dimensions();
+    check_size(path, w, h, opts)?;
+    let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
+    let mut img = DynamicImage::from_decoder(decoder)
+        .map_err(|e| bad(path, format!("cannot decode: {e}")))?;
+    img.apply_orientation(orientation);
+    Ok(into_rgb(img, opts.background))
+}
+
+fn check_size(path: &Path, w: u32, h: u32, opts: &DecodeOptions) -> Result<()> {
+    if w == 0 || h == 0 {
+        return Err(bad(path, format!("image has no pixels ({w}×{h})")));
+    }
+    let pixels = w as u64 * h as u64;
+    if pixels > opts.max_pixels {
+        return Err(bad(
+            path,
+            format!(
+                "image is {w}×{h} = {:.1} megapixels, over the limit of {:.1}; raise it with --max-megapixels",
+                pixels as f64 / 1e6,
+                opts.max_pixels as f64 / 1e6
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Decodes a JPEG at a reduced scale through the IDCT (as libjpeg's `scale_denom`
+/// does), when that still leaves `min_short_side` pixels on the shorter side.
+/// Returns `None` when no reduction applies or the JPEG is of a kind left to
+/// the general decoder (CMYK, 16-bit).
+fn decode_jpeg_scaled(
+    bytes: &[u8],
+    path: &Path,
+    opts: &DecodeOptions,
+    min_short_side: u32,
+) -> Result<Option<RgbImage>> {
+    let mut dec = jpeg_decoder::Decoder::new(Cursor::new(bytes));
+    if dec.read_info().is_err() {
+        return Ok(None); // let the general decoder produce the error message
+    }
+    let Some(info) = dec.info() else {
+        return Ok(None);
+    };
+    let (w, h) = (info.width as u32, info.height as u32);
+    check_size(path, w, h, opts)?;
+    let short = w.min(h);
+    if min_short_side == 0 || short < 2 * min_short_side {
+        return Ok(None);
+    }
+    if !matches!(
+        info.pixel_format,
+        jpeg_decoder::PixelFormat::RGB24 | jpeg_decoder::PixelFormat::L8
+    ) {
+        return Ok(None);
+    }
+    // Request the size whose shorter side is exactly min_short_side; the decoder
+    // picks the smallest IDCT scale (1/8 … 1) that is at least that large.
+    let req_w = ((w as u64 * min_short_side as u64).div_ceil(short as u64)) as u16;
+    let req_h = ((h as u64 * min_short_side as u64).div_ceil(short as u64)) as u16;
+    let (sw, sh) = dec
+        .scale(req_w, req_h)
+        .map_err(|e| bad(path, format!("cannot decode: {e}")))?;
+    let pixels = dec
+        .decode()
+        .map_err(|e| bad(path, format!("cannot decode: {e}")))?;
+    let (sw, sh) = (sw as u32, sh as u32);
+    let img = match info.pixel_format {
+        jpeg_decoder::PixelFormat::RGB24 => {
+            RgbImage::from_raw(sw, sh, pixels).map(DynamicImage::ImageRgb8)
+        }
+        _ => image::GrayImage::from_raw(sw, sh, pixels).map(DynamicImage::ImageLuma8),
+    };
+    let Some(mut img) = img else {
+        return Err(bad(path, "truncated JPEG data"));
+    };
+    let orientation = dec
+        .exif_data()
+        .and_then(Orientation::from_exif_chunk)
+        .unwrap_or(Orientation::NoTransforms);
+    img.apply_orientation(orientation);
+    Ok(Some(into_rgb(img, opts.background)))
+}
+
+/// Any colour type (grey, 16-bit, alpha, …) to 8-bit RGB; alpha is composited
+/// onto `background` (PIL's `convert('RGB')` would drop it instead, keeping
+/// whatever colour the transparent pixels happen to carry).
+fn into_rgb(img: DynamicImage, background: [u8; 3]) -> RgbImage {
+    if !img.color().has_alpha() {
+        return img.into_rgb8();
+    }
+    let rgba = img.into_rgba8();
+    let (w, h) = rgba.dimensions();
+    let mut out = RgbImage::new(w, h);
+    for (src, dst) in rgba.pixels().zip(out.pixels_mut()) {
+        let a = src[3] as u32;
+        for c in 0..3 {
+            let v = src[c] as u32 * a + background[c] as u32 * (255 - a);
+            dst[c] = ((v + 127) / 255) as u8;
+        }
+    }
+    out
+}
+
+/// Output size of torchvision's `Resize(size)` (int): the shorter side becomes
+/// `size`, the longer side `int(size * long / short)` (truncated).
+pub fn resized_size(w: u32, h: u32, size: u32) -> (u32, u32) {
+    if w <= h {
+        (size, (size as u64 * h as u64 / w as u64) as u32)
+    } else {
+        ((size as u64 * w as u64 / h as u64) as u32, size)
+    }
+}
+
+/// torchvision's `CenterCrop` offset: `int(round((len - crop) / 2.0))`, with
+/// Python's round-half-to-even.
+pub fn center_offset(len: u32, crop: u32) -> u32 {
+    let d = len.saturating_sub(crop);
+    let half = d / 2;
+    if d % 2 == 1 && half % 2 == 1 {
+        half + 1
+    } else {
+        half
+    }
+}
+
+/// Resize + centre crop + normalise one RGB image into `out` (CHW, length
+/// `recipe.tensor_len()`). Only the crop region is resampled, with the same
+/// sample positions a full resize followed by a crop would use.
+///
+/// # Shapes
+/// `img`: [h, w, 3] u8 → `out`: [3, crop, crop] f32
+pub fn to_tensor(img: &RgbImage, recipe: &Recipe, out: &mut [f32]) {
+    assert_eq!(out.len(), recipe.tensor_len(), "output buffer length");
+    let crop = recipe.crop;
+    let (w, h) = img.dimensions();
+    let (rw, rh) = resized_size(w, h, recipe.resize);
+    let (left, top) = (center_offset(rw, crop), center_offset(rh, crop));
+    let (sx, sy) = (w as f64 / rw as f64, h as f64 / rh as f64);
+
+    let src = fir::images::ImageRef::new(w, h, img.as_raw(), fir::PixelType::U8x3)
+        .expect("RgbImage buffer has w*h*3 bytes");
+    let mut dst = fir::images::Image::new(crop, crop, fir::PixelType::U8x3);
+    let alg = match recipe.interpolation {
+        Interpolation::Nearest => fir::ResizeAlg::Nearest,
+        Interpolation::Bilinear => fir::ResizeAlg::Convolution(fir::FilterType::Bilinear),
+        Interpolation::Bicubic => fir::ResizeAlg::Convolution(fir::FilterType::CatmullRom),
+    };
+    let options = fir::ResizeOptions::new().resize_alg(alg).crop(
+        left as f64 * sx,
+        top as f64 * sy,
+        crop as f64 * sx,
+        crop as f64 * sy,
+    );
+    fir::Resizer::new()
+        .resize(&src, &mut dst, &options)
+        .expect("pixel types and crop box are valid");
+
+    normalise(dst.buffer(), recipe, out);
+}
+
+/// HWC u8 → CHW f32 with `(u8 * pixel_scale - mean) / std` per channel.
+fn normalise(hwc: &[u8], recipe: &Recipe, out: &mut [f32]) {
+    let plane = out.len() / 3;
+    let mut lut = [[0f32; 256]; 3];
+    for (c, table) in lut.iter_mut().enumerate() {
+        for (v, x) in table.iter_mut().enumerate() {
+            *x = (v as f32 * recipe.pixel_scale - recipe.mean[c]) / recipe.std[c];
+        }
+    }
+    let order: [usize; 3] = match recipe.channel_order {
+        ChannelOrder::Rgb => [0, 1, 2],
+        ChannelOrder::Bgr => [2, 1, 0],
+    };
+    let (p0, rest) = out.split_at_mut(plane);
+    let (p1, p2) = rest.split_at_mut(plane);
+    for (i, px) in hwc.chunks_exact(3).enumerate() {
+        let [a, b, c] = [px[order[0]], px[order[1]], px[order[2]]];
+        p0[i] = lut[order[0]][a as usize];
+        p1[i] = lut[order[1]][b as usize];
+        p2[i] = lut[order[2]][c as usize];
+    }
+}
+
+/// Decode + preprocess: the whole per-image pipeline.
+pub fn load_tensor(
+    path: &Path,
+    recipe: &Recipe,
+    opts: &DecodeOptions,
+    out: &mut [f32],
+) -> Result<()> {
+    let img = decode(path, opts, recipe.resize)?;
+    to_tensor(&img, recipe, out);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resized_size_matches_torchvision() {
+        // torchvision: Resize(256) of a 500×375 (w×h) image → 341×256.
+        assert_eq!(resized_size(500, 375, 256), (341, 256));
+        assert_eq!(resized_size(375, 500, 256), (256, 341));
+        assert_eq!(resized_size(300, 300, 224), (224, 224));
+    }
+
+    #[test]
+    fn center_offset_rounds_half_to_even() {
+        // Python: int(round((341 - 224) / 2.0)) == 58 (58.5 → 58), (343-224)/2=59.5 → 60
+        assert_eq!(center_offset(341, 224), 58);
+        assert_eq!(center_offset(343, 224), 60);
+        assert_eq!(center_offset(256, 224), 16);
+    }
+
+    #[test]
+    fn normalise_uses_recipe_and_layout() {
+        let recipe = Recipe {
+            resize: 1,
+            crop: 1,
+            interpolation: Interpolation::Bilinear,
+            pixel_scale: 1.0,
+            mean: [127.0; 3],
+            std: [128.0; 3],
+            channel_order: ChannelOrder::Rgb,
+        };
+        let mut out = [0f32; 3];
+        normalise(&[255, 127, 0], &recipe, &mut out);
+        assert_eq!(out, [1.0, 0.0, -127.0 / 128.0]);
+        let bgr = Recipe {
+            channel_order: ChannelOrder::Bgr,
+            ..recipe
+        };
+        normalise(&[255, 127, 0], &bgr, &mut out);
+        assert_eq!(out, [-127.0 / 128.0, 0.0, 1.0]);
+    }
+
+    #[test]
+    fn alpha_is_composited_on_background() {
+        let mut rgba = image::RgbaImage::new(2, 1);
+        rgba.put_pixel(0, 0, image::Rgba([0, 0, 0, 0]));
+        rgba.put_pixel(1, 0, image::Rgba([0, 0, 0, 255]));
+        let rgb = into_rgb(DynamicImage::ImageRgba8(rgba), [255, 255, 255]);
+        assert_eq!(rgb.get_pixel(0, 0).0, [255, 255, 255]);
+        assert_eq!(rgb.get_pixel(1, 0).0, [0, 0, 0]);
+    }
+
+    #[test]
+    fn constant_image_gives_constant_tensor() {
+        let img = RgbImage::from_pixel(50, 30, image::Rgb([10, 20, 30]));
+        let recipe = Recipe {
+            resize: 16,
+            crop: 8,
+            interpolation: Interpolation::Bilinear,
+            pixel_scale: 1.0 / 255.0,
+            mean: [0.0; 3],
+            std: [1.0; 3],
+            channel_order: ChannelOrder::Rgb,
+        };
+        let mut out = vec![0f32; recipe.tensor_len()];
+        to_tensor(&img, &recipe, &mut out);
+        for (c, v) in [10.0f32, 20.0, 30.0].iter().enumerate() {
+            for x in &out[c * 64..(c + 1) * 64] {
+                assert!((x - v / 255.0).abs() < 1e-6);
+            }
+        }
+    }
+}

@@ -1,0 +1,518 @@
+//! HDF5 feature files, one per split × backbone (DESIGN.md, "Feature file"):
+//! `data` f32 [N, D] (chunked), `label` i64 [N] (−1 = unknown), `path` UTF-8 [N],
+//! the skipped files with reasons, and provenance attributes.
+//!
+//! A file is written as `<out>.partial`, flushed after every batch with the
+//! number of committed rows in `rows_done`; only a finished run sets
+//! `complete = 1` and renames it to `<out>`. A killed run therefore never
+//! leaves a file under the final name, and `--resume` continues the partial one.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use hdf5::types::VarLenUnicode;
+use hdf5::{Dataset, Extent, File};
+use ndarray::{s, Array1, Array2, ArrayView2};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// Where a feature file came from. Stored as attributes of the file's root.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Provenance {
+    pub backbone: String,
+    pub model_sha256: String,
+    /// The preprocessing recipe, as JSON.
+    pub preprocess: String,
+    /// Class names in label order (JSON array in the file).
+    pub class_names: Vec<String>,
+    pub ort_version: String,
+    /// The execution provider that really ran.
+    pub execution_provider: String,
+    pub xfer_version: String,
+    pub dataset_root: String,
+    pub layout: String,
+}
+
+const ROW_CHUNK: usize = 256;
+
+pub fn partial_path(out: &Path) -> PathBuf {
+    let mut s = out.as_os_str().to_owned();
+    s.push(".partial");
+    PathBuf::from(s)
+}
+
+fn h5(path: &Path) -> impl Fn(hdf5::Error) -> Error + 'static {
+    let path = path.to_owned();
+    move |source| Error::Hdf5 {
+        path: path.clone(),
+        source,
+    }
+}
+
+fn store_err(path: &Path, reason: impl Into<String>) -> Error {
+    Error::Store {
+        path: path.to_owned(),
+        reason: reason.into(),
+    }
+}
+
+fn vlen(s: &str) -> VarLenUnicode {
+    // NUL cannot occur in paths or reasons we write; replace defensively.
+    s.replace('\0', "?").parse().expect("no NUL")
+}
+
+fn write_str_attr(file: &File, name: &str, value: &str) -> hdf5::Result<()> {
+    if file.attr_names()?.iter().any(|n| n == name) {
+        file.attr(name)?.write_scalar(&vlen(value))
+    } else {
+        file.new_attr::<VarLenUnicode>()
+            .create(name)?
+            .write_scalar(&vlen(value))
+    }
+}
+
+fn read_str_attr(file: &File, name: &str) -> Option<String> {
+    let a = file.attr(name).ok()?;
+    a.read_scalar::<VarLenUnicode>()
+        .ok()
+        .map(|v| v.as_str().to_owned())
+}
+
+fn write_u64_attr(file: &File, name: &str, value: u64) -> hdf5::Result<()> {
+    if file.attr_names()?.iter().any(|n| n == name) {
+        file.attr(name)?.write_scalar(&value)
+    } else {
+        file.new_attr::<u64>().create(name)?.write_scalar(&value)
+    }
+}
+
+fn read_u64_attr(file: &File, name: &str) -> Option<u64> {
+    file.attr(name).ok()?.read_scalar::<u64>().ok()
+}
+
+/// Appends rows to a feature file being written.
+pub struct FeatureWriter {
+    file: File,
+    out: PathBuf,
+    partial: PathBuf,
+    dim: usize,
+    rows: usize,
+    n_skipped: usize,
+    data: Dataset,
+    label: Dataset,
+    path: Dataset,
+    skipped_path: Dataset,
+    skipped_reason: Dataset,
+}
+
+/// What a resumed writer already holds.
+pub struct ResumeState {
+    pub rows: usize,
+    /// Paths already written or already recorded as skipped.
+    pub done: HashSet<String>,
+}
+
+impl FeatureWriter {
+    /// Starts `<out>.partial` afresh (replacing an old partial file).
+    pub fn create(out: &Path, dim: usize, prov: &Provenance) -> Result<FeatureWriter> {
+        let partial = partial_path(out);
+        let err = h5(&partial);
+        let file = File::create(&partial).map_err(&err)?;
+        let data = file
+            .new_dataset::<f32>()
+            .chunk((ROW_CHUNK.min(1 << 20 / dim.max(1)).max(1), dim))
+            .shape((Extent::resizable(0), Extent::fixed(dim)))
+            .create("data")
+            .map_err(&err)?;
+        let str_ds = |name: &str| {
+            file.new_dataset::<VarLenUnicode>()
+                .chunk(ROW_CHUNK)
+                .shape(Extent::resizable(0))
+                .create(name)
+        };
+        let label = file
+            .new_dataset::<i64>()
+            .chunk(ROW_CHUNK)
+            .shape(Extent::resizable(0))
+            .create("label")
+            .map_err(&err)?;
+        let path = str_ds("path").map_err(&err)?;
+        let skipped_path = str_ds("skipped_path").map_err(&err)?;
+        let skipped_reason = str_ds("skipped_reason").map_err(&err)?;
+        let attrs = [
+            ("backbone", prov.backbone.clone()),
+            ("model_sha256", prov.model_sha256.clone()),
+            ("preprocess", prov.preprocess.clone()),
+            (
+                "class_names",
+                serde_json::to_string(&prov.class_names).expect("json"),
+            ),
+            ("ort_version", prov.ort_version.clone()),
+            ("execution_provider", prov.execution_provider.clone()),
+            ("xfer_version", prov.xfer_version.clone()),
+            ("dataset_root", prov.dataset_root.clone()),
+            ("layout", prov.layout.clone()),
+        ];
+        for (k, v) in attrs {
+            write_str_attr(&file, k, &v).map_err(&err)?;
+        }
+        write_u64_attr(&file, "rows_done", 0).map_err(&err)?;
+        write_u64_attr(&file, "complete", 0).map_err(&err)?;
+        file.flush().map_err(&err)?;
+        Ok(FeatureWriter {
+            file,
+            out: out.to_owned(),
+            partial,
+            dim,
+            rows: 0,
+            n_skipped: 0,
+            data,
+            label,
+            path,
+            skipped_path,
+            skipped_reason,
+        })
+    }
+
+    /// Reopens `<out>.partial` after an interrupted run. Rows past the last
+    /// committed batch are dropped. The provenance must match the new run's
+    /// (same model, preprocessing and dataset), except the execution provider.
+    pub fn resume(
+        out: &Path,
+        dim: usize,
+        prov: &Provenance,
+    ) -> Result<(FeatureWriter, ResumeState)> {
+        let partial = partial_path(out);
+        let err = h5(&partial);
+        let file = File::open_rw(&partial).map_err(|e| {
+            store_err(
+                &partial,
+                format!("cannot be reopened ({e}); it was damaged by the interruption: delete it and run without --resume"),
+            )
+        })?;
+        let old = read_provenance(&file)
+            .ok_or_else(|| store_err(&partial, "has no provenance; delete it"))?;
+        let same = |a: &str, b: &str, what: &str| {
+            if a == b {
+                Ok(())
+            } else {
+                Err(store_err(
+                    &partial,
+                    format!("was started with {what} `{a}`, this run has `{b}`; rerun with the same settings or delete it"),
+                ))
+            }
+        };
+        same(&old.backbone, &prov.backbone, "backbone")?;
+        same(&old.model_sha256, &prov.model_sha256, "model sha256")?;
+        same(&old.preprocess, &prov.preprocess, "preprocessing")?;
+        same(&old.dataset_root, &prov.dataset_root, "dataset")?;
+        let rows = read_u64_attr(&file, "rows_done").unwrap_or(0) as usize;
+        let n_skipped = read_u64_attr(&file, "skipped_done").unwrap_or(0) as usize;
+        let data = file.dataset("data").map_err(&err)?;
+        if data.shape().get(1) != Some(&dim) {
+            return Err(store_err(
+                &partial,
+                format!("has feature dimension {:?}, expected {dim}", data.shape()),
+            ));
+        }
+        let label = file.dataset("label").map_err(&err)?;
+        let path = file.dataset("path").map_err(&err)?;
+        let skipped_path = file.dataset("skipped_path").map_err(&err)?;
+        let skipped_reason = file.dataset("skipped_reason").map_err(&err)?;
+        // Drop anything written after the last committed batch.
+        for ds in [&label, &path] {
+            ds.resize(rows).map_err(&err)?;
+        }
+        data.resize((rows, dim)).map_err(&err)?;
+        for ds in [&skipped_path, &skipped_reason] {
+            ds.resize(n_skipped).map_err(&err)?;
+        }
+        write_str_attr(&file, "execution_provider", &prov.execution_provider).map_err(&err)?;
+        let mut done: HashSet<String> = HashSet::new();
+        for ds in [&path, &skipped_path] {
+            let v: Vec<VarLenUnicode> = ds.read_raw().map_err(&err)?;
+            done.extend(v.iter().map(|s| s.as_str().to_owned()));
+        }
+        let w = FeatureWriter {
+            file,
+            out: out.to_owned(),
+            partial,
+            dim,
+            rows,
+            n_skipped,
+            data,
+            label,
+            path,
+            skipped_path,
+            skipped_reason,
+        };
+        Ok((w, ResumeState { rows, done }))
+    }
+
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Appends one batch and the files it skipped, then commits and flushes.
+    ///
+    /// # Shapes
+    /// `features`: [n, dim], `labels`: [n], `paths`: [n]
+    pub fn append(
+        &mut self,
+        features: ArrayView2<f32>,
+        labels: &[i64],
+        paths: &[String],
+        skipped: &[(String, String)],
+    ) -> Result<()> {
+        let n = features.nrows();
+        assert_eq!(features.ncols(), self.dim, "feature dimension");
+        assert_eq!(labels.len(), n);
+        assert_eq!(paths.len(), n);
+        let err = h5(&self.partial);
+        let (a, b) = (self.rows, self.rows + n);
+        if n > 0 {
+            self.data.resize((b, self.dim)).map_err(&err)?;
+            self.data
+                .write_slice(features, s![a..b, ..])
+                .map_err(&err)?;
+            self.label.resize(b).map_err(&err)?;
+            self.label.write_slice(labels, a..b).map_err(&err)?;
+            let p: Vec<VarLenUnicode> = paths.iter().map(|p| vlen(p)).collect();
+            self.path.resize(b).map_err(&err)?;
+            self.path.write_slice(&p, a..b).map_err(&err)?;
+        }
+        if !skipped.is_empty() {
+            let (c, d) = (self.n_skipped, self.n_skipped + skipped.len());
+            let sp: Vec<VarLenUnicode> = skipped.iter().map(|(p, _)| vlen(p)).collect();
+            let sr: Vec<VarLenUnicode> = skipped.iter().map(|(_, r)| vlen(r)).collect();
+            self.skipped_path.resize(d).map_err(&err)?;
+            self.skipped_path.write_slice(&sp, c..d).map_err(&err)?;
+            self.skipped_reason.resize(d).map_err(&err)?;
+            self.skipped_reason.write_slice(&sr, c..d).map_err(&err)?;
+            self.n_skipped = d;
+            write_u64_attr(&self.file, "skipped_done", d as u64).map_err(&err)?;
+        }
+        self.rows = b;
+        write_u64_attr(&self.file, "rows_done", b as u64).map_err(&err)?;
+        self.file.flush().map_err(&err)?;
+        Ok(())
+    }
+
+    /// Marks the file complete and moves it to its final name.
+    pub fn finish(self) -> Result<PathBuf> {
+        let err = h5(&self.partial);
+        write_u64_attr(&self.file, "complete", 1).map_err(&err)?;
+        self.file.flush().map_err(&err)?;
+        let FeatureWriter {
+            file, partial, out, ..
+        } = self;
+        file.close().map_err(&err)?;
+        std::fs::rename(&partial, &out).map_err(|e| Error::io(&out, e))?;
+        Ok(out)
+    }
+}
+
+fn read_provenance(file: &File) -> Option<Provenance> {
+    Some(Provenance {
+        backbone: read_str_attr(file, "backbone")?,
+        model_sha256: read_str_attr(file, "model_sha256")?,
+        preprocess: read_str_attr(file, "preprocess")?,
+        class_names: serde_json::from_str(&read_str_attr(file, "class_names")?).ok()?,
+        ort_version: read_str_attr(file, "ort_version").unwrap_or_default(),
+        execution_provider: read_str_attr(file, "execution_provider").unwrap_or_default(),
+        xfer_version: read_str_attr(file, "xfer_version").unwrap_or_default(),
+        dataset_root: read_str_attr(file, "dataset_root").unwrap_or_default(),
+        layout: read_str_attr(file, "layout").unwrap_or_default(),
+    })
+}
+
+/// A feature file read back in full.
+#[derive(Debug, Clone)]
+pub struct FeatureFile {
+    pub file: PathBuf,
+    /// [n_samples, n_features]
+    pub data: Array2<f32>,
+    /// [n_samples]; −1 where unknown.
+    pub labels: Array1<i64>,
+    /// Relative image paths; `None` for files in the tutorial's layout.
+    pub paths: Option<Vec<String>>,
+    /// `None` for files in the tutorial's layout.
+    pub provenance: Option<Provenance>,
+    pub skipped: Vec<(String, String)>,
+}
+
+/// Reads an xfer feature file, or a tutorial one (`data` and `label` only).
+/// An xfer file that is not marked complete is refused.
+pub fn read(path: &Path) -> Result<FeatureFile> {
+    let err = h5(path);
+    if !path.exists() {
+        let partial = partial_path(path);
+        let hint = if partial.exists() {
+            format!(
+                "; {} is an interrupted extraction: finish it with `xfer extract --resume`",
+                partial.display()
+            )
+        } else {
+            String::new()
+        };
+        return Err(store_err(path, format!("does not exist{hint}")));
+    }
+    let file = File::open(path).map_err(&err)?;
+    if let Some(complete) = read_u64_attr(&file, "complete") {
+        if complete != 1 {
+            return Err(store_err(
+                path,
+                "is not complete (interrupted extraction); finish it with `xfer extract --resume`",
+            ));
+        }
+    }
+    let data_ds = file
+        .dataset("data")
+        .map_err(|_| store_err(path, "has no `data` dataset; is it a feature file?"))?;
+    let shape = data_ds.shape();
+    if shape.len() != 2 {
+        return Err(store_err(
+            path,
+            format!("`data` has shape {shape:?}, expected [n_samples, n_features]"),
+        ));
+    }
+    let data: Array2<f32> = data_ds.read_2d::<f32>().map_err(&err)?;
+    let labels: Array1<i64> = match file.dataset("label") {
+        Ok(ds) => ds.read_1d::<i64>().map_err(&err)?,
+        Err(_) => Array1::from_elem(data.nrows(), -1),
+    };
+    if labels.len() != data.nrows() {
+        return Err(store_err(
+            path,
+            format!(
+                "`label` has {} rows but `data` has {}",
+                labels.len(),
+                data.nrows()
+            ),
+        ));
+    }
+    let read_strings = |name: &str| -> Result<Option<Vec<String>>> {
+        match file.dataset(name) {
+            Ok(ds) => {
+                let v: Vec<VarLenUnicode> = ds.read_raw().map_err(&err)?;
+                Ok(Some(v.iter().map(|s| s.as_str().to_owned()).collect()))
+            }
+            Err(_) => Ok(None),
+        }
+    };
+    let paths = read_strings("path")?;
+    if let Some(p) = &paths {
+        if p.len() != data.nrows() {
+            return Err(store_err(
+                path,
+                format!(
+                    "`path` has {} rows but `data` has {}",
+                    p.len(),
+                    data.nrows()
+                ),
+            ));
+        }
+    }
+    let skipped = match (
+        read_strings("skipped_path")?,
+        read_strings("skipped_reason")?,
+    ) {
+        (Some(p), Some(r)) => p.into_iter().zip(r).collect(),
+        _ => Vec::new(),
+    };
+    Ok(FeatureFile {
+        file: path.to_owned(),
+        data,
+        labels,
+        paths,
+        provenance: read_provenance(&file),
+        skipped,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::array;
+
+    fn prov() -> Provenance {
+        Provenance {
+            backbone: "tiny".into(),
+            model_sha256: "abc".into(),
+            preprocess: "{}".into(),
+            class_names: vec!["cat".into(), "dog".into()],
+            ort_version: "1.31.1".into(),
+            execution_provider: "CPUExecutionProvider".into(),
+            xfer_version: "0".into(),
+            dataset_root: "/data".into(),
+            layout: "image_folder".into(),
+        }
+    }
+
+    #[test]
+    fn write_finish_read_roundtrip() {
+        let t = tempfile::tempdir().unwrap();
+        let out = t.path().join("f.h5");
+        let mut w = FeatureWriter::create(&out, 2, &prov()).unwrap();
+        w.append(array![[1.0, 2.0]].view(), &[0], &["cat/a.jpg".into()], &[])
+            .unwrap();
+        w.append(
+            array![[3.0, 4.0], [5.0, 6.0]].view(),
+            &[1, 1],
+            &["dog/b.jpg".into(), "dog/ü.jpg".into()],
+            &[("dog/bad.jpg".into(), "empty file".into())],
+        )
+        .unwrap();
+        assert!(!out.exists(), "only the partial file exists before finish");
+        assert!(
+            read(&partial_path(&out)).is_err(),
+            "a partial file is not complete"
+        );
+        w.finish().unwrap();
+        let f = read(&out).unwrap();
+        assert_eq!(f.data, array![[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]]);
+        assert_eq!(f.labels, array![0, 1, 1]);
+        assert_eq!(f.paths.unwrap(), ["cat/a.jpg", "dog/b.jpg", "dog/ü.jpg"]);
+        assert_eq!(
+            f.skipped,
+            [("dog/bad.jpg".to_string(), "empty file".to_string())]
+        );
+        assert_eq!(f.provenance.unwrap(), prov());
+        assert!(!partial_path(&out).exists());
+    }
+
+    #[test]
+    fn resume_drops_uncommitted_rows_and_checks_provenance() {
+        let t = tempfile::tempdir().unwrap();
+        let out = t.path().join("f.h5");
+        let mut w = FeatureWriter::create(&out, 2, &prov()).unwrap();
+        w.append(
+            array![[1.0, 2.0]].view(),
+            &[0],
+            &["a".into()],
+            &[("x".into(), "bad".into())],
+        )
+        .unwrap();
+        drop(w); // interrupted
+        let mut other = prov();
+        other.model_sha256 = "def".into();
+        let e = FeatureWriter::resume(&out, 2, &other)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("model sha256"), "{e}");
+        let (mut w, state) = FeatureWriter::resume(&out, 2, &prov()).unwrap();
+        assert_eq!(state.rows, 1);
+        assert_eq!(
+            state.done,
+            HashSet::from(["a".to_string(), "x".to_string()])
+        );
+        w.append(array![[3.0, 4.0]].view(), &[1], &["b".into()], &[])
+            .unwrap();
+        w.finish().unwrap();
+        let f = read(&out).unwrap();
+        assert_eq!(f.data.nrows(), 2);
+        assert_eq!(f.skipped.len(), 1);
+    }
+}

@@ -1,0 +1,201 @@
+//! Backbone manifests (`onnx/<name>.toml`): what a model file is, what it expects
+//! and what it produces. See `onnx/README.md` for the schema.
+
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Result};
+use crate::preprocess::Recipe;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Weights {
+    Pretrained,
+    Random,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InputSpec {
+    pub name: String,
+    /// NCHW; -1 marks the dynamic batch axis.
+    pub shape: [i64; 4],
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OutputSpec {
+    pub features: String,
+    pub feature_dim: usize,
+    #[serde(default)]
+    pub logits: Option<String>,
+    #[serde(default)]
+    pub n_logits: Option<usize>,
+}
+
+/// One backbone, as committed in `onnx/<name>.toml`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Manifest {
+    pub name: String,
+    pub file: String,
+    pub sha256: String,
+    pub weights: Weights,
+    #[serde(default)]
+    pub weights_source: String,
+    #[serde(default)]
+    pub license: String,
+    #[serde(default)]
+    pub generator: String,
+    #[serde(default)]
+    pub description: String,
+    pub input: InputSpec,
+    pub output: OutputSpec,
+    pub preprocess: Recipe,
+    /// Folder the manifest was read from; `file` is relative to it.
+    #[serde(skip)]
+    pub dir: PathBuf,
+}
+
+impl Manifest {
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let text = fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let mut m: Manifest = toml::from_str(&text).map_err(|e| Error::Manifest {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        })?;
+        m.dir = path.parent().unwrap_or(Path::new(".")).to_owned();
+        m.validate().map_err(|reason| Error::Manifest {
+            path: path.to_owned(),
+            reason,
+        })?;
+        Ok(m)
+    }
+
+    fn validate(&self) -> std::result::Result<(), String> {
+        let [_, c, h, w] = self.input.shape;
+        if c != 3 || h != w || h <= 0 {
+            return Err(format!(
+                "input shape {:?} must be [-1, 3, S, S]",
+                self.input.shape
+            ));
+        }
+        if h as u32 != self.preprocess.crop {
+            return Err(format!(
+                "input size {h} differs from the preprocessing crop {}",
+                self.preprocess.crop
+            ));
+        }
+        if self.output.feature_dim == 0 {
+            return Err("feature_dim must be positive".into());
+        }
+        self.preprocess.validate()
+    }
+
+    pub fn onnx_path(&self) -> PathBuf {
+        self.dir.join(&self.file)
+    }
+
+    pub fn generator_hint(&self) -> String {
+        if self.generator.is_empty() {
+            "the tool in tools/ that made it".into()
+        } else {
+            self.generator.clone()
+        }
+    }
+
+    /// Checks that the ONNX file exists and has the manifest's sha256.
+    pub fn verify_file(&self) -> Result<()> {
+        let path = self.onnx_path();
+        if !path.exists() {
+            return Err(Error::ModelFileMissing {
+                path,
+                generator: self.generator_hint(),
+            });
+        }
+        let actual = sha256_file(&path)?;
+        if actual != self.sha256 {
+            return Err(Error::ModelChecksum {
+                path,
+                expected: self.sha256.clone(),
+                actual,
+                generator: self.generator_hint(),
+            });
+        }
+        Ok(())
+    }
+}
+
+pub fn sha256_file(path: &Path) -> Result<String> {
+    let mut f = fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf).map_err(|e| Error::io(path, e))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(format!("{:x}", hasher.finalize()))
+}
+
+/// The folder of manifests.
+pub struct Zoo {
+    pub dir: PathBuf,
+}
+
+impl Zoo {
+    /// `explicit`, else `$XFER_ZOO`, else `./onnx`, else `onnx/` next to the
+    /// source checkout the binary was built from.
+    pub fn locate(explicit: Option<&Path>) -> Zoo {
+        if let Some(p) = explicit {
+            return Zoo { dir: p.to_owned() };
+        }
+        if let Some(p) = std::env::var_os("XFER_ZOO") {
+            return Zoo { dir: p.into() };
+        }
+        let local = PathBuf::from("onnx");
+        if local.is_dir() {
+            return Zoo { dir: local };
+        }
+        Zoo {
+            dir: Path::new(env!("CARGO_MANIFEST_DIR")).join("onnx"),
+        }
+    }
+
+    pub fn manifests(&self) -> Result<Vec<Manifest>> {
+        let mut paths: Vec<PathBuf> = fs::read_dir(&self.dir)
+            .map_err(|e| Error::io(&self.dir, e))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+            .collect();
+        paths.sort();
+        paths.iter().map(|p| Manifest::from_file(p)).collect()
+    }
+
+    /// A model by name, or a path to a manifest file (`*.toml`).
+    pub fn find(&self, name_or_path: &str) -> Result<Manifest> {
+        if name_or_path.ends_with(".toml") {
+            return Manifest::from_file(Path::new(name_or_path));
+        }
+        let path = self.dir.join(format!("{name_or_path}.toml"));
+        if path.exists() {
+            return Manifest::from_file(&path);
+        }
+        let known = self
+            .manifests()
+            .map(|ms| {
+                ms.iter()
+                    .map(|m| m.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
+            .unwrap_or_else(|_| format!("none (no manifests in {})", self.dir.display()));
+        Err(Error::UnknownModel {
+            name: name_or_path.to_owned(),
+            known,
+        })
+    }
+}

