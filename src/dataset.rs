@@ -210,12 +210,14 @@ pub fn scan(root: &Path, layout: Option<Layout>) -> Result<Dataset> {
                         .position(|k| k == c)
                         .expect("class collected")
                         as i64,
-                    None if layout == Layout::KaggleFlat => return Err(dataset_err(
-                        root,
-                        format!(
+                    None if layout == Layout::KaggleFlat => {
+                        return Err(dataset_err(
+                            root,
+                            format!(
                             "{name} does not follow <class>.<id>.<ext>; use --layout unlabelled"
                         ),
-                    )),
+                        ))
+                    }
                     _ => -1,
                 };
                 ds.items.push(Item {

@@ -143,6 +143,11 @@ pub fn decode_bytes(
         return Err(bad(path, "empty file (0 bytes)"));
     }
     let is_jpeg = bytes.starts_with(&[0xFF, 0xD8, 0xFF]);
+    // Decoders fill a truncated JPEG with grey instead of failing (PIL refuses
+    // it: "image file is truncated"). A complete JPEG has its end marker.
+    if is_jpeg && !bytes.windows(2).rev().any(|w| w == [0xFF, 0xD9]) {
+        return Err(bad(path, "truncated JPEG (no end-of-image marker)"));
+    }
     if is_jpeg && opts.scaled_jpeg {
         if let Some(img) = decode_jpeg_scaled(bytes, path, opts, min_short_side)? {
             return Ok(img);
@@ -175,7 +180,7 @@ fn check_size(path: &Path, w: u32, h: u32, opts: &DecodeOptions) -> Result<()> {
         return Err(bad(
             path,
             format!(
-                "image is {w}×{h} = {:.1} megapixels, over the limit of {:.1}; raise it with --max-megapixels",
+                "image is {w}×{h} = {} megapixels, over the limit of {}; raise it with --max-megapixels",
                 pixels as f64 / 1e6,
                 opts.max_pixels as f64 / 1e6
             ),

@@ -65,8 +65,24 @@ pub struct Runtime {
     pub version: String,
 }
 
+/// ONNX Runtime allows one environment per process: the first `init` creates
+/// it, later calls share it.
+static RUNTIME: std::sync::Mutex<Option<Runtime>> = std::sync::Mutex::new(None);
+
 impl Runtime {
+    /// Loads the library found by [`find_library`] and creates the process's
+    /// environment, or returns the one already created.
     pub fn init(explicit: Option<&Path>) -> Result<Runtime> {
+        let mut slot = RUNTIME.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(rt) = slot.as_ref() {
+            return Ok(rt.clone());
+        }
+        let rt = Self::load(explicit)?;
+        *slot = Some(rt.clone());
+        Ok(rt)
+    }
+
+    fn load(explicit: Option<&Path>) -> Result<Runtime> {
         let library = find_library(explicit)?;
         let builder = ort::init_from(&library).map_err(|e| Error::OrtLibraryLoad {
             path: library.clone(),

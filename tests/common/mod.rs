@@ -1,0 +1,75 @@
+//! Shared helpers of the integration tests. Nothing here downloads anything:
+//! the ONNX Runtime library, the EfficientNet-Lite0 model and the photos are put
+//! in place by `tools/setup.sh`, which the README's test command runs first.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use xfer::runtime::Runtime;
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The ONNX Runtime set up by tools/setup.sh; a clear failure otherwise.
+pub fn runtime() -> Runtime {
+    Runtime::init(None)
+        .unwrap_or_else(|e| panic!("{e} (the test command runs tools/setup.sh first)"))
+}
+
+/// A file that tools/setup.sh generates; a clear failure when it is missing.
+pub fn setup_file(rel: &str) -> PathBuf {
+    let p = repo().join(rel);
+    assert!(p.exists(), "{} is missing: run tools/setup.sh", p.display());
+    p
+}
+
+pub fn tiny_manifest() -> PathBuf {
+    repo().join("tests/fixtures/tiny/tiny.toml")
+}
+
+pub fn xfer(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_xfer"))
+        .args(args)
+        .current_dir(repo())
+        .output()
+        .expect("run xfer")
+}
+
+pub fn text(o: &Output) -> String {
+    format!(
+        "status {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// A deterministic, textured RGB image (not flat, so resizing matters).
+pub fn pattern(w: u32, h: u32, seed: u32) -> image::RgbImage {
+    image::RgbImage::from_fn(w, h, |x, y| {
+        let v = x
+            .wrapping_mul(31)
+            .wrapping_add(y.wrapping_mul(17))
+            .wrapping_add(seed * 97);
+        image::Rgb([
+            (v % 251) as u8,
+            ((x * 7 + seed) % 256) as u8,
+            ((y * 5 + seed * 3) % 256) as u8,
+        ])
+    })
+}
+
+/// An ImageFolder of `per_class` JPEGs and PNGs in each of `classes`.
+pub fn make_image_folder(root: &Path, classes: &[&str], per_class: u32) {
+    for (ci, c) in classes.iter().enumerate() {
+        std::fs::create_dir_all(root.join(c)).unwrap();
+        for i in 0..per_class {
+            let img = pattern(40 + i % 7, 50 + i % 5, ci as u32 * 1000 + i);
+            let ext = if i % 2 == 0 { "jpg" } else { "png" };
+            img.save(root.join(c).join(format!("{i:04}.{ext}")))
+                .unwrap();
+        }
+    }
+}
