@@ -3,14 +3,20 @@
 //! classifier heads are trained. See DESIGN.md for the parts and data formats.
 
 pub mod backbone;
+pub mod bundle;
 pub mod dataset;
 pub mod error;
 #[cfg(feature = "store")]
 pub mod extract;
+pub mod features;
+pub mod head;
+pub mod metrics;
 pub mod preprocess;
+pub mod report;
 pub mod runtime;
 #[cfg(feature = "store")]
 pub mod store;
+pub mod train;
 pub mod zoo;
 
 pub use error::{Error, Result};

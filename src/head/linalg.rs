@@ -20,7 +20,14 @@ pub fn gemm(alpha: f32, a: ArrayView2<f32>, b: ArrayView2<f32>, beta: f32, c: Ar
     split(alpha, a, b, beta, c, parts);
 }
 
-fn split(alpha: f32, a: ArrayView2<f32>, b: ArrayView2<f32>, beta: f32, c: ArrayViewMut2<f32>, parts: usize) {
+fn split(
+    alpha: f32,
+    a: ArrayView2<f32>,
+    b: ArrayView2<f32>,
+    beta: f32,
+    c: ArrayViewMut2<f32>,
+    parts: usize,
+) {
     let (m, n) = c.dim();
     let work = m * n * a.ncols();
     if parts <= 1 || work < MIN_PAR_WORK || (m < 16 && n < 16) {

