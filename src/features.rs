@@ -11,10 +11,13 @@
 //! Label checks ([`training_labels`], [`eval_labels`]) and the train/validation
 //! split ([`stratified_split`]) are pure and do not need HDF5.
 
+#[cfg(feature = "store")]
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use ndarray::{s, Array1, Array2, ArrayView1, ArrayView2};
+#[cfg(feature = "store")]
+use ndarray::s;
+use ndarray::{Array1, Array2, ArrayView1, ArrayView2};
 
 use crate::bundle::BackboneRef;
 use crate::error::{Error, Result};
@@ -65,6 +68,7 @@ impl FeatureSet {
     }
 }
 
+#[cfg(feature = "store")]
 fn store_err(path: &Path, reason: impl Into<String>) -> Error {
     Error::Store {
         path: path.to_owned(),

@@ -39,7 +39,7 @@ pub fn comparison_table(heads: &[HeadReport]) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "{:<10} {:>10} {:>10} {:>10} {:>10} {:>12}",
+        "{:<10} {:>10} {:>10} {:>10} {:>10}  {}",
         "head", "val acc", "val loss", "train acc", "train loss", "train time"
     );
     for h in heads {
@@ -56,7 +56,7 @@ pub fn comparison_table(heads: &[HeadReport]) -> String {
         };
         let _ = writeln!(
             s,
-            "{:<10} {:>10} {:>10} {:>10} {:>10} {:>12}",
+            "{:<10} {:>10} {:>10} {:>10} {:>10}  {}",
             h.kind.to_string(),
             va,
             vl,
@@ -126,6 +126,7 @@ fn panel(
     series: &[Series],
     y_range: Option<(f64, f64)>,
     best_epoch: Option<usize>,
+    legend_bottom: bool,
 ) {
     let (ml, mr, mt, mb) = (62.0, 14.0, 30.0, 46.0);
     let (px, py, pw, ph) = (x0 + ml, y0 + mt, w - ml - mr, h - mt - mb);
@@ -226,11 +227,16 @@ fn panel(
             r##"<line x1="{x:.1}" y1="{py:.1}" x2="{x:.1}" y2="{:.1}" stroke="#888" stroke-dasharray="2,3"/>"##,
             py + ph
         );
+        // the label on the side with room
+        let (lx, anchor) = if x > px + pw - 70.0 {
+            (x - 3.0, "end")
+        } else {
+            (x + 3.0, "start")
+        };
         let _ = writeln!(
             svg,
-            r##"<text x="{:.1}" y="{:.1}" font-size="11" fill="#666">best</text>"##,
-            x + 3.0,
-            py + 12.0
+            r##"<text x="{lx:.1}" y="{:.1}" font-size="11" fill="#666" text-anchor="{anchor}">best epoch</text>"##,
+            py + ph - 6.0
         );
     }
     for s in series {
@@ -260,14 +266,25 @@ fn panel(
             );
         }
     }
-    // legend, top right inside the plot
-    let (lx, mut ly) = (px + pw - 120.0, py + 10.0);
+    // legend, top right inside the plot (bottom right for rising curves)
+    let chars = series
+        .iter()
+        .map(|s| s.name.chars().count())
+        .max()
+        .unwrap_or(5) as f64;
+    let lw = 44.0 + 7.0 * chars;
+    let lh = 8.0 + 18.0 * series.len() as f64;
+    let lx = px + pw - lw - 4.0;
+    let mut ly = if legend_bottom {
+        py + ph - lh - 16.0
+    } else {
+        py + 10.0
+    };
     let _ = writeln!(
         svg,
-        r##"<rect x="{:.1}" y="{:.1}" width="112" height="{}" fill="white" fill-opacity="0.85" stroke="#bbb"/>"##,
+        r##"<rect x="{:.1}" y="{:.1}" width="{lw:.0}" height="{lh:.0}" fill="white" fill-opacity="0.85" stroke="#bbb"/>"##,
         lx - 6.0,
-        ly - 4.0,
-        8 + 18 * series.len()
+        ly - 4.0
     );
     for s in series {
         let dash = if s.dashed {
@@ -329,7 +346,7 @@ pub fn learning_curve_svg(
     let flat = |v: f64| vec![(1.0, v), (n.max(2) as f64, v)];
     let mut loss = vec![
         Series {
-            name: "train",
+            name: "train (dropout on)",
             color: "#1f77b4",
             dashed: false,
             points: pts(&|r| Some(r.train_loss)),
@@ -343,7 +360,7 @@ pub fn learning_curve_svg(
     ];
     let mut acc = vec![
         Series {
-            name: "train",
+            name: "train (dropout on)",
             color: "#1f77b4",
             dashed: false,
             points: pts(&|r| Some(100.0 * r.train_accuracy)),
@@ -387,6 +404,7 @@ pub fn learning_curve_svg(
         &loss,
         Some((0.0, lmax)),
         best_epoch,
+        false,
     );
     panel(
         &mut svg,
@@ -400,6 +418,7 @@ pub fn learning_curve_svg(
         &acc,
         None,
         best_epoch,
+        true,
     );
     svg += "</svg>\n";
     svg

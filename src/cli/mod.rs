@@ -1,7 +1,9 @@
 //! Argument parsing (clap derive), progress bars and printing.
 
+mod evaluate;
 mod extract;
 mod info;
+mod train;
 
 use std::path::PathBuf;
 
@@ -37,6 +39,10 @@ enum Command {
     Extract(extract::ExtractArgs),
     /// Time the backbone alone on random input tensors (no decoding).
     BenchModel(extract::BenchArgs),
+    /// Train a classifier head (the tutorial's MLP and/or a logistic baseline) on feature files.
+    Train(train::TrainArgs),
+    /// Score a trained head on labelled feature files.
+    Evaluate(evaluate::EvaluateArgs),
 }
 
 pub fn main() -> i32 {
@@ -46,6 +52,8 @@ pub fn main() -> i32 {
         Command::Models => info::models(&cli),
         Command::Extract(args) => extract::extract(&cli, args),
         Command::BenchModel(args) => extract::bench_model(&cli, args),
+        Command::Train(args) => train::train(&cli, args),
+        Command::Evaluate(args) => evaluate::evaluate(&cli, args),
     };
     match result {
         Ok(code) => code,

@@ -1,0 +1,84 @@
+//! `xfer evaluate`: score a trained head (a bundle) on labelled feature files.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use xfer::bundle::{check_backbones, Bundle};
+use xfer::{features, metrics};
+
+use super::Cli;
+
+/// Score a trained head on labelled features: accuracy, log loss, confusion matrix,
+/// per-class precision and recall.
+#[derive(Args, Debug)]
+pub struct EvaluateArgs {
+    /// The bundle written by `xfer train` (mlp.safetensors or logistic.safetensors).
+    #[arg(long, value_name = "FILE")]
+    bundle: PathBuf,
+    /// Feature file; repeat for several backbones, in the training order.
+    #[arg(long = "features", value_name = "FILE.h5", required = true)]
+    features: Vec<PathBuf>,
+    /// Clip probabilities into [CLIP, 1 − CLIP] for the log loss, as Kaggle
+    /// submissions often are (e.g. 0.005).
+    #[arg(long, value_name = "CLIP")]
+    clip: Option<f64>,
+    /// Print the scores as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn evaluate(_cli: &Cli, args: &EvaluateArgs) -> Result<i32> {
+    if let Some(c) = args.clip {
+        if !(c > 0.0 && c < 0.5) {
+            anyhow::bail!("--clip must be between 0 and 0.5 (e.g. 0.005), got {c}");
+        }
+    }
+    for f in &args.features {
+        if !f.exists() {
+            anyhow::bail!(
+                "{} does not exist; create it with `xfer extract`",
+                f.display()
+            );
+        }
+    }
+    let bundle = Bundle::load(&args.bundle)?;
+    let set = features::load(&args.features).context("loading the features")?;
+    for w in &set.warnings {
+        eprintln!("warning: {w}");
+    }
+    check_backbones(&bundle.meta.backbones, &set.backbones, "the features")
+        .map_err(anyhow::Error::msg)?;
+    let names = &bundle.meta.class_names;
+    features::check_class_names(names, set.class_names.as_deref(), "the features")?;
+    let rn = |r: usize| set.row_name(r);
+    let what = format!(
+        "features ({})",
+        args.features
+            .iter()
+            .map(|f| f.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let labels = features::eval_labels(set.labels.view(), names.len(), &what, &rn)?;
+    let probs = bundle.predict_proba(set.data.view());
+    let eval = metrics::evaluate(probs.view(), &labels, names, args.clip);
+    if args.json {
+        let out = serde_json::json!({
+            "bundle": args.bundle,
+            "head": bundle.meta.kind,
+            "features": args.features,
+            "evaluation": eval,
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        println!(
+            "{} head ({}) on {}",
+            bundle.meta.kind,
+            bundle.meta.architecture.describe(),
+            set.describe_backbones()
+        );
+        print!("{}", eval.to_text());
+    }
+    Ok(0)
+}
