@@ -24,6 +24,12 @@ pub struct ExtractConfig {
     pub recipe: Recipe,
     /// Continue `<out>.partial` instead of starting afresh.
     pub resume: bool,
+    /// Run decoders only on otherwise idle CPU time (Linux `SCHED_IDLE`). Right
+    /// when the backbone runs on the CPU: the decoders then fill the gaps of
+    /// ONNX Runtime's thread pool instead of slowing its threads down, and still
+    /// get every core whenever the backbone waits for them. Wrong on a GPU,
+    /// where decoding is the bottleneck.
+    pub background_decoders: bool,
 }
 
 /// What a run did.
@@ -102,6 +108,22 @@ fn decode_batch(ds: &Dataset, items: &[&Item], recipe: &Recipe, opts: &DecodeOpt
     }
 }
 
+/// Lowers the calling thread to `SCHED_IDLE`; best effort (where the OS refuses,
+/// the thread keeps its normal priority).
+fn run_in_background() {
+    #[cfg(target_os = "linux")]
+    {
+        use thread_priority::unix::{
+            set_thread_priority_and_policy, thread_native_id, NormalThreadSchedulePolicy, ThreadSchedulePolicy,
+        };
+        let _ = set_thread_priority_and_policy(
+            thread_native_id(),
+            thread_priority::ThreadPriority::Min,
+            ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle),
+        );
+    }
+}
+
 /// Extracts features of every image of `ds` into `out`.
 pub fn run(
     ds: &Dataset,
@@ -126,9 +148,15 @@ pub fn run(
         .filter(|i| !done.contains(&i.rel_path))
         .collect();
     let already = ds.items.len() - todo.len();
+    let background = cfg.background_decoders;
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(cfg.decode_threads.max(1))
         .thread_name(|i| format!("xfer-decode-{i}"))
+        .start_handler(move |_| {
+            if background {
+                run_in_background();
+            }
+        })
         .build()
         .map_err(|e| Error::Config(format!("cannot start decoder threads: {e}")))?;
 

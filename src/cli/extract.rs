@@ -90,6 +90,10 @@ pub struct ExtractArgs {
     /// Decode JPEGs at full size even when a reduced-size decode would do.
     #[arg(long)]
     full_jpeg_decode: bool,
+    /// On CPU, decoders normally run only on idle CPU time so they never slow the
+    /// backbone down; this gives them normal priority.
+    #[arg(long)]
+    normal_priority_decoders: bool,
     #[command(flatten)]
     device: DeviceArgs,
 }
@@ -212,6 +216,7 @@ pub fn extract(cli: &Cli, args: &ExtractArgs) -> Result<i32> {
         },
         recipe,
         resume: args.resume,
+        background_decoders: backbone.provider == "CPUExecutionProvider" && !args.normal_priority_decoders,
     };
     eprintln!(
         "extracting {} images ({} classes, {:?}) with {} on {} → {}",
