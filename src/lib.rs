@@ -11,6 +11,7 @@ pub mod extract;
 pub mod features;
 pub mod head;
 pub mod metrics;
+pub mod predictor;
 pub mod preprocess;
 pub mod report;
 pub mod runtime;

@@ -446,6 +446,7 @@ mod tests {
                 val_loss: Some(1.1 / e as f64),
                 val_accuracy: Some(0.5 + 0.07 * e as f64),
                 seconds: 1.0,
+                cpu_seconds: None,
             })
             .collect();
         let svg = learning_curve_svg(&history, "MLP <test>", Some(5), Some((0.3, 0.8)));

@@ -121,7 +121,7 @@ impl FeatureWriter {
         let file = File::create(&partial).map_err(&err)?;
         let data = file
             .new_dataset::<f32>()
-            .chunk((ROW_CHUNK.min(1 << 20 / dim.max(1)).max(1), dim))
+            .chunk((ROW_CHUNK.min((1 << 20) / dim.max(1)).max(1), dim)) // ≤ 1 MiB chunks
             .shape((Extent::resizable(0), Extent::fixed(dim)))
             .create("data")
             .map_err(&err)?;
@@ -480,6 +480,8 @@ mod tests {
         );
         assert_eq!(f.provenance.unwrap(), prov());
         assert!(!partial_path(&out).exists());
+        let chunk = File::open(&out).unwrap().dataset("data").unwrap().chunk();
+        assert_eq!(chunk, Some(vec![ROW_CHUNK, 2]), "data is chunked by rows");
     }
 
     #[test]

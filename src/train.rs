@@ -65,6 +65,23 @@ pub struct EpochRecord {
     pub val_loss: Option<f64>,
     pub val_accuracy: Option<f64>,
     pub seconds: f64,
+    /// CPU time of the whole process during the epoch (all threads), where the
+    /// system reports it: with other work on the machine, a fairer speed figure.
+    #[serde(default)]
+    pub cpu_seconds: Option<f64>,
+}
+
+/// CPU time (user + system, all threads) of this process so far, from
+/// `/proc/self/stat` (Linux; `None` elsewhere). Its unit is USER_HZ, which
+/// Linux fixes at 100 per second for user space.
+pub fn process_cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = f.get(11)?.parse().ok()?;
+    let stime: f64 = f.get(12)?.parse().ok()?;
+    Some((utime + stime) / 100.0)
 }
 
 /// Progress reported during training.
@@ -138,8 +155,14 @@ pub fn train_mlp(
     let mut shuffle_rng = rng.fork();
     let mut dropout_rng = rng.fork();
     let mut opt = Optimizer::new(config.optimizer, mlp.param_sizes());
+    // Plain SGD: the update is fused into the backward pass (no gradient buffers).
+    let fused_sgd = matches!(config.optimizer, OptimizerConfig::Sgd(c) if c.momentum == 0.0 && c.weight_decay == 0.0);
+    let mut grads = if fused_sgd {
+        MlpGrads { weights: Vec::new(), biases: Vec::new() }
+    } else {
+        MlpGrads::zeros(&mlp.config)
+    };
     let mut acts = Activations::default();
-    let mut grads = MlpGrads::zeros(&mlp.config);
     let mut xb = Array2::zeros((0, 0));
     let mut yb = Vec::with_capacity(config.batch_size);
     let mut order: Vec<usize> = train.rows.to_vec();
@@ -150,6 +173,7 @@ pub fn train_mlp(
     let mut stopped_early = false;
     for epoch in 0..config.epochs {
         let t0 = Instant::now();
+        let cpu0 = process_cpu_seconds();
         opt.lr = config.schedule.lr(config.optimizer.lr(), epoch);
         shuffle_rng.shuffle(&mut order);
         let (mut total, mut correct) = (0f64, 0usize);
@@ -157,14 +181,19 @@ pub fn train_mlp(
             Mlp::gather_rows(train.x, batch, &mut xb); // [batch, n_features]
             yb.clear();
             yb.extend(batch.iter().map(|&r| train.labels[r]));
-            let (loss, ok) = mlp.loss_and_grad(
-                xb.view(),
-                &yb,
-                Mode::Train(&mut dropout_rng),
-                &mut acts,
-                &mut grads,
-            );
-            opt.step(&mut mlp.param_slices_mut(), &grads.slices());
+            let (loss, ok) = if fused_sgd {
+                mlp.loss_and_sgd_step(xb.view(), &yb, Mode::Train(&mut dropout_rng), &mut acts, opt.lr)
+            } else {
+                let r = mlp.loss_and_grad(
+                    xb.view(),
+                    &yb,
+                    Mode::Train(&mut dropout_rng),
+                    &mut acts,
+                    &mut grads,
+                );
+                opt.step(&mut mlp.param_slices_mut(), &grads.slices());
+                r
+            };
             total += loss * batch.len() as f64;
             correct += ok;
             progress(Progress::Batch {
@@ -189,6 +218,7 @@ pub fn train_mlp(
             val_loss,
             val_accuracy,
             seconds: t0.elapsed().as_secs_f64(),
+            cpu_seconds: cpu0.and_then(|a| process_cpu_seconds().map(|b| b - a)),
         };
         progress(Progress::Epoch(&record));
         history.push(record);

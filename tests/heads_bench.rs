@@ -60,3 +60,53 @@ fn step_parts() {
     rng.shuffle(&mut rows);
     time("gather a batch of rows", 50, || Mlp::gather_rows(big.view(), &rows[..batch], &mut xb));
 }
+
+#[test]
+#[ignore]
+fn adam_kernel_variants() {
+    let n = 4_611_002;
+    let mut rng = Rng::new(0);
+    let g: Vec<f32> = (0..n).map(|_| rng.uniform(-1e-3, 1e-3)).collect();
+    let mut p: Vec<f32> = (0..n).map(|_| rng.uniform(-1e-2, 1e-2)).collect();
+    let mut m = vec![0f32; n];
+    let mut v = vec![0f32; n];
+    let (b1, b2, eps, step, bc2) = (0.9f32, 0.999f32, 1e-8f32, 1e-3f32, 0.03f32);
+    time("adam zip4 single thread", 10, || {
+        for (((p, &g), m), v) in p.iter_mut().zip(&g).zip(m.iter_mut()).zip(v.iter_mut()) {
+            *m = *m * b1 + 0.1 * g;
+            *v = *v * b2 + 0.001 * g * g;
+            let denom = v.sqrt() / bc2 + eps;
+            *p += -step * (*m / denom);
+        }
+    });
+    time("adam zip4 + ftz single thread", 10, || {
+        for (((p, &g), m), v) in p.iter_mut().zip(&g).zip(m.iter_mut()).zip(v.iter_mut()) {
+            let mm = *m * b1 + 0.1 * g;
+            *m = if mm.abs() < f32::MIN_POSITIVE { 0.0 } else { mm };
+            let vv = *v * b2 + 0.001 * g * g;
+            *v = if vv.abs() < f32::MIN_POSITIVE { 0.0 } else { vv };
+            let denom = v.sqrt() / bc2 + eps;
+            *p += -step * (*m / denom);
+        }
+    });
+    time("sgd single thread", 10, || {
+        for (p, &g) in p.iter_mut().zip(&g) {
+            *p += -step * g;
+        }
+    });
+}
+
+#[test]
+#[ignore]
+fn optimizer_step_inputs() {
+    let n = 4_611_002;
+    let mut rng = Rng::new(0);
+    let g: Vec<f32> = (0..n).map(|_| rng.uniform(-1e-3, 1e-3)).collect();
+    let mut p: Vec<f32> = (0..n).map(|_| rng.uniform(-1e-2, 1e-2)).collect();
+    let mut opt = Optimizer::new(OptimizerConfig::Adam(Default::default()), vec![n]);
+    time("Optimizer::step Adam, random grads", 10, || opt.step(&mut [&mut p[..]], &[&g[..]]));
+    let g0 = vec![0f32; n];
+    time("Optimizer::step Adam, zero grads", 10, || opt.step(&mut [&mut p[..]], &[&g0[..]]));
+    let gs: Vec<f32> = (0..n).map(|_| rng.uniform(-1e-3, 1e-3) * 1e-18).collect();
+    time("Optimizer::step Adam, tiny grads", 10, || opt.step(&mut [&mut p[..]], &[&gs[..]]));
+}

@@ -182,3 +182,37 @@ fn twenty_steps_match_pytorch() {
     }
     println!("worst relative loss difference over all cases and steps: {worst:.2e}");
 }
+
+/// The fused backward + plain-SGD update follows PyTorch as closely as the
+/// separate backward and optimiser step do.
+#[test]
+fn fused_sgd_step_matches_pytorch_too() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/heads/torch_steps.json");
+    let f: Fixture = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let x = Array2::from_shape_vec((f.n_samples, f.n_features), f.x.clone()).unwrap();
+    let case = f.cases.iter().find(|c| c.name == "sgd").unwrap();
+    let config = MlpConfig {
+        n_features: f.n_features,
+        hidden: case.hidden.clone(),
+        n_classes: f.n_classes,
+        dropout: 0.5,
+        input_dropout: false,
+    };
+    let mut mlp = Mlp::from_layers(config.clone(), layers(&config, &case.init)).unwrap();
+    let mut acts = Activations::default();
+    let mut xb = Array2::zeros((0, 0));
+    let mut worst = 0f64;
+    for s in 0..f.steps {
+        let rows = &f.order[s * f.batch..(s + 1) * f.batch];
+        Mlp::gather_rows(x.view(), rows, &mut xb);
+        let yb: Vec<usize> = rows.iter().map(|&r| f.y[r]).collect();
+        let (loss, _) = mlp.loss_and_sgd_step(xb.view(), &yb, Mode::Eval, &mut acts, 0.1);
+        let (after, _) = cross_entropy(mlp.forward(x.view()).view(), &f.y);
+        for (ours, theirs) in [(loss, case.losses[s]), (after, case.loss_after[s])] {
+            let rel = (ours - theirs).abs() / theirs.abs();
+            worst = worst.max(rel);
+            assert!(rel <= 1e-4, "step {}: xfer {ours} vs PyTorch {theirs}", s + 1);
+        }
+    }
+    println!("fused SGD: max relative loss diff {worst:.2e}");
+}

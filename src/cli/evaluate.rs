@@ -26,6 +26,10 @@ pub struct EvaluateArgs {
     /// Print the scores as JSON.
     #[arg(long)]
     json: bool,
+    /// Also write each row's predicted class and class probabilities to this CSV
+    /// file, in the format of `xfer predict --csv` (paths relative to the dataset root).
+    #[arg(long, value_name = "FILE.csv")]
+    csv: Option<PathBuf>,
 }
 
 pub fn evaluate(_cli: &Cli, args: &EvaluateArgs) -> Result<i32> {
@@ -40,6 +44,11 @@ pub fn evaluate(_cli: &Cli, args: &EvaluateArgs) -> Result<i32> {
                 "{} does not exist; create it with `xfer extract`",
                 f.display()
             );
+        }
+    }
+    if let Some(parent) = args.csv.as_ref().and_then(|p| p.parent()) {
+        if !parent.as_os_str().is_empty() && !parent.is_dir() {
+            anyhow::bail!("the folder of --csv, {}, does not exist", parent.display());
         }
     }
     let bundle = Bundle::load(&args.bundle)?;
@@ -63,6 +72,18 @@ pub fn evaluate(_cli: &Cli, args: &EvaluateArgs) -> Result<i32> {
     let labels = features::eval_labels(set.labels.view(), names.len(), &what, &rn)?;
     let probs = bundle.predict_proba(set.data.view());
     let eval = metrics::evaluate(probs.view(), &labels, names, args.clip);
+    if let Some(path) = &args.csv {
+        let rows: Vec<String> = match &set.paths {
+            Some(p) => p.clone(),
+            None => (0..set.n_samples()).map(|r| format!("row {r}")).collect(),
+        };
+        let mut w = std::io::BufWriter::new(
+            std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?,
+        );
+        xfer::predictor::write_csv(&mut w, &rows, probs.view(), names)
+            .and_then(|_| std::io::Write::flush(&mut w))
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
     if args.json {
         let out = serde_json::json!({
             "bundle": args.bundle,

@@ -7,53 +7,16 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use ndarray::Array4;
-use xfer::backbone::{Backbone, SessionOptions};
+use xfer::backbone::Backbone;
 use xfer::dataset::{self, Layout};
 use xfer::extract::{self, ExtractConfig};
 use xfer::preprocess::{DecodeOptions, Preset};
-use xfer::runtime::{Device, DeviceRequest, Runtime};
+use xfer::runtime::Runtime;
 use xfer::store::{self, Provenance};
 use xfer::zoo::{Manifest, Weights, Zoo};
 
+use super::common::DeviceArgs;
 use super::{Cli, EXIT_SKIPPED};
-
-/// Where the model runs.
-#[derive(Args, Debug, Clone)]
-pub struct DeviceArgs {
-    /// Execution provider.
-    #[arg(long, value_enum, default_value_t = Device::Cpu)]
-    device: Device,
-    /// GPU index for cuda/tensorrt.
-    #[arg(long, default_value_t = 0)]
-    device_id: i32,
-    /// Run on CPU (and say so) when the requested device is unavailable, instead of failing.
-    #[arg(long)]
-    allow_cpu_fallback: bool,
-    /// TensorRT engine cache folder (engines take minutes to build).
-    #[arg(long, value_name = "DIR", default_value = "data/trt-cache")]
-    trt_cache: PathBuf,
-    /// TensorRT: build fp16 engines.
-    #[arg(long)]
-    trt_fp16: bool,
-    /// ONNX Runtime intra-op threads (0 = one per core).
-    #[arg(long, default_value_t = 0)]
-    threads: usize,
-}
-
-impl DeviceArgs {
-    fn session_options(&self) -> SessionOptions {
-        SessionOptions {
-            device: DeviceRequest {
-                device: self.device,
-                device_id: self.device_id,
-                allow_cpu_fallback: self.allow_cpu_fallback,
-                trt_cache_dir: Some(self.trt_cache.clone()),
-                trt_fp16: self.trt_fp16,
-            },
-            threads: self.threads,
-        }
-    }
-}
 
 #[derive(Args, Debug)]
 pub struct ExtractArgs {

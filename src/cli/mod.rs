@@ -1,16 +1,17 @@
 //! Argument parsing (clap derive), progress bars and printing.
 
+mod common;
 mod evaluate;
 mod extract;
 mod info;
+mod predict;
 mod train;
 
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
-/// Exit status of a run that finished but skipped some inputs.
-pub const EXIT_SKIPPED: i32 = 3;
+pub use common::EXIT_SKIPPED;
 
 #[derive(Parser)]
 #[command(
@@ -43,6 +44,8 @@ enum Command {
     Train(train::TrainArgs),
     /// Score a trained head on labelled feature files.
     Evaluate(evaluate::EvaluateArgs),
+    /// Classify images with a trained head and its backbone(s); CSV and Kaggle output.
+    Predict(predict::PredictArgs),
 }
 
 pub fn main() -> i32 {
@@ -54,12 +57,9 @@ pub fn main() -> i32 {
         Command::BenchModel(args) => extract::bench_model(&cli, args),
         Command::Train(args) => train::train(&cli, args),
         Command::Evaluate(args) => evaluate::evaluate(&cli, args),
-    };
-    match result {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            1
+        Command::Predict(args) => {
+            predict::predict(args, cli.ort_lib.as_deref(), cli.zoo.as_deref())
         }
-    }
+    };
+    common::report(result)
 }

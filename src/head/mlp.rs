@@ -199,23 +199,20 @@ fn ensure(a: &mut Array2<f32>, shape: (usize, usize)) {
 fn dropout_inplace(mut x: ArrayViewMut2<f32>, p: f32, rng: &mut Rng) {
     let threshold = (p as f64 * 4_294_967_296.0) as u64;
     let scale = 1.0 / (1.0 - p);
-    // Two 32-bit draws per 64-bit output.
-    let mut pending: Option<u32> = None;
-    x.map_inplace(|v| {
-        let r = match pending.take() {
-            Some(r) => r,
-            None => {
-                let w = rng.next_u64();
-                pending = Some(w as u32);
-                (w >> 32) as u32
-            }
-        };
-        *v = if (r as u64) < threshold {
-            0.0
-        } else {
-            *v * scale
-        };
-    });
+    let keep = |v: f32, r: u32| if (r as u64) < threshold { 0.0 } else { v * scale };
+    // Two 32-bit draws per 64-bit output, in row-major order.
+    for mut row in x.rows_mut() {
+        let row = row.as_slice_mut().expect("activation rows are contiguous");
+        let mut pairs = row.chunks_exact_mut(2);
+        for pair in &mut pairs {
+            let w = rng.next_u64();
+            pair[0] = keep(pair[0], (w >> 32) as u32);
+            pair[1] = keep(pair[1], w as u32);
+        }
+        if let [last] = pairs.into_remainder() {
+            *last = keep(*last, (rng.next_u64() >> 32) as u32);
+        }
+    }
 }
 
 impl Mlp {
@@ -409,6 +406,53 @@ impl Mlp {
         }
     }
 
+    /// Backward pass fused with a plain SGD update (`torch.optim.SGD(lr)`, no
+    /// momentum, no weight decay): each layer's gradient is propagated to the layer
+    /// below with the old weights, then added into the weights by the same matrix
+    /// product that computes it (`W ← W − lr·dᵀ·input`), so no gradient buffer is
+    /// written or read. The result equals [`Mlp::backward`] followed by
+    /// [`super::optim::Optimizer::step`] up to float rounding; the weights of the
+    /// tutorial's large head then stay in the CPU cache between batches.
+    ///
+    /// # Shapes
+    /// `x`: [n_samples, n_features] (the same rows as the forward pass)
+    pub fn backward_sgd_step(&mut self, x: ArrayView2<f32>, acts: &mut Activations, lr: f32) {
+        let n = x.nrows();
+        let n_layers = self.layers.len();
+        acts.delta.resize_with(n_layers, Default::default);
+        let scale = 1.0 / (1.0 - self.config.dropout);
+        for l in (0..n_layers).rev() {
+            let (delta_head, delta_tail) = acts.delta.split_at_mut(l + 1);
+            let d: ArrayView2<f32> = if l + 1 == n_layers {
+                acts.dlogits.view()
+            } else {
+                delta_tail[0].view()
+            };
+            let input: ArrayView2<f32> = if l == 0 && !acts.dropped[0] {
+                x
+            } else {
+                acts.inputs[l].view()
+            };
+            let layer = &mut self.layers[l];
+            if l > 0 {
+                let dz = &mut delta_head[l];
+                ensure(dz, (n, layer.weight.ncols()));
+                gemm(1.0, d, layer.weight.view(), 0.0, dz.view_mut()); // [n, in_l], old weights
+                let k = if acts.dropped[l] { scale } else { 1.0 };
+                Zip::from(dz.view_mut())
+                    .and(&acts.inputs[l])
+                    .for_each(|g, &h| *g = if h > 0.0 { *g * k } else { 0.0 });
+            }
+            gemm(-lr, d.t(), input, 1.0, layer.weight.view_mut()); // [out_l, in_l]
+            // The bias gradient in f32 as PyTorch sums it, then the update.
+            let mut gb = Array1::<f32>::zeros(layer.bias.len());
+            for row in d.rows() {
+                gb += &row;
+            }
+            Zip::from(&mut layer.bias).and(&gb).for_each(|b, &g| *b += -lr * g);
+        }
+    }
+
     /// Forward, mean cross-entropy and backward on one batch. Returns the mean
     /// loss and the number of rows predicted right.
     ///
@@ -428,6 +472,27 @@ impl Mlp {
         let (loss, correct) =
             cross_entropy_with_grad(acts.logits.view(), labels, acts.dlogits.view_mut());
         self.backward(x, acts, grads);
+        (loss, correct)
+    }
+
+    /// [`Mlp::loss_and_grad`] with the plain-SGD update fused into the backward
+    /// pass ([`Mlp::backward_sgd_step`]).
+    ///
+    /// # Shapes
+    /// `x`: [n_samples, n_features], `labels`: [n_samples]
+    pub fn loss_and_sgd_step(
+        &mut self,
+        x: ArrayView2<f32>,
+        labels: &[usize],
+        mode: Mode,
+        acts: &mut Activations,
+        lr: f32,
+    ) -> (f64, usize) {
+        self.forward_train(x, mode, acts);
+        ensure(&mut acts.dlogits, (x.nrows(), self.config.n_classes));
+        let (loss, correct) =
+            cross_entropy_with_grad(acts.logits.view(), labels, acts.dlogits.view_mut());
+        self.backward_sgd_step(x, acts, lr);
         (loss, correct)
     }
 

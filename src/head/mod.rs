@@ -213,7 +213,10 @@ pub fn cross_entropy_with_grad(
         let lse = max + sum.ln();
         total += (lse - row[y]) as f64;
         Zip::from(&mut drow).and(&row).for_each(|d, &v| {
-            *d = (v - lse).exp() * inv_n;
+            // Probabilities below 1e-30 contribute nothing measurable; keeping
+            // them would feed subnormal numbers to the backward pass.
+            let p = (v - lse).exp();
+            *d = if p < 1e-30 { 0.0 } else { p * inv_n };
         });
         drow[y] -= inv_n;
     }

@@ -247,33 +247,45 @@ fn sgd_update(c: &SgdConfig, lr: f32, first: bool, p: &mut [f32], g: &[f32], buf
     let (wd, mom, nesterov) = (c.weight_decay, c.momentum, c.nesterov);
     // Python-float constants, rounded to f32 once as PyTorch's scalar arguments are.
     let one_minus_damp = (1.0 - c.dampening as f64) as f32;
-    if mom == 0.0 {
-        p.par_chunks_mut(CHUNK)
-            .zip(g.par_chunks(CHUNK))
-            .for_each(|(p, g)| {
-                for (p, &g) in p.iter_mut().zip(g) {
-                    let d = if wd != 0.0 { g + wd * *p } else { g };
-                    *p += -lr * d;
-                }
-            });
-        return;
-    }
-    p.par_chunks_mut(CHUNK)
-        .zip(g.par_chunks(CHUNK))
-        .zip(buf.par_chunks_mut(CHUNK))
-        .for_each(|((p, g), b)| {
+    // One branch-free loop per case, so that each vectorises.
+    match (mom != 0.0, wd != 0.0) {
+        (false, false) => par2(p, g, |p, g| {
+            for (p, &g) in p.iter_mut().zip(g) {
+                *p += -lr * g;
+            }
+        }),
+        (false, true) => par2(p, g, |p, g| {
+            for (p, &g) in p.iter_mut().zip(g) {
+                *p += -lr * (g + wd * *p);
+            }
+        }),
+        (true, _) => par3(p, g, buf, |p, g, b| {
             for ((p, &g), b) in p.iter_mut().zip(g).zip(b.iter_mut()) {
                 let d = if wd != 0.0 { g + wd * *p } else { g };
-                *b = if first {
-                    d
-                } else {
-                    ftz(mom * *b + one_minus_damp * d)
-                };
+                *b = if first { d } else { ftz(mom * *b + one_minus_damp * d) };
                 let d = if nesterov { d + mom * *b } else { *b };
                 *p += -lr * d;
             }
-        });
+        }),
+    }
 }
+
+fn par2(p: &mut [f32], g: &[f32], f: impl Fn(&mut [f32], &[f32]) + Sync) {
+    p.par_chunks_mut(CHUNK)
+        .zip(g.par_chunks(CHUNK))
+        .for_each(|(p, g)| f(p, g));
+}
+
+fn par3(p: &mut [f32], g: &[f32], b: &mut [f32], f: impl Fn(&mut [f32], &[f32], &mut [f32]) + Sync) {
+    p.par_chunks_mut(CHUNK)
+        .zip(g.par_chunks(CHUNK))
+        .zip(b.par_chunks_mut(CHUNK))
+        .for_each(|((p, g), b)| f(p, g, b));
+}
+
+/// Gradients smaller than this are taken as zero by Adam: their square times
+/// (1 − β₂) would be subnormal. Their effect on a step is below lr·1e-17/eps.
+const ADAM_TINY_GRAD: f32 = 1e-17;
 
 /// ```python
 /// # torch/optim/adam.py, _single_tensor_adam (1.13), amsgrad=False;
@@ -298,34 +310,66 @@ fn adam_update(
     v: &mut [f32],
 ) {
     let (b1, b2, eps, wd) = (c.beta1, c.beta2, c.eps, c.weight_decay);
-    let decoupled = c.decoupled_weight_decay;
     // PyTorch computes the bias corrections in Python floats (f64).
     let bc1 = 1.0 - (b1 as f64).powi(t as i32);
     let bc2 = 1.0 - (b2 as f64).powi(t as i32);
-    let step_size = (lr as f64 / bc1) as f32;
-    let bc2_sqrt = bc2.sqrt() as f32;
-    let decay = (1.0 - lr as f64 * wd as f64) as f32;
-    let (one_minus_b1, one_minus_b2) = ((1.0 - b1 as f64) as f32, (1.0 - b2 as f64) as f32);
-    p.par_chunks_mut(CHUNK)
-        .zip(g.par_chunks(CHUNK))
-        .zip(m.par_chunks_mut(CHUNK))
-        .zip(v.par_chunks_mut(CHUNK))
-        .for_each(|(((p, g), m), v)| {
-            for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
-                let g = if wd != 0.0 && !decoupled {
-                    g + wd * *p
-                } else {
-                    g
-                };
-                if wd != 0.0 && decoupled {
-                    *p *= decay;
-                }
-                *m = ftz(*m * b1 + one_minus_b1 * g);
-                *v = ftz(*v * b2 + one_minus_b2 * g * g);
-                let denom = v.sqrt() / bc2_sqrt + eps;
-                *p += -step_size * (*m / denom);
-            }
-        });
+    let k = AdamStep {
+        b1,
+        b2,
+        eps,
+        wd,
+        step_size: (lr as f64 / bc1) as f32,
+        bc2_sqrt: bc2.sqrt() as f32,
+        decay: (1.0 - lr as f64 * wd as f64) as f32,
+        one_minus_b1: (1.0 - b1 as f64) as f32,
+        one_minus_b2: (1.0 - b2 as f64) as f32,
+    };
+    let mut run = |f: fn(&AdamStep, &mut [f32], &[f32], &mut [f32], &mut [f32])| {
+        p.par_chunks_mut(CHUNK)
+            .zip(g.par_chunks(CHUNK))
+            .zip(m.par_chunks_mut(CHUNK))
+            .zip(v.par_chunks_mut(CHUNK))
+            .for_each(|(((p, g), m), v)| f(&k, p, g, m, v));
+    };
+    // One branch-free loop per case, so that each vectorises.
+    match (wd != 0.0, c.decoupled_weight_decay) {
+        (false, _) => run(adam_chunk::<false, false>),
+        (true, false) => run(adam_chunk::<true, false>),
+        (true, true) => run(adam_chunk::<false, true>),
+    }
+}
+
+struct AdamStep {
+    b1: f32,
+    b2: f32,
+    eps: f32,
+    wd: f32,
+    step_size: f32,
+    bc2_sqrt: f32,
+    decay: f32,
+    one_minus_b1: f32,
+    one_minus_b2: f32,
+}
+
+#[inline(always)]
+fn adam_chunk<const L2: bool, const DECOUPLED: bool>(
+    k: &AdamStep,
+    p: &mut [f32],
+    g: &[f32],
+    m: &mut [f32],
+    v: &mut [f32],
+) {
+    for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
+        let g = if L2 { g + k.wd * *p } else { g };
+        let g = if g.abs() < ADAM_TINY_GRAD { 0.0 } else { g };
+        if DECOUPLED {
+            *p *= k.decay;
+        }
+        *m = ftz(*m * k.b1 + k.one_minus_b1 * g);
+        *v = ftz(*v * k.b2 + k.one_minus_b2 * g * g);
+        let denom = v.sqrt() / k.bc2_sqrt + k.eps;
+        *p += -k.step_size * (*m / denom);
+    }
 }
 
 /// A learning-rate schedule, applied at the start of each epoch.

@@ -201,6 +201,7 @@ def main():
         shutil.rmtree(LOG_DIR)
 
     raw = {}  # key -> list of per-round figures
+    info = {}
     load_start = os.getloadavg()
     if load_start[0] > 0.5 * (os.cpu_count() or 1):
         log(f"WARNING: load average {load_start[0]:.2f} at start: other work is running, "
@@ -264,7 +265,7 @@ def main():
                     j = last_json(res["stdout"]) if res["rc"] == 0 else None
                     add((m, s, "torch"), j.get("images_per_s") if j else None)
                     if j:
-                        raw["torch_blas"] = j.get("blas")
+                        info["torch_blas"] = j.get("blas")
 
             for k in rss_sizes:
                 key = f"rss-{k}"
@@ -275,6 +276,16 @@ def main():
     # ---- medians, ratios, table ---------------------------------------------------
     def M(*key):
         return med(raw.get(key, []))
+
+    def R(num, den):
+        """Median over rounds of the ratio within a round (rounds run side by side, so
+        this cancels drift between rounds); the ratio of medians if rounds are unpaired."""
+        a, b = raw.get(num, []), raw.get(den, [])
+        if len(a) == len(b) and a:
+            per = [x / y for x, y in zip(a, b) if x is not None and y]
+            if per:
+                return statistics.median(per)
+        return ratio(med(a), med(b))
 
     rows = []
     for m in ok_models:
@@ -288,9 +299,9 @@ def main():
                 "ort_alone_img_s": o, "py_ort_img_s": p,
                 "py_ort_alone_img_s": M(m, "py_alone"), "torch_img_s": t,
                 "xfer_peak_rss_mb": (M(m, s, "xfer_rss_kb") or 0) / 1024 or None,
-                "xfer_over_ort_alone": ratio(x, o),
-                "xfer_over_py_ort": ratio(x, p),
-                "xfer_over_torch": ratio(x, t),
+                "xfer_over_ort_alone": R((m, s, "xfer"), (m, "ort_alone")),
+                "xfer_over_py_ort": R((m, s, "xfer"), (m, s, "py")),
+                "xfer_over_torch": R((m, s, "xfer"), (m, s, "torch")) if t is not None else None,
             }
             tgt_py = TARGETS["xfer_over_py_small" if s == "small" else "xfer_over_py_large"]
             row["targets"] = {
@@ -344,10 +355,10 @@ def main():
             g = r.get("rss_growth")
             print(f"xfer peak RSS {r['model']:<20} " + ", ".join(parts) +
                   (f"  ({rss_sizes[-1]}/{rss_sizes[0]} = {g:.2f}x)" if g else ""))
-    print(f"load average at start {load_start[0]:.2f}, at end {os.getloadavg()[0]:.2f} "
+    print(f"\nload average at start {load_start[0]:.2f}, at end {os.getloadavg()[0]:.2f} "
           f"({os.cpu_count()} CPUs)")
-    if raw.get("torch_blas"):
-        print(f"\ntorch libblas: {raw['torch_blas']}")
+    if info.get("torch_blas"):
+        print(f"torch libblas: {info['torch_blas']}")
     for n in notes + [f"{m} {k}: {why}" for (m, k), why in xfer_broken.items()]:
         print(f"note: {n}")
 
@@ -362,7 +373,8 @@ def main():
         "targets": TARGETS,
         "rows": rows,
         "rss": rss_rows,
-        "torch_blas": raw.get("torch_blas"),
+        "torch_blas": info.get("torch_blas"),
+        "ratio_method": "median over rounds of the within-round ratio",
         "notes": notes + [f"{m} {k}: {why}" for (m, k), why in xfer_broken.items()],
         "raw": {"|".join(k) if isinstance(k, tuple) else k: v for k, v in raw.items()},
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
