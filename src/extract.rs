@@ -114,7 +114,8 @@ fn run_in_background() {
     #[cfg(target_os = "linux")]
     {
         use thread_priority::unix::{
-            set_thread_priority_and_policy, thread_native_id, NormalThreadSchedulePolicy, ThreadSchedulePolicy,
+            set_thread_priority_and_policy, thread_native_id, NormalThreadSchedulePolicy,
+            ThreadSchedulePolicy,
         };
         let _ = set_thread_priority_and_policy(
             thread_native_id(),

@@ -158,7 +158,10 @@ pub fn train_mlp(
     // Plain SGD: the update is fused into the backward pass (no gradient buffers).
     let fused_sgd = matches!(config.optimizer, OptimizerConfig::Sgd(c) if c.momentum == 0.0 && c.weight_decay == 0.0);
     let mut grads = if fused_sgd {
-        MlpGrads { weights: Vec::new(), biases: Vec::new() }
+        MlpGrads {
+            weights: Vec::new(),
+            biases: Vec::new(),
+        }
     } else {
         MlpGrads::zeros(&mlp.config)
     };
@@ -182,7 +185,13 @@ pub fn train_mlp(
             yb.clear();
             yb.extend(batch.iter().map(|&r| train.labels[r]));
             let (loss, ok) = if fused_sgd {
-                mlp.loss_and_sgd_step(xb.view(), &yb, Mode::Train(&mut dropout_rng), &mut acts, opt.lr)
+                mlp.loss_and_sgd_step(
+                    xb.view(),
+                    &yb,
+                    Mode::Train(&mut dropout_rng),
+                    &mut acts,
+                    opt.lr,
+                )
             } else {
                 let r = mlp.loss_and_grad(
                     xb.view(),

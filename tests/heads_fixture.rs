@@ -187,7 +187,10 @@ fn twenty_steps_match_pytorch() {
 /// separate backward and optimiser step do.
 #[test]
 fn fused_sgd_step_matches_pytorch_too() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/heads/torch_steps.json");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/heads/torch_steps.json"
+    );
     let f: Fixture = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     let x = Array2::from_shape_vec((f.n_samples, f.n_features), f.x.clone()).unwrap();
     let case = f.cases.iter().find(|c| c.name == "sgd").unwrap();
@@ -211,7 +214,11 @@ fn fused_sgd_step_matches_pytorch_too() {
         for (ours, theirs) in [(loss, case.losses[s]), (after, case.loss_after[s])] {
             let rel = (ours - theirs).abs() / theirs.abs();
             worst = worst.max(rel);
-            assert!(rel <= 1e-4, "step {}: xfer {ours} vs PyTorch {theirs}", s + 1);
+            assert!(
+                rel <= 1e-4,
+                "step {}: xfer {ours} vs PyTorch {theirs}",
+                s + 1
+            );
         }
     }
     println!("fused SGD: max relative loss diff {worst:.2e}");

@@ -18,7 +18,11 @@ cache=data/cache/apt
 mkdir -p "$cache"
 if ! ls "$cache"/tuxpaint-stamps-default_*.deb >/dev/null 2>&1; then
   echo "fetch_stamps: downloading tuxpaint-stamps-default with apt-get (about 160 MB)"
-  (cd "$cache" && apt-get download tuxpaint-stamps-default 2>&1 | grep -v "unsandboxed" || true)
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+  if ! (cd "$cache" && apt-get download tuxpaint-stamps-default 2>/dev/null); then
+    $SUDO apt-get update -q   # the package lists may be missing on a fresh machine
+    (cd "$cache" && apt-get download tuxpaint-stamps-default 2>/dev/null)
+  fi
 fi
 deb=$(ls "$cache"/tuxpaint-stamps-default_*.deb | head -n 1)
 [ -f "$deb" ] || { echo "fetch_stamps: download failed; run 'apt-get update' and retry" >&2; exit 1; }

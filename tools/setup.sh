@@ -6,6 +6,7 @@
 #   - the ONNX Runtime shared library, copied to $XFER_HOME/onnxruntime/
 #   - EfficientNet-Lite0 with real ImageNet weights, converted into onnx/
 #   - a few real photos into data/photos/ (scikit-image's chelsea and coffee)
+#   - a small labelled photo set into data/stamps/ (tools/fetch_stamps.sh)
 # Options:  --torch   also install Debian's torch/torchvision (for tools/export_torchvision.py
 #                     and the PyTorch benchmarks)
 #           --lite N  also build efficientnet_lite{N} (1 or 2); repeatable
@@ -71,7 +72,8 @@ for n in "${LITES[@]}"; do
   .venv/bin/python tools/lite_to_onnx.py --variant "$n"
 done
 
-# --- a few real photos ---------------------------------------------------------
-tools/fetch_photos.sh
+# --- real photos ----------------------------------------------------------------
+tools/fetch_photos.sh     # chelsea and coffee (scikit-image, CC0)
+tools/fetch_stamps.sh     # Tux Paint photo cut-outs in 4 classes (Debian, GPL-2)
 
 say "done"

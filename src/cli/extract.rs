@@ -179,7 +179,8 @@ pub fn extract(cli: &Cli, args: &ExtractArgs) -> Result<i32> {
         },
         recipe,
         resume: args.resume,
-        background_decoders: backbone.provider == "CPUExecutionProvider" && !args.normal_priority_decoders,
+        background_decoders: backbone.provider == "CPUExecutionProvider"
+            && !args.normal_priority_decoders,
     };
     eprintln!(
         "extracting {} images ({} classes, {:?}) with {} on {} → {}",

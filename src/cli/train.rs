@@ -474,18 +474,34 @@ fn train_logistic(
         max_iterations: args.logistic_max_iter,
         ..LogisticConfig::default()
     };
+    let engine = match config
+        .engine
+        .resolve(data.train_rows.len() * data.train.n_features())
+    {
+        logistic::LogisticEngine::Streaming => {
+            "argmin L-BFGS as linfa-logistic, streaming products"
+        }
+        _ => "linfa-logistic, L-BFGS",
+    };
     eprintln!(
-        "logistic regression (linfa, L-BFGS, C = {}, max {} iterations) on standardised features…",
+        "logistic regression ({engine}, C = {}, max {} iterations) on standardised features…",
         args.logistic_c, args.logistic_max_iter
     );
     let t0 = Instant::now();
-    let (head, std) = logistic::fit(
+    let fit = logistic::fit(
         data.train.data.view(),
         &data.train_labels,
         &data.train_rows,
         data.class_names.len(),
         &config,
     )?;
+    let (head, std) = (fit.head, fit.standardize);
+    if let (Some(it), Some(passes)) = (fit.iterations, fit.passes) {
+        eprintln!(
+            "logistic regression: {it} L-BFGS iterations, {passes} passes over the features, stopped: {}",
+            fit.stop.as_deref().unwrap_or("—")
+        );
+    }
     let seconds = t0.elapsed().as_secs_f64();
     let predict = |x: ndarray::ArrayView2<f32>| head.predict_proba(std.apply(x).view());
     let tr = evaluate_rows(data.train_rows(), &data.class_names, &predict);
@@ -508,7 +524,7 @@ fn train_logistic(
     let report = HeadReport {
         kind: HeadKind::Logistic,
         description: format!(
-            "logistic regression (linfa L-BFGS, C = {}, standardised)",
+            "logistic regression ({engine}, C = {}, standardised)",
             args.logistic_c
         ),
         train_seconds: seconds,

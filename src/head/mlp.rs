@@ -199,7 +199,13 @@ fn ensure(a: &mut Array2<f32>, shape: (usize, usize)) {
 fn dropout_inplace(mut x: ArrayViewMut2<f32>, p: f32, rng: &mut Rng) {
     let threshold = (p as f64 * 4_294_967_296.0) as u64;
     let scale = 1.0 / (1.0 - p);
-    let keep = |v: f32, r: u32| if (r as u64) < threshold { 0.0 } else { v * scale };
+    let keep = |v: f32, r: u32| {
+        if (r as u64) < threshold {
+            0.0
+        } else {
+            v * scale
+        }
+    };
     // Two 32-bit draws per 64-bit output, in row-major order.
     for mut row in x.rows_mut() {
         let row = row.as_slice_mut().expect("activation rows are contiguous");
@@ -444,12 +450,14 @@ impl Mlp {
                     .for_each(|g, &h| *g = if h > 0.0 { *g * k } else { 0.0 });
             }
             gemm(-lr, d.t(), input, 1.0, layer.weight.view_mut()); // [out_l, in_l]
-            // The bias gradient in f32 as PyTorch sums it, then the update.
+                                                                   // The bias gradient in f32 as PyTorch sums it, then the update.
             let mut gb = Array1::<f32>::zeros(layer.bias.len());
             for row in d.rows() {
                 gb += &row;
             }
-            Zip::from(&mut layer.bias).and(&gb).for_each(|b, &g| *b += -lr * g);
+            Zip::from(&mut layer.bias)
+                .and(&gb)
+                .for_each(|b, &g| *b += -lr * g);
         }
     }
 

@@ -262,7 +262,11 @@ fn sgd_update(c: &SgdConfig, lr: f32, first: bool, p: &mut [f32], g: &[f32], buf
         (true, _) => par3(p, g, buf, |p, g, b| {
             for ((p, &g), b) in p.iter_mut().zip(g).zip(b.iter_mut()) {
                 let d = if wd != 0.0 { g + wd * *p } else { g };
-                *b = if first { d } else { ftz(mom * *b + one_minus_damp * d) };
+                *b = if first {
+                    d
+                } else {
+                    ftz(mom * *b + one_minus_damp * d)
+                };
                 let d = if nesterov { d + mom * *b } else { *b };
                 *p += -lr * d;
             }
@@ -276,7 +280,12 @@ fn par2(p: &mut [f32], g: &[f32], f: impl Fn(&mut [f32], &[f32]) + Sync) {
         .for_each(|(p, g)| f(p, g));
 }
 
-fn par3(p: &mut [f32], g: &[f32], b: &mut [f32], f: impl Fn(&mut [f32], &[f32], &mut [f32]) + Sync) {
+fn par3(
+    p: &mut [f32],
+    g: &[f32],
+    b: &mut [f32],
+    f: impl Fn(&mut [f32], &[f32], &mut [f32]) + Sync,
+) {
     p.par_chunks_mut(CHUNK)
         .zip(g.par_chunks(CHUNK))
         .zip(b.par_chunks_mut(CHUNK))

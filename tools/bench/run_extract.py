@@ -334,7 +334,8 @@ def main():
 
     print()
     print(f"xfer extraction benchmark: {T} threads, batch {a.batch}, median of {runs} run(s); "
-          f"img/s (ratio target in brackets, '!' = below target)")
+          f"img/s;\nratios = median of within-round ratios (target in brackets, '!' = below "
+          f"target); RSS = xfer peak RSS")
     hdr = (f"{'model':<20}{'set':<7}{'n':>5} {'xfer':>7} {'ORT-alone':>9} {'py-ORT':>7} "
            f"{'py-alone':>8} {'torch':>6} {'xfer/ORT(.85)':>13} {'xfer/py':>11} "
            f"{'xfer/torch(1.5)':>15} {'RSS MB':>7}")

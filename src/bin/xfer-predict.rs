@@ -1,0 +1,42 @@
+//! `xfer-predict`: the slim predictor. Classifies images with a bundle from
+//! `xfer train` and its backbone(s); the same flags as `xfer predict` (it
+//! includes the same front-end code). Built without the `store` and `train`
+//! features it links neither HDF5 nor linfa:
+//!
+//! ```sh
+//! cargo build --release --no-default-features --features cuda,tensorrt --bin xfer-predict
+//! ```
+
+use std::path::PathBuf;
+
+use clap::Parser;
+
+#[path = "../cli/common.rs"]
+mod common;
+#[path = "../cli/predict.rs"]
+mod predict;
+
+/// Classify images with a trained head (a bundle from `xfer train`) and the
+/// backbone(s) it was trained on. Bad files are skipped and listed; the exit
+/// status is 3 when any was skipped, 1 on errors.
+#[derive(Parser)]
+#[command(name = "xfer-predict", version)]
+struct Cli {
+    /// ONNX Runtime library (else $ORT_DYLIB_PATH, else where tools/setup.sh put it).
+    #[arg(long, value_name = "FILE")]
+    ort_lib: Option<PathBuf>,
+    /// Folder of backbone manifests and ONNX files (else $XFER_ZOO, else ./onnx).
+    #[arg(long, value_name = "DIR")]
+    zoo: Option<PathBuf>,
+    #[command(flatten)]
+    args: predict::PredictArgs,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    std::process::exit(common::report(predict::predict(
+        &cli.args,
+        cli.ort_lib.as_deref(),
+        cli.zoo.as_deref(),
+    )));
+}

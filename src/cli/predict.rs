@@ -1,0 +1,381 @@
+//! `xfer predict` and the slim `xfer-predict` binary (which includes this file):
+//! classify images with a trained bundle and its backbone(s); print a table,
+//! write a CSV of probabilities and/or a Kaggle submission.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use xfer::bundle::Bundle;
+use xfer::predictor::{self, Predictions, Predictor, PredictorOptions};
+use xfer::preprocess::DecodeOptions;
+use xfer::runtime::Runtime;
+use xfer::zoo::{Weights, Zoo};
+
+use super::common::{DeviceArgs, EXIT_SKIPPED};
+
+/// Classify images with a trained head (a bundle from `xfer train`) and the
+/// backbone(s) it was trained on.
+///
+/// The bundle records each backbone's sha256 and preprocessing; the backbones
+/// are found in the zoo (--zoo) and must match. Bad files are skipped and
+/// listed; the exit status is 3 when any was skipped.
+#[derive(Args, Debug)]
+pub struct PredictArgs {
+    /// The bundle written by `xfer train` (mlp.safetensors or logistic.safetensors).
+    #[arg(long, value_name = "FILE")]
+    bundle: PathBuf,
+    /// Image files, or folders searched recursively for images.
+    #[arg(value_name = "PATH", required = true)]
+    paths: Vec<PathBuf>,
+    /// Show the K most likely classes of each image.
+    #[arg(long, default_value_t = 1, value_name = "K")]
+    top_k: usize,
+    /// Write path, predicted class and one probability column per class to this CSV file.
+    #[arg(long, value_name = "FILE.csv")]
+    csv: Option<PathBuf>,
+    /// Write a Kaggle submission (`id,label`: the id from the file name, the
+    /// probability of the --positive class) to this file.
+    #[arg(long, value_name = "FILE.csv")]
+    kaggle: Option<PathBuf>,
+    /// The class whose probability is the Kaggle `label` (default: the second
+    /// of two classes in label order, e.g. `dog` of cat/dog).
+    #[arg(long, value_name = "CLASS")]
+    positive: Option<String>,
+    /// Kaggle: clip the label into [CLIP, 1 − CLIP] (log loss punishes confident
+    /// mistakes without bound; 0 turns clipping off).
+    #[arg(long, default_value_t = 0.005, value_name = "CLIP")]
+    clip: f64,
+    /// Replace existing --csv / --kaggle files.
+    #[arg(long)]
+    overwrite: bool,
+    /// Do not print the table (use with --csv or --kaggle on large folders).
+    #[arg(long)]
+    quiet: bool,
+    /// Print where the time went, on stderr.
+    #[arg(long)]
+    timings: bool,
+    /// Images per backbone run.
+    #[arg(long, default_value_t = 32)]
+    batch: usize,
+    /// Threads decoding images (0 = one per core).
+    #[arg(long, default_value_t = 0)]
+    decode_threads: usize,
+    /// Refuse images larger than this many megapixels.
+    #[arg(long, default_value_t = 100.0)]
+    max_megapixels: f64,
+    /// Decode JPEGs at full size even when a reduced-size decode would do
+    /// (use the same setting as the extraction the head was trained on).
+    #[arg(long)]
+    full_jpeg_decode: bool,
+    #[command(flatten)]
+    device: DeviceArgs,
+}
+
+/// Parse, then validate: everything that can be checked before a file is read.
+fn validate(args: &PredictArgs) -> Result<()> {
+    if args.batch == 0 {
+        bail!("--batch must be at least 1");
+    }
+    if args.top_k == 0 {
+        bail!("--top-k must be at least 1");
+    }
+    if !(0.0..0.5).contains(&args.clip) {
+        bail!(
+            "--clip must be in [0, 0.5) (e.g. 0.005 for [0.005, 0.995]), got {}",
+            args.clip
+        );
+    }
+    if !(args.max_megapixels > 0.0) {
+        bail!("--max-megapixels must be positive");
+    }
+    if args.positive.is_some() && args.kaggle.is_none() {
+        bail!("--positive chooses the class of a Kaggle submission: pass --kaggle FILE too");
+    }
+    if !args.bundle.is_file() {
+        bail!(
+            "bundle {} does not exist; train one with `xfer train` (it writes mlp.safetensors and logistic.safetensors)",
+            args.bundle.display()
+        );
+    }
+    for p in &args.paths {
+        if !p.exists() {
+            bail!(
+                "{} does not exist; pass image files or folders of images",
+                p.display()
+            );
+        }
+    }
+    let outputs: Vec<(&str, &PathBuf)> = [("--csv", &args.csv), ("--kaggle", &args.kaggle)]
+        .into_iter()
+        .filter_map(|(flag, p)| p.as_ref().map(|p| (flag, p)))
+        .collect();
+    if let [(_, a), (_, b)] = outputs[..] {
+        if a == b {
+            bail!(
+                "--csv and --kaggle name the same file {}; give two files",
+                a.display()
+            );
+        }
+    }
+    for (flag, p) in outputs {
+        if p.is_dir() {
+            bail!("{flag} {} is a folder; give a file name", p.display());
+        }
+        if p.exists() && !args.overwrite {
+            bail!(
+                "{} already exists; pass --overwrite to replace it",
+                p.display()
+            );
+        }
+        if let Some(parent) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
+            if !parent.is_dir() {
+                bail!(
+                    "the folder of {flag} {}, {}, does not exist",
+                    p.display(),
+                    parent.display()
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The class whose probability goes into a Kaggle submission.
+fn positive_class(args: &PredictArgs, names: &[String]) -> Result<Option<usize>> {
+    if args.kaggle.is_none() {
+        return Ok(None);
+    }
+    match &args.positive {
+        Some(p) => match names.iter().position(|n| n == p) {
+            Some(k) => Ok(Some(k)),
+            None => bail!(
+                "--positive {p} is not a class of the bundle; its classes are {}",
+                names.join(", ")
+            ),
+        },
+        None if names.len() == 2 => Ok(Some(1)),
+        None => bail!(
+            "the bundle has {} classes ({}); a Kaggle submission gives the probability of one: pass --positive CLASS",
+            names.len(),
+            names.join(", ")
+        ),
+    }
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1e3)
+}
+
+pub fn predict(args: &PredictArgs, ort_lib: Option<&Path>, zoo: Option<&Path>) -> Result<i32> {
+    let t0 = Instant::now();
+    validate(args)?;
+    let bundle = Bundle::load(&args.bundle)?;
+    let names = bundle.meta.class_names.clone();
+    let positive = positive_class(args, &names)?;
+    let zoo = Zoo::locate(zoo);
+    let resolved = predictor::resolve_backbones(&bundle, &args.bundle, &zoo)?;
+    let inputs = predictor::collect_images(&args.paths)?;
+    if inputs.images.is_empty() {
+        bail!(
+            "no images found in {} (looked for {}); pass image files or folders of images",
+            args.paths
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            xfer::dataset::IMAGE_EXTENSIONS.join(", ")
+        );
+    }
+    let t_checked = t0.elapsed();
+
+    let runtime = Runtime::init(ort_lib)?;
+    let t_runtime = t0.elapsed();
+    let opts = PredictorOptions {
+        session: args.device.session_options(),
+        decode: DecodeOptions {
+            max_pixels: (args.max_megapixels * 1e6) as u64,
+            scaled_jpeg: !args.full_jpeg_decode,
+            ..DecodeOptions::default()
+        },
+        batch: args.batch,
+        decode_threads: args.decode_threads,
+    };
+    let mut predictor = Predictor::load(&runtime, bundle, resolved, opts)
+        .with_context(|| format!("loading the backbone(s) of {}", args.bundle.display()))?;
+    let t_loaded = t0.elapsed();
+    for (b, r) in predictor.backbones.iter().zip(predictor.resolved()) {
+        if let Some(reason) = &b.fallback_reason {
+            eprintln!(
+                "warning: {:?} unavailable ({reason}); running {} on CPU as --allow-cpu-fallback asked",
+                args.device.device, r.manifest.name
+            );
+        }
+        if r.manifest.weights == Weights::Random {
+            eprintln!(
+                "warning: {} has RANDOM weights (structure and speed tests only): its predictions mean nothing",
+                r.manifest.name
+            );
+        }
+    }
+    let n = inputs.images.len();
+    let described: Vec<String> = predictor.resolved().iter().map(|r| r.describe()).collect();
+    if n > 1 || args.timings {
+        eprintln!(
+            "predicting {n} image{} with the {} head of {} on {} ({})",
+            if n == 1 { "" } else { "s" },
+            predictor.bundle.meta.kind,
+            args.bundle.display(),
+            described.join(" + "),
+            predictor.backbones[0].provider
+        );
+    }
+    if !inputs.ignored.is_empty() {
+        eprintln!(
+            "ignoring {} files that are not images by extension",
+            inputs.ignored.len()
+        );
+    }
+    let bar = if n >= 64 {
+        ProgressBar::new(n as u64)
+    } else {
+        ProgressBar::hidden()
+    };
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} images  {per_sec}  ETA {eta}  {msg}")
+            .expect("valid template"),
+    );
+    let preds = predictor.predict(&inputs.images, &mut |p| {
+        bar.set_position(p.done as u64);
+        if p.skipped > 0 {
+            bar.set_message(format!("{} skipped", p.skipped));
+        }
+    })?;
+    bar.finish_and_clear();
+    let t_predicted = t0.elapsed();
+
+    if !args.quiet {
+        print_table(&preds, &names, args.top_k.min(names.len()));
+    }
+    if let Some(path) = &args.csv {
+        let rows: Vec<String> = preds
+            .paths
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
+        write_file(path, |w| {
+            predictor::write_csv(w, &rows, preds.probs.view(), &names)
+        })?;
+        eprintln!("wrote {} rows to {}", rows.len(), path.display());
+    }
+    if let (Some(path), Some(k)) = (&args.kaggle, positive) {
+        let unreadable: Vec<PathBuf> = preds.skipped.iter().map(|(p, _)| p.clone()).collect();
+        let rows =
+            predictor::kaggle_rows(&preds.paths, preds.probs.view(), k, args.clip, &unreadable)
+                .map_err(anyhow::Error::msg)?;
+        write_file(path, |w| predictor::write_kaggle(w, &rows))?;
+        eprintln!(
+            "wrote a Kaggle submission of {} rows to {} (label = P({}){})",
+            rows.len(),
+            path.display(),
+            names[k],
+            if args.clip > 0.0 {
+                format!(", clipped to [{}, {}]", args.clip, 1.0 - args.clip)
+            } else {
+                String::new()
+            }
+        );
+        if !unreadable.is_empty() {
+            eprintln!(
+                "warning: {} unreadable image(s), listed below, have the label {} in the submission (a row is needed for every id); fix or replace them and predict again",
+                unreadable.len(),
+                predictor::KAGGLE_UNREADABLE
+            );
+        }
+    }
+    if !preds.skipped.is_empty() {
+        eprintln!(
+            "skipped {} of {n} file{}:",
+            preds.skipped.len(),
+            if n == 1 { "" } else { "s" }
+        );
+        for (p, reason) in &preds.skipped {
+            eprintln!("  {}: {reason}", p.display());
+        }
+    }
+    if args.timings {
+        let t = &preds.timings;
+        eprintln!(
+            "timings: checks (bundle, zoo, files) {}, ONNX Runtime {}, backbone load (sha256 + session) {}, \
+             predict {} (decode {}, backbone {}, head {}), output {}, total {}",
+            ms(t_checked),
+            ms(t_runtime - t_checked),
+            ms(t_loaded - t_runtime),
+            ms(t_predicted - t_loaded),
+            ms(t.decode),
+            ms(t.backbones),
+            ms(t.head),
+            ms(t0.elapsed() - t_predicted),
+            ms(t0.elapsed())
+        );
+    }
+    Ok(if preds.skipped.is_empty() {
+        0
+    } else {
+        EXIT_SKIPPED
+    })
+}
+
+fn print_table(preds: &Predictions, names: &[String], top_k: usize) {
+    let paths: Vec<String> = preds
+        .paths
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect();
+    let wp = paths
+        .iter()
+        .map(|p| p.chars().count())
+        .max()
+        .unwrap_or(0)
+        .max(4);
+    let wc = names
+        .iter()
+        .map(|c| c.chars().count())
+        .max()
+        .unwrap_or(0)
+        .max(5);
+    let mut out = std::io::stdout().lock();
+    let mut header = format!("{:<wp$}  {:<wc$}  {:>11}", "path", "class", "probability");
+    for k in 2..=top_k {
+        header += &format!("  {:<w$}", format!("top {k}"), w = wc + 8);
+    }
+    let _ = writeln!(out, "{}", header.trim_end());
+    for (path, row) in paths.iter().zip(preds.probs.rows()) {
+        let mut order: Vec<usize> = (0..row.len()).collect();
+        order.sort_by(|&a, &b| row[b].total_cmp(&row[a]).then(a.cmp(&b)));
+        let mut line = format!(
+            "{path:<wp$}  {:<wc$}  {:>11.4}",
+            names[order[0]], row[order[0]]
+        );
+        for &k in order.iter().take(top_k).skip(1) {
+            line += &format!("  {:<wc$} {:>6.4}", names[k], row[k]);
+        }
+        let _ = writeln!(out, "{line}");
+    }
+}
+
+/// Writes a file through a temporary name, so a failed run leaves no half file.
+fn write_file(path: &Path, body: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> Result<()> {
+    let tmp = path.with_extension("csv.partial");
+    let f = std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    let mut w = std::io::BufWriter::new(f);
+    body(&mut w)
+        .and_then(|_| w.flush())
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    drop(w);
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}

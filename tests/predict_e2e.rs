@@ -1,0 +1,189 @@
+//! End to end on real photos: EfficientNet-Lite0 (real ImageNet weights) on a
+//! held-out split of Debian's Tux Paint photo cut-outs (4 classes): extract →
+//! train (MLP and logistic) → evaluate and predict the held-back images with
+//! `xfer predict` and `xfer-predict`. Asserts accuracy well above chance and
+//! the three prediction paths equal within 1e-5.
+//!
+//! Needs what the test command's set-up provides: the ONNX Runtime library,
+//! `onnx/efficientnet_lite0.onnx` (tools/setup.sh) and `data/stamps`
+//! (tools/fetch_stamps.sh). Nothing is downloaded here.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn run(exe: &str, args: &[&str]) -> Output {
+    let o = Command::new(exe)
+        .args(args)
+        .current_dir(common::repo())
+        .env("HDF5_USE_FILE_LOCKING", "FALSE")
+        .output()
+        .expect("run the binary");
+    assert!(o.status.success(), "{exe} {args:?}\n{}", common::text(&o));
+    o
+}
+
+fn xfer(args: &[&str]) -> Output {
+    run(env!("CARGO_BIN_EXE_xfer"), args)
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// `path → probabilities` of a predictions CSV, paths made relative to `root`.
+fn read_csv(path: &Path, root: Option<&Path>) -> (Vec<String>, BTreeMap<String, Vec<f32>>) {
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut lines = text.lines();
+    let header: Vec<String> = lines.next().unwrap().split(',').map(String::from).collect();
+    let mut rows = BTreeMap::new();
+    for line in lines {
+        assert!(!line.contains('"'), "{line}");
+        let f: Vec<&str> = line.split(',').collect();
+        let mut p = PathBuf::from(f[0]);
+        if let Some(r) = root {
+            p = p.strip_prefix(r).map(Path::to_path_buf).unwrap_or(p);
+        }
+        rows.insert(
+            p.display().to_string(),
+            f[2..].iter().map(|v| v.parse().unwrap()).collect(),
+        );
+    }
+    (header[2..].to_vec(), rows)
+}
+
+#[test]
+fn stamps_extract_train_predict_agree_and_beat_chance() {
+    let stamps = common::repo().join("data/stamps");
+    assert!(
+        stamps.join(".complete").exists(),
+        "{} is missing: run tools/fetch_stamps.sh (the test command's set-up should)",
+        stamps.display()
+    );
+    common::setup_file("onnx/efficientnet_lite0.onnx");
+    let t = tempfile::tempdir().unwrap();
+    // A reproducible split: every third image of each class (sorted) is held back.
+    let (train, test) = (t.path().join("train"), t.path().join("test"));
+    let mut classes: Vec<PathBuf> = std::fs::read_dir(&stamps)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir())
+        .collect();
+    classes.sort();
+    assert_eq!(classes.len(), 4, "flowers, fruit, vegetables, vehicles");
+    for c in &classes {
+        let name = c.file_name().unwrap();
+        let mut files: Vec<PathBuf> = std::fs::read_dir(c)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        files.sort();
+        for (i, f) in files.iter().enumerate() {
+            let dir = if i % 3 == 2 { &test } else { &train }.join(name);
+            std::fs::create_dir_all(&dir).unwrap();
+            std::os::unix::fs::symlink(f, dir.join(f.file_name().unwrap())).unwrap();
+        }
+    }
+    let (ftrain, ftest) = (t.path().join("train.h5"), t.path().join("test.h5"));
+    for (data, out) in [(&train, &ftrain), (&test, &ftest)] {
+        xfer(&[
+            "extract",
+            "--model",
+            "efficientnet_lite0",
+            "--data",
+            s(data),
+            "--out",
+            s(out),
+        ]);
+    }
+    let run_dir = t.path().join("run");
+    xfer(&[
+        "train",
+        "--train",
+        s(&ftrain),
+        "--out",
+        s(&run_dir),
+        "--optim",
+        "adam",
+        "--epochs",
+        "30",
+        "--batch",
+        "16",
+        "--hidden",
+        "256",
+        "--seed",
+        "1",
+    ]);
+    for head in ["mlp", "logistic"] {
+        let bundle = run_dir.join(format!("{head}.safetensors"));
+        let ev = t.path().join(format!("{head}-evaluate.csv"));
+        xfer(&[
+            "evaluate",
+            "--bundle",
+            s(&bundle),
+            "--features",
+            s(&ftest),
+            "--csv",
+            s(&ev),
+        ]);
+        let p1 = t.path().join(format!("{head}-predict.csv"));
+        let p2 = t.path().join(format!("{head}-slim.csv"));
+        xfer(&[
+            "predict",
+            "--bundle",
+            s(&bundle),
+            s(&test),
+            "--csv",
+            s(&p1),
+            "--quiet",
+        ]);
+        run(
+            env!("CARGO_BIN_EXE_xfer-predict"),
+            &[
+                "--bundle",
+                s(&bundle),
+                s(&test),
+                "--csv",
+                s(&p2),
+                "--quiet",
+                "--batch",
+                "7",
+            ],
+        );
+        let (names, e) = read_csv(&ev, None);
+        let (_, a) = read_csv(&p1, Some(&test));
+        let (_, b) = read_csv(&p2, Some(&test));
+        assert_eq!(names, ["flowers", "fruit", "vegetables", "vehicles"]);
+        assert_eq!(e.keys().collect::<Vec<_>>(), a.keys().collect::<Vec<_>>());
+        assert_eq!(e.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
+        let mut worst = 0f32;
+        let mut correct = 0;
+        for (path, pe) in &e {
+            for (x, (y, z)) in pe.iter().zip(a[path].iter().zip(&b[path])) {
+                worst = worst
+                    .max((x - y).abs())
+                    .max((x - z).abs())
+                    .max((y - z).abs());
+            }
+            let class = path.split('/').next().unwrap();
+            let best = (0..pe.len())
+                .max_by(|&i, &j| a[path][i].total_cmp(&a[path][j]))
+                .unwrap();
+            correct += (names[best] == class) as usize;
+        }
+        let accuracy = correct as f64 / e.len() as f64;
+        eprintln!("{head}: {correct}/{} held-out photos right ({:.1} %), max |Δp| between the three paths {worst:e}", e.len(), 100.0 * accuracy);
+        assert!(
+            worst <= 1e-5,
+            "{head}: predict, xfer-predict and evaluate differ by {worst}"
+        );
+        // Chance is about 30 % (the largest class); EfficientNet-Lite0 features do far better.
+        assert!(
+            accuracy >= 0.6,
+            "{head}: accuracy {accuracy} on {} held-out photos",
+            e.len()
+        );
+    }
+}
