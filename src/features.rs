@@ -497,7 +497,7 @@ pub fn stratified_split(
     fraction: f64,
     seed: u64,
 ) -> (Vec<usize>, Vec<usize>) {
-    let mut rng = Rng::new(seed ^ 0x5eed_0f_5011);
+    let mut rng = Rng::new(seed ^ 0x5eed_5eed_5eed_5eed);
     let mut by_class: Vec<Vec<usize>> = vec![Vec::new(); n_classes];
     for (r, &l) in labels.iter().enumerate() {
         by_class[l].push(r);

@@ -195,29 +195,34 @@ fn ensure(a: &mut Array2<f32>, shape: (usize, usize)) {
 }
 
 /// Inverted dropout (as `nn.Dropout`): zero each entry with probability `p`,
-/// scale the others by 1/(1 − p).
+/// scale the others by 1/(1 − p). Each row draws from its own generator, seeded
+/// from `rng` in row order, so the masks do not depend on how many threads run
+/// the rows.
 fn dropout_inplace(mut x: ArrayViewMut2<f32>, p: f32, rng: &mut Rng) {
+    use rayon::prelude::*;
     let threshold = (p as f64 * 4_294_967_296.0) as u64;
     let scale = 1.0 / (1.0 - p);
-    let keep = |v: f32, r: u32| {
-        if (r as u64) < threshold {
-            0.0
-        } else {
-            v * scale
-        }
-    };
-    // Two 32-bit draws per 64-bit output, in row-major order.
-    for mut row in x.rows_mut() {
-        let row = row.as_slice_mut().expect("activation rows are contiguous");
+    let keep = move |v: f32, r: u32| if (r as u64) < threshold { 0.0 } else { v * scale };
+    let ncols = x.ncols().max(1);
+    let seeds: Vec<u64> = (0..x.nrows()).map(|_| rng.next_u64()).collect();
+    let row_mask = move |(row, &seed): (&mut [f32], &u64)| {
+        let mut r = Rng::new(seed);
+        // Two 32-bit draws per 64-bit output.
         let mut pairs = row.chunks_exact_mut(2);
         for pair in &mut pairs {
-            let w = rng.next_u64();
+            let w = r.next_u64();
             pair[0] = keep(pair[0], (w >> 32) as u32);
             pair[1] = keep(pair[1], w as u32);
         }
         if let [last] = pairs.into_remainder() {
-            *last = keep(*last, (rng.next_u64() >> 32) as u32);
+            *last = keep(*last, (r.next_u64() >> 32) as u32);
         }
+    };
+    let data = x.as_slice_mut().expect("activations are contiguous");
+    if data.len() >= 1 << 15 {
+        data.par_chunks_mut(ncols).zip(seeds.par_iter()).for_each(row_mask);
+    } else {
+        data.chunks_mut(ncols).zip(seeds.iter()).for_each(row_mask);
     }
 }
 
