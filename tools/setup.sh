@@ -36,7 +36,7 @@ for p in libhdf5-dev pkg-config python3.11 python3-venv python3-numpy python3-pi
   have_pkg "$p" || need+=("$p")
 done
 if [ "$WITH_TORCH" = 1 ]; then
-  for p in python3-torch python3-torchvision libopenblas0-openmp; do
+  for p in python3-torch python3-torchvision libopenblas0-openmp python3-sklearn; do
     have_pkg "$p" || need+=("$p")
   done
 fi

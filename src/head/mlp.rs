@@ -202,7 +202,13 @@ fn dropout_inplace(mut x: ArrayViewMut2<f32>, p: f32, rng: &mut Rng) {
     use rayon::prelude::*;
     let threshold = (p as f64 * 4_294_967_296.0) as u64;
     let scale = 1.0 / (1.0 - p);
-    let keep = move |v: f32, r: u32| if (r as u64) < threshold { 0.0 } else { v * scale };
+    let keep = move |v: f32, r: u32| {
+        if (r as u64) < threshold {
+            0.0
+        } else {
+            v * scale
+        }
+    };
     let ncols = x.ncols().max(1);
     let seeds: Vec<u64> = (0..x.nrows()).map(|_| rng.next_u64()).collect();
     let row_mask = move |(row, &seed): (&mut [f32], &u64)| {
@@ -220,7 +226,9 @@ fn dropout_inplace(mut x: ArrayViewMut2<f32>, p: f32, rng: &mut Rng) {
     };
     let data = x.as_slice_mut().expect("activations are contiguous");
     if data.len() >= 1 << 15 {
-        data.par_chunks_mut(ncols).zip(seeds.par_iter()).for_each(row_mask);
+        data.par_chunks_mut(ncols)
+            .zip(seeds.par_iter())
+            .for_each(row_mask);
     } else {
         data.chunks_mut(ncols).zip(seeds.iter()).for_each(row_mask);
     }
