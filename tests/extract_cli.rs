@@ -23,17 +23,7 @@ fn extract_writes_a_complete_feature_file_matching_the_backbone() {
     let data = t.path().join("data");
     common::make_image_folder(&data, &["cat", "dog"], 5);
     let out = t.path().join("f.h5");
-    let o = common::xfer(&[
-        "extract",
-        "--model",
-        &tiny(),
-        "--data",
-        data.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--batch",
-        "3",
-    ]);
+    let o = xfer_extract(&data, &out, &["--batch", "3"]);
     assert!(o.status.success(), "{}", common::text(&o));
     let f = store::read(&out).unwrap();
     assert_eq!(f.data.dim(), (10, 8));
@@ -69,15 +59,7 @@ fn extract_writes_a_complete_feature_file_matching_the_backbone() {
     }
 
     // A second run refuses to overwrite silently.
-    let o = common::xfer(&[
-        "extract",
-        "--model",
-        &tiny(),
-        "--data",
-        data.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let o = xfer_extract(&data, &out, &[]);
     assert_eq!(o.status.code(), Some(1));
     assert!(
         common::text(&o).contains("--overwrite"),
@@ -144,17 +126,7 @@ fn bad_files_are_skipped_listed_and_reported_in_the_exit_status() {
     )
     .unwrap();
     let out = t.path().join("f.h5");
-    let o = common::xfer(&[
-        "extract",
-        "--model",
-        &tiny(),
-        "--data",
-        data.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--max-megapixels",
-        "0.05",
-    ]);
+    let o = xfer_extract(&data, &out, &["--max-megapixels", "0.05"]);
     let txt = common::text(&o);
     assert_eq!(
         o.status.code(),
@@ -180,24 +152,32 @@ fn bad_files_are_skipped_listed_and_reported_in_the_exit_status() {
 }
 
 fn run_to_completion(data: &Path, out: &Path, extra: &[&str]) {
-    let mut args = vec![
+    let mut args = vec!["--batch", "2"];
+    args.extend_from_slice(extra);
+    let o = xfer_extract(data, out, &args);
+    assert!(o.status.success(), "{}", common::text(&o));
+}
+
+/// `xfer extract` on the tiny model from `data` into `out`, plus `extra` flags.
+fn extract_args(data: &Path, out: &Path, extra: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = [
         "extract",
         "--model",
-        tiny_str(),
+        &tiny(),
         "--data",
         data.to_str().unwrap(),
         "--out",
         out.to_str().unwrap(),
-        "--batch",
-        "2",
-    ];
-    args.extend_from_slice(extra);
-    let o = common::xfer(&args);
-    assert!(o.status.success(), "{}", common::text(&o));
+    ]
+    .map(String::from)
+    .to_vec();
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
 }
 
-fn tiny_str() -> &'static str {
-    Box::leak(tiny().into_boxed_str())
+fn xfer_extract(data: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
+    let args = extract_args(data, out, extra);
+    common::xfer(&args.iter().map(String::as_str).collect::<Vec<_>>())
 }
 
 #[test]
@@ -214,17 +194,7 @@ fn killed_run_is_not_complete_and_resume_gives_the_same_rows() {
     for delay_ms in [150u64, 60, 300, 20] {
         let _ = std::fs::remove_file(&partial);
         let mut child = Command::new(env!("CARGO_BIN_EXE_xfer"))
-            .args([
-                "extract",
-                "--model",
-                tiny_str(),
-                "--data",
-                data.to_str().unwrap(),
-                "--out",
-                out.to_str().unwrap(),
-                "--batch",
-                "2",
-            ])
+            .args(extract_args(&data, &out, &["--batch", "2"]))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -246,15 +216,7 @@ fn killed_run_is_not_complete_and_resume_gives_the_same_rows() {
     let e = store::read(&out).unwrap_err().to_string();
     assert!(e.contains("--resume"), "{e}");
 
-    let o = common::xfer(&[
-        "extract",
-        "--model",
-        &tiny(),
-        "--data",
-        data.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let o = xfer_extract(&data, &out, &[]);
     assert_eq!(
         o.status.code(),
         Some(1),
@@ -277,18 +239,7 @@ fn cuda_request_on_cpu_library_fails_loudly_unless_fallback_is_allowed() {
     let data = t.path().join("data");
     common::make_image_folder(&data, &["a", "b"], 2);
     let out = t.path().join("f.h5");
-    let base = [
-        "extract",
-        "--model",
-        tiny_str(),
-        "--data",
-        data.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--device",
-        "cuda",
-    ];
-    let o = common::xfer(&base);
+    let o = xfer_extract(&data, &out, &["--device", "cuda"]);
     let txt = common::text(&o);
     assert_eq!(o.status.code(), Some(1), "{txt}");
     assert!(
@@ -298,9 +249,7 @@ fn cuda_request_on_cpu_library_fails_loudly_unless_fallback_is_allowed() {
     );
     assert!(!out.exists());
 
-    let mut with_fallback = base.to_vec();
-    with_fallback.push("--allow-cpu-fallback");
-    let o = common::xfer(&with_fallback);
+    let o = xfer_extract(&data, &out, &["--device", "cuda", "--allow-cpu-fallback"]);
     assert!(o.status.success(), "{}", common::text(&o));
     assert!(common::text(&o).contains("running on CPU"));
     assert_eq!(
@@ -317,7 +266,7 @@ fn cuda_request_on_cpu_library_fails_loudly_unless_fallback_is_allowed() {
 fn missing_onnx_runtime_is_a_clear_error_not_a_panic() {
     let t = tempfile::tempdir().unwrap();
     let o = Command::new(env!("CARGO_BIN_EXE_xfer"))
-        .args(["bench-model", "--model", tiny_str()])
+        .args(["bench-model", "--model", &tiny()])
         .env("HOME", t.path())
         .env_remove("XFER_HOME")
         .env_remove("XDG_DATA_HOME")
