@@ -46,10 +46,19 @@ pub struct Outputs {
 }
 
 impl Backbone {
-    /// Loads `manifest`'s model after checking its sha256.
+    /// Loads `manifest`'s model and checks its sha256. The checksum is computed
+    /// on a second thread while ONNX Runtime builds the session (mostly one
+    /// core), so it costs no start-up time; a wrong file is reported before any
+    /// session error it may have caused.
     pub fn load(runtime: &Runtime, manifest: &Manifest, opts: &SessionOptions) -> Result<Backbone> {
-        manifest.verify_file()?;
-        let (session, provider, fallback_reason) = build_session(runtime, manifest, opts)?;
+        manifest.check_present()?;
+        let (sha256, built) = std::thread::scope(|s| {
+            let sha256 = s.spawn(|| crate::zoo::sha256_file(&manifest.onnx_path()));
+            let built = build_session(runtime, manifest, opts);
+            (sha256.join().expect("sha256 thread panicked"), built)
+        });
+        manifest.check_sha256(&sha256?)?;
+        let (session, provider, fallback_reason) = built?;
         check_io(&session, manifest)?;
         Ok(Backbone {
             session,

@@ -3,7 +3,9 @@
 //! by batch (memory stays flat however large the folder). Files that fail to
 //! decode are skipped and recorded with their reason.
 
+use std::cell::Cell;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use ndarray::{Array4, Axis};
@@ -24,11 +26,12 @@ pub struct ExtractConfig {
     pub recipe: Recipe,
     /// Continue `<out>.partial` instead of starting afresh.
     pub resume: bool,
-    /// Run decoders only on otherwise idle CPU time (Linux `SCHED_IDLE`). Right
-    /// when the backbone runs on the CPU: the decoders then fill the gaps of
-    /// ONNX Runtime's thread pool instead of slowing its threads down, and still
-    /// get every core whenever the backbone waits for them. Wrong on a GPU,
-    /// where decoding is the bottleneck.
+    /// While the backbone is busy, run the decoders only on otherwise idle CPU
+    /// time (Linux `SCHED_IDLE`), and at normal priority while it waits for
+    /// them. Right when the backbone runs on the CPU: the decoders fill the gaps
+    /// of ONNX Runtime's thread pool instead of slowing its threads down, yet
+    /// other programs on the machine cannot starve them while the backbone
+    /// waits. Pointless on a GPU, where decoding is the bottleneck.
     pub background_decoders: bool,
 }
 
@@ -71,13 +74,22 @@ struct Decoded {
     skipped: Vec<(String, String)>,
 }
 
-fn decode_batch(ds: &Dataset, items: &[&Item], recipe: &Recipe, opts: &DecodeOptions) -> Decoded {
+fn decode_batch(
+    ds: &Dataset,
+    items: &[&Item],
+    recipe: &Recipe,
+    opts: &DecodeOptions,
+    priority: &DecoderPriority,
+) -> Decoded {
     let len = recipe.tensor_len();
     let mut buf = vec![0f32; items.len() * len];
     let results: Vec<Result<()>> = buf
         .par_chunks_mut(len)
         .zip(items.par_iter())
-        .map(|(out, item)| preprocess::load_tensor(&ds.abs_path(item), recipe, opts, out))
+        .map(|(out, item)| {
+            priority.apply();
+            preprocess::load_tensor(&ds.abs_path(item), recipe, opts, out)
+        })
         .collect();
     let mut labels = Vec::with_capacity(items.len());
     let mut paths = Vec::with_capacity(items.len());
@@ -108,21 +120,71 @@ fn decode_batch(ds: &Dataset, items: &[&Item], recipe: &Recipe, opts: &DecodeOpt
     }
 }
 
-/// Lowers the calling thread to `SCHED_IDLE`; best effort (where the OS refuses,
-/// the thread keeps its normal priority).
-fn run_in_background() {
+/// The decoders' scheduling priority: `SCHED_IDLE` while the backbone is busy,
+/// normal while it waits for decoded images. The consumer flips `waiting`; each
+/// decoder thread adjusts its own policy before every image (a syscall only
+/// when the wanted policy changed).
+struct DecoderPriority {
+    enabled: bool,
+    backbone_waiting: AtomicBool,
+}
+
+impl DecoderPriority {
+    fn new(wanted: bool) -> Self {
+        DecoderPriority {
+            enabled: wanted && idle_round_trip_allowed(),
+            backbone_waiting: AtomicBool::new(true),
+        }
+    }
+
+    fn set_backbone_waiting(&self, waiting: bool) {
+        self.backbone_waiting.store(waiting, Ordering::Relaxed);
+    }
+
+    /// Called on a decoder thread before each image.
+    fn apply(&self) {
+        if !self.enabled {
+            return;
+        }
+        thread_local! {
+            static IDLE: Cell<bool> = const { Cell::new(false) };
+        }
+        let want_idle = !self.backbone_waiting.load(Ordering::Relaxed);
+        if IDLE.with(|c| c.get()) != want_idle && set_idle_priority(want_idle) {
+            IDLE.with(|c| c.set(want_idle));
+        }
+    }
+}
+
+/// Moves the calling thread to `SCHED_IDLE` or back to normal scheduling
+/// (`SCHED_OTHER`, nice unchanged). Returns whether the OS agreed.
+fn set_idle_priority(idle: bool) -> bool {
     #[cfg(target_os = "linux")]
     {
-        use thread_priority::unix::{
-            set_thread_priority_and_policy, thread_native_id, NormalThreadSchedulePolicy,
-            ThreadSchedulePolicy,
+        let policy = if idle {
+            libc::SCHED_IDLE
+        } else {
+            libc::SCHED_OTHER
         };
-        let _ = set_thread_priority_and_policy(
-            thread_native_id(),
-            thread_priority::ThreadPriority::Min,
-            ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle),
-        );
+        let param = libc::sched_param { sched_priority: 0 };
+        // pid 0: the calling thread (Linux schedules threads individually).
+        unsafe { libc::sched_setscheduler(0, policy, &param) == 0 }
     }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = idle;
+        false
+    }
+}
+
+/// Whether a thread can go to `SCHED_IDLE` and come back. Leaving `SCHED_IDLE`
+/// needs root or a permissive `RLIMIT_NICE`; without it a decoder would stay
+/// starved for good, so the policy is used only where the round trip works
+/// (tried on a throwaway thread).
+fn idle_round_trip_allowed() -> bool {
+    std::thread::spawn(|| set_idle_priority(true) && set_idle_priority(false))
+        .join()
+        .unwrap_or(false)
 }
 
 /// Extracts features of every image of `ds` into `out`.
@@ -149,15 +211,10 @@ pub fn run(
         .filter(|i| !done.contains(&i.rel_path))
         .collect();
     let already = ds.items.len() - todo.len();
-    let background = cfg.background_decoders;
+    let priority = DecoderPriority::new(cfg.background_decoders);
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(cfg.decode_threads.max(1))
         .thread_name(|i| format!("xfer-decode-{i}"))
-        .start_handler(move |_| {
-            if background {
-                run_in_background();
-            }
-        })
         .build()
         .map_err(|e| Error::Config(format!("cannot start decoder threads: {e}")))?;
 
@@ -174,7 +231,8 @@ pub fn run(
     std::thread::scope(|scope| -> Result<()> {
         let producer = scope.spawn(|| {
             for chunk in todo.chunks(cfg.batch.max(1)) {
-                let decoded = pool.install(|| decode_batch(ds, chunk, &cfg.recipe, &cfg.decode));
+                let decoded =
+                    pool.install(|| decode_batch(ds, chunk, &cfg.recipe, &cfg.decode, &priority));
                 if tx.send(decoded).is_err() {
                     break; // the consumer stopped on an error
                 }
@@ -182,7 +240,22 @@ pub fn run(
             drop(tx);
         });
         let result = (|| {
-            for batch in rx.iter() {
+            loop {
+                let batch = match rx.try_recv() {
+                    Ok(batch) => batch,
+                    Err(crossbeam_channel::TryRecvError::Disconnected) => break,
+                    Err(crossbeam_channel::TryRecvError::Empty) => {
+                        // The backbone waits for the decoders: let them compete
+                        // for the CPU at normal priority until a batch arrives.
+                        priority.set_backbone_waiting(true);
+                        let next = rx.recv();
+                        priority.set_backbone_waiting(false);
+                        match next {
+                            Ok(batch) => batch,
+                            Err(_) => break,
+                        }
+                    }
+                };
                 let n = batch.tensor.len_of(Axis(0));
                 let features = if n > 0 {
                     backbone.run(batch.tensor.view(), false)?.features

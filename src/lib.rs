@@ -10,6 +10,7 @@ pub mod error;
 pub mod extract;
 pub mod features;
 pub mod head;
+pub mod jpeg;
 pub mod metrics;
 pub mod predictor;
 pub mod preprocess;

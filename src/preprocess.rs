@@ -13,6 +13,7 @@ use image::{DynamicImage, ImageDecoder, ImageReader, RgbImage};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::jpeg;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -148,9 +149,26 @@ pub fn decode_bytes(
     if is_jpeg && !bytes.windows(2).rev().any(|w| w == [0xFF, 0xD9]) {
         return Err(bad(path, "truncated JPEG (no end-of-image marker)"));
     }
-    if is_jpeg && opts.scaled_jpeg {
-        if let Some(img) = decode_jpeg_scaled(bytes, path, opts, min_short_side)? {
-            return Ok(img);
+    if is_jpeg {
+        let min_short = if opts.scaled_jpeg {
+            // Keep at least twice the target on the shorter side, so the
+            // antialiased resize that follows still does a real reduction: a 1/8
+            // decode straight to the target size blurs differently from a full
+            // decode (mean |Δ| ≈ 0.04 vs ≈ 0.003 with this margin, normalised units).
+            min_short_side.saturating_mul(2)
+        } else {
+            0
+        };
+        match jpeg::decode(bytes, min_short, opts.max_pixels) {
+            Ok(d) => {
+                let mut img = DynamicImage::ImageRgb8(d.image);
+                img.apply_orientation(d.orientation);
+                return Ok(img.into_rgb8());
+            }
+            Err(jpeg::Failure::TooLarge(w, h)) => check_size(path, w, h, opts)?,
+            // CMYK and whatever libjpeg rejects go to the general decoder, which
+            // reports its own error for files that are really broken.
+            Err(jpeg::Failure::Unsupported | jpeg::Failure::Corrupt(_)) => {}
         }
     }
     let reader = ImageReader::new(Cursor::new(bytes))
@@ -187,68 +205,6 @@ fn check_size(path: &Path, w: u32, h: u32, opts: &DecodeOptions) -> Result<()> {
         ));
     }
     Ok(())
-}
-
-/// Decodes a JPEG at a reduced scale through the IDCT (as libjpeg's `scale_denom`
-/// does), when that still leaves `min_short_side` pixels on the shorter side.
-/// Returns `None` when no reduction applies or the JPEG is of a kind left to
-/// the general decoder (CMYK, 16-bit).
-fn decode_jpeg_scaled(
-    bytes: &[u8],
-    path: &Path,
-    opts: &DecodeOptions,
-    min_short_side: u32,
-) -> Result<Option<RgbImage>> {
-    let mut dec = jpeg_decoder::Decoder::new(Cursor::new(bytes));
-    if dec.read_info().is_err() {
-        return Ok(None); // let the general decoder produce the error message
-    }
-    let Some(info) = dec.info() else {
-        return Ok(None);
-    };
-    let (w, h) = (info.width as u32, info.height as u32);
-    check_size(path, w, h, opts)?;
-    let short = w.min(h);
-    // Keep at least twice the target on the shorter side, so the antialiased
-    // resize that follows still does a real reduction: a 1/8 decode straight to
-    // the target size blurs differently from a full decode (mean |Δ| ≈ 0.04 vs
-    // ≈ 0.01 with this margin, in normalised units).
-    let min_short_side = min_short_side.saturating_mul(2);
-    if min_short_side == 0 || short < 2 * min_short_side {
-        return Ok(None);
-    }
-    if !matches!(
-        info.pixel_format,
-        jpeg_decoder::PixelFormat::RGB24 | jpeg_decoder::PixelFormat::L8
-    ) {
-        return Ok(None);
-    }
-    // Request the size whose shorter side is exactly min_short_side; the decoder
-    // picks the smallest IDCT scale (1/8 … 1) that is at least that large.
-    let req_w = ((w as u64 * min_short_side as u64).div_ceil(short as u64)) as u16;
-    let req_h = ((h as u64 * min_short_side as u64).div_ceil(short as u64)) as u16;
-    let (sw, sh) = dec
-        .scale(req_w, req_h)
-        .map_err(|e| bad(path, format!("cannot decode: {e}")))?;
-    let pixels = dec
-        .decode()
-        .map_err(|e| bad(path, format!("cannot decode: {e}")))?;
-    let (sw, sh) = (sw as u32, sh as u32);
-    let img = match info.pixel_format {
-        jpeg_decoder::PixelFormat::RGB24 => {
-            RgbImage::from_raw(sw, sh, pixels).map(DynamicImage::ImageRgb8)
-        }
-        _ => image::GrayImage::from_raw(sw, sh, pixels).map(DynamicImage::ImageLuma8),
-    };
-    let Some(mut img) = img else {
-        return Err(bad(path, "truncated JPEG data"));
-    };
-    let orientation = dec
-        .exif_data()
-        .and_then(Orientation::from_exif_chunk)
-        .unwrap_or(Orientation::NoTransforms);
-    img.apply_orientation(orientation);
-    Ok(Some(into_rgb(img, opts.background)))
 }
 
 /// Any colour type (grey, 16-bit, alpha, …) to 8-bit RGB; alpha is composited

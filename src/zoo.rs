@@ -107,6 +107,12 @@ impl Manifest {
 
     /// Checks that the ONNX file exists and has the manifest's sha256.
     pub fn verify_file(&self) -> Result<()> {
+        self.check_present()?;
+        self.check_sha256(&sha256_file(&self.onnx_path())?)
+    }
+
+    /// Checks that the ONNX file exists.
+    pub fn check_present(&self) -> Result<()> {
         let path = self.onnx_path();
         if !path.exists() {
             return Err(Error::ModelFileMissing {
@@ -114,12 +120,16 @@ impl Manifest {
                 generator: self.generator_hint(),
             });
         }
-        let actual = sha256_file(&path)?;
+        Ok(())
+    }
+
+    /// Compares the ONNX file's sha256, computed by the caller, with the manifest's.
+    pub fn check_sha256(&self, actual: &str) -> Result<()> {
         if actual != self.sha256 {
             return Err(Error::ModelChecksum {
-                path,
+                path: self.onnx_path(),
                 expected: self.sha256.clone(),
-                actual,
+                actual: actual.to_owned(),
                 generator: self.generator_hint(),
             });
         }

@@ -172,3 +172,35 @@ fn reduced_size_jpeg_decode_matches_full_decode_after_preprocessing() {
     println!("reduced vs full decode: mean |Δ| = {mean:.4}");
     assert!(mean < 0.01, "reduced-size decode differs too much: {mean}");
 }
+
+/// Max and mean |Δ| between xfer's decode of `jpg` and PIL's (`png`), in 0–255 units.
+fn diff_to_pil(jpg: &str, png: &str) -> (u8, f64) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/jpeg");
+    let got = preprocess::decode(&dir.join(jpg), &opts(), 0).unwrap();
+    let want = image::open(dir.join(png)).unwrap().to_rgb8();
+    assert_eq!(got.dimensions(), want.dimensions(), "{jpg}");
+    let diffs: Vec<u8> = got
+        .as_raw()
+        .iter()
+        .zip(want.as_raw())
+        .map(|(a, b)| a.abs_diff(*b))
+        .collect();
+    let mean = diffs.iter().map(|&d| d as f64).sum::<f64>() / diffs.len() as f64;
+    (*diffs.iter().max().unwrap(), mean)
+}
+
+// Fixtures from tools/make_jpeg_fixture.py (PIL 9.4 on Debian's libjpeg-turbo 2.1).
+#[test]
+fn jpeg_pixels_match_pil() {
+    // The same decoder (libjpeg-turbo, islow IDCT, fancy upsampling) as PIL.
+    let (max, mean) = diff_to_pil("ycc.jpg", "ycc_pil.png");
+    println!("YCbCr JPEG vs PIL: max |Δ| {max}, mean {mean:.4}");
+    assert!(max <= 1, "max |Δ| {max}");
+}
+
+#[test]
+fn cmyk_jpeg_becomes_rgb_as_in_pil() {
+    let (max, mean) = diff_to_pil("cmyk.jpg", "cmyk_pil.png");
+    println!("CMYK JPEG vs PIL: max |Δ| {max}, mean {mean:.4}");
+    assert!(max <= 2, "max |Δ| {max}, mean {mean}");
+}

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Sets up everything xfer and its tests need on a fresh Debian machine, offline
 # except for the package registries (Debian, PyPI, crates.io):
-#   - system packages: libhdf5-dev, pkg-config, Python 3.11 with numpy/PIL/h5py
+#   - system packages: libhdf5-dev, pkg-config, nasm (libjpeg-turbo's SIMD decoder), Python 3.11 with numpy/PIL/h5py
 #   - a Python venv (.venv) with onnxruntime==1.31.1 and onnx
 #   - the ONNX Runtime shared library, copied to $XFER_HOME/onnxruntime/
 #   - EfficientNet-Lite0 with real ImageNet weights, converted into onnx/
@@ -32,7 +32,7 @@ say() { printf '\033[1msetup:\033[0m %s\n' "$*"; }
 # --- system packages ---------------------------------------------------------
 need=()
 have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
-for p in libhdf5-dev pkg-config python3.11 python3-venv python3-numpy python3-pil python3-h5py; do
+for p in libhdf5-dev pkg-config nasm python3.11 python3-venv python3-numpy python3-pil python3-h5py; do
   have_pkg "$p" || need+=("$p")
 done
 if [ "$WITH_TORCH" = 1 ]; then

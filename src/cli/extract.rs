@@ -10,7 +10,7 @@ use ndarray::Array4;
 use xfer::backbone::Backbone;
 use xfer::dataset::{self, Layout};
 use xfer::extract::{self, ExtractConfig};
-use xfer::preprocess::{DecodeOptions, Preset};
+use xfer::preprocess::{self, DecodeOptions, Preset};
 use xfer::runtime::Runtime;
 use xfer::store::{self, Provenance};
 use xfer::zoo::{Manifest, Weights, Zoo};
@@ -251,6 +251,11 @@ pub struct BenchArgs {
     /// Timed batches (after one warm-up batch).
     #[arg(long, default_value_t = 10)]
     batches: usize,
+    /// Run on real images: the first --batch images of this dataset folder,
+    /// decoded and preprocessed once before timing (default: pseudo-random
+    /// tensors, which can run at a different speed than real ones).
+    #[arg(long, value_name = "DIR")]
+    data: Option<PathBuf>,
     #[command(flatten)]
     device: DeviceArgs,
 }
@@ -262,14 +267,19 @@ pub fn bench_model(cli: &Cli, args: &BenchArgs) -> Result<i32> {
     }
     let (_rt, manifest, mut backbone) = load_backbone(cli, &args.model, &args.device)?;
     let c = manifest.preprocess.crop as usize;
-    // Deterministic pseudo-random input in the range of normalised pixels.
-    let mut state = 0x2545F4914F6CDD1Du64;
-    let input = Array4::from_shape_simple_fn((args.batch, 3, c, c), || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        (state >> 40) as f32 / (1u64 << 24) as f32 * 4.0 - 2.0
-    });
+    let input = match &args.data {
+        Some(dir) => real_batch(dir, &manifest, args.batch)?,
+        None => {
+            // Deterministic pseudo-random input in the range of normalised pixels.
+            let mut state = 0x2545F4914F6CDD1Du64;
+            Array4::from_shape_simple_fn((args.batch, 3, c, c), || {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                (state >> 40) as f32 / (1u64 << 24) as f32 * 4.0 - 2.0
+            })
+        }
+    };
     backbone.run(input.view(), false)?; // warm-up
     let start = Instant::now();
     for _ in 0..args.batches {
@@ -286,7 +296,32 @@ pub fn bench_model(cli: &Cli, args: &BenchArgs) -> Result<i32> {
             "images": images,
             "seconds": secs,
             "images_per_s": images as f64 / secs,
+            "input": if args.data.is_some() { "images" } else { "random" },
         })
     );
     Ok(0)
+}
+
+/// The first `batch` images of `dir` (repeated when there are fewer), preprocessed
+/// with the backbone's own recipe.
+///
+/// # Shapes
+/// → [batch, 3, crop, crop]
+fn real_batch(dir: &Path, manifest: &Manifest, batch: usize) -> Result<Array4<f32>> {
+    let ds = dataset::scan(dir, None)?;
+    if ds.items.is_empty() {
+        bail!("{} holds no images", dir.display());
+    }
+    let recipe = &manifest.preprocess;
+    let c = recipe.crop as usize;
+    let mut input = Array4::<f32>::zeros((batch, 3, c, c));
+    let opts = DecodeOptions::default();
+    for (i, mut out) in input.outer_iter_mut().enumerate() {
+        let item = &ds.items[i % ds.items.len()];
+        let path = ds.abs_path(item);
+        let out = out.as_slice_mut().expect("a fresh array is contiguous");
+        preprocess::load_tensor(&path, recipe, &opts, out)
+            .with_context(|| format!("preprocessing {}", path.display()))?;
+    }
+    Ok(input)
 }

@@ -5,7 +5,8 @@ For each model and image set, R rounds, each round running side by side:
   xfer      target/release/xfer extract --model M --data DIR --out OUT.h5 --batch 32 --threads T
             (wall clock measured here around the whole process; peak RSS from
             /usr/bin/time -v, or from wait4 if GNU time is missing)
-  ort       target/release/xfer bench-model --model M --batch 32 --batches B --threads T
+  ort       target/release/xfer bench-model --model M --batch 32 --batches B --threads T --data SMALL
+            (the first 32 small photos, preprocessed once: real tensors, as the py peer uses)
             (last stdout line: JSON with images_per_s) -- once per model per round
   py        tools/bench/peer_ort.py (e2e) and, once per model per round, --mode model
   torch     tools/bench/peer_torch.py (resnet18, small set only)
@@ -237,7 +238,8 @@ def main():
             # model alone: xfer's own session, then the Python session
             if have_xfer:
                 res = run([XFER, "bench-model", "--model", m, "--batch", str(a.batch),
-                           "--batches", str(batches), "--threads", str(T)],
+                           "--batches", str(batches), "--threads", str(T),
+                           "--data", dirs["small"]],
                           f"ort-alone-{m}-r{rnd}", a.timeout)
                 j = last_json(res["stdout"]) if res["rc"] == 0 else None
                 add((m, "ort_alone"), j.get("images_per_s") if j else None)
@@ -334,9 +336,10 @@ def main():
 
     print()
     print(f"xfer extraction benchmark: {T} threads, batch {a.batch}, median of {runs} run(s); "
-          f"img/s;\nratios = median of within-round ratios (target in brackets, '!' = below "
+          f"img/s;\nxfer = whole process (start-up included), (self) = xfer's own summary (after the "
+          f"model is loaded);\nratios = median of within-round ratios (target in brackets, '!' = below "
           f"target); RSS = xfer peak RSS")
-    hdr = (f"{'model':<20}{'set':<7}{'n':>5} {'xfer':>7} {'ORT-alone':>9} {'py-ORT':>7} "
+    hdr = (f"{'model':<20}{'set':<7}{'n':>5} {'xfer':>7} {'(self)':>6} {'ORT-alone':>9} {'py-ORT':>7} "
            f"{'py-alone':>8} {'torch':>6} {'xfer/ORT(.85)':>13} {'xfer/py':>11} "
            f"{'xfer/torch(1.5)':>15} {'RSS MB':>7}")
     print(hdr)
@@ -344,7 +347,7 @@ def main():
     for r in rows:
         tp = r["targets"]["xfer_over_py_ort"]
         print(f"{r['model']:<20}{r['set']:<7}{r['n_images']:>5} {f(r['xfer_img_s']):>7} "
-              f"{f(r['ort_alone_img_s']):>9} {f(r['py_ort_img_s']):>7} "
+              f"{f(r['xfer_self_reported_img_s']):>6} {f(r['ort_alone_img_s']):>9} {f(r['py_ort_img_s']):>7} "
               f"{f(r['py_ort_alone_img_s']):>8} {f(r['torch_img_s']):>6} "
               f"{fr(r['xfer_over_ort_alone'], .85):>13} "
               f"{fr(r['xfer_over_py_ort'], tp) + f'({tp:g})':>11} "
