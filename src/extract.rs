@@ -31,7 +31,8 @@ pub struct ExtractConfig {
     /// them. Right when the backbone runs on the CPU: the decoders fill the gaps
     /// of ONNX Runtime's thread pool instead of slowing its threads down, yet
     /// other programs on the machine cannot starve them while the backbone
-    /// waits. Pointless on a GPU, where decoding is the bottleneck.
+    /// waits. Applied only when the backbone runs on the CPU: on a GPU decoding
+    /// is the bottleneck.
     pub background_decoders: bool,
 }
 
@@ -125,16 +126,25 @@ fn decode_batch(
 /// decoder thread adjusts its own policy before every image (a syscall only
 /// when the wanted policy changed).
 struct DecoderPriority {
-    enabled: bool,
+    /// The caller allows it and a thread can leave `SCHED_IDLE` again.
+    allowed: bool,
+    /// Allowed, and the backbone runs on the CPU (known once it is loaded).
+    enabled: AtomicBool,
     backbone_waiting: AtomicBool,
 }
 
 impl DecoderPriority {
     fn new(wanted: bool) -> Self {
         DecoderPriority {
-            enabled: wanted && idle_round_trip_allowed(),
+            allowed: wanted && idle_round_trip_allowed(),
+            enabled: AtomicBool::new(false),
             backbone_waiting: AtomicBool::new(true),
         }
+    }
+
+    fn enable(&self, backbone_on_cpu: bool) {
+        self.enabled
+            .store(self.allowed && backbone_on_cpu, Ordering::Relaxed);
     }
 
     fn set_backbone_waiting(&self, waiting: bool) {
@@ -143,7 +153,7 @@ impl DecoderPriority {
 
     /// Called on a decoder thread before each image.
     fn apply(&self) {
-        if !self.enabled {
+        if !self.enabled.load(Ordering::Relaxed) {
             return;
         }
         thread_local! {
@@ -187,29 +197,36 @@ fn idle_round_trip_allowed() -> bool {
         .unwrap_or(false)
 }
 
-/// Extracts features of every image of `ds` into `out`.
-pub fn run(
+/// A loaded backbone with the provenance its features will carry.
+pub type LoadedBackbone = (Backbone, Provenance);
+
+/// Extracts features of every image of `ds` into `out`, with the backbone that
+/// `load` returns. On a fresh run `load` runs while the decoders already work
+/// on the first batches, so model loading costs no time of its own; a resumed
+/// run loads first (the file's provenance decides which images are left).
+///
+/// `load`'s errors come back unchanged; xfer's own are converted into `E`.
+pub fn run<E: From<Error>>(
     ds: &Dataset,
-    backbone: &mut Backbone,
+    load: impl FnOnce() -> std::result::Result<LoadedBackbone, E>,
     out: &Path,
     cfg: &ExtractConfig,
-    prov: &Provenance,
     progress: &mut dyn FnMut(Progress),
-) -> Result<Summary> {
+) -> std::result::Result<Summary, E> {
     let start = Instant::now();
-    let dim = backbone.feature_dim();
-    let (mut writer, done) = if cfg.resume {
-        let (w, state) = FeatureWriter::resume(out, dim, prov)?;
-        (w, state.done)
+    let mut load = Some(load);
+    let mut ready = None;
+    let todo: Vec<&Item> = if cfg.resume {
+        let (backbone, prov) = load.take().expect("not loaded yet")()?;
+        let (writer, state) = FeatureWriter::resume(out, backbone.feature_dim(), &prov)?;
+        ready = Some((backbone, writer));
+        ds.items
+            .iter()
+            .filter(|i| !state.done.contains(&i.rel_path))
+            .collect()
     } else {
-        (FeatureWriter::create(out, dim, prov)?, Default::default())
+        ds.items.iter().collect()
     };
-    let resumed_rows = writer.rows();
-    let todo: Vec<&Item> = ds
-        .items
-        .iter()
-        .filter(|i| !done.contains(&i.rel_path))
-        .collect();
     let already = ds.items.len() - todo.len();
     let priority = DecoderPriority::new(cfg.background_decoders);
     let pool = rayon::ThreadPoolBuilder::new()
@@ -220,15 +237,12 @@ pub fn run(
 
     let mut skipped = Vec::new();
     let mut written = 0;
-    progress(Progress {
-        done: already,
-        total: ds.items.len(),
-        skipped: 0,
-    });
+    let mut resumed_rows = 0;
+    let mut provider = String::new();
     // At most two decoded batches wait for the backbone: flat memory, and the
     // decoders work on batch k+1 while the backbone runs batch k.
     let (tx, rx) = crossbeam_channel::bounded::<Decoded>(2);
-    std::thread::scope(|scope| -> Result<()> {
+    std::thread::scope(|scope| -> std::result::Result<(), E> {
         let producer = scope.spawn(|| {
             for chunk in todo.chunks(cfg.batch.max(1)) {
                 let decoded =
@@ -240,6 +254,25 @@ pub fn run(
             drop(tx);
         });
         let result = (|| {
+            let (mut backbone, mut writer) = match ready.take() {
+                Some(bw) => bw,
+                None => {
+                    let load = load.take().expect("loaded once");
+                    let (backbone, prov) = load()?;
+                    let writer = FeatureWriter::create(out, backbone.feature_dim(), &prov)?;
+                    (backbone, writer)
+                }
+            };
+            // SCHED_IDLE decoders only make sense when they share the CPU with the backbone.
+            priority.enable(backbone.provider == "CPUExecutionProvider");
+            provider = backbone.provider.clone();
+            resumed_rows = writer.rows();
+            let dim = backbone.feature_dim();
+            progress(Progress {
+                done: already,
+                total: ds.items.len(),
+                skipped: 0,
+            });
             loop {
                 let batch = match rx.try_recv() {
                     Ok(batch) => batch,
@@ -271,13 +304,13 @@ pub fn run(
                     skipped: skipped.len(),
                 });
             }
+            writer.finish()?;
             Ok(())
         })();
         drop(rx);
         producer.join().expect("decoder thread panicked");
         result
     })?;
-    writer.finish()?;
     Ok(Summary {
         total: ds.items.len(),
         resumed_rows,
@@ -285,6 +318,6 @@ pub fn run(
         skipped,
         skipped_before: already - resumed_rows,
         seconds: start.elapsed().as_secs_f64(),
-        provider: backbone.provider.clone(),
+        provider,
     })
 }

@@ -130,7 +130,16 @@ fn load_backbone(
     let zoo = Zoo::locate(cli.zoo.as_deref());
     let manifest = zoo.find(model)?;
     let runtime = Runtime::init(cli.ort_lib.as_deref())?;
-    let backbone = Backbone::load(&runtime, &manifest, &device.session_options())
+    let backbone = load_manifest_backbone(&runtime, &manifest, device)?;
+    Ok((runtime, manifest, backbone))
+}
+
+fn load_manifest_backbone(
+    runtime: &Runtime,
+    manifest: &Manifest,
+    device: &DeviceArgs,
+) -> Result<Backbone> {
+    let backbone = Backbone::load(runtime, manifest, &device.session_options())
         .with_context(|| format!("loading backbone {}", manifest.name))?;
     if let Some(reason) = &backbone.fallback_reason {
         eprintln!(
@@ -138,33 +147,17 @@ fn load_backbone(
             device.device
         );
     }
-    Ok((runtime, manifest, backbone))
+    Ok(backbone)
 }
 
 pub fn extract(cli: &Cli, args: &ExtractArgs) -> Result<i32> {
     validate(args)?;
     let ds = dataset::scan(&args.data, args.layout.map(Into::into))?;
-    let (runtime, manifest, mut backbone) = load_backbone(cli, &args.model, &args.device)?;
-    if manifest.weights == Weights::Random {
-        eprintln!("warning: {} has RANDOM weights (structure and speed tests only): these features mean nothing", manifest.name);
-    }
+    let zoo = Zoo::locate(cli.zoo.as_deref());
+    let manifest = zoo.find(&args.model)?;
     let recipe = manifest.preprocess.with_preset(args.preset);
     let root =
         std::fs::canonicalize(&args.data).with_context(|| args.data.display().to_string())?;
-    let prov = Provenance {
-        backbone: manifest.name.clone(),
-        model_sha256: manifest.sha256.clone(),
-        preprocess: serde_json::to_string(&recipe)?,
-        class_names: ds.classes.clone(),
-        ort_version: runtime.version.clone(),
-        execution_provider: backbone.provider.clone(),
-        xfer_version: xfer::VERSION.into(),
-        dataset_root: root.display().to_string(),
-        layout: serde_json::to_value(ds.layout)?
-            .as_str()
-            .unwrap_or_default()
-            .to_owned(),
-    };
     let cfg = ExtractConfig {
         batch: args.batch,
         decode_threads: if args.decode_threads == 0 {
@@ -177,20 +170,10 @@ pub fn extract(cli: &Cli, args: &ExtractArgs) -> Result<i32> {
             scaled_jpeg: !args.full_jpeg_decode,
             ..DecodeOptions::default()
         },
-        recipe,
+        recipe: recipe.clone(),
         resume: args.resume,
-        background_decoders: backbone.provider == "CPUExecutionProvider"
-            && !args.normal_priority_decoders,
+        background_decoders: !args.normal_priority_decoders,
     };
-    eprintln!(
-        "extracting {} images ({} classes, {:?}) with {} on {} → {}",
-        ds.items.len(),
-        ds.classes.len(),
-        ds.layout,
-        manifest.name,
-        backbone.provider,
-        args.out.display()
-    );
     if !ds.ignored.is_empty() {
         eprintln!(
             "ignoring {} files that are not images by extension",
@@ -202,7 +185,41 @@ pub fn extract(cli: &Cli, args: &ExtractArgs) -> Result<i32> {
         ProgressStyle::with_template("{bar:40} {pos}/{len} images  {per_sec}  ETA {eta}  {msg}")
             .expect("valid template"),
     );
-    let summary = extract::run(&ds, &mut backbone, &args.out, &cfg, &prov, &mut |p| {
+    // Runs while the decoders start on the first batches.
+    let load = || -> Result<extract::LoadedBackbone> {
+        let runtime = Runtime::init(cli.ort_lib.as_deref())?;
+        let backbone = load_manifest_backbone(&runtime, &manifest, &args.device)?;
+        if manifest.weights == Weights::Random {
+            bar.suspend(|| eprintln!("warning: {} has RANDOM weights (structure and speed tests only): these features mean nothing", manifest.name));
+        }
+        bar.suspend(|| {
+            eprintln!(
+                "extracting {} images ({} classes, {:?}) with {} on {} → {}",
+                ds.items.len(),
+                ds.classes.len(),
+                ds.layout,
+                manifest.name,
+                backbone.provider,
+                args.out.display()
+            )
+        });
+        let prov = Provenance {
+            backbone: manifest.name.clone(),
+            model_sha256: manifest.sha256.clone(),
+            preprocess: serde_json::to_string(&recipe)?,
+            class_names: ds.classes.clone(),
+            ort_version: runtime.version.clone(),
+            execution_provider: backbone.provider.clone(),
+            xfer_version: xfer::VERSION.into(),
+            dataset_root: root.display().to_string(),
+            layout: serde_json::to_value(ds.layout)?
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+        };
+        Ok((backbone, prov))
+    };
+    let summary = extract::run(&ds, load, &args.out, &cfg, &mut |p| {
         bar.set_position(p.done as u64);
         if p.skipped > 0 {
             bar.set_message(format!("{} skipped", p.skipped));
