@@ -16,6 +16,10 @@ pub struct SessionOptions {
     pub device: DeviceRequest,
     /// ONNX Runtime intra-op threads (0 = ONNX Runtime's default: one per core).
     pub threads: usize,
+    /// Let ONNX Runtime's threads spin between operators instead of sleeping:
+    /// faster when little else needs the cores (cheap decoding), slower when
+    /// decoders do (large photos). Off by default.
+    pub intra_op_spinning: bool,
 }
 
 impl Default for SessionOptions {
@@ -23,6 +27,7 @@ impl Default for SessionOptions {
         SessionOptions {
             device: DeviceRequest::default(),
             threads: 0,
+            intra_op_spinning: false,
         }
     }
 }
@@ -149,8 +154,7 @@ fn build_session(
 ) -> Result<(Session, String, Option<String>)> {
     let mut builder = Session::builder(&runtime.env)?
         .with_optimization_level(GraphOptimizationLevel::Level3)?
-        // Do not spin: on a small machine the decoders need the cores while ORT waits.
-        .with_intra_op_spinning(false)?;
+        .with_intra_op_spinning(opts.intra_op_spinning)?;
     if opts.threads > 0 {
         builder = builder.with_intra_threads(opts.threads)?;
     }

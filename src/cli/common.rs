@@ -45,6 +45,7 @@ impl DeviceArgs {
                 trt_fp16: self.trt_fp16,
             },
             threads: self.threads,
+            intra_op_spinning: false,
         }
     }
 }

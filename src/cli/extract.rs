@@ -57,8 +57,36 @@ pub struct ExtractArgs {
     /// backbone down; this gives them normal priority.
     #[arg(long)]
     normal_priority_decoders: bool,
+    /// Let ONNX Runtime's threads spin between operators (CPU). auto: on when the
+    /// images are small files (mean under 256 KiB, from the first 64), whose
+    /// decoding leaves the cores to the model; off for large photos, whose
+    /// decoders need the time spinning would burn.
+    #[arg(long, value_enum, default_value_t = Spin::Auto)]
+    ort_spin: Spin,
     #[command(flatten)]
     device: DeviceArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, clap::ValueEnum)]
+enum Spin {
+    Auto,
+    On,
+    Off,
+}
+
+/// Files up to this mean size decode in a small fraction of a backbone's time.
+const SMALL_FILE_BYTES: u64 = 256 * 1024;
+
+/// `--ort-spin auto`: whether the first 64 images are small files on average.
+fn images_are_small(ds: &dataset::Dataset) -> bool {
+    let sizes: Vec<u64> = ds
+        .items
+        .iter()
+        .take(64)
+        .filter_map(|i| std::fs::metadata(ds.abs_path(i)).ok())
+        .map(|m| m.len())
+        .collect();
+    !sizes.is_empty() && sizes.iter().sum::<u64>() / (sizes.len() as u64) <= SMALL_FILE_BYTES
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -130,16 +158,17 @@ fn load_backbone(
     let zoo = Zoo::locate(cli.zoo.as_deref());
     let manifest = zoo.find(model)?;
     let runtime = Runtime::init(cli.ort_lib.as_deref())?;
-    let backbone = load_manifest_backbone(&runtime, &manifest, device)?;
+    let backbone = load_manifest_backbone(&runtime, &manifest, &device.session_options(), device)?;
     Ok((runtime, manifest, backbone))
 }
 
 fn load_manifest_backbone(
     runtime: &Runtime,
     manifest: &Manifest,
+    session: &xfer::backbone::SessionOptions,
     device: &DeviceArgs,
 ) -> Result<Backbone> {
-    let backbone = Backbone::load(runtime, manifest, &device.session_options())
+    let backbone = Backbone::load(runtime, manifest, session)
         .with_context(|| format!("loading backbone {}", manifest.name))?;
     if let Some(reason) = &backbone.fallback_reason {
         eprintln!(
@@ -185,10 +214,16 @@ pub fn extract(cli: &Cli, args: &ExtractArgs) -> Result<i32> {
         ProgressStyle::with_template("{bar:40} {pos}/{len} images  {per_sec}  ETA {eta}  {msg}")
             .expect("valid template"),
     );
+    let mut session = args.device.session_options();
+    session.intra_op_spinning = match args.ort_spin {
+        Spin::On => true,
+        Spin::Off => false,
+        Spin::Auto => images_are_small(&ds),
+    };
     // Runs while the decoders start on the first batches.
     let load = || -> Result<extract::LoadedBackbone> {
         let runtime = Runtime::init(cli.ort_lib.as_deref())?;
-        let backbone = load_manifest_backbone(&runtime, &manifest, &args.device)?;
+        let backbone = load_manifest_backbone(&runtime, &manifest, &session, &args.device)?;
         if manifest.weights == Weights::Random {
             bar.suspend(|| eprintln!("warning: {} has RANDOM weights (structure and speed tests only): these features mean nothing", manifest.name));
         }
