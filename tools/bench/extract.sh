@@ -10,7 +10,7 @@
 #   --quick              1 round, 64 small and 8 large images, 4 model-alone batches
 #   --models a,b         (default efficientnet_lite0,resnet18)
 #   --sets small,large   which timed sets (default both)
-#   --small N --large M  set sizes (default 256 / 48)
+#   --small N --large M  set sizes (default 1024 / 48)
 #   --rss 200,2000       sizes of the peak-RSS sets ('' to skip)
 #   --batches B          batches for the model-alone figures (default 8)
 #   --no-torch           skip the torchvision peer

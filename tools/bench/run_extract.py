@@ -144,7 +144,8 @@ def main():
     ap.add_argument("--quick", action="store_true", help="1 round, fewer images")
     ap.add_argument("--models", default="efficientnet_lite0,resnet18")
     ap.add_argument("--sets", default="small,large", help="image sets to time")
-    ap.add_argument("--small", type=int, default=None, help="small-set size (256; quick 64)")
+    ap.add_argument("--small", type=int, default=None,
+                    help="small-set size (1024, so that start-up (~0.2 s) weighs as little as in a real run; quick 64)")
     ap.add_argument("--large", type=int, default=None, help="large-set size (48; quick 8)")
     ap.add_argument("--rss", default="200,2000", help="rss set sizes ('' to skip)")
     ap.add_argument("--batch", type=int, default=32)
@@ -158,7 +159,7 @@ def main():
     ap.add_argument("--select-openblas", action="store_true", help=argparse.SUPPRESS)
     a = ap.parse_args()
     runs = a.runs or (1 if a.quick else 3)
-    n_small = a.small or (64 if a.quick else 256)
+    n_small = a.small or (64 if a.quick else 1024)
     n_large = a.large or (8 if a.quick else 48)
     batches = a.batches or (4 if a.quick else 8)
     rss_sizes = [int(x) for x in a.rss.split(",") if x.strip()]
