@@ -28,11 +28,10 @@ pub struct ExtractConfig {
     pub resume: bool,
     /// While the backbone is busy, run the decoders only on otherwise idle CPU
     /// time (Linux `SCHED_IDLE`), and at normal priority while it waits for
-    /// them. Right when the backbone runs on the CPU: the decoders fill the gaps
-    /// of ONNX Runtime's thread pool instead of slowing its threads down, yet
-    /// other programs on the machine cannot starve them while the backbone
-    /// waits. Applied only when the backbone runs on the CPU: on a GPU decoding
-    /// is the bottleneck.
+    /// them: the decoders fill the gaps of ONNX Runtime's thread pool instead of
+    /// slowing its threads down, yet other programs cannot starve them while
+    /// the backbone waits. Applied only when the backbone runs on the CPU (on a
+    /// GPU, decoding is the bottleneck).
     pub background_decoders: bool,
 }
 
@@ -122,7 +121,7 @@ fn decode_batch(
 }
 
 /// The decoders' scheduling priority: `SCHED_IDLE` while the backbone is busy,
-/// normal while it waits for decoded images. The consumer flips `waiting`; each
+/// normal while it waits for decoded images. The consumer sets `backbone_waiting`; each
 /// decoder thread adjusts its own policy before every image (a syscall only
 /// when the wanted policy changed).
 struct DecoderPriority {

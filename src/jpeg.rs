@@ -13,18 +13,14 @@ use mozjpeg::{ColorSpace, Decompress, Marker};
 pub struct Decoded {
     pub image: RgbImage,
     pub orientation: Orientation,
-    /// Width and height of the full-size image.
-    pub full_size: (u32, u32),
-    /// The IDCT scale used, as n/8.
-    pub scale_eighths: u8,
 }
 
 /// Why libjpeg did not produce an image.
 pub enum Failure {
     /// A kind this decoder does not turn into RGB (CMYK, YCCK, …): use another decoder.
     Unsupported,
-    /// The image is larger than the caller's pixel limit: (width, height).
-    TooLarge(u32, u32),
+    /// The header's size (width, height) is empty or over the caller's pixel limit.
+    BadSize(u32, u32),
     /// libjpeg's own error message.
     Corrupt(String),
 }
@@ -74,27 +70,21 @@ fn decode_inner(bytes: &[u8], min_short_side: u32, max_pixels: u64) -> Result<De
     }
     let (w, h) = (dec.width() as u32, dec.height() as u32);
     if w == 0 || h == 0 || w as u64 * h as u64 > max_pixels {
-        return Err(Failure::TooLarge(w, h));
+        return Err(Failure::BadSize(w, h));
     }
     let orientation = dec
         .markers()
         .find_map(|m| m.data.strip_prefix(b"Exif\0\0"))
         .and_then(Orientation::from_exif_chunk)
         .unwrap_or(Orientation::NoTransforms);
-    let scale = scale_for(w.min(h), min_short_side);
-    dec.scale(scale);
+    dec.scale(scale_for(w.min(h), min_short_side));
     let mut started = dec.rgb().map_err(io)?;
     let (sw, sh) = (started.width() as u32, started.height() as u32);
     let mut pixels = vec![0u8; sw as usize * sh as usize * 3];
     started.read_scanlines_into(&mut pixels).map_err(io)?;
     started.finish().map_err(io)?;
     let image = RgbImage::from_raw(sw, sh, pixels).expect("buffer holds sw*sh RGB pixels");
-    Ok(Decoded {
-        image,
-        orientation,
-        full_size: (w, h),
-        scale_eighths: scale,
-    })
+    Ok(Decoded { image, orientation })
 }
 
 #[cfg(test)]

@@ -165,7 +165,7 @@ pub fn decode_bytes(
                 img.apply_orientation(d.orientation);
                 return Ok(img.into_rgb8());
             }
-            Err(jpeg::Failure::TooLarge(w, h)) => check_size(path, w, h, opts)?,
+            Err(jpeg::Failure::BadSize(w, h)) => check_size(path, w, h, opts)?,
             // CMYK and whatever libjpeg rejects go to the general decoder, which
             // reports its own error for files that are really broken.
             Err(jpeg::Failure::Unsupported | jpeg::Failure::Corrupt(_)) => {}

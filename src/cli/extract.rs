@@ -158,7 +158,7 @@ fn load_backbone(
     let zoo = Zoo::locate(cli.zoo.as_deref());
     let manifest = zoo.find(model)?;
     let runtime = Runtime::init(cli.ort_lib.as_deref())?;
-    let backbone = load_manifest_backbone(&runtime, &manifest, &device.session_options(), device)?;
+    let backbone = load_manifest_backbone(&runtime, &manifest, &device.session_options())?;
     Ok((runtime, manifest, backbone))
 }
 
@@ -166,14 +166,13 @@ fn load_manifest_backbone(
     runtime: &Runtime,
     manifest: &Manifest,
     session: &xfer::backbone::SessionOptions,
-    device: &DeviceArgs,
 ) -> Result<Backbone> {
     let backbone = Backbone::load(runtime, manifest, session)
         .with_context(|| format!("loading backbone {}", manifest.name))?;
     if let Some(reason) = &backbone.fallback_reason {
         eprintln!(
             "warning: {:?} unavailable ({reason}); running on CPU as --allow-cpu-fallback asked",
-            device.device
+            session.device.device
         );
     }
     Ok(backbone)
@@ -223,7 +222,7 @@ pub fn extract(cli: &Cli, args: &ExtractArgs) -> Result<i32> {
     // Runs while the decoders start on the first batches.
     let load = || -> Result<extract::LoadedBackbone> {
         let runtime = Runtime::init(cli.ort_lib.as_deref())?;
-        let backbone = load_manifest_backbone(&runtime, &manifest, &session, &args.device)?;
+        let backbone = load_manifest_backbone(&runtime, &manifest, &session)?;
         if manifest.weights == Weights::Random {
             bar.suspend(|| eprintln!("warning: {} has RANDOM weights (structure and speed tests only): these features mean nothing", manifest.name));
         }
