@@ -6,3 +6,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 tools/setup.sh
 cargo test --release --all-targets "$@"
+# The slim predictor links nothing beyond the C runtime (README, "The slim binary").
+tools/check_slim.sh
