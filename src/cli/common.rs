@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 use xfer::backbone::SessionOptions;
+use xfer::preprocess::DecodeOptions;
 use xfer::runtime::{Device, DeviceRequest};
 
 /// Exit status of a run that finished but skipped some inputs.
@@ -46,6 +47,47 @@ impl DeviceArgs {
             },
             threads: self.threads,
             intra_op_spinning: false,
+        }
+    }
+}
+
+/// How images are decoded.
+#[derive(Args, Debug, Clone)]
+pub struct DecodeArgs {
+    /// Threads decoding images (0 = one per core).
+    #[arg(long, default_value_t = 0)]
+    pub decode_threads: usize,
+    /// Refuse images larger than this many megapixels.
+    #[arg(long, default_value_t = 100.0)]
+    pub max_megapixels: f64,
+    /// Decode JPEGs at full size even when a reduced-size decode would do
+    /// (predict with the setting the training features were extracted with).
+    #[arg(long)]
+    pub full_jpeg_decode: bool,
+}
+
+impl DecodeArgs {
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if !(self.max_megapixels > 0.0) {
+            anyhow::bail!("--max-megapixels must be positive");
+        }
+        Ok(())
+    }
+
+    pub fn options(&self) -> DecodeOptions {
+        DecodeOptions {
+            max_pixels: (self.max_megapixels * 1e6) as u64,
+            scaled_jpeg: !self.full_jpeg_decode,
+            ..DecodeOptions::default()
+        }
+    }
+
+    /// Decoder threads, 0 resolved to one per core.
+    pub fn threads(&self) -> usize {
+        if self.decode_threads > 0 {
+            self.decode_threads
+        } else {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
         }
     }
 }

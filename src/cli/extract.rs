@@ -15,7 +15,7 @@ use xfer::runtime::Runtime;
 use xfer::store::{self, Provenance};
 use xfer::zoo::{Manifest, Weights, Zoo};
 
-use super::common::DeviceArgs;
+use super::common::{DecodeArgs, DeviceArgs};
 use super::{Cli, EXIT_SKIPPED};
 
 #[derive(Args, Debug)]
@@ -44,15 +44,8 @@ pub struct ExtractArgs {
     /// Replace OUT (and any OUT.partial) if it exists.
     #[arg(long, conflicts_with = "resume")]
     overwrite: bool,
-    /// Threads decoding images (0 = one per core).
-    #[arg(long, default_value_t = 0)]
-    decode_threads: usize,
-    /// Refuse images larger than this many megapixels.
-    #[arg(long, default_value_t = 100.0)]
-    max_megapixels: f64,
-    /// Decode JPEGs at full size even when a reduced-size decode would do.
-    #[arg(long)]
-    full_jpeg_decode: bool,
+    #[command(flatten)]
+    decode: DecodeArgs,
     /// On CPU, decoders normally run only on idle CPU time so they never slow the
     /// backbone down; this gives them normal priority.
     #[arg(long)]
@@ -106,20 +99,12 @@ impl From<LayoutArg> for Layout {
     }
 }
 
-fn cores() -> usize {
-    std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-}
-
 /// Parse, then validate: everything that can be checked before work starts.
 fn validate(args: &ExtractArgs) -> Result<()> {
     if args.batch == 0 {
         bail!("--batch must be at least 1");
     }
-    if !(args.max_megapixels > 0.0) {
-        bail!("--max-megapixels must be positive");
-    }
+    args.decode.validate()?;
     let partial = store::partial_path(&args.out);
     if args.resume {
         if !partial.exists() {
@@ -188,16 +173,8 @@ pub fn extract(cli: &Cli, args: &ExtractArgs) -> Result<i32> {
         std::fs::canonicalize(&args.data).with_context(|| args.data.display().to_string())?;
     let cfg = ExtractConfig {
         batch: args.batch,
-        decode_threads: if args.decode_threads == 0 {
-            cores()
-        } else {
-            args.decode_threads
-        },
-        decode: DecodeOptions {
-            max_pixels: (args.max_megapixels * 1e6) as u64,
-            scaled_jpeg: !args.full_jpeg_decode,
-            ..DecodeOptions::default()
-        },
+        decode_threads: args.decode.threads(),
+        decode: args.decode.options(),
         recipe: recipe.clone(),
         resume: args.resume,
         background_decoders: !args.normal_priority_decoders,

@@ -11,11 +11,10 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use xfer::bundle::Bundle;
 use xfer::predictor::{self, Predictions, Predictor, PredictorOptions};
-use xfer::preprocess::DecodeOptions;
 use xfer::runtime::Runtime;
 use xfer::zoo::{Weights, Zoo};
 
-use super::common::{DeviceArgs, EXIT_SKIPPED};
+use super::common::{DecodeArgs, DeviceArgs, EXIT_SKIPPED};
 
 /// Classify images with a trained head (a bundle from `xfer train`) and the
 /// backbone(s) it was trained on.
@@ -61,16 +60,8 @@ pub struct PredictArgs {
     /// Images per backbone run.
     #[arg(long, default_value_t = 32)]
     batch: usize,
-    /// Threads decoding images (0 = one per core).
-    #[arg(long, default_value_t = 0)]
-    decode_threads: usize,
-    /// Refuse images larger than this many megapixels.
-    #[arg(long, default_value_t = 100.0)]
-    max_megapixels: f64,
-    /// Decode JPEGs at full size even when a reduced-size decode would do
-    /// (use the same setting as the extraction the head was trained on).
-    #[arg(long)]
-    full_jpeg_decode: bool,
+    #[command(flatten)]
+    decode: DecodeArgs,
     #[command(flatten)]
     device: DeviceArgs,
 }
@@ -89,9 +80,7 @@ fn validate(args: &PredictArgs) -> Result<()> {
             args.clip
         );
     }
-    if !(args.max_megapixels > 0.0) {
-        bail!("--max-megapixels must be positive");
-    }
+    args.decode.validate()?;
     if args.positive.is_some() && args.kaggle.is_none() {
         bail!("--positive chooses the class of a Kaggle submission: pass --kaggle FILE too");
     }
@@ -196,13 +185,9 @@ pub fn predict(args: &PredictArgs, ort_lib: Option<&Path>, zoo: Option<&Path>) -
     let t_runtime = t0.elapsed();
     let opts = PredictorOptions {
         session: args.device.session_options(),
-        decode: DecodeOptions {
-            max_pixels: (args.max_megapixels * 1e6) as u64,
-            scaled_jpeg: !args.full_jpeg_decode,
-            ..DecodeOptions::default()
-        },
+        decode: args.decode.options(),
         batch: args.batch,
-        decode_threads: args.decode_threads,
+        decode_threads: args.decode.threads(),
     };
     let mut predictor = Predictor::load(&runtime, bundle, resolved, opts)
         .with_context(|| format!("loading the backbone(s) of {}", args.bundle.display()))?;
