@@ -264,22 +264,11 @@ fn cuda_request_on_cpu_library_fails_loudly_unless_fallback_is_allowed() {
 
 #[test]
 fn missing_onnx_runtime_is_a_clear_error_not_a_panic() {
-    let t = tempfile::tempdir().unwrap();
-    let o = Command::new(env!("CARGO_BIN_EXE_xfer"))
-        .args(["bench-model", "--model", &tiny()])
-        .env("HOME", t.path())
-        .env_remove("XFER_HOME")
-        .env_remove("XDG_DATA_HOME")
-        .env("ORT_DYLIB_PATH", t.path().join("nope.so"))
-        .output()
-        .unwrap();
-    let txt = common::text(&o);
-    assert_eq!(o.status.code(), Some(1), "{txt}");
-    assert!(
-        txt.contains("no ONNX Runtime library found") && txt.contains("tools/setup.sh"),
-        "{txt}"
-    );
-    assert!(!txt.contains("panicked"), "{txt}");
+    common::assert_missing_ort_is_clear(Command::new(env!("CARGO_BIN_EXE_xfer")).args([
+        "bench-model",
+        "--model",
+        &tiny(),
+    ]));
 }
 
 #[test]

@@ -516,20 +516,9 @@ fn devices_and_missing_onnx_runtime() {
     let o = ok(slim(&fallback));
     assert!(common::text(&o).contains("on CPU"), "{}", common::text(&o));
 
-    let o = Command::new(env!("CARGO_BIN_EXE_xfer-predict"))
-        .args(&base[..5])
-        .current_dir(common::repo())
-        .env("HOME", t.path())
-        .env_remove("XFER_HOME")
-        .env_remove("XDG_DATA_HOME")
-        .env("ORT_DYLIB_PATH", t.path().join("nope.so"))
-        .output()
-        .unwrap();
-    let txt = common::text(&o);
-    assert_eq!(o.status.code(), Some(1), "{txt}");
-    assert!(
-        txt.contains("no ONNX Runtime library found") && txt.contains("tools/setup.sh"),
-        "{txt}"
+    common::assert_missing_ort_is_clear(
+        Command::new(env!("CARGO_BIN_EXE_xfer-predict"))
+            .args(&base[..5])
+            .current_dir(common::repo()),
     );
-    assert!(!txt.contains("panicked"), "{txt}");
 }

@@ -73,3 +73,24 @@ pub fn make_image_folder(root: &Path, classes: &[&str], per_class: u32) {
         }
     }
 }
+
+/// Runs `cmd` where no ONNX Runtime library can be found (an empty home, a
+/// wrong `ORT_DYLIB_PATH`) and checks that it fails with the message naming
+/// the set-up command, not a panic.
+pub fn assert_missing_ort_is_clear(cmd: &mut Command) {
+    let home = tempfile::tempdir().unwrap();
+    let o = cmd
+        .env("HOME", home.path())
+        .env_remove("XFER_HOME")
+        .env_remove("XDG_DATA_HOME")
+        .env("ORT_DYLIB_PATH", home.path().join("nope.so"))
+        .output()
+        .unwrap();
+    let txt = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{txt}");
+    assert!(
+        txt.contains("no ONNX Runtime library found") && txt.contains("tools/setup.sh"),
+        "{txt}"
+    );
+    assert!(!txt.contains("panicked"), "{txt}");
+}
