@@ -309,4 +309,26 @@ fn bench_model_prints_json() {
     let v: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
     assert!(v["images_per_s"].as_f64().unwrap() > 0.0);
     assert_eq!(v["images"], 8);
+    assert_eq!(v["input"], "random");
+
+    // On real images: 3 photos repeated to fill a batch of 4.
+    let t = tempfile::tempdir().unwrap();
+    common::make_image_folder(t.path(), &["a"], 3);
+    let data = t.path().to_str().unwrap();
+    let o = common::xfer(&[
+        "bench-model",
+        "--model",
+        &tiny(),
+        "--batch",
+        "4",
+        "--batches",
+        "1",
+        "--data",
+        data,
+    ]);
+    assert!(o.status.success(), "{}", common::text(&o));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    let v: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(v["input"], "images");
+    assert_eq!(v["images"], 4);
 }

@@ -353,3 +353,22 @@ fn real_batch(dir: &Path, manifest: &Manifest, batch: usize) -> Result<Array4<f3
     }
     Ok(input)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spin_auto_follows_the_mean_file_size() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir(t.path().join("a")).unwrap();
+        let write = |name: &str, len: usize| {
+            std::fs::write(t.path().join("a").join(name), vec![0u8; len]).unwrap()
+        };
+        write("1.jpg", 40_000);
+        write("2.jpg", 60_000);
+        assert!(images_are_small(&dataset::scan(t.path(), None).unwrap()));
+        write("3.jpg", 3_000_000);
+        assert!(!images_are_small(&dataset::scan(t.path(), None).unwrap()));
+    }
+}
