@@ -71,6 +71,24 @@ pub enum Error {
 
     #[error("invalid configuration: {0}")]
     Config(String),
+
+    #[error(transparent)]
+    Bundle(#[from] crate::bundle::BundleError),
+
+    /// A bundle and a backbone of the zoo disagree; the reason names both.
+    #[error("bundle {bundle}: {reason}")]
+    BundleMismatch { bundle: PathBuf, reason: String },
+
+    /// An input named on the command line cannot be used.
+    #[error("{path}: {reason}")]
+    Input { path: PathBuf, reason: String },
+
+    #[error("{} and {} both have the id {id}; a submission needs one row per id: predict one test folder", first.display(), second.display())]
+    DuplicateId {
+        first: PathBuf,
+        second: PathBuf,
+        id: String,
+    },
 }
 
 impl From<ort::Error<ort::session::builder::SessionBuilder>> for Error {

@@ -1,38 +1,32 @@
-//! The extraction pipeline: decode and preprocess images on a thread pool while
-//! the backbone runs the previous batch, and append features to the store batch
-//! by batch (memory stays flat however large the folder). Files that fail to
-//! decode are skipped and recorded with their reason.
+//! Extraction: a dataset's images through the [`pipeline`] into an HDF5
+//! feature file ([`store::FeatureWriter`] as the sink), batch by batch, so
+//! memory stays flat however large the folder. Files that fail to decode are
+//! skipped and recorded with their reason.
+//!
+//! A resumed run continues `<out>.partial` only when it is the same job: the
+//! writer checks model, preprocessing, decoding, layout and classes, and
+//! [`resume_point`] checks that the files already done are exactly the first
+//! files of today's sorted list; anything else is refused, naming what changed.
+//!
+//! [`pipeline`]: crate::pipeline
+//! [`store::FeatureWriter`]: crate::store::FeatureWriter
 
-use std::cell::Cell;
-use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
-
-use ndarray::{Array4, Axis};
-use rayon::prelude::*;
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
 
 use crate::backbone::Backbone;
 use crate::dataset::{Dataset, Item};
 use crate::error::{Error, Result};
-use crate::preprocess::{self, DecodeOptions, Recipe};
+use crate::pipeline::{self, Batch, PipelineConfig, Sink, Stage};
+use crate::preprocess::Recipe;
 use crate::store::{FeatureWriter, Provenance};
 
 #[derive(Debug, Clone)]
 pub struct ExtractConfig {
-    pub batch: usize,
-    /// Threads decoding and resizing images.
-    pub decode_threads: usize,
-    pub decode: DecodeOptions,
+    pub pipeline: PipelineConfig,
     pub recipe: Recipe,
     /// Continue `<out>.partial` instead of starting afresh.
     pub resume: bool,
-    /// While the backbone is busy, run the decoders only on otherwise idle CPU
-    /// time (Linux `SCHED_IDLE`), and at normal priority while it waits for
-    /// them: the decoders fill the gaps of ONNX Runtime's thread pool instead of
-    /// slowing its threads down, yet other programs cannot starve them while
-    /// the backbone waits. Applied only when the backbone runs on the CPU (on a
-    /// GPU, decoding is the bottleneck).
-    pub background_decoders: bool,
 }
 
 /// What a run did.
@@ -58,146 +52,74 @@ impl Summary {
     }
 }
 
-/// Progress after each batch: images handled so far (of `total`).
-pub struct Progress {
-    pub done: usize,
-    pub total: usize,
-    pub skipped: usize,
-}
-
-/// One preprocessed batch on its way to the backbone.
-struct Decoded {
-    /// [n_ok, 3, crop, crop]
-    tensor: Array4<f32>,
-    labels: Vec<i64>,
-    paths: Vec<String>,
-    skipped: Vec<(String, String)>,
-}
-
-fn decode_batch(
-    ds: &Dataset,
-    items: &[&Item],
-    recipe: &Recipe,
-    opts: &DecodeOptions,
-    priority: &DecoderPriority,
-) -> Decoded {
-    let len = recipe.tensor_len();
-    let mut buf = vec![0f32; items.len() * len];
-    let results: Vec<Result<()>> = buf
-        .par_chunks_mut(len)
-        .zip(items.par_iter())
-        .map(|(out, item)| {
-            priority.apply();
-            preprocess::load_tensor(&ds.abs_path(item), recipe, opts, out)
-        })
-        .collect();
-    let mut labels = Vec::with_capacity(items.len());
-    let mut paths = Vec::with_capacity(items.len());
-    let mut skipped = Vec::new();
-    let mut kept = 0;
-    for (i, (item, r)) in items.iter().zip(results).enumerate() {
-        match r {
-            Ok(()) => {
-                if kept != i {
-                    buf.copy_within(i * len..(i + 1) * len, kept * len);
-                }
-                kept += 1;
-                labels.push(item.label);
-                paths.push(item.rel_path.clone());
-            }
-            Err(Error::Image { reason, .. }) => skipped.push((item.rel_path.clone(), reason)),
-            Err(e) => skipped.push((item.rel_path.clone(), e.to_string())),
-        }
-    }
-    buf.truncate(kept * len);
-    let c = recipe.crop as usize;
-    let tensor = Array4::from_shape_vec((kept, 3, c, c), buf).expect("buffer holds kept images"); // [n_ok, 3, c, c]
-    Decoded {
-        tensor,
-        labels,
-        paths,
-        skipped,
-    }
-}
-
-/// The decoders' scheduling priority: `SCHED_IDLE` while the backbone is busy,
-/// normal while it waits for decoded images. The consumer sets `backbone_waiting`; each
-/// decoder thread adjusts its own policy before every image (a syscall only
-/// when the wanted policy changed).
-struct DecoderPriority {
-    /// The caller allows it and a thread can leave `SCHED_IDLE` again.
-    allowed: bool,
-    /// Allowed, and the backbone runs on the CPU (known once it is loaded).
-    enabled: AtomicBool,
-    backbone_waiting: AtomicBool,
-}
-
-impl DecoderPriority {
-    fn new(wanted: bool) -> Self {
-        DecoderPriority {
-            allowed: wanted && idle_round_trip_allowed(),
-            enabled: AtomicBool::new(false),
-            backbone_waiting: AtomicBool::new(true),
-        }
-    }
-
-    fn enable(&self, backbone_on_cpu: bool) {
-        self.enabled
-            .store(self.allowed && backbone_on_cpu, Ordering::Relaxed);
-    }
-
-    fn set_backbone_waiting(&self, waiting: bool) {
-        self.backbone_waiting.store(waiting, Ordering::Relaxed);
-    }
-
-    /// Called on a decoder thread before each image.
-    fn apply(&self) {
-        if !self.enabled.load(Ordering::Relaxed) {
-            return;
-        }
-        thread_local! {
-            static IDLE: Cell<bool> = const { Cell::new(false) };
-        }
-        let want_idle = !self.backbone_waiting.load(Ordering::Relaxed);
-        if IDLE.with(|c| c.get()) != want_idle && set_idle_priority(want_idle) {
-            IDLE.with(|c| c.set(want_idle));
-        }
-    }
-}
-
-/// Moves the calling thread to `SCHED_IDLE` or back to normal scheduling
-/// (`SCHED_OTHER`, nice unchanged). Returns whether the OS agreed.
-fn set_idle_priority(idle: bool) -> bool {
-    #[cfg(target_os = "linux")]
-    {
-        let policy = if idle {
-            libc::SCHED_IDLE
-        } else {
-            libc::SCHED_OTHER
-        };
-        let param = libc::sched_param { sched_priority: 0 };
-        // pid 0: the calling thread (Linux schedules threads individually).
-        unsafe { libc::sched_setscheduler(0, policy, &param) == 0 }
-    }
-    #[cfg(not(target_os = "linux"))]
-    {
-        let _ = idle;
-        false
-    }
-}
-
-/// Whether a thread can go to `SCHED_IDLE` and come back. Leaving `SCHED_IDLE`
-/// needs root or a permissive `RLIMIT_NICE`; without it a decoder would stay
-/// starved for good, so the policy is used only where the round trip works
-/// (tried on a throwaway thread).
-fn idle_round_trip_allowed() -> bool {
-    std::thread::spawn(|| set_idle_priority(true) && set_idle_priority(false))
-        .join()
-        .unwrap_or(false)
-}
+/// Progress over the whole dataset (a resumed run starts past the files already done).
+pub use crate::pipeline::Progress;
 
 /// A loaded backbone with the provenance its features will carry.
 pub type LoadedBackbone = (Backbone, Provenance);
+
+/// The HDF5 sink: rows of the batch become feature rows with their labels and paths.
+struct FileSink<'a> {
+    writer: FeatureWriter,
+    items: &'a [&'a Item],
+    written: usize,
+    skipped: Vec<(String, String)>,
+}
+
+impl Sink for FileSink<'_> {
+    type Error = Error;
+    fn consume(&mut self, batch: Batch) -> Result<()> {
+        let features = &batch.features[0]; // [n_ok, dim]
+        let labels: Vec<i64> = batch.rows.iter().map(|&i| self.items[i].label).collect();
+        let paths: Vec<String> = batch
+            .rows
+            .iter()
+            .map(|&i| self.items[i].rel_path.clone())
+            .collect();
+        let skipped: Vec<(String, String)> = batch
+            .skipped
+            .into_iter()
+            .map(|(i, reason)| (self.items[i].rel_path.clone(), reason))
+            .collect();
+        self.writer
+            .append(features.view(), &labels, &paths, &skipped)?;
+        self.written += batch.rows.len();
+        self.skipped.extend(skipped);
+        Ok(())
+    }
+}
+
+/// Where a resumed run starts: the number of leading dataset items that the
+/// interrupted run already wrote or skipped. They must be exactly the first
+/// files of the current (sorted) list; a file added, removed or renamed
+/// before that point would mix two datasets in one file, so it is an error
+/// naming the file. Files added after that point are simply extracted.
+pub fn resume_point(ds: &Dataset, done: &HashSet<String>, partial: &Path) -> Result<usize> {
+    let k = done.len();
+    let refuse = |what: String| Error::Store {
+        path: partial.to_owned(),
+        reason: format!(
+            "{what}; the dataset changed before the point the interrupted run reached ({k} files), so continuing would not give the file of an uninterrupted run. Restore the dataset as it was, or start again with --overwrite"
+        ),
+    };
+    if let Some(added) = ds.items.iter().take(k).find(|i| !done.contains(&i.rel_path)) {
+        return Err(refuse(format!(
+            "{} is in the dataset but not in the file",
+            added.rel_path
+        )));
+    }
+    if ds.items.len() < k {
+        let now: HashSet<&str> = ds.items.iter().map(|i| i.rel_path.as_str()).collect();
+        let mut gone: Vec<&String> = done.iter().filter(|p| !now.contains(p.as_str())).collect();
+        gone.sort();
+        return Err(refuse(format!(
+            "{} file(s) of the file are no longer in the dataset (first: {})",
+            gone.len(),
+            gone.first().map_or("?", |s| s.as_str())
+        )));
+    }
+    Ok(k)
+}
 
 /// Extracts features of every image of `ds` into `out`, with the backbone that
 /// `load` returns. On a fresh run `load` runs while the decoders already work
@@ -212,110 +134,68 @@ pub fn run<E: From<Error>>(
     cfg: &ExtractConfig,
     progress: &mut dyn FnMut(Progress),
 ) -> std::result::Result<Summary, E> {
-    let start = Instant::now();
-    let mut load = Some(load);
+    let start = std::time::Instant::now();
     let mut ready = None;
-    let todo: Vec<&Item> = if cfg.resume {
+    let mut load = Some(load);
+    let (already, skipped_before) = if cfg.resume {
         let (backbone, prov) = load.take().expect("not loaded yet")()?;
         let (writer, state) = FeatureWriter::resume(out, backbone.feature_dim(), &prov)?;
+        let k = resume_point(ds, &state.done, &crate::store::partial_path(out))?;
         ready = Some((backbone, writer));
-        ds.items
-            .iter()
-            .filter(|i| !state.done.contains(&i.rel_path))
-            .collect()
+        (k, state.skipped)
     } else {
-        ds.items.iter().collect()
+        (0, 0)
     };
-    let already = ds.items.len() - todo.len();
-    let priority = DecoderPriority::new(cfg.background_decoders);
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(cfg.decode_threads.max(1))
-        .thread_name(|i| format!("xfer-decode-{i}"))
-        .build()
-        .map_err(|e| Error::Config(format!("cannot start decoder threads: {e}")))?;
-
-    let mut skipped = Vec::new();
-    let mut written = 0;
-    let mut resumed_rows = 0;
+    let todo: Vec<&Item> = ds.items[already..].iter().collect();
+    let inputs: Vec<PathBuf> = todo.iter().map(|i| ds.abs_path(i)).collect();
     let mut provider = String::new();
-    // At most two decoded batches wait for the backbone: flat memory, and the
-    // decoders work on batch k+1 while the backbone runs batch k.
-    let (tx, rx) = crossbeam_channel::bounded::<Decoded>(2);
-    std::thread::scope(|scope| -> std::result::Result<(), E> {
-        let producer = scope.spawn(|| {
-            for chunk in todo.chunks(cfg.batch.max(1)) {
-                let decoded =
-                    pool.install(|| decode_batch(ds, chunk, &cfg.recipe, &cfg.decode, &priority));
-                if tx.send(decoded).is_err() {
-                    break; // the consumer stopped on an error
-                }
+    let mut resumed_rows = 0;
+    let open = || -> std::result::Result<(Vec<Stage>, FileSink), E> {
+        let (backbone, writer) = match ready.take() {
+            Some(bw) => bw,
+            None => {
+                let (backbone, prov) = load.take().expect("loaded once")()?;
+                let writer = FeatureWriter::create(out, backbone.feature_dim(), &prov)?;
+                (backbone, writer)
             }
-            drop(tx);
-        });
-        let result = (|| {
-            let (mut backbone, mut writer) = match ready.take() {
-                Some(bw) => bw,
-                None => {
-                    let load = load.take().expect("loaded once");
-                    let (backbone, prov) = load()?;
-                    let writer = FeatureWriter::create(out, backbone.feature_dim(), &prov)?;
-                    (backbone, writer)
-                }
-            };
-            // SCHED_IDLE decoders only make sense when they share the CPU with the backbone.
-            priority.enable(backbone.provider == "CPUExecutionProvider");
-            provider = backbone.provider.clone();
-            resumed_rows = writer.rows();
-            let dim = backbone.feature_dim();
+        };
+        provider = backbone.provider.clone();
+        resumed_rows = writer.rows();
+        let sink = FileSink {
+            writer,
+            items: &todo,
+            written: 0,
+            skipped: Vec::new(),
+        };
+        Ok((vec![Stage { backbone, recipe: 0 }], sink))
+    };
+    let total = ds.items.len();
+    let finished = pipeline::run(
+        &inputs,
+        std::slice::from_ref(&cfg.recipe),
+        open,
+        &cfg.pipeline,
+        &mut |p| {
             progress(Progress {
-                done: already,
-                total: ds.items.len(),
-                skipped: 0,
-            });
-            loop {
-                let batch = match rx.try_recv() {
-                    Ok(batch) => batch,
-                    Err(crossbeam_channel::TryRecvError::Disconnected) => break,
-                    Err(crossbeam_channel::TryRecvError::Empty) => {
-                        // The backbone waits for the decoders: let them compete
-                        // for the CPU at normal priority until a batch arrives.
-                        priority.set_backbone_waiting(true);
-                        let next = rx.recv();
-                        priority.set_backbone_waiting(false);
-                        match next {
-                            Ok(batch) => batch,
-                            Err(_) => break,
-                        }
-                    }
-                };
-                let n = batch.tensor.len_of(Axis(0));
-                let features = if n > 0 {
-                    backbone.run(batch.tensor.view(), false)?.features
-                } else {
-                    ndarray::Array2::zeros((0, dim))
-                };
-                writer.append(features.view(), &batch.labels, &batch.paths, &batch.skipped)?;
-                written += n;
-                skipped.extend(batch.skipped);
-                progress(Progress {
-                    done: already + written + skipped.len(),
-                    total: ds.items.len(),
-                    skipped: skipped.len(),
-                });
-            }
-            writer.finish()?;
-            Ok(())
-        })();
-        drop(rx);
-        producer.join().expect("decoder thread panicked");
-        result
-    })?;
+                done: already + p.done,
+                total,
+                skipped: p.skipped,
+            })
+        },
+    )?;
+    let FileSink {
+        writer,
+        written,
+        skipped,
+        ..
+    } = finished.sink;
+    writer.finish()?;
     Ok(Summary {
-        total: ds.items.len(),
+        total,
         resumed_rows,
         written,
         skipped,
-        skipped_before: already - resumed_rows,
+        skipped_before,
         seconds: start.elapsed().as_secs_f64(),
         provider,
     })

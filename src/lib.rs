@@ -1,6 +1,7 @@
 //! xfer: transfer learning on images. Pretrained backbones run under ONNX
 //! Runtime turn images into pooled features, cached in HDF5, on which small
-//! classifier heads are trained. See DESIGN.md for the parts and data formats.
+//! classifier heads are trained. `docs/ARCHITECTURE.md` describes the parts,
+//! the data flow and the file formats.
 
 pub mod backbone;
 pub mod bundle;
@@ -12,7 +13,8 @@ pub mod features;
 pub mod head;
 pub mod jpeg;
 pub mod metrics;
-pub mod predictor;
+pub mod pipeline;
+pub mod predict;
 pub mod preprocess;
 pub mod report;
 pub mod runtime;

@@ -118,6 +118,19 @@ impl Default for DecodeOptions {
     }
 }
 
+impl DecodeOptions {
+    /// The decoding settings that change pixels, as recorded in feature files
+    /// and bundles: `jpeg_scaled` (JPEGs reduced inside the IDCT when large)
+    /// or `jpeg_full`. Features made one way are not those of the other.
+    pub fn mode(&self) -> &'static str {
+        if self.scaled_jpeg {
+            "jpeg_scaled"
+        } else {
+            "jpeg_full"
+        }
+    }
+}
+
 fn bad(path: &Path, reason: impl Into<String>) -> Error {
     Error::Image {
         path: path.to_owned(),

@@ -1,6 +1,7 @@
-//! HDF5 feature files, one per split × backbone (DESIGN.md, "Feature file"):
-//! `data` f32 [N, D] (chunked), `label` i64 [N] (−1 = unknown), `path` UTF-8 [N],
-//! the skipped files with reasons, and provenance attributes.
+//! HDF5 feature files, one per split × backbone (docs/ARCHITECTURE.md,
+//! "Feature file"): `data` f32 [N, D] (chunked), `label` i64 [N] (−1 =
+//! unknown), `path` UTF-8 [N], the skipped files with reasons, and provenance
+//! attributes, among them `format_version` ([`FORMAT_VERSION`]).
 //!
 //! A file is written as `<out>.partial`, flushed after every batch with the
 //! number of committed rows in `rows_done`; only a finished run sets
@@ -32,7 +33,18 @@ pub struct Provenance {
     pub xfer_version: String,
     pub dataset_root: String,
     pub layout: String,
+    /// How images were decoded where that changes pixels: [`DecodeOptions::mode`]
+    /// (`jpeg_scaled` or `jpeg_full`); empty in files written before it was recorded.
+    ///
+    /// [`DecodeOptions::mode`]: crate::preprocess::DecodeOptions::mode
+    pub decode: String,
 }
+
+/// The feature-file format this xfer writes. 1: files without the attribute
+/// (before the decode mode was recorded); 2: adds `decode` and `format_version`.
+/// Readers take every version up to theirs; tutorial files (`data` and `label`
+/// only) are read as well.
+pub const FORMAT_VERSION: u64 = 2;
 
 const ROW_CHUNK: usize = 256;
 
@@ -109,6 +121,8 @@ pub struct FeatureWriter {
 /// What a resumed writer already holds.
 pub struct ResumeState {
     pub rows: usize,
+    /// Files recorded as skipped by the interrupted run.
+    pub skipped: usize,
     /// Paths already written or already recorded as skipped.
     pub done: HashSet<String>,
 }
@@ -153,10 +167,12 @@ impl FeatureWriter {
             ("xfer_version", prov.xfer_version.clone()),
             ("dataset_root", prov.dataset_root.clone()),
             ("layout", prov.layout.clone()),
+            ("decode", prov.decode.clone()),
         ];
         for (k, v) in attrs {
             write_str_attr(&file, k, &v).map_err(&err)?;
         }
+        write_u64_attr(&file, "format_version", FORMAT_VERSION).map_err(&err)?;
         write_u64_attr(&file, "rows_done", 0).map_err(&err)?;
         write_u64_attr(&file, "complete", 0).map_err(&err)?;
         file.flush().map_err(&err)?;
@@ -177,7 +193,9 @@ impl FeatureWriter {
 
     /// Reopens `<out>.partial` after an interrupted run. Rows past the last
     /// committed batch are dropped. The provenance must match the new run's
-    /// (same model, preprocessing and dataset), except the execution provider.
+    /// (same model, preprocessing, decoding, dataset, layout and classes: the
+    /// labels already written use the old class numbering), except the
+    /// execution provider.
     pub fn resume(
         out: &Path,
         dim: usize,
@@ -207,6 +225,19 @@ impl FeatureWriter {
         same(&old.model_sha256, &prov.model_sha256, "model sha256")?;
         same(&old.preprocess, &prov.preprocess, "preprocessing")?;
         same(&old.dataset_root, &prov.dataset_root, "dataset")?;
+        same(&old.layout, &prov.layout, "layout")?;
+        same(&old.decode, &prov.decode, "image decoding")?;
+        if old.class_names != prov.class_names {
+            let added: Vec<&String> = prov.class_names.iter().filter(|c| !old.class_names.contains(c)).collect();
+            let removed: Vec<&String> = old.class_names.iter().filter(|c| !prov.class_names.contains(c)).collect();
+            return Err(store_err(
+                &partial,
+                format!(
+                    "was started with the classes {:?}, the dataset now has {:?} (added {added:?}, removed {removed:?}): its labels use the old numbering, so it cannot be continued. Restore the dataset as it was, or start again with --overwrite",
+                    old.class_names, prov.class_names
+                ),
+            ));
+        }
         let rows = read_u64_attr(&file, "rows_done").unwrap_or(0) as usize;
         let n_skipped = read_u64_attr(&file, "skipped_done").unwrap_or(0) as usize;
         let data = file.dataset("data").map_err(&err)?;
@@ -247,7 +278,14 @@ impl FeatureWriter {
             skipped_path,
             skipped_reason,
         };
-        Ok((w, ResumeState { rows, done }))
+        Ok((
+            w,
+            ResumeState {
+                rows,
+                skipped: n_skipped,
+                done,
+            },
+        ))
     }
 
     pub fn rows(&self) -> usize {
@@ -324,6 +362,7 @@ fn read_provenance(file: &File) -> Option<Provenance> {
         xfer_version: read_str_attr(file, "xfer_version").unwrap_or_default(),
         dataset_root: read_str_attr(file, "dataset_root").unwrap_or_default(),
         layout: read_str_attr(file, "layout").unwrap_or_default(),
+        decode: read_str_attr(file, "decode").unwrap_or_default(),
     })
 }
 
@@ -359,6 +398,14 @@ pub fn read(path: &Path) -> Result<FeatureFile> {
         return Err(store_err(path, format!("does not exist{hint}")));
     }
     let file = File::open(path).map_err(&err)?;
+    if let Some(v) = read_u64_attr(&file, "format_version") {
+        if v > FORMAT_VERSION {
+            return Err(store_err(
+                path,
+                format!("is feature-file format {v}; this xfer reads up to {FORMAT_VERSION}: upgrade xfer"),
+            ));
+        }
+    }
     if let Some(complete) = read_u64_attr(&file, "complete") {
         if complete != 1 {
             return Err(store_err(
@@ -447,6 +494,7 @@ mod tests {
             xfer_version: "0".into(),
             dataset_root: "/data".into(),
             layout: "image_folder".into(),
+            decode: "jpeg_scaled".into(),
         }
     }
 

@@ -49,6 +49,7 @@ fn prov(backbone: &str, sha: &str) -> Provenance {
         xfer_version: "test".into(),
         dataset_root: "/data/photos".into(),
         layout: "image_folder".into(),
+        decode: "jpeg_scaled".into(),
     }
 }
 

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 use xfer::backbone::SessionOptions;
+use xfer::pipeline::{schedule, PipelineConfig};
 use xfer::preprocess::DecodeOptions;
 use xfer::runtime::{Device, DeviceRequest};
 
@@ -33,9 +34,35 @@ pub struct DeviceArgs {
     /// ONNX Runtime intra-op threads (0 = one per core).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
+    /// Let ONNX Runtime's threads spin between operators (CPU). auto: on when the
+    /// images are small files (mean under 256 KiB, from the first 64), whose
+    /// decoding leaves the cores to the model; off for large photos, whose
+    /// decoders need the time spinning would burn.
+    #[arg(long, value_enum, default_value_t = Spin::Auto)]
+    pub ort_spin: Spin,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, clap::ValueEnum)]
+pub enum Spin {
+    Auto,
+    On,
+    Off,
 }
 
 impl DeviceArgs {
+    /// The session options for a run over `inputs` (`--ort-spin auto` looks at their sizes).
+    pub fn session_options_for(&self, inputs: &[PathBuf]) -> SessionOptions {
+        SessionOptions {
+            intra_op_spinning: match self.ort_spin {
+                Spin::On => true,
+                Spin::Off => false,
+                Spin::Auto => schedule::spin_suits(inputs),
+            },
+            ..self.session_options()
+        }
+    }
+
+    /// The session options, spinning off (`--ort-spin on` turns it on).
     pub fn session_options(&self) -> SessionOptions {
         SessionOptions {
             device: DeviceRequest {
@@ -46,7 +73,7 @@ impl DeviceArgs {
                 trt_fp16: self.trt_fp16,
             },
             threads: self.threads,
-            intra_op_spinning: false,
+            intra_op_spinning: self.ort_spin == Spin::On,
         }
     }
 }
@@ -64,6 +91,10 @@ pub struct DecodeArgs {
     /// (predict with the setting the training features were extracted with).
     #[arg(long)]
     pub full_jpeg_decode: bool,
+    /// On CPU, decoders normally run only on idle CPU time so they never slow the
+    /// backbone down; this gives them normal priority.
+    #[arg(long)]
+    pub normal_priority_decoders: bool,
 }
 
 impl DecodeArgs {
@@ -82,12 +113,13 @@ impl DecodeArgs {
         }
     }
 
-    /// Decoder threads, 0 resolved to one per core.
-    pub fn threads(&self) -> usize {
-        if self.decode_threads > 0 {
-            self.decode_threads
-        } else {
-            std::thread::available_parallelism().map_or(1, |n| n.get())
+    /// The pipeline's settings, with `batch` images per backbone run.
+    pub fn pipeline(&self, batch: usize) -> PipelineConfig {
+        PipelineConfig {
+            batch,
+            decode_threads: self.decode_threads,
+            decode: self.options(),
+            background_decoders: !self.normal_priority_decoders,
         }
     }
 }

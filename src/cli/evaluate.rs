@@ -80,7 +80,7 @@ pub fn evaluate(_cli: &Cli, args: &EvaluateArgs) -> Result<i32> {
         let mut w = std::io::BufWriter::new(
             std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?,
         );
-        xfer::predictor::write_csv(&mut w, &rows, probs.view(), names)
+        xfer::predict::output::write_csv(&mut w, &rows, probs.view(), names)
             .and_then(|_| std::io::Write::flush(&mut w))
             .with_context(|| format!("writing {}", path.display()))?;
     }

@@ -46,40 +46,8 @@ pub struct ExtractArgs {
     overwrite: bool,
     #[command(flatten)]
     decode: DecodeArgs,
-    /// On CPU, decoders normally run only on idle CPU time so they never slow the
-    /// backbone down; this gives them normal priority.
-    #[arg(long)]
-    normal_priority_decoders: bool,
-    /// Let ONNX Runtime's threads spin between operators (CPU). auto: on when the
-    /// images are small files (mean under 256 KiB, from the first 64), whose
-    /// decoding leaves the cores to the model; off for large photos, whose
-    /// decoders need the time spinning would burn.
-    #[arg(long, value_enum, default_value_t = Spin::Auto)]
-    ort_spin: Spin,
     #[command(flatten)]
     device: DeviceArgs,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, clap::ValueEnum)]
-enum Spin {
-    Auto,
-    On,
-    Off,
-}
-
-/// Files up to this mean size decode in a small fraction of a backbone's time.
-const SMALL_FILE_BYTES: u64 = 256 * 1024;
-
-/// `--ort-spin auto`: whether the first 64 images are small files on average.
-fn images_are_small(ds: &dataset::Dataset) -> bool {
-    let sizes: Vec<u64> = ds
-        .items
-        .iter()
-        .take(64)
-        .filter_map(|i| std::fs::metadata(ds.abs_path(i)).ok())
-        .map(|m| m.len())
-        .collect();
-    !sizes.is_empty() && sizes.iter().sum::<u64>() / (sizes.len() as u64) <= SMALL_FILE_BYTES
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -172,12 +140,9 @@ pub fn extract(cli: &Cli, args: &ExtractArgs) -> Result<i32> {
     let root =
         std::fs::canonicalize(&args.data).with_context(|| args.data.display().to_string())?;
     let cfg = ExtractConfig {
-        batch: args.batch,
-        decode_threads: args.decode.threads(),
-        decode: args.decode.options(),
+        pipeline: args.decode.pipeline(args.batch),
         recipe: recipe.clone(),
         resume: args.resume,
-        background_decoders: !args.normal_priority_decoders,
     };
     if !ds.ignored.is_empty() {
         eprintln!(
@@ -190,12 +155,8 @@ pub fn extract(cli: &Cli, args: &ExtractArgs) -> Result<i32> {
         ProgressStyle::with_template("{bar:40} {pos}/{len} images  {per_sec}  ETA {eta}  {msg}")
             .expect("valid template"),
     );
-    let mut session = args.device.session_options();
-    session.intra_op_spinning = match args.ort_spin {
-        Spin::On => true,
-        Spin::Off => false,
-        Spin::Auto => images_are_small(&ds),
-    };
+    let first: Vec<PathBuf> = ds.items.iter().take(64).map(|i| ds.abs_path(i)).collect();
+    let session = args.device.session_options_for(&first);
     // Runs while the decoders start on the first batches.
     let load = || -> Result<extract::LoadedBackbone> {
         let runtime = Runtime::init(cli.ort_lib.as_deref())?;
@@ -227,6 +188,7 @@ pub fn extract(cli: &Cli, args: &ExtractArgs) -> Result<i32> {
                 .as_str()
                 .unwrap_or_default()
                 .to_owned(),
+            decode: cfg.pipeline.decode.mode().to_owned(),
         };
         Ok((backbone, prov))
     };
@@ -352,23 +314,4 @@ fn real_batch(dir: &Path, manifest: &Manifest, batch: usize) -> Result<Array4<f3
             .with_context(|| format!("preprocessing {}", path.display()))?;
     }
     Ok(input)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn spin_auto_follows_the_mean_file_size() {
-        let t = tempfile::tempdir().unwrap();
-        std::fs::create_dir(t.path().join("a")).unwrap();
-        let write = |name: &str, len: usize| {
-            std::fs::write(t.path().join("a").join(name), vec![0u8; len]).unwrap()
-        };
-        write("1.jpg", 40_000);
-        write("2.jpg", 60_000);
-        assert!(images_are_small(&dataset::scan(t.path(), None).unwrap()));
-        write("3.jpg", 3_000_000);
-        assert!(!images_are_small(&dataset::scan(t.path(), None).unwrap()));
-    }
 }

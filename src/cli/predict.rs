@@ -10,7 +10,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use xfer::bundle::Bundle;
-use xfer::predictor::{self, Predictions, Predictor, PredictorOptions};
+use xfer::predict::{self, output, Predictor, PredictorOptions};
 use xfer::runtime::Runtime;
 use xfer::zoo::{Weights, Zoo};
 
@@ -166,8 +166,8 @@ pub fn predict(args: &PredictArgs, ort_lib: Option<&Path>, zoo: Option<&Path>) -
     let names = bundle.meta.class_names.clone();
     let positive = positive_class(args, &names)?;
     let zoo = Zoo::locate(zoo);
-    let resolved = predictor::resolve_backbones(&bundle, &args.bundle, &zoo)?;
-    let inputs = predictor::collect_images(&args.paths)?;
+    let resolved = predict::resolve_backbones(&bundle, &args.bundle, &zoo)?;
+    let inputs = predict::inputs::collect_images(&args.paths)?;
     if inputs.images.is_empty() {
         bail!(
             "no images found in {} (looked for {}); pass image files or folders of images",
@@ -184,15 +184,13 @@ pub fn predict(args: &PredictArgs, ort_lib: Option<&Path>, zoo: Option<&Path>) -
     let runtime = Runtime::init(ort_lib)?;
     let t_runtime = t0.elapsed();
     let opts = PredictorOptions {
-        session: args.device.session_options(),
-        decode: args.decode.options(),
-        batch: args.batch,
-        decode_threads: args.decode.threads(),
+        session: args.device.session_options_for(&inputs.images),
+        pipeline: args.decode.pipeline(args.batch),
     };
     let mut predictor = Predictor::load(&runtime, bundle, resolved, opts)
         .with_context(|| format!("loading the backbone(s) of {}", args.bundle.display()))?;
     let t_loaded = t0.elapsed();
-    for (b, r) in predictor.backbones.iter().zip(predictor.resolved()) {
+    for (b, r) in predictor.backbones().zip(predictor.resolved()) {
         if let Some(reason) = &b.fallback_reason {
             eprintln!(
                 "warning: {:?} unavailable ({reason}); running {} on CPU as --allow-cpu-fallback asked",
@@ -215,7 +213,7 @@ pub fn predict(args: &PredictArgs, ort_lib: Option<&Path>, zoo: Option<&Path>) -
             predictor.bundle.meta.kind,
             args.bundle.display(),
             described.join(" + "),
-            predictor.backbones[0].provider
+            predictor.backbones().next().map_or("?", |b| b.provider.as_str())
         );
     }
     if !inputs.ignored.is_empty() {
@@ -243,7 +241,18 @@ pub fn predict(args: &PredictArgs, ort_lib: Option<&Path>, zoo: Option<&Path>) -
     let t_predicted = t0.elapsed();
 
     if !args.quiet {
-        print_table(&preds, &names, args.top_k.min(names.len()));
+        let paths: Vec<String> = preds
+            .paths
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
+        output::write_table(
+            &mut std::io::stdout().lock(),
+            &paths,
+            preds.probs.view(),
+            &names,
+            args.top_k.min(names.len()),
+        )?;
     }
     if let Some(path) = &args.csv {
         let rows: Vec<String> = preds
@@ -252,16 +261,16 @@ pub fn predict(args: &PredictArgs, ort_lib: Option<&Path>, zoo: Option<&Path>) -
             .map(|p| p.display().to_string())
             .collect();
         write_file(path, |w| {
-            predictor::write_csv(w, &rows, preds.probs.view(), &names)
+            output::write_csv(w, &rows, preds.probs.view(), &names)
         })?;
         eprintln!("wrote {} rows to {}", rows.len(), path.display());
     }
     if let (Some(path), Some(k)) = (&args.kaggle, positive) {
         let unreadable: Vec<PathBuf> = preds.skipped.iter().map(|(p, _)| p.clone()).collect();
         let rows =
-            predictor::kaggle_rows(&preds.paths, preds.probs.view(), k, args.clip, &unreadable)
-                .map_err(anyhow::Error::msg)?;
-        write_file(path, |w| predictor::write_kaggle(w, &rows))?;
+            output::kaggle_rows(&preds.paths, preds.probs.view(), k, args.clip, &unreadable)
+?;
+        write_file(path, |w| output::write_kaggle(w, &rows))?;
         eprintln!(
             "wrote a Kaggle submission of {} rows to {} (label = P({}){})",
             rows.len(),
@@ -277,7 +286,7 @@ pub fn predict(args: &PredictArgs, ort_lib: Option<&Path>, zoo: Option<&Path>) -
             eprintln!(
                 "warning: {} unreadable image(s), listed below, have the label {} in the submission (a row is needed for every id); fix or replace them and predict again",
                 unreadable.len(),
-                predictor::KAGGLE_UNREADABLE
+                output::KAGGLE_UNREADABLE
             );
         }
     }
@@ -302,7 +311,7 @@ pub fn predict(args: &PredictArgs, ort_lib: Option<&Path>, zoo: Option<&Path>) -
             ms(t_predicted - t_loaded),
             ms(t.decode),
             ms(t.backbones),
-            ms(t.head),
+            ms(t.sink),
             ms(t0.elapsed() - t_predicted),
             ms(t0.elapsed())
         );
@@ -312,44 +321,6 @@ pub fn predict(args: &PredictArgs, ort_lib: Option<&Path>, zoo: Option<&Path>) -
     } else {
         EXIT_SKIPPED
     })
-}
-
-fn print_table(preds: &Predictions, names: &[String], top_k: usize) {
-    let paths: Vec<String> = preds
-        .paths
-        .iter()
-        .map(|p| p.display().to_string())
-        .collect();
-    let wp = paths
-        .iter()
-        .map(|p| p.chars().count())
-        .max()
-        .unwrap_or(0)
-        .max(4);
-    let wc = names
-        .iter()
-        .map(|c| c.chars().count())
-        .max()
-        .unwrap_or(0)
-        .max(5);
-    let mut out = std::io::stdout().lock();
-    let mut header = format!("{:<wp$}  {:<wc$}  {:>11}", "path", "class", "probability");
-    for k in 2..=top_k {
-        header += &format!("  {:<w$}", format!("top {k}"), w = wc + 8);
-    }
-    let _ = writeln!(out, "{}", header.trim_end());
-    for (path, row) in paths.iter().zip(preds.probs.rows()) {
-        let mut order: Vec<usize> = (0..row.len()).collect();
-        order.sort_by(|&a, &b| row[b].total_cmp(&row[a]).then(a.cmp(&b)));
-        let mut line = format!(
-            "{path:<wp$}  {:<wc$}  {:>11.4}",
-            names[order[0]], row[order[0]]
-        );
-        for &k in order.iter().take(top_k).skip(1) {
-            line += &format!("  {:<wc$} {:>6.4}", names[k], row[k]);
-        }
-        let _ = writeln!(out, "{line}");
-    }
 }
 
 /// Writes a file through a temporary name, so a failed run leaves no half file.

@@ -6,7 +6,7 @@
 //! so the slim predictor can run a trained head.
 //!
 //! The numeric kernels here are small pure functions over array views:
-//! max-subtracted softmax and log-sum-exp cross-entropy (DESIGN.md, convention 7).
+//! max-subtracted softmax and log-sum-exp cross-entropy (numerically stable by construction).
 
 pub mod linalg;
 #[cfg(feature = "train")]

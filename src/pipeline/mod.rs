@@ -1,0 +1,318 @@
+//! The one path from image files to features, shared by extraction and
+//! prediction:
+//!
+//! ```text
+//! files ─► decoder pool (decode + preprocess, once per recipe) ─► bounded channel (2 batches)
+//!       ─► backbone(s) ─► Sink (HDF5 writer for `extract`, head for `predict`)
+//! ```
+//!
+//! Images are decoded and preprocessed on a thread pool while the backbones
+//! run the previous batch; at most two decoded batches wait, so memory stays
+//! flat however many files there are. Files that cannot be read or decoded are
+//! handed to the sink as skipped, with their reason; they never stop the run.
+//! The backbones (and the sink) are opened on the consumer thread while the
+//! decoders already work on the first batches, so model loading costs no time
+//! of its own. Decoder priority and ONNX Runtime spinning: [`schedule`].
+
+pub mod schedule;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use ndarray::{Array2, Array4};
+use rayon::prelude::*;
+
+use crate::backbone::Backbone;
+use crate::error::Error;
+use crate::preprocess::{self, DecodeOptions, Recipe};
+use schedule::DecoderPriority;
+
+/// How the pipeline runs.
+#[derive(Debug, Clone)]
+pub struct PipelineConfig {
+    /// Images per backbone run.
+    pub batch: usize,
+    /// Threads decoding and resizing images (0 = one per core).
+    pub decode_threads: usize,
+    pub decode: DecodeOptions,
+    /// While the backbones are busy, run the decoders only on otherwise idle
+    /// CPU time (Linux `SCHED_IDLE`), and at normal priority while they wait
+    /// for images. Applied only when every backbone runs on the CPU.
+    pub background_decoders: bool,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        PipelineConfig {
+            batch: 32,
+            decode_threads: 0,
+            decode: DecodeOptions::default(),
+            background_decoders: true,
+        }
+    }
+}
+
+impl PipelineConfig {
+    /// Decoder threads, 0 resolved to one per core.
+    pub fn threads(&self) -> usize {
+        if self.decode_threads > 0 {
+            self.decode_threads
+        } else {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        }
+    }
+}
+
+/// A backbone and the recipe (an index into the run's recipes) its input is
+/// preprocessed with.
+pub struct Stage {
+    pub backbone: Backbone,
+    pub recipe: usize,
+}
+
+/// One batch as it leaves the backbones.
+#[derive(Debug)]
+pub struct Batch {
+    /// Indices into the run's inputs of the images that decoded, in input order.
+    pub rows: Vec<usize>,
+    /// Per stage: [rows.len(), feature_dim]
+    pub features: Vec<Array2<f32>>,
+    /// Inputs that could not be read or decoded (index, reason), in input order.
+    pub skipped: Vec<(usize, String)>,
+}
+
+/// Where batches go: the HDF5 writer of `extract`, the head of `predict`.
+pub trait Sink {
+    type Error;
+    /// Takes one batch. Batches arrive in input order; every input is in
+    /// exactly one batch, as a row or as skipped.
+    fn consume(&mut self, batch: Batch) -> Result<(), Self::Error>;
+}
+
+/// Progress after each batch, counted over this run's inputs.
+#[derive(Debug, Clone, Copy)]
+pub struct Progress {
+    pub done: usize,
+    pub total: usize,
+    pub skipped: usize,
+}
+
+/// Where the time of a run went (decoding overlaps the backbones).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Timings {
+    /// Decoding and preprocessing, summed over batches (on the decoder threads).
+    pub decode: Duration,
+    /// Backbone runs.
+    pub backbones: Duration,
+    /// The sink (writing features, or the head and softmax).
+    pub sink: Duration,
+    /// The whole run, model loading included.
+    pub total: Duration,
+}
+
+/// What a run hands back: the stages and the sink (to be used again), and timings.
+pub struct Finished<S> {
+    pub stages: Vec<Stage>,
+    pub sink: S,
+    pub timings: Timings,
+}
+
+/// One preprocessed batch on its way to the backbones.
+struct Decoded {
+    /// Per recipe: [n_ok, 3, crop, crop]
+    tensors: Vec<Array4<f32>>,
+    rows: Vec<usize>,
+    skipped: Vec<(usize, String)>,
+    seconds: Duration,
+}
+
+/// Runs every file of `inputs` through the stages that `open` returns and
+/// into its sink. `open` runs on the consumer thread while the decoders start
+/// on the first batches; its errors come back unchanged. `recipes` are the
+/// distinct preprocessing recipes; each stage names the one it takes.
+pub fn run<S, E>(
+    inputs: &[PathBuf],
+    recipes: &[Recipe],
+    open: impl FnOnce() -> Result<(Vec<Stage>, S), E>,
+    cfg: &PipelineConfig,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<Finished<S>, E>
+where
+    S: Sink,
+    E: From<Error> + From<S::Error>,
+{
+    let start = Instant::now();
+    if cfg.batch == 0 {
+        return Err(Error::Config("the batch size must be at least 1".into()).into());
+    }
+    let priority = DecoderPriority::new(cfg.background_decoders);
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(cfg.threads())
+        .thread_name(|i| format!("xfer-decode-{i}"))
+        .build()
+        .map_err(|e| Error::Config(format!("cannot start decoder threads: {e}")))?;
+    let mut timings = Timings::default();
+    // At most two decoded batches wait for the backbones: flat memory, and the
+    // decoders work on batch k+1 while the backbones run batch k.
+    let (tx, rx) = crossbeam_channel::bounded::<Decoded>(2);
+    let finished = std::thread::scope(|scope| -> Result<(Vec<Stage>, S), E> {
+        let producer = scope.spawn(|| {
+            let mut first = 0;
+            for chunk in inputs.chunks(cfg.batch) {
+                let decoded = pool
+                    .install(|| decode_batch(chunk, first, recipes, &cfg.decode, &priority));
+                first += chunk.len();
+                if tx.send(decoded).is_err() {
+                    break; // the consumer stopped on an error
+                }
+            }
+            drop(tx);
+        });
+        let result = (|| -> Result<(Vec<Stage>, S), E> {
+            let (mut stages, mut sink) = open()?;
+            if let Some(s) = stages.iter().find(|s| s.recipe >= recipes.len()) {
+                return Err(Error::Config(format!(
+                    "backbone {} names recipe {} of {}",
+                    s.backbone.manifest.name,
+                    s.recipe,
+                    recipes.len()
+                ))
+                .into());
+            }
+            priority.enable(
+                stages
+                    .iter()
+                    .all(|s| s.backbone.provider == "CPUExecutionProvider"),
+            );
+            let (mut done, mut skipped) = (0, 0);
+            progress(Progress {
+                done,
+                total: inputs.len(),
+                skipped,
+            });
+            loop {
+                let batch = match rx.try_recv() {
+                    Ok(batch) => batch,
+                    Err(crossbeam_channel::TryRecvError::Disconnected) => break,
+                    Err(crossbeam_channel::TryRecvError::Empty) => {
+                        // The backbones wait for the decoders: let them compete
+                        // for the CPU at normal priority until a batch arrives.
+                        priority.set_backbone_waiting(true);
+                        let next = rx.recv();
+                        priority.set_backbone_waiting(false);
+                        match next {
+                            Ok(batch) => batch,
+                            Err(_) => break,
+                        }
+                    }
+                };
+                timings.decode += batch.seconds;
+                let t = Instant::now();
+                let mut features = Vec::with_capacity(stages.len());
+                for stage in stages.iter_mut() {
+                    let dim = stage.backbone.feature_dim();
+                    features.push(if batch.rows.is_empty() {
+                        Array2::zeros((0, dim))
+                    } else {
+                        stage
+                            .backbone
+                            .run(batch.tensors[stage.recipe].view(), false)?
+                            .features // [n_ok, dim]
+                    });
+                }
+                timings.backbones += t.elapsed();
+                done += batch.rows.len() + batch.skipped.len();
+                skipped += batch.skipped.len();
+                let t = Instant::now();
+                sink.consume(Batch {
+                    rows: batch.rows,
+                    features,
+                    skipped: batch.skipped,
+                })?;
+                timings.sink += t.elapsed();
+                progress(Progress {
+                    done,
+                    total: inputs.len(),
+                    skipped,
+                });
+            }
+            Ok((stages, sink))
+        })();
+        drop(rx);
+        producer.join().expect("decoder thread panicked");
+        result
+    })?;
+    timings.total = start.elapsed();
+    let (stages, sink) = finished;
+    Ok(Finished {
+        stages,
+        sink,
+        timings,
+    })
+}
+
+/// Decodes a batch once per recipe with [`preprocess::load_tensor`] (the one
+/// preprocessing function, so extraction and prediction make the same tensor
+/// of the same file), and keeps the images that every recipe could read.
+/// `first` is the input index of `paths[0]`.
+fn decode_batch(
+    paths: &[PathBuf],
+    first: usize,
+    recipes: &[Recipe],
+    opts: &DecodeOptions,
+    priority: &DecoderPriority,
+) -> Decoded {
+    let t = Instant::now();
+    let n = paths.len();
+    let mut errors: Vec<Option<String>> = vec![None; n];
+    let mut bufs = Vec::with_capacity(recipes.len());
+    for recipe in recipes {
+        let len = recipe.tensor_len();
+        let mut buf = vec![0f32; n * len];
+        let results: Vec<crate::Result<()>> = buf
+            .par_chunks_mut(len)
+            .zip(paths.par_iter())
+            .map(|(out, p)| {
+                priority.apply();
+                preprocess::load_tensor(p, recipe, opts, out)
+            })
+            .collect();
+        for (e, r) in errors.iter_mut().zip(results) {
+            if let (None, Err(err)) = (&e, r) {
+                *e = Some(match err {
+                    Error::Image { reason, .. } => reason,
+                    other => other.to_string(),
+                });
+            }
+        }
+        bufs.push(buf);
+    }
+    let keep: Vec<usize> = (0..n).filter(|&i| errors[i].is_none()).collect();
+    let tensors = recipes
+        .iter()
+        .zip(bufs)
+        .map(|(recipe, mut buf)| {
+            let len = recipe.tensor_len();
+            for (k, &i) in keep.iter().enumerate() {
+                if k != i {
+                    buf.copy_within(i * len..(i + 1) * len, k * len);
+                }
+            }
+            buf.truncate(keep.len() * len);
+            let c = recipe.crop as usize;
+            Array4::from_shape_vec((keep.len(), 3, c, c), buf).expect("buffer holds kept images")
+            // [n_ok, 3, c, c]
+        })
+        .collect();
+    let skipped = errors
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, e)| e.map(|reason| (first + i, reason)))
+        .collect();
+    Decoded {
+        tensors,
+        rows: keep.iter().map(|&i| first + i).collect(),
+        skipped,
+        seconds: t.elapsed(),
+    }
+}

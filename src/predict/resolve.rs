@@ -1,0 +1,153 @@
+//! Resolving a bundle's backbones: each one found in the zoo and checked
+//! against what the bundle recorded (model sha256, feature width,
+//! preprocessing, image decoding) before any model is loaded.
+
+use std::path::Path;
+
+use crate::bundle::{BackboneRef, Bundle};
+use crate::error::{Error, Result};
+use crate::preprocess::{Preset, Recipe};
+use crate::zoo::{Manifest, Zoo};
+
+/// A backbone of a bundle, found in the zoo and checked against the bundle.
+#[derive(Debug, Clone)]
+pub struct ResolvedBackbone {
+    pub manifest: Manifest,
+    /// The preprocessing the head's training features were extracted with.
+    pub recipe: Recipe,
+    /// Which of the manifest's presets that recipe is.
+    pub preset: Preset,
+}
+
+impl ResolvedBackbone {
+    /// "efficientnet_lite0 (native preprocessing)".
+    pub fn describe(&self) -> String {
+        let preset = match self.preset {
+            Preset::Native => "native",
+            Preset::Tutorial => "tutorial",
+        };
+        format!("{} ({preset} preprocessing)", self.manifest.name)
+    }
+}
+
+fn short(sha: &str) -> &str {
+    &sha[..sha.len().min(16)]
+}
+
+fn recipe_json(r: &Recipe) -> String {
+    serde_json::to_string(r).unwrap_or_else(|_| format!("{r:?}"))
+}
+
+/// Finds every backbone of `bundle` in `zoo`, in the bundle's order, and checks
+/// it: same model sha256 (a manifest of another name with that sha256 is
+/// accepted), same feature dimension, and a recorded preprocessing recipe that
+/// is one of the manifest's presets. Reads manifests only: no ONNX Runtime, no
+/// model file (the model file is checked against its manifest when it loads).
+pub fn resolve_backbones(
+    bundle: &Bundle,
+    bundle_path: &Path,
+    zoo: &Zoo,
+) -> Result<Vec<ResolvedBackbone>> {
+    let n = bundle.meta.backbones.len();
+    if n == 0 {
+        return Err(Error::BundleMismatch {
+            bundle: bundle_path.to_owned(),
+            reason: "names no backbone; train the head with `xfer train` on features from `xfer extract`".into(),
+        });
+    }
+    bundle
+        .meta
+        .backbones
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            resolve_one(b, zoo).map_err(|reason| Error::BundleMismatch {
+                bundle: bundle_path.to_owned(),
+                reason: if n > 1 {
+                    format!("backbone {} of {n}: {reason}", i + 1)
+                } else {
+                    reason
+                },
+            })
+        })
+        .collect()
+}
+
+fn resolve_one(b: &BackboneRef, zoo: &Zoo) -> std::result::Result<ResolvedBackbone, String> {
+    if !b.known() || b.preprocess.is_empty() {
+        return Err(format!(
+            "its head was trained on {} features without provenance (tutorial-layout files: no model sha256, no preprocessing recorded), so xfer cannot make the same features from images; extract the features with `xfer extract` and train the head again",
+            b.name
+        ));
+    }
+    let zoo_file = zoo.dir.join(format!("{}.toml", b.name));
+    let by_name = if zoo_file.exists() {
+        Some(Manifest::from_file(&zoo_file).map_err(|e| e.to_string())?)
+    } else {
+        None
+    };
+    let manifest = match by_name {
+        Some(m) if m.sha256 == b.model_sha256 => m,
+        other => {
+            // Another manifest with the same model (renamed)?
+            let same_model = zoo
+                .manifests()
+                .ok()
+                .and_then(|ms| ms.into_iter().find(|m| m.sha256 == b.model_sha256));
+            match (same_model, other) {
+                (Some(m), _) => m,
+                (None, Some(m)) => {
+                    return Err(format!(
+                        "its head was trained on features of {} with model sha256 {}…, but the zoo's {} ({}) is model sha256 {}…: a different model. Pass --zoo DIR holding the manifest and ONNX file used for training, or extract features with this model and train the head again",
+                        b.name,
+                        short(&b.model_sha256),
+                        m.name,
+                        zoo_file.display(),
+                        short(&m.sha256)
+                    ))
+                }
+                (None, None) => {
+                    return Err(format!(
+                        "its head needs backbone {} (model sha256 {}…), which is not in the zoo {}; pass --zoo DIR holding its manifest ({}.toml) and ONNX file, or generate it (see `xfer models`)",
+                        b.name,
+                        short(&b.model_sha256),
+                        zoo.dir.display(),
+                        b.name
+                    ))
+                }
+            }
+        }
+    };
+    if manifest.output.feature_dim != b.n_features {
+        return Err(format!(
+            "its head expects {} features from {}, but the manifest of {} gives {}; use the manifest the head was trained with",
+            b.n_features, b.name, manifest.name, manifest.output.feature_dim
+        ));
+    }
+    let recipe: Recipe = serde_json::from_str(&b.preprocess).map_err(|e| {
+        format!(
+            "its preprocessing record for {} is unreadable ({e}): {}; train the head again on features from `xfer extract`",
+            b.name, b.preprocess
+        )
+    })?;
+    let presets = [Preset::Native, Preset::Tutorial];
+    let preset = presets
+        .into_iter()
+        .find(|&p| manifest.preprocess.with_preset(p) == recipe);
+    let Some(preset) = preset else {
+        return Err(format!(
+            "its head was trained on {} features preprocessed as {}, but the manifest of {} now gives {} (native) and {} (--preset tutorial): the backbone's preprocessing changed. Use the manifest the head was trained with (--zoo DIR), or extract features again and retrain",
+            b.name,
+            recipe_json(&recipe),
+            manifest.name,
+            recipe_json(&manifest.preprocess),
+            recipe_json(&manifest.preprocess.with_preset(Preset::Tutorial))
+        ));
+    };
+    Ok(ResolvedBackbone {
+        manifest,
+        recipe,
+        preset,
+    })
+}
+
