@@ -75,6 +75,10 @@ pub enum Error {
     #[error(transparent)]
     Bundle(#[from] crate::bundle::BundleError),
 
+    #[cfg(feature = "train")]
+    #[error("logistic regression: {0}")]
+    Logistic(#[from] crate::head::logistic::LogisticError),
+
     /// A bundle and a backbone of the zoo disagree; the reason names both.
     #[error("bundle {bundle}: {reason}")]
     BundleMismatch { bundle: PathBuf, reason: String },

@@ -164,6 +164,14 @@ fn predict_slim_predict_and_evaluate_agree() {
             }
             args.extend(["--csv", s(&ev)]);
             ok(xfer(&args));
+            // An existing --csv file is replaced only with --overwrite.
+            let before = std::fs::read(&ev).unwrap();
+            let o = xfer(&args);
+            assert_eq!(o.status.code(), Some(1), "{}", common::text(&o));
+            assert!(common::text(&o).contains("--overwrite"));
+            args.push("--overwrite");
+            ok(xfer(&args));
+            assert_eq!(std::fs::read(&ev).unwrap(), before);
             let p1 = t.path().join(format!("{name}-{head}-predict.csv"));
             let p2 = t.path().join(format!("{name}-{head}-slim.csv"));
             // Different batch sizes: batching must not change the result.

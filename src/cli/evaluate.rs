@@ -7,6 +7,7 @@ use clap::Args;
 use xfer::bundle::{check_backbones, Bundle};
 use xfer::{features, metrics};
 
+use super::common::{check_output, write_file};
 use super::Cli;
 
 /// Score a trained head on labelled features: accuracy, log loss, confusion matrix,
@@ -30,6 +31,9 @@ pub struct EvaluateArgs {
     /// file, in the format of `xfer predict --csv` (paths relative to the dataset root).
     #[arg(long, value_name = "FILE.csv")]
     csv: Option<PathBuf>,
+    /// Replace an existing --csv file.
+    #[arg(long)]
+    overwrite: bool,
 }
 
 pub fn evaluate(_cli: &Cli, args: &EvaluateArgs) -> Result<i32> {
@@ -46,10 +50,8 @@ pub fn evaluate(_cli: &Cli, args: &EvaluateArgs) -> Result<i32> {
             );
         }
     }
-    if let Some(parent) = args.csv.as_ref().and_then(|p| p.parent()) {
-        if !parent.as_os_str().is_empty() && !parent.is_dir() {
-            anyhow::bail!("the folder of --csv, {}, does not exist", parent.display());
-        }
+    if let Some(csv) = &args.csv {
+        check_output("--csv", csv, args.overwrite)?;
     }
     let bundle = Bundle::load(&args.bundle)?;
     let set = features::load(&args.features).context("loading the features")?;
@@ -77,12 +79,9 @@ pub fn evaluate(_cli: &Cli, args: &EvaluateArgs) -> Result<i32> {
             Some(p) => p.clone(),
             None => (0..set.n_samples()).map(|r| format!("row {r}")).collect(),
         };
-        let mut w = std::io::BufWriter::new(
-            std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?,
-        );
-        xfer::predict::output::write_csv(&mut w, &rows, probs.view(), names)
-            .and_then(|_| std::io::Write::flush(&mut w))
-            .with_context(|| format!("writing {}", path.display()))?;
+        write_file(path, |w| {
+            xfer::predict::output::write_csv(w, &rows, probs.view(), names)
+        })?;
     }
     if args.json {
         let out = serde_json::json!({

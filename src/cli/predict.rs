@@ -2,7 +2,6 @@
 //! classify images with a trained bundle and its backbone(s); print a table,
 //! write a CSV of probabilities and/or a Kaggle submission.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -14,7 +13,7 @@ use xfer::predict::{self, output, Predictor, PredictorOptions};
 use xfer::runtime::Runtime;
 use xfer::zoo::{Weights, Zoo};
 
-use super::common::{DecodeArgs, DeviceArgs, EXIT_SKIPPED};
+use super::common::{check_output, write_file, DecodeArgs, DeviceArgs, EXIT_SKIPPED};
 
 /// Classify images with a trained head (a bundle from `xfer train`) and the
 /// backbone(s) it was trained on.
@@ -111,24 +110,7 @@ fn validate(args: &PredictArgs) -> Result<()> {
         }
     }
     for (flag, p) in outputs {
-        if p.is_dir() {
-            bail!("{flag} {} is a folder; give a file name", p.display());
-        }
-        if p.exists() && !args.overwrite {
-            bail!(
-                "{} already exists; pass --overwrite to replace it",
-                p.display()
-            );
-        }
-        if let Some(parent) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
-            if !parent.is_dir() {
-                bail!(
-                    "the folder of {flag} {}, {}, does not exist",
-                    p.display(),
-                    parent.display()
-                );
-            }
-        }
+        check_output(flag, p, args.overwrite)?;
     }
     Ok(())
 }
@@ -321,17 +303,4 @@ pub fn predict(args: &PredictArgs, ort_lib: Option<&Path>, zoo: Option<&Path>) -
     } else {
         EXIT_SKIPPED
     })
-}
-
-/// Writes a file through a temporary name, so a failed run leaves no half file.
-fn write_file(path: &Path, body: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> Result<()> {
-    let tmp = path.with_extension("csv.partial");
-    let f = std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-    let mut w = std::io::BufWriter::new(f);
-    body(&mut w)
-        .and_then(|_| w.flush())
-        .with_context(|| format!("writing {}", tmp.display()))?;
-    drop(w);
-    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
 }

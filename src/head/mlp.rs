@@ -72,18 +72,19 @@ impl MlpConfig {
         self.layer_dims().iter().map(|(i, o)| i * o + o).sum()
     }
 
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> crate::Result<()> {
+        let bad = |m: String| Err(crate::Error::Config(m));
         if self.n_features == 0 || self.n_classes < 2 {
-            return Err(format!(
+            return bad(format!(
                 "a head needs at least 1 feature and 2 classes (got {} and {})",
                 self.n_features, self.n_classes
             ));
         }
         if self.hidden.contains(&0) {
-            return Err("hidden layer widths must be at least 1".into());
+            return bad("--hidden widths must be at least 1".into());
         }
         if !(0.0..1.0).contains(&self.dropout) {
-            return Err(format!("dropout must be in [0, 1), got {}", self.dropout));
+            return bad(format!("--dropout must be in [0, 1), got {}", self.dropout));
         }
         Ok(())
     }

@@ -97,26 +97,27 @@ impl OptimizerConfig {
         }
     }
 
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> crate::Result<()> {
+        let bad = |m: String| Err(crate::Error::Config(m));
         let lr = self.lr();
         if !(lr.is_finite() && lr > 0.0) {
-            return Err(format!("learning rate must be positive, got {lr}"));
+            return bad(format!("learning rate must be positive, got {lr}"));
         }
         match self {
             OptimizerConfig::Sgd(c) => {
                 if c.momentum < 0.0 || c.weight_decay < 0.0 {
-                    return Err("momentum and weight decay must be ≥ 0".into());
+                    return bad("momentum and weight decay must be ≥ 0".into());
                 }
                 if c.nesterov && (c.momentum <= 0.0 || c.dampening != 0.0) {
-                    return Err("Nesterov momentum requires a momentum > 0 and zero dampening (as in PyTorch)".into());
+                    return bad("Nesterov momentum requires a momentum > 0 and zero dampening (as in PyTorch)".into());
                 }
             }
             OptimizerConfig::Adam(c) => {
                 if !(0.0..1.0).contains(&c.beta1) || !(0.0..1.0).contains(&c.beta2) {
-                    return Err("Adam's betas must be in [0, 1)".into());
+                    return bad("Adam's betas must be in [0, 1)".into());
                 }
                 if c.eps <= 0.0 || c.weight_decay < 0.0 {
-                    return Err("Adam's eps must be > 0 and weight decay ≥ 0".into());
+                    return bad("Adam's eps must be > 0 and weight decay ≥ 0".into());
                 }
             }
         }
@@ -407,7 +408,8 @@ impl LrSchedule {
     }
 
     /// Parses `constant`, `step:EVERY:GAMMA` or `cosine`.
-    pub fn parse(s: &str, epochs: usize) -> Result<LrSchedule, String> {
+    pub fn parse(s: &str, epochs: usize) -> crate::Result<LrSchedule> {
+        let bad = |m: String| crate::Error::Config(m);
         let parts: Vec<&str> = s.split(':').collect();
         match parts.as_slice() {
             ["constant"] | ["none"] => Ok(LrSchedule::Constant),
@@ -415,18 +417,18 @@ impl LrSchedule {
             ["step", every, gamma] => {
                 let step: usize = every
                     .parse()
-                    .map_err(|_| format!("step schedule: `{every}` is not a number of epochs"))?;
+                    .map_err(|_| bad(format!("step schedule: `{every}` is not a number of epochs")))?;
                 let gamma: f32 = gamma
                     .parse()
-                    .map_err(|_| format!("step schedule: `{gamma}` is not a factor"))?;
+                    .map_err(|_| bad(format!("step schedule: `{gamma}` is not a factor")))?;
                 if step == 0 || !(gamma > 0.0) {
-                    return Err("step schedule needs EVERY ≥ 1 and GAMMA > 0".into());
+                    return Err(bad("step schedule needs EVERY ≥ 1 and GAMMA > 0".into()));
                 }
                 Ok(LrSchedule::Step { step, gamma })
             }
-            _ => Err(format!(
+            _ => Err(bad(format!(
                 "unknown learning-rate schedule `{s}`; use constant, cosine or step:EVERY:GAMMA (e.g. step:7:0.1)"
-            )),
+            ))),
         }
     }
 }

@@ -39,15 +39,16 @@ impl Default for TrainConfig {
 }
 
 impl TrainConfig {
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> crate::Result<()> {
+        let bad = |m: &str| Err(crate::Error::Config(m.into()));
         if self.epochs == 0 {
-            return Err("--epochs must be at least 1".into());
+            return bad("--epochs must be at least 1");
         }
         if self.batch_size == 0 {
-            return Err("--batch must be at least 1".into());
+            return bad("--batch must be at least 1");
         }
         if self.patience == Some(0) {
-            return Err("--patience must be at least 1".into());
+            return bad("--patience must be at least 1");
         }
         self.optimizer.validate()
     }
