@@ -2,6 +2,7 @@
 //! Runtime turn images into pooled features, cached in HDF5, on which small
 //! classifier heads are trained. See DESIGN.md for the parts and data formats.
 
+pub mod atomic;
 pub mod backbone;
 pub mod bundle;
 pub mod dataset;
@@ -11,6 +12,7 @@ pub mod extract;
 pub mod features;
 pub mod head;
 pub mod jpeg;
+pub mod lock;
 pub mod metrics;
 pub mod predictor;
 pub mod preprocess;
