@@ -389,7 +389,7 @@ pub fn scan(root: &Path, layout: Option<Layout>) -> Result<Dataset> {
     if !root.is_dir() {
         return Err(dataset_err(root, "not a folder; pass --data DIR"));
     }
-    let mut w = Walker::new(root, |p, r| dataset_err(p, r));
+    let mut w = Walker::new(root, dataset_err);
     let root_meta = fs::metadata(root).map_err(|e| Error::io(root, e))?;
     w.enter(dir_id(&root_meta), Path::new(""));
     let top = w.list(Path::new(""))?;
