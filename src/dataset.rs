@@ -188,6 +188,9 @@ struct Walker {
     base: PathBuf,
     /// Real folders walked (or about to be), with the path they were first found at.
     visited: HashMap<DirId, PathBuf>,
+    /// The folders above the one being walked (canonical paths): a link to one
+    /// of them is a loop, since it contains the walk itself.
+    ancestors: HashMap<DirId, PathBuf>,
     ignored: Vec<Ignored>,
     /// Turns a folder's listing failure into the caller's error.
     error: fn(&Path, String) -> Error,
@@ -198,6 +201,7 @@ impl Walker {
         Walker {
             base: base.to_owned(),
             visited: HashMap::new(),
+            ancestors: HashMap::new(),
             ignored: Vec::new(),
             error,
         }
@@ -308,8 +312,28 @@ impl Walker {
                 )
             });
         }
+        if let Some(above) = self.ancestors.get(&id) {
+            return Some(format!(
+                "symlink loop: it leads to {:?}, a folder that contains this one; \
+                 skipped so no image is taken twice (remove the link)",
+                above.to_string_lossy()
+            ));
+        }
         self.visited.insert(id, rel.to_owned());
         None
+    }
+
+    /// Makes the folders above `dir` (the top of a walk) its `ancestors`.
+    fn set_ancestors(&mut self, dir: &Path) {
+        self.ancestors.clear();
+        let Ok(canonical) = fs::canonicalize(dir) else {
+            return;
+        };
+        for a in canonical.ancestors().skip(1) {
+            if let Ok(m) = fs::metadata(a) {
+                self.ancestors.insert(dir_id(&m), a.to_owned());
+            }
+        }
     }
 
     /// All image files under `rel` (already entered), recursively, in torchvision's
@@ -392,6 +416,7 @@ pub fn scan(root: &Path, layout: Option<Layout>) -> Result<Dataset> {
     let mut w = Walker::new(root, dataset_err);
     let root_meta = fs::metadata(root).map_err(|e| Error::io(root, e))?;
     w.enter(dir_id(&root_meta), Path::new(""));
+    w.set_ancestors(root);
     let top = w.list(Path::new(""))?;
     let ignored_at_top = w.ignored.len();
 
@@ -400,20 +425,28 @@ pub fn scan(root: &Path, layout: Option<Layout>) -> Result<Dataset> {
     // followed (which would give the other class's images this class's label).
     let mut classes: Vec<(String, Vec<PathBuf>)> = Vec::new();
     if !matches!(layout, Some(Layout::KaggleFlat | Layout::Unlabelled)) {
+        let mut class_dirs: Vec<&String> = Vec::new();
         for (name, id) in &top.dirs {
-            if let Some(first) = w.visited.get(id) {
-                return Err(dataset_err(
-                    root,
-                    format!(
-                        "class folders {:?} and {name:?} are the same folder (a symlink); \
-                         remove one of them",
-                        first.to_string_lossy()
-                    ),
-                ));
+            match w.visited.get(id) {
+                Some(first) if !first.as_os_str().is_empty() => {
+                    return Err(dataset_err(
+                        root,
+                        format!(
+                            "class folders {:?} and {name:?} are the same folder (a symlink); \
+                             remove one of them",
+                            first.to_string_lossy()
+                        ),
+                    ))
+                }
+                _ => {}
             }
-            w.visited.insert(*id, PathBuf::from(name));
+            // A link to the top folder or above it: a loop, not a class.
+            match w.enter(*id, Path::new(name)) {
+                Some(reason) => w.ignore(PathBuf::from(name), IgnoredKind::SymlinkLoop, reason),
+                None => class_dirs.push(name),
+            }
         }
-        for (name, _) in &top.dirs {
+        for name in class_dirs {
             let images = w.images(Path::new(name))?;
             classes.push((name.clone(), images));
         }
@@ -592,6 +625,7 @@ pub fn collect_inputs(paths: &[PathBuf]) -> Result<Inputs> {
                 );
                 continue;
             }
+            w.set_ancestors(p);
             w.enter(dir_id(&meta), p);
             images.extend(w.images(p)?);
         } else {
@@ -779,6 +813,35 @@ mod tests {
         assert_eq!(got, ["a/1-again.jpg", "a/1.jpg", "a/more/3.jpg"]);
         let broken = ds.ignored.iter().find(|i| i.kind == IgnoredKind::NotAFile).unwrap();
         assert!(broken.reason.contains("broken symlink"), "{broken}");
+    }
+
+    #[test]
+    fn links_to_the_top_folder_or_above_are_loops() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().join("data");
+        for f in ["data/a/1.jpg", "data/b/2.jpg", "other/x.jpg"] {
+            touch(&t.path().join(f));
+        }
+        symlink(".", root.join("self")).unwrap();
+        symlink("..", root.join("parent")).unwrap();
+        symlink("../../..", root.join("a/grandparent")).unwrap();
+        let ds = scan(&root, None).unwrap();
+        assert_eq!(ds.classes, ["a", "b"]);
+        assert_eq!(rels(&ds), [("a/1.jpg", 0), ("b/2.jpg", 1)]);
+        assert_eq!(
+            ignored_of(&ds, IgnoredKind::SymlinkLoop),
+            ["parent", "self", "a/grandparent"]
+        );
+        let parent = ds.ignored.iter().find(|i| i.path.ends_with("parent")).unwrap();
+        assert!(parent.reason.contains("contains this one"), "{parent}");
+        // Inputs: a folder given after one inside it is walked, not taken for a loop.
+        let inputs = collect_inputs(&[root.join("a"), root.clone()]).unwrap();
+        let got: Vec<&Path> = inputs
+            .images
+            .iter()
+            .map(|p| p.strip_prefix(&root).unwrap())
+            .collect();
+        assert_eq!(got, [Path::new("a/1.jpg"), Path::new("b/2.jpg")]);
     }
 
     #[test]
