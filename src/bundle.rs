@@ -356,7 +356,9 @@ impl Bundle {
         let mut get = |name: &str, shape: &[usize]| -> Result<Vec<f32>> {
             expected.push(name.to_string());
             let t = st.tensor(name).map_err(|_| {
-                damaged(format!("has no tensor {name} (expected F32 {shape:?} from its {from_meta})"))
+                damaged(format!(
+                    "has no tensor {name} (expected F32 {shape:?} from its {from_meta})"
+                ))
             })?;
             if t.dtype() != Dtype::F32 || t.shape() != shape {
                 return Err(damaged(format!(
@@ -429,7 +431,12 @@ impl Bundle {
                 arch.describe()
             ));
         }
-        for (l, ((i, o), layer)) in arch.layer_dims().into_iter().zip(&self.mlp.layers).enumerate() {
+        for (l, ((i, o), layer)) in arch
+            .layer_dims()
+            .into_iter()
+            .zip(&self.mlp.layers)
+            .enumerate()
+        {
             if layer.weight.dim() != (o, i) || layer.bias.len() != o {
                 return Err(format!(
                     "layer {l} has weight {:?} and bias [{}], but the architecture makes them [{o}, {i}] and [{o}]",

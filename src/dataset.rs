@@ -242,7 +242,11 @@ impl Walker {
                 } else {
                     "hidden file (name starts with '.')"
                 };
-                pending.push((path, IgnoredKind::Hidden, format!("{what}; rename it to use it")));
+                pending.push((
+                    path,
+                    IgnoredKind::Hidden,
+                    format!("{what}; rename it to use it"),
+                ));
                 continue;
             }
             let Some(name) = os_name.to_str().map(str::to_owned) else {
@@ -456,7 +460,9 @@ pub fn scan(root: &Path, layout: Option<Layout>) -> Result<Dataset> {
     let layout = match layout {
         Some(l) => l,
         None if dirs_hold_images => Layout::ImageFolder,
-        None if !flat_images.is_empty() && flat_images.iter().all(|n| kaggle_class(n).is_some()) => {
+        None if !flat_images.is_empty()
+            && flat_images.iter().all(|n| kaggle_class(n).is_some()) =>
+        {
             Layout::KaggleFlat
         }
         None if !flat_images.is_empty() => Layout::Unlabelled,
@@ -496,9 +502,7 @@ pub fn scan(root: &Path, layout: Option<Layout>) -> Result<Dataset> {
             if !empty.is_empty() {
                 return Err(dataset_err(
                     root,
-                    format!(
-                        "class folder(s) {empty:?} hold no images; remove them or add images"
-                    ),
+                    format!("class folder(s) {empty:?} hold no images; remove them or add images"),
                 ));
             }
             for (label, (class, images)) in classes.into_iter().enumerate() {
@@ -734,7 +738,12 @@ mod tests {
     #[test]
     fn kaggle_flat_with_an_imageless_subfolder_stays_flat_and_reports_it() {
         let t = tempfile::tempdir().unwrap();
-        for f in ["cat.1.jpg", "dog.2.jpg", "__MACOSX/._cat.1.jpg", "docs/readme.txt"] {
+        for f in [
+            "cat.1.jpg",
+            "dog.2.jpg",
+            "__MACOSX/._cat.1.jpg",
+            "docs/readme.txt",
+        ] {
             touch(&t.path().join(f));
         }
         let ds = scan(t.path(), None).unwrap();
@@ -749,7 +758,13 @@ mod tests {
     #[test]
     fn stray_root_image_does_not_hide_the_class_folders() {
         let t = tempfile::tempdir().unwrap();
-        for f in ["birds/1.jpg", "birds/2.jpg", "fish/1.jpg", "stray.jpg", "README.md"] {
+        for f in [
+            "birds/1.jpg",
+            "birds/2.jpg",
+            "fish/1.jpg",
+            "stray.jpg",
+            "README.md",
+        ] {
             touch(&t.path().join(f));
         }
         let ds = scan(t.path(), None).unwrap();
@@ -760,8 +775,15 @@ mod tests {
             [("birds/1.jpg", 0), ("birds/2.jpg", 0), ("fish/1.jpg", 1)]
         );
         assert_eq!(ignored_of(&ds, IgnoredKind::RootFile), ["stray.jpg"]);
-        let stray = ds.ignored.iter().find(|i| i.kind == IgnoredKind::RootFile).unwrap();
-        assert!(stray.reason.contains("--layout kaggle-flat/unlabelled"), "{stray}");
+        let stray = ds
+            .ignored
+            .iter()
+            .find(|i| i.kind == IgnoredKind::RootFile)
+            .unwrap();
+        assert!(
+            stray.reason.contains("--layout kaggle-flat/unlabelled"),
+            "{stray}"
+        );
         assert_eq!(ignored_of(&ds, IgnoredKind::NotImage), ["README.md"]);
 
         // Asked for, the flat layout takes the root image and reports the folders.
@@ -786,16 +808,28 @@ mod tests {
         let ds = scan(t.path(), None).unwrap();
         assert_eq!(
             rels(&ds),
-            [("birds/1.jpg", 0), ("fish/1.jpg", 1), ("fish/deep/2.jpg", 1)]
+            [
+                ("birds/1.jpg", 0),
+                ("fish/1.jpg", 1),
+                ("fish/deep/2.jpg", 1)
+            ]
         );
         let loops = ignored_of(&ds, IgnoredKind::SymlinkLoop);
         assert_eq!(
             loops,
             ["birds/self", "birds/to_fish", "birds/up", "fish/deep/back"]
         );
-        let self_link = &ds.ignored.iter().find(|i| i.path.ends_with("self")).unwrap();
+        let self_link = &ds
+            .ignored
+            .iter()
+            .find(|i| i.path.ends_with("self"))
+            .unwrap();
         assert!(self_link.reason.contains("symlink loop"), "{self_link}");
-        let to_fish = &ds.ignored.iter().find(|i| i.path.ends_with("to_fish")).unwrap();
+        let to_fish = &ds
+            .ignored
+            .iter()
+            .find(|i| i.path.ends_with("to_fish"))
+            .unwrap();
         assert!(to_fish.reason.contains("\"fish\""), "{to_fish}");
     }
 
@@ -811,7 +845,11 @@ mod tests {
         let ds = scan(t.path(), None).unwrap();
         let got: Vec<&str> = ds.items.iter().map(|i| i.rel_path.as_str()).collect();
         assert_eq!(got, ["a/1-again.jpg", "a/1.jpg", "a/more/3.jpg"]);
-        let broken = ds.ignored.iter().find(|i| i.kind == IgnoredKind::NotAFile).unwrap();
+        let broken = ds
+            .ignored
+            .iter()
+            .find(|i| i.kind == IgnoredKind::NotAFile)
+            .unwrap();
         assert!(broken.reason.contains("broken symlink"), "{broken}");
     }
 
@@ -832,7 +870,11 @@ mod tests {
             ignored_of(&ds, IgnoredKind::SymlinkLoop),
             ["parent", "self", "a/grandparent"]
         );
-        let parent = ds.ignored.iter().find(|i| i.path.ends_with("parent")).unwrap();
+        let parent = ds
+            .ignored
+            .iter()
+            .find(|i| i.path.ends_with("parent"))
+            .unwrap();
         assert!(parent.reason.contains("contains this one"), "{parent}");
         // Inputs: a folder given after one inside it is walked, not taken for a loop.
         let inputs = collect_inputs(&[root.join("a"), root.clone()]).unwrap();
@@ -896,7 +938,12 @@ mod tests {
     #[test]
     fn hidden_entries_are_reported() {
         let t = tempfile::tempdir().unwrap();
-        for f in ["a/1.jpg", "a/.x.jpg", "a/.git/objects/y.jpg", ".ipynb_checkpoints/z.jpg"] {
+        for f in [
+            "a/1.jpg",
+            "a/.x.jpg",
+            "a/.git/objects/y.jpg",
+            ".ipynb_checkpoints/z.jpg",
+        ] {
             touch(&t.path().join(f));
         }
         let ds = scan(t.path(), None).unwrap();
@@ -908,7 +955,8 @@ mod tests {
         let lines = describe_ignored(&ds.ignored, 1);
         assert_eq!(lines.len(), 1);
         assert!(
-            lines[0].starts_with("ignoring 3 hidden entries: \".ipynb_checkpoints\": hidden folder"),
+            lines[0]
+                .starts_with("ignoring 3 hidden entries: \".ipynb_checkpoints\": hidden folder"),
             "{lines:?}"
         );
         assert!(lines[0].ends_with("(and 2 more)"), "{lines:?}");
@@ -966,9 +1014,15 @@ mod tests {
         let rel = |p: &PathBuf| p.strip_prefix(t.path()).unwrap().display().to_string();
         let got: Vec<String> = inputs.images.iter().map(rel).collect();
         // Files named explicitly are taken whatever their extension.
-        assert_eq!(got, ["b/1.PNG", "b/2.jpg", "b/c/3.webp", "a.jpg", "notes.md"]);
-        let ign: Vec<(String, IgnoredKind)> =
-            inputs.ignored.iter().map(|i| (rel(&i.path), i.kind)).collect();
+        assert_eq!(
+            got,
+            ["b/1.PNG", "b/2.jpg", "b/c/3.webp", "a.jpg", "notes.md"]
+        );
+        let ign: Vec<(String, IgnoredKind)> = inputs
+            .ignored
+            .iter()
+            .map(|i| (rel(&i.path), i.kind))
+            .collect();
         assert_eq!(
             ign,
             [

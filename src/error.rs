@@ -14,9 +14,7 @@ pub enum Error {
 
     /// A library named by --ort-lib or ORT_DYLIB_PATH that is not there: never
     /// silently replaced by another one.
-    #[error(
-        "no ONNX Runtime library found at {path}, which {via} names: {reason}; {hint}"
-    )]
+    #[error("no ONNX Runtime library found at {path}, which {via} names: {reason}; {hint}")]
     OrtLibraryNamed {
         path: PathBuf,
         /// "--ort-lib" or "ORT_DYLIB_PATH".

@@ -205,7 +205,10 @@ mod tests {
         assert!(e.contains("another xfer process (pid unknown"), "{e}");
         // Kill flock and its sleeping child (which inherited the locked descriptor).
         // SAFETY: signalling the process group this test created.
-        assert_eq!(unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) }, 0);
+        assert_eq!(
+            unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) },
+            0
+        );
         child.wait().unwrap();
         // The sleep is reaped by init; until then its descriptor may hold the lock.
         let mut free = false;

@@ -35,7 +35,11 @@ pub fn default_library_path() -> Option<PathBuf> {
 /// library. None named and none installed is an error too.
 pub fn find_library(explicit: Option<&Path>) -> Result<PathBuf> {
     let env = std::env::var_os("ORT_DYLIB_PATH").filter(|v| !v.is_empty());
-    find_library_from(explicit, env.as_deref().map(Path::new), default_library_path())
+    find_library_from(
+        explicit,
+        env.as_deref().map(Path::new),
+        default_library_path(),
+    )
 }
 
 /// [`find_library`] with its environment as arguments.
@@ -60,9 +64,7 @@ fn find_library_from(
             Ok(m) if m.is_file() => return Ok(path.to_owned()),
             Ok(m) if m.is_dir() => "it is a folder, not the library file".to_string(),
             Ok(_) => "it is not a regular file".to_string(),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                "no such file".to_string()
-            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => "no such file".to_string(),
             Err(e) => e.to_string(),
         };
         return Err(Error::OrtLibraryNamed {
@@ -229,8 +231,13 @@ mod tests {
         assert!(e.contains("is a folder"), "{e}");
         // Nothing named, nothing installed.
         let gone = t.path().join("gone.so");
-        let e = find_library_from(None, None, Some(gone)).unwrap_err().to_string();
-        assert!(e.contains("no ONNX Runtime library found") && e.contains("tools/setup.sh"), "{e}");
+        let e = find_library_from(None, None, Some(gone))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("no ONNX Runtime library found") && e.contains("tools/setup.sh"),
+            "{e}"
+        );
     }
 
     #[test]

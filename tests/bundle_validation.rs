@@ -114,7 +114,10 @@ fn n_features_disagreeing_with_the_backbones() {
         |m, _| m["backbones"][0]["n_features"] = 2.into(),
         &["backbones give 4 features (a 2 + b 2)", "head takes 5"],
     );
-    refused(|m, _| m["backbones"] = serde_json::json!([]), &["names no backbones"]);
+    refused(
+        |m, _| m["backbones"] = serde_json::json!([]),
+        &["names no backbones"],
+    );
 }
 
 #[test]
@@ -125,7 +128,11 @@ fn n_features_disagreeing_with_the_weights() {
             m["architecture"]["n_features"] = 6.into();
             m["backbones"][0]["n_features"] = 4.into();
         },
-        &["layers.0.weight is F32 [4, 5]", "F32 [4, 6]", "n_features 6"],
+        &[
+            "layers.0.weight is F32 [4, 5]",
+            "F32 [4, 6]",
+            "n_features 6",
+        ],
     );
 }
 
@@ -185,10 +192,7 @@ fn standardisation_vectors_of_the_wrong_length_or_presence() {
     );
     refused(
         |m, _| m["standardized"] = false.into(),
-        &[
-            "standardize.mean, standardize.scale",
-            "not standardised",
-        ],
+        &["standardize.mean, standardize.scale", "not standardised"],
     );
 }
 
@@ -235,7 +239,10 @@ fn other_tensor_types_and_extra_tensors() {
     );
     refused(
         |_, t| {
-            t.insert("layers.2.weight".into(), (Dtype::F32, vec![1], f32s(&[1.0])));
+            t.insert(
+                "layers.2.weight".into(),
+                (Dtype::F32, vec![1], f32s(&[1.0])),
+            );
         },
         &["layers.2.weight", "do not describe"],
     );
@@ -296,5 +303,8 @@ fn save_is_atomic_and_refuses_an_inconsistent_bundle() {
         .save(&t.path().join("no/such/head.safetensors"))
         .unwrap_err()
         .to_string();
-    assert!(e.contains("no/such/head.safetensors") && e.contains("run again"), "{e}");
+    assert!(
+        e.contains("no/such/head.safetensors") && e.contains("run again"),
+        "{e}"
+    );
 }

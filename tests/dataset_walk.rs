@@ -36,14 +36,18 @@ fn stray_root_image_keeps_the_class_folders() {
     let t = tempfile::tempdir().unwrap();
     let data = t.path().join("data");
     common::make_image_folder(&data, &["birds", "fish"], 3);
-    common::pattern(40, 40, 9).save(data.join("stray.jpg")).unwrap();
+    common::pattern(40, 40, 9)
+        .save(data.join("stray.jpg"))
+        .unwrap();
 
     let ds = dataset::scan(&data, None).unwrap();
     assert_eq!(ds.layout, Layout::ImageFolder);
     assert_eq!(ds.classes, ["birds", "fish"]);
     assert_eq!(ds.items.len(), 6);
     assert_eq!(kinds(&ds), [("stray.jpg".into(), IgnoredKind::RootFile)]);
-    assert!(ds.ignored[0].reason.contains("ImageFolder takes images from class folders only"));
+    assert!(ds.ignored[0]
+        .reason
+        .contains("ImageFolder takes images from class folders only"));
 
     let out = t.path().join("f.h5");
     let o = extract(&data, &out);
@@ -78,7 +82,12 @@ fn symlink_loop_in_a_class_folder_takes_each_photo_once() {
     let paths = f.paths.unwrap();
     assert_eq!(
         paths,
-        ["birds/0000.jpg", "birds/0001.png", "fish/0000.jpg", "fish/0001.png"]
+        [
+            "birds/0000.jpg",
+            "birds/0001.png",
+            "fish/0000.jpg",
+            "fish/0001.png"
+        ]
     );
 }
 
@@ -92,8 +101,15 @@ fn a_non_utf8_name_is_skipped_not_fatal() {
 
     let ds = dataset::scan(&data, None).unwrap();
     assert_eq!(ds.items.len(), 4);
-    assert_eq!(kinds(&ds), [("a/caf\u{fffd}.jpg".into(), IgnoredKind::NonUtf8Name)]);
-    assert!(ds.ignored[0].reason.contains("not UTF-8"), "{}", ds.ignored[0]);
+    assert_eq!(
+        kinds(&ds),
+        [("a/caf\u{fffd}.jpg".into(), IgnoredKind::NonUtf8Name)]
+    );
+    assert!(
+        ds.ignored[0].reason.contains("not UTF-8"),
+        "{}",
+        ds.ignored[0]
+    );
 
     let out = t.path().join("f.h5");
     let o = extract(&data, &out);
@@ -107,7 +123,12 @@ fn odd_names_are_stored_as_they_are() {
     let data = t.path().join("data");
     common::make_image_folder(&data, &["a", "b"], 1);
     let long = format!("{}.png", "n".repeat(251));
-    let odd = ["with,comma.png", "with\"quote'.png", "with\nnewline.png", long.as_str()];
+    let odd = [
+        "with,comma.png",
+        "with\"quote'.png",
+        "with\nnewline.png",
+        long.as_str(),
+    ];
     for n in odd {
         std::fs::copy(data.join("b/0000.jpg"), data.join("b").join(n)).unwrap();
     }
@@ -134,10 +155,15 @@ fn kaggle_flat_is_still_detected() {
     assert_eq!(ds.classes, ["cat", "dog"]);
     // An explicit layout is honoured, what it leaves out reported.
     std::fs::create_dir(t.path().join("extra")).unwrap();
-    common::pattern(20, 20, 1).save(t.path().join("extra/x.jpg")).unwrap();
+    common::pattern(20, 20, 1)
+        .save(t.path().join("extra/x.jpg"))
+        .unwrap();
     let ds = dataset::scan(t.path(), Some(Layout::KaggleFlat)).unwrap();
     assert_eq!(ds.items.len(), 3);
-    assert_eq!(kinds(&ds), [("extra".into(), IgnoredKind::FolderInFlatLayout)]);
+    assert_eq!(
+        kinds(&ds),
+        [("extra".into(), IgnoredKind::FolderInFlatLayout)]
+    );
     // Detected, the image-holding folder wins and the root files are reported.
     let ds = dataset::scan(t.path(), None).unwrap();
     assert_eq!(ds.layout, Layout::ImageFolder);

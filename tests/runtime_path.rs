@@ -26,8 +26,9 @@ fn assert_named_and_refused(o: &Output, path: &str, via: &str) {
     let txt = common::text(o);
     assert_eq!(o.status.code(), Some(1), "{txt}");
     assert!(
-        txt.contains(&format!("no ONNX Runtime library found at {path}, which {via} names"))
-            && txt.contains("no such file")
+        txt.contains(&format!(
+            "no ONNX Runtime library found at {path}, which {via} names"
+        )) && txt.contains("no such file")
             && txt.contains("tools/setup.sh"),
         "{txt}"
     );
@@ -37,7 +38,13 @@ fn assert_named_and_refused(o: &Output, path: &str, via: &str) {
 #[test]
 fn ort_lib_that_does_not_exist_is_an_error() {
     let o = xfer(
-        &["--ort-lib", "/no/such/file", "bench-model", "--model", &tiny()],
+        &[
+            "--ort-lib",
+            "/no/such/file",
+            "bench-model",
+            "--model",
+            &tiny(),
+        ],
         &[],
     );
     assert_named_and_refused(&o, "/no/such/file", "--ort-lib");
@@ -55,8 +62,16 @@ fn ort_dylib_path_that_does_not_exist_is_an_error() {
 #[test]
 fn info_names_the_missing_library_and_loads_no_other() {
     for (args, env, path) in [
-        (vec!["info", "--ort-lib", "/no/such/file"], vec![], "/no/such/file"),
-        (vec!["info"], vec![("ORT_DYLIB_PATH", "/no/such")], "/no/such"),
+        (
+            vec!["info", "--ort-lib", "/no/such/file"],
+            vec![],
+            "/no/such/file",
+        ),
+        (
+            vec!["info"],
+            vec![("ORT_DYLIB_PATH", "/no/such")],
+            "/no/such",
+        ),
     ] {
         let o = xfer(&args, &env);
         let txt = common::text(&o);
