@@ -34,6 +34,8 @@ pub enum BundleError {
         #[source]
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Write(#[from] crate::atomic::AtomicError),
 }
 
 pub type Result<T, E = BundleError> = std::result::Result<T, E>;
@@ -163,6 +165,64 @@ fn floats(t: &TensorView) -> Vec<f32> {
         .collect()
 }
 
+/// The checks the metadata allow on their own.
+fn check_meta(meta: &BundleMeta) -> std::result::Result<(), String> {
+    let arch = &meta.architecture;
+    arch.validate()
+        .map_err(|e| format!("its architecture is invalid: {e}"))?;
+    if meta.class_names.len() != arch.n_classes {
+        return Err(format!(
+            "names {} classes ({}) but the head has {} outputs",
+            meta.class_names.len(),
+            meta.class_names.join(", "),
+            arch.n_classes
+        ));
+    }
+    for (i, n) in meta.class_names.iter().enumerate() {
+        if meta.class_names[..i].contains(n) {
+            return Err(format!("names the class {n:?} twice"));
+        }
+    }
+    if meta.backbones.is_empty() {
+        return Err("names no backbones: it cannot know which features to compute".into());
+    }
+    let widths: Vec<String> = meta
+        .backbones
+        .iter()
+        .map(|b| format!("{} {}", b.name, b.n_features))
+        .collect();
+    let sum: usize = meta.backbones.iter().map(|b| b.n_features).sum();
+    if sum != arch.n_features {
+        return Err(format!(
+            "its backbones give {sum} features ({}), but the head takes {}",
+            widths.join(" + "),
+            arch.n_features
+        ));
+    }
+    Ok(())
+}
+
+/// An error naming the first value that is NaN or infinite.
+fn non_finite<'a>(
+    name: &str,
+    values: impl Iterator<Item = &'a f32>,
+) -> std::result::Result<(), String> {
+    let mut count = 0usize;
+    let mut first = None;
+    for (i, v) in values.enumerate() {
+        if !v.is_finite() {
+            count += 1;
+            first.get_or_insert((i, *v));
+        }
+    }
+    match first {
+        None => Ok(()),
+        Some((i, v)) => Err(format!(
+            "tensor {name} holds {count} value(s) that are not finite (the first, at flat index {i}, is {v})"
+        )),
+    }
+}
+
 impl Bundle {
     pub fn new(
         kind: HeadKind,
@@ -191,8 +251,17 @@ impl Bundle {
         }
     }
 
-    /// Writes the bundle (atomically: a temporary file, then a rename).
+    /// Writes the bundle atomically (`<path>.tmp-<pid>` in the same folder, synced,
+    /// then renamed), so that a half-written bundle never looks complete. A bundle
+    /// that [`Bundle::validate`] refuses is not written.
     pub fn save(&self, path: &Path) -> Result<()> {
+        self.validate().map_err(|reason| BundleError::Invalid {
+            path: path.to_owned(),
+            reason: format!(
+                "cannot be saved: {reason}; nothing was written: train again (a head with \
+                 weights that are not finite diverged: lower the learning rate)"
+            ),
+        })?;
         let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
         for (l, layer) in self.mlp.layers.iter().enumerate() {
             tensors.push((
@@ -235,16 +304,23 @@ impl Bundle {
             path: path.to_owned(),
             reason: format!("cannot be serialised: {e}"),
         })?;
-        let tmp = path.with_extension("safetensors.tmp");
-        std::fs::write(&tmp, buf).map_err(|e| io(&tmp, e))?;
-        std::fs::rename(&tmp, path).map_err(|e| io(path, e))?;
+        crate::atomic::write_bytes_atomic(path, &buf)?;
         Ok(())
     }
 
+    /// Reads a bundle and checks that it agrees with itself ([`Bundle::validate`]):
+    /// a bundle whose metadata and tensors disagree, or whose numbers are not
+    /// finite, is refused here with a message naming what disagrees, rather than
+    /// failing later.
     pub fn load(path: &Path) -> Result<Bundle> {
         let bad = |reason: String| BundleError::Invalid {
             path: path.to_owned(),
             reason,
+        };
+        let damaged = |what: String| {
+            bad(format!(
+                "{what}; the file is damaged or was edited: use the bundle `xfer train` wrote, or train again"
+            ))
         };
         let buf = std::fs::read(path).map_err(|e| io(path, e))?;
         let (_, header) = SafeTensors::read_metadata(&buf).map_err(|e| {
@@ -260,21 +336,33 @@ impl Bundle {
                 bad("has no xfer metadata; pass a bundle written by `xfer train`".into())
             })?;
         let meta: BundleMeta = serde_json::from_str(json)
-            .map_err(|e| bad(format!("has unreadable xfer metadata ({e})")))?;
+            .map_err(|e| damaged(format!("has unreadable xfer metadata ({e})")))?;
         if meta.format != FORMAT || meta.format_version > FORMAT_VERSION {
             return Err(bad(format!(
                 "is format {} version {}; this xfer reads {FORMAT} version ≤ {FORMAT_VERSION}: upgrade xfer",
                 meta.format, meta.format_version
             )));
         }
-        let st = SafeTensors::deserialize(&buf).map_err(|e| bad(e.to_string()))?;
-        let get = |name: &str, shape: &[usize]| -> Result<Vec<f32>> {
-            let t = st
-                .tensor(name)
-                .map_err(|_| bad(format!("has no tensor {name}")))?;
+        // The metadata alone first: they say which tensors to expect.
+        check_meta(&meta).map_err(damaged)?;
+        let st = SafeTensors::deserialize(&buf)
+            .map_err(|e| damaged(format!("cannot be read as safetensors ({e})")))?;
+        let arch = &meta.architecture;
+        let from_meta = format!(
+            "metadata: n_features {}, hidden {:?}, n_classes {}",
+            arch.n_features, arch.hidden, arch.n_classes
+        );
+        let mut expected: Vec<String> = Vec::new();
+        let mut get = |name: &str, shape: &[usize]| -> Result<Vec<f32>> {
+            expected.push(name.to_string());
+            let t = st.tensor(name).map_err(|_| {
+                damaged(format!(
+                    "has no tensor {name} (expected F32 {shape:?} from its {from_meta})"
+                ))
+            })?;
             if t.dtype() != Dtype::F32 || t.shape() != shape {
-                return Err(bad(format!(
-                    "tensor {name} is {:?} {:?}, expected F32 {shape:?}",
+                return Err(damaged(format!(
+                    "tensor {name} is {:?} {:?}, but its {from_meta} make it F32 {shape:?}",
                     t.dtype(),
                     t.shape()
                 )));
@@ -282,7 +370,7 @@ impl Bundle {
             Ok(floats(&t))
         };
         let mut layers = Vec::new();
-        for (l, (i, o)) in meta.architecture.layer_dims().into_iter().enumerate() {
+        for (l, (i, o)) in arch.layer_dims().into_iter().enumerate() {
             let w = get(&format!("layers.{l}.weight"), &[o, i])?;
             let b = get(&format!("layers.{l}.bias"), &[o])?;
             layers.push(Linear {
@@ -290,7 +378,7 @@ impl Bundle {
                 bias: Array1::from_vec(b),
             });
         }
-        let d = meta.architecture.n_features;
+        let d = arch.n_features;
         let standardize = if meta.standardized {
             Some(Standardize {
                 mean: Array1::from_vec(get("standardize.mean", &[d])?),
@@ -299,19 +387,101 @@ impl Bundle {
         } else {
             None
         };
-        if meta.class_names.len() != meta.architecture.n_classes {
-            return Err(bad(format!(
-                "names {} classes but the head has {}",
-                meta.class_names.len(),
-                meta.architecture.n_classes
+        let mut extra: Vec<String> = st
+            .names()
+            .into_iter()
+            .filter(|n| !expected.iter().any(|e| e == *n))
+            .map(str::to_owned)
+            .collect();
+        if !extra.is_empty() {
+            extra.sort();
+            let why = if !meta.standardized && extra.iter().any(|n| n.starts_with("standardize.")) {
+                " (its metadata say the features are not standardised)"
+            } else {
+                ""
+            };
+            return Err(damaged(format!(
+                "holds tensor(s) {} that its {from_meta} do not describe{why}",
+                extra.join(", ")
             )));
         }
-        let mlp = Mlp::from_layers(meta.architecture.clone(), layers).map_err(bad)?;
-        Ok(Bundle {
+        let mlp = Mlp::from_layers(meta.architecture.clone(), layers).map_err(damaged)?;
+        let bundle = Bundle {
             meta,
             mlp,
             standardize,
-        })
+        };
+        bundle.validate().map_err(damaged)?;
+        Ok(bundle)
+    }
+
+    /// Checks that the bundle agrees with itself: the architecture is valid; the
+    /// class names are as many as the outputs, and distinct; the backbones'
+    /// feature widths add up to the head's input width; the layers' shapes follow
+    /// the architecture; the standardisation vectors are as long as the input;
+    /// every weight, bias, mean and scale is finite, and every scale positive.
+    /// The error names what disagrees.
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        check_meta(&self.meta)?;
+        let arch = &self.meta.architecture;
+        if self.mlp.config != *arch {
+            return Err(format!(
+                "the head's architecture ({}) differs from the metadata's ({})",
+                self.mlp.config.describe(),
+                arch.describe()
+            ));
+        }
+        for (l, ((i, o), layer)) in arch
+            .layer_dims()
+            .into_iter()
+            .zip(&self.mlp.layers)
+            .enumerate()
+        {
+            if layer.weight.dim() != (o, i) || layer.bias.len() != o {
+                return Err(format!(
+                    "layer {l} has weight {:?} and bias [{}], but the architecture makes them [{o}, {i}] and [{o}]",
+                    layer.weight.shape(),
+                    layer.bias.len()
+                ));
+            }
+            non_finite(&format!("layers.{l}.weight"), layer.weight.iter())?;
+            non_finite(&format!("layers.{l}.bias"), layer.bias.iter())?;
+        }
+        if self.mlp.layers.len() != arch.layer_dims().len() {
+            return Err(format!(
+                "the head has {} layers, its architecture {}",
+                self.mlp.layers.len(),
+                arch.layer_dims().len()
+            ));
+        }
+        match (&self.standardize, self.meta.standardized) {
+            (Some(s), true) => {
+                let d = arch.n_features;
+                if s.mean.len() != d || s.scale.len() != d {
+                    return Err(format!(
+                        "standardisation has {} means and {} scales for {d} features",
+                        s.mean.len(),
+                        s.scale.len()
+                    ));
+                }
+                non_finite("standardize.mean", s.mean.iter())?;
+                non_finite("standardize.scale", s.scale.iter())?;
+                if let Some(i) = s.scale.iter().position(|v| *v <= 0.0) {
+                    return Err(format!(
+                        "standardize.scale[{i}] is {}: scales must be positive",
+                        s.scale[i]
+                    ));
+                }
+            }
+            (None, false) => {}
+            (Some(_), false) => {
+                return Err("has standardisation vectors, but its metadata say the features are not standardised".into())
+            }
+            (None, true) => {
+                return Err("its metadata say the features are standardised, but it has no standardisation vectors".into())
+            }
+        }
+        Ok(())
     }
 
     /// Class probabilities for raw (unstandardised) features.

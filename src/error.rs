@@ -12,6 +12,17 @@ pub enum Error {
     )]
     OrtLibraryMissing { searched: String },
 
+    /// A library named by --ort-lib or ORT_DYLIB_PATH that is not there: never
+    /// silently replaced by another one.
+    #[error("no ONNX Runtime library found at {path}, which {via} names: {reason}; {hint}")]
+    OrtLibraryNamed {
+        path: PathBuf,
+        /// "--ort-lib" or "ORT_DYLIB_PATH".
+        via: String,
+        reason: String,
+        hint: String,
+    },
+
     #[error("could not load ONNX Runtime from {path}: {reason}; run `tools/setup.sh` to install version 1.31.1")]
     OrtLibraryLoad { path: PathBuf, reason: String },
 
@@ -48,6 +59,23 @@ pub enum Error {
     #[error("{path}: {reason}")]
     Image { path: PathBuf, reason: String },
 
+    /// A path given for prediction (a file or a folder searched for images).
+    #[error("{path}: {reason}")]
+    Input { path: PathBuf, reason: String },
+
+    /// Another process holds the lock on an output.
+    #[error(
+        "{output} is being written by another xfer process (pid {pid}: {command}); \
+         wait for it to finish, or stop it (kill {pid}) and run again. \
+         (The lock is {lock}; it frees itself when that process ends.)"
+    )]
+    Locked {
+        output: PathBuf,
+        lock: PathBuf,
+        pid: String,
+        command: String,
+    },
+
     #[error("dataset {root}: {reason}")]
     Dataset { root: PathBuf, reason: String },
 
@@ -68,6 +96,9 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+
+    #[error(transparent)]
+    Atomic(#[from] crate::atomic::AtomicError),
 
     #[error("invalid configuration: {0}")]
     Config(String),

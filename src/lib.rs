@@ -3,6 +3,7 @@
 //! classifier heads are trained. `docs/ARCHITECTURE.md` describes the parts,
 //! the data flow and the file formats.
 
+pub mod atomic;
 pub mod backbone;
 pub mod bundle;
 pub mod dataset;
@@ -12,6 +13,7 @@ pub mod extract;
 pub mod features;
 pub mod head;
 pub mod jpeg;
+pub mod lock;
 pub mod metrics;
 pub mod pipeline;
 pub mod predict;

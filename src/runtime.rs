@@ -29,32 +29,60 @@ pub fn default_library_path() -> Option<PathBuf> {
     )
 }
 
-/// `explicit` (--ort-lib), then `ORT_DYLIB_PATH`, then [`default_library_path`].
-/// The first candidate that is set must exist; none set and none installed is an error.
+/// `explicit` (--ort-lib), else `ORT_DYLIB_PATH` (when set and not empty), else
+/// [`default_library_path`]. A library the user names (the first two) must exist
+/// and be a file: it is an error naming it, never silently replaced by another
+/// library. None named and none installed is an error too.
 pub fn find_library(explicit: Option<&Path>) -> Result<PathBuf> {
-    let mut searched = Vec::new();
-    let candidates: [(Option<PathBuf>, &str); 3] = [
-        (explicit.map(Path::to_path_buf), "--ort-lib"),
-        (
-            std::env::var_os("ORT_DYLIB_PATH").map(PathBuf::from),
-            "ORT_DYLIB_PATH",
-        ),
-        (default_library_path(), "the set-up location"),
-    ];
-    for (candidate, source) in candidates {
-        let Some(path) = candidate else { continue };
-        if path.is_file() {
-            return Ok(path);
-        }
-        searched.push(format!("{} ({source})", path.display()));
+    let env = std::env::var_os("ORT_DYLIB_PATH").filter(|v| !v.is_empty());
+    find_library_from(
+        explicit,
+        env.as_deref().map(Path::new),
+        default_library_path(),
+    )
+}
+
+/// [`find_library`] with its environment as arguments.
+fn find_library_from(
+    explicit: Option<&Path>,
+    env: Option<&Path>,
+    default: Option<PathBuf>,
+) -> Result<PathBuf> {
+    let named = explicit
+        .map(|p| (p, "--ort-lib", "pass --ort-lib the path of a libonnxruntime.so of version 1.31, or leave --ort-lib out to use the one `tools/setup.sh` installs"))
+        .or_else(|| {
+            env.map(|p| {
+                (
+                    p,
+                    "ORT_DYLIB_PATH",
+                    "set ORT_DYLIB_PATH to the path of a libonnxruntime.so of version 1.31, or unset it to use the one `tools/setup.sh` installs",
+                )
+            })
+        });
+    if let Some((path, via, hint)) = named {
+        let reason = match std::fs::metadata(path) {
+            Ok(m) if m.is_file() => return Ok(path.to_owned()),
+            Ok(m) if m.is_dir() => "it is a folder, not the library file".to_string(),
+            Ok(_) => "it is not a regular file".to_string(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => "no such file".to_string(),
+            Err(e) => e.to_string(),
+        };
+        return Err(Error::OrtLibraryNamed {
+            path: path.to_owned(),
+            via: via.into(),
+            reason,
+            hint: hint.into(),
+        });
     }
-    Err(Error::OrtLibraryMissing {
-        searched: if searched.is_empty() {
-            "nowhere: HOME is not set".into()
-        } else {
-            searched.join(", ")
-        },
-    })
+    match default {
+        Some(p) if p.is_file() => Ok(p),
+        Some(p) => Err(Error::OrtLibraryMissing {
+            searched: format!("{} (the set-up location)", p.display()),
+        }),
+        None => Err(Error::OrtLibraryMissing {
+            searched: "nowhere: HOME is not set".into(),
+        }),
+    }
 }
 
 /// A loaded ONNX Runtime.
@@ -169,6 +197,48 @@ impl Default for DeviceRequest {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_named_library_must_exist_and_is_never_replaced() {
+        let t = tempfile::tempdir().unwrap();
+        let lib = t.path().join("libonnxruntime.so.1.31.1");
+        std::fs::write(&lib, b"").unwrap();
+        let other = t.path().join("other.so");
+        std::fs::write(&other, b"").unwrap();
+        let missing = Path::new("/no/such/file");
+        let find = |e: Option<&Path>, v: Option<&Path>| {
+            find_library_from(e, v, Some(lib.clone())).map_err(|e| e.to_string())
+        };
+        // Named and present: taken, before the environment and the default.
+        assert_eq!(find(Some(&other), Some(missing)).unwrap(), other);
+        assert_eq!(find(None, Some(&other)).unwrap(), other);
+        assert_eq!(find(None, None).unwrap(), lib);
+        // Named and missing: an error naming it, even though the default exists.
+        let e = find(Some(missing), None).unwrap_err();
+        assert!(
+            e.contains("/no/such/file") && e.contains("--ort-lib") && e.contains("no such file"),
+            "{e}"
+        );
+        let e = find(None, Some(missing)).unwrap_err();
+        assert!(
+            e.contains("/no/such/file") && e.contains("ORT_DYLIB_PATH") && e.contains("unset it"),
+            "{e}"
+        );
+        // --ort-lib wins over a broken ORT_DYLIB_PATH.
+        assert_eq!(find(Some(&lib), Some(missing)).unwrap(), lib);
+        // A folder is not a library.
+        let e = find(Some(t.path()), None).unwrap_err();
+        assert!(e.contains("is a folder"), "{e}");
+        // Nothing named, nothing installed.
+        let gone = t.path().join("gone.so");
+        let e = find_library_from(None, None, Some(gone))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("no ONNX Runtime library found") && e.contains("tools/setup.sh"),
+            "{e}"
+        );
+    }
 
     #[test]
     fn version_is_read_from_file_name() {

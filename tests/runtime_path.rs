@@ -1,0 +1,103 @@
+//! An ONNX Runtime library the user names (--ort-lib, ORT_DYLIB_PATH) must be
+//! there: a wrong path is an error naming it, never silently replaced by the
+//! library `tools/setup.sh` installed.
+
+mod common;
+
+use std::process::{Command, Output};
+
+fn tiny() -> String {
+    common::tiny_manifest().display().to_string()
+}
+
+/// `xfer <args>` with the user's environment (HOME intact: the set-up library
+/// is there to be wrongly picked), plus `env`.
+fn xfer(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_xfer"));
+    cmd.args(args).current_dir(common::repo());
+    cmd.env_remove("ORT_DYLIB_PATH");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run xfer")
+}
+
+fn assert_named_and_refused(o: &Output, path: &str, via: &str) {
+    let txt = common::text(o);
+    assert_eq!(o.status.code(), Some(1), "{txt}");
+    assert!(
+        txt.contains(&format!(
+            "no ONNX Runtime library found at {path}, which {via} names"
+        )) && txt.contains("no such file")
+            && txt.contains("tools/setup.sh"),
+        "{txt}"
+    );
+    assert!(!txt.contains("panicked"), "{txt}");
+}
+
+#[test]
+fn ort_lib_that_does_not_exist_is_an_error() {
+    let o = xfer(
+        &[
+            "--ort-lib",
+            "/no/such/file",
+            "bench-model",
+            "--model",
+            &tiny(),
+        ],
+        &[],
+    );
+    assert_named_and_refused(&o, "/no/such/file", "--ort-lib");
+}
+
+#[test]
+fn ort_dylib_path_that_does_not_exist_is_an_error() {
+    let o = xfer(
+        &["bench-model", "--model", &tiny()],
+        &[("ORT_DYLIB_PATH", "/no/such")],
+    );
+    assert_named_and_refused(&o, "/no/such", "ORT_DYLIB_PATH");
+}
+
+#[test]
+fn info_names_the_missing_library_and_loads_no_other() {
+    for (args, env, path) in [
+        (
+            vec!["info", "--ort-lib", "/no/such/file"],
+            vec![],
+            "/no/such/file",
+        ),
+        (
+            vec!["info"],
+            vec![("ORT_DYLIB_PATH", "/no/such")],
+            "/no/such",
+        ),
+    ] {
+        let o = xfer(&args, &env);
+        let txt = common::text(&o);
+        assert!(
+            txt.contains(&format!("no ONNX Runtime library found at {path}")),
+            "{txt}"
+        );
+        assert!(!txt.contains("ONNX Runtime 1.31.1 from"), "{txt}");
+    }
+}
+
+/// `xfer info` prints the runtime's error and carries on to the zoo; it exits 0
+/// until src/cli/info.rs returns the error of a library the user named.
+#[test]
+#[ignore = "needs src/cli/info.rs to fail on Error::OrtLibraryNamed (wired by the lead)"]
+fn info_with_a_missing_named_library_exits_non_zero() {
+    let o = xfer(&["info", "--ort-lib", "/no/such/file"], &[]);
+    assert_ne!(o.status.code(), Some(0), "{}", common::text(&o));
+    let o = xfer(&["info"], &[("ORT_DYLIB_PATH", "/no/such")]);
+    assert_ne!(o.status.code(), Some(0), "{}", common::text(&o));
+}
+
+#[test]
+fn the_set_up_library_still_loads_when_nothing_is_named() {
+    let o = xfer(&["info"], &[]);
+    let txt = common::text(&o);
+    assert!(o.status.success(), "{txt}");
+    assert!(txt.contains("ONNX Runtime 1.31.1 from"), "{txt}");
+}
