@@ -61,6 +61,11 @@ pub struct BackboneRef {
     /// The preprocessing recipe, JSON.
     pub preprocess: String,
     pub n_features: usize,
+    /// How images were decoded for its features (`jpeg_scaled` or
+    /// `jpeg_full`, see `DecodeOptions::mode`); empty when not recorded
+    /// (feature files before format 2, tutorial files).
+    #[serde(default)]
+    pub decode: String,
 }
 
 impl BackboneRef {
@@ -116,6 +121,12 @@ pub fn check_backbones(
                 return Err(format!(
                     "{at}: {} was extracted with model sha256 {}, but training used {}; the backbone changed: extract again with the model used for training",
                     g.name, g.model_sha256, e.model_sha256
+                ));
+            }
+            if !e.decode.is_empty() && !g.decode.is_empty() && e.decode != g.decode {
+                return Err(format!(
+                    "{at}: {} was extracted with image decoding {}, but training used {}; extract again with the same JPEG decoding (--full-jpeg-decode or not)",
+                    g.name, g.decode, e.decode
                 ));
             }
             if e.preprocess != g.preprocess {
@@ -529,12 +540,14 @@ mod tests {
                 model_sha256: "11".into(),
                 preprocess: "{}".into(),
                 n_features: 3,
+                decode: String::new(),
             },
             BackboneRef {
                 name: "b".into(),
                 model_sha256: "22".into(),
                 preprocess: "{}".into(),
                 n_features: 2,
+                decode: String::new(),
             },
         ]
     }

@@ -114,10 +114,6 @@ pub enum Error {
     #[error("bundle {bundle}: {reason}")]
     BundleMismatch { bundle: PathBuf, reason: String },
 
-    /// An input named on the command line cannot be used.
-    #[error("{path}: {reason}")]
-    Input { path: PathBuf, reason: String },
-
     #[error("{} and {} both have the id {id}; a submission needs one row per id: predict one test folder", first.display(), second.display())]
     DuplicateId {
         first: PathBuf,

@@ -155,12 +155,14 @@ fn backbone_ref(f: &crate::store::FeatureFile) -> BackboneRef {
             model_sha256: p.model_sha256.clone(),
             preprocess: p.preprocess.clone(),
             n_features: f.data.ncols(),
+            decode: p.decode.clone(),
         },
         None => BackboneRef {
             name: name_from_file(&f.file),
             model_sha256: String::new(),
             preprocess: String::new(),
             n_features: f.data.ncols(),
+            decode: String::new(),
         },
     }
 }

@@ -48,6 +48,10 @@ pub struct Manifest {
     pub license: String,
     #[serde(default)]
     pub generator: String,
+    /// The command a user runs to make the ONNX file (e.g. `tools/setup.sh --lite 1`),
+    /// when it is not the generator itself.
+    #[serde(default)]
+    pub setup: String,
     #[serde(default)]
     pub description: String,
     pub input: InputSpec,
@@ -98,7 +102,9 @@ impl Manifest {
     }
 
     pub fn generator_hint(&self) -> String {
-        if self.generator.is_empty() {
+        if !self.setup.is_empty() {
+            self.setup.clone()
+        } else if self.generator.is_empty() {
             "the tool in tools/ that made it".into()
         } else {
             self.generator.clone()

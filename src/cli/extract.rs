@@ -133,6 +133,8 @@ fn load_manifest_backbone(
 
 pub fn extract(cli: &Cli, args: &ExtractArgs) -> Result<i32> {
     validate(args)?;
+    // A second extraction into the same file is refused while this one runs.
+    let _lock = xfer::lock::OutputLock::acquire(&args.out)?;
     let ds = dataset::scan(&args.data, args.layout.map(Into::into))?;
     let zoo = Zoo::locate(cli.zoo.as_deref());
     let manifest = zoo.find(&args.model)?;
@@ -144,11 +146,8 @@ pub fn extract(cli: &Cli, args: &ExtractArgs) -> Result<i32> {
         recipe: recipe.clone(),
         resume: args.resume,
     };
-    if !ds.ignored.is_empty() {
-        eprintln!(
-            "ignoring {} files that are not images by extension",
-            ds.ignored.len()
-        );
+    for line in dataset::describe_ignored(&ds.ignored, 5) {
+        eprintln!("{line}");
     }
     let bar = ProgressBar::new(ds.items.len() as u64);
     bar.set_style(

@@ -26,6 +26,7 @@ pub fn info(cli: &Cli) -> Result<i32> {
                 );
             }
         }
+        Err(e @ xfer::Error::OrtLibraryNamed { .. }) => return Err(e.into()),
         Err(e) => println!("ONNX Runtime: {e}"),
     }
     let zoo = Zoo::locate(cli.zoo.as_deref());

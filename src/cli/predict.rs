@@ -149,7 +149,8 @@ pub fn predict(args: &PredictArgs, ort_lib: Option<&Path>, zoo: Option<&Path>) -
     let positive = positive_class(args, &names)?;
     let zoo = Zoo::locate(zoo);
     let resolved = predict::resolve_backbones(&bundle, &args.bundle, &zoo)?;
-    let inputs = predict::inputs::collect_images(&args.paths)?;
+    predict::check_decode(&bundle, &args.bundle, args.decode.options().mode())?;
+    let inputs = predict::collect_inputs(&args.paths)?;
     if inputs.images.is_empty() {
         bail!(
             "no images found in {} (looked for {}); pass image files or folders of images",
@@ -161,6 +162,12 @@ pub fn predict(args: &PredictArgs, ort_lib: Option<&Path>, zoo: Option<&Path>) -
             xfer::dataset::IMAGE_EXTENSIONS.join(", ")
         );
     }
+    // Another run writing the same output files is refused now, not after the work.
+    let _locks = [&args.csv, &args.kaggle]
+        .into_iter()
+        .flatten()
+        .map(|p| xfer::lock::OutputLock::acquire(p))
+        .collect::<xfer::Result<Vec<_>>>()?;
     let t_checked = t0.elapsed();
 
     let runtime = Runtime::init(ort_lib)?;
@@ -198,11 +205,8 @@ pub fn predict(args: &PredictArgs, ort_lib: Option<&Path>, zoo: Option<&Path>) -
             predictor.backbones().next().map_or("?", |b| b.provider.as_str())
         );
     }
-    if !inputs.ignored.is_empty() {
-        eprintln!(
-            "ignoring {} files that are not images by extension",
-            inputs.ignored.len()
-        );
+    for line in xfer::dataset::describe_ignored(&inputs.ignored, 5) {
+        eprintln!("{line}");
     }
     let bar = if n >= 64 {
         ProgressBar::new(n as u64)

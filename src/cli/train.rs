@@ -195,6 +195,10 @@ fn abbreviate(names: &[String]) -> String {
 
 pub fn train(_cli: &Cli, args: &TrainArgs) -> Result<i32> {
     let plan = plan(args)?;
+    // A second training run into the same folder is refused while this one runs.
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    let _lock = xfer::lock::OutputLock::acquire(&args.out.join("run"))?;
     if args.threads > 0 {
         rayon::ThreadPoolBuilder::new()
             .num_threads(args.threads)

@@ -13,7 +13,6 @@
 //!
 //! This module needs neither HDF5 nor linfa.
 
-pub mod inputs;
 pub mod output;
 pub mod resolve;
 
@@ -29,7 +28,8 @@ use crate::preprocess::Recipe;
 use crate::runtime::Runtime;
 
 pub use crate::pipeline::{Progress, Timings};
-pub use resolve::{resolve_backbones, ResolvedBackbone};
+pub use crate::dataset::{collect_inputs, Inputs};
+pub use resolve::{check_decode, resolve_backbones, ResolvedBackbone};
 
 #[derive(Debug, Clone, Default)]
 pub struct PredictorOptions {

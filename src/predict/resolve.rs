@@ -151,3 +151,27 @@ fn resolve_one(b: &BackboneRef, zoo: &Zoo) -> std::result::Result<ResolvedBackbo
     })
 }
 
+/// Checks that images will be decoded as they were for the head's training
+/// features: the JPEG decode mode (reduced-size IDCT or full) changes pixels,
+/// so features made the other way are not the ones the head learnt from.
+/// `mode` is [`DecodeOptions::mode`](crate::preprocess::DecodeOptions::mode)
+/// of this run; backbones that recorded no mode (older files) are not checked.
+pub fn check_decode(bundle: &Bundle, bundle_path: &Path, mode: &str) -> Result<()> {
+    for b in &bundle.meta.backbones {
+        if !b.decode.is_empty() && b.decode != mode {
+            let flag = if b.decode == "jpeg_full" {
+                "pass --full-jpeg-decode"
+            } else {
+                "leave out --full-jpeg-decode"
+            };
+            return Err(Error::BundleMismatch {
+                bundle: bundle_path.to_owned(),
+                reason: format!(
+                    "its head was trained on {} features of images decoded as {}, but this run decodes as {mode}; {flag} to decode as training did",
+                    b.name, b.decode
+                ),
+            });
+        }
+    }
+    Ok(())
+}
