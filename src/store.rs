@@ -56,9 +56,19 @@ pub fn partial_path(out: &Path) -> PathBuf {
 
 fn h5(path: &Path) -> impl Fn(hdf5::Error) -> Error + 'static {
     let path = path.to_owned();
-    move |source| Error::Hdf5 {
-        path: path.clone(),
-        source,
+    move |source| {
+        // HDF5 reports a full disk as a C error stack with errno 28 inside.
+        let text = source.to_string();
+        if text.contains("No space left on device") || text.contains("errno = 28") {
+            return store_err(
+                &path,
+                "the disk is full (No space left on device); every batch written before is kept: free some space, then run the same command with --resume to continue",
+            );
+        }
+        Error::Hdf5 {
+            path: path.clone(),
+            source,
+        }
     }
 }
 
@@ -307,6 +317,9 @@ impl FeatureWriter {
         assert_eq!(features.ncols(), self.dim, "feature dimension");
         assert_eq!(labels.len(), n);
         assert_eq!(paths.len(), n);
+        let text: usize = paths.iter().map(String::len).sum::<usize>()
+            + skipped.iter().map(|(p, r)| p.len() + r.len()).sum::<usize>();
+        self.ensure_space(n * (self.dim * 4 + 8) + text)?;
         let err = h5(&self.partial);
         let (a, b) = (self.rows, self.rows + n);
         if n > 0 {
@@ -337,6 +350,35 @@ impl FeatureWriter {
         Ok(())
     }
 
+    /// Refuses to write a batch of about `bytes` bytes unless the disk has room
+    /// for it, a new data chunk (≤ 1 MiB) and HDF5's metadata, with margin: a
+    /// write that fails half-way inside HDF5 can leave the file's metadata and
+    /// data disagreeing, so a full disk is detected before it happens, leaving
+    /// every committed batch intact for `--resume`.
+    fn ensure_space(&self, bytes: usize) -> Result<()> {
+        const MARGIN: u64 = 2 << 20;
+        let dir = match self.partial.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        let Some(free) = free_bytes(dir) else {
+            return Ok(()); // unknown: let the write tell
+        };
+        let need = 2 * bytes as u64 + MARGIN;
+        if free < need {
+            return Err(store_err(
+                &self.partial,
+                format!(
+                    "the disk is full ({} KiB free in {}, the next batch needs about {} KiB); every batch written before is kept: free some space, then run the same command with --resume to continue",
+                    free / 1024,
+                    dir.display(),
+                    need / 1024
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// Marks the file complete and moves it to its final name.
     pub fn finish(self) -> Result<PathBuf> {
         let err = h5(&self.partial);
@@ -349,6 +391,18 @@ impl FeatureWriter {
         std::fs::rename(&partial, &out).map_err(|e| Error::io(&out, e))?;
         Ok(out)
     }
+}
+
+/// Bytes available to this user on the filesystem holding `dir` (`statvfs`).
+fn free_bytes(dir: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    // SAFETY: statvfs writes only into the struct we pass; `c` is NUL-terminated.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+        return None;
+    }
+    Some(st.f_bavail as u64 * st.f_frsize as u64)
 }
 
 fn read_provenance(file: &File) -> Option<Provenance> {
