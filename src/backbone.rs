@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::runtime::{Device, DeviceRequest, Runtime};
 use crate::zoo::Manifest;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct SessionOptions {
     pub device: DeviceRequest,
     /// ONNX Runtime intra-op threads (0 = ONNX Runtime's default: one per core).
@@ -22,15 +22,6 @@ pub struct SessionOptions {
     pub intra_op_spinning: bool,
 }
 
-impl Default for SessionOptions {
-    fn default() -> Self {
-        SessionOptions {
-            device: DeviceRequest::default(),
-            threads: 0,
-            intra_op_spinning: false,
-        }
-    }
-}
 
 /// A loaded backbone.
 pub struct Backbone {
@@ -200,7 +191,9 @@ fn gpu_hint(device: Device) -> String {
 
 type Builder = ort::session::builder::SessionBuilder;
 
-#[allow(unused_variables, unused_mut)]
+// The builder comes back on failure so that --allow-cpu-fallback can go on with
+// it; it is large, but this runs once per session.
+#[allow(unused_variables, unused_mut, clippy::result_large_err)]
 fn register_device(
     mut builder: Builder,
     request: &DeviceRequest,

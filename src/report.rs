@@ -39,8 +39,8 @@ pub fn comparison_table(heads: &[HeadReport]) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "{:<10} {:>10} {:>10} {:>10} {:>10}  {}",
-        "head", "val acc", "val loss", "train acc", "train loss", "train time"
+        "{:<10} {:>10} {:>10} {:>10} {:>10}  train time",
+        "head", "val acc", "val loss", "train acc", "train loss"
     );
     for h in heads {
         let (va, vl) = match &h.validation {

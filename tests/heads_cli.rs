@@ -93,7 +93,7 @@ fn write(
             r.0.bytes()
                 .fold(7u64, |a, b| a.wrapping_mul(31).wrapping_add(b as u64));
         x.row_mut(i)
-            .assign(&features(&[r.clone()], dim, h ^ dim as u64).row(0));
+            .assign(&features(std::slice::from_ref(r), dim, h ^ dim as u64).row(0));
     }
     write_matrix(path, &rows, &x, backbone, sha)
 }

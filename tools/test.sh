@@ -6,5 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 tools/setup.sh
 cargo test --release --all-targets "$@"
+# Lint: clippy with warnings as errors, on every target.
+cargo clippy --release --all-targets -- -D warnings
 # The slim predictor links nothing beyond the C runtime (README, "The slim binary").
 tools/check_slim.sh

@@ -99,7 +99,7 @@ pub struct DecodeArgs {
 
 impl DecodeArgs {
     pub fn validate(&self) -> anyhow::Result<()> {
-        if !(self.max_megapixels > 0.0) {
+        if self.max_megapixels.is_nan() || self.max_megapixels <= 0.0 {
             anyhow::bail!("--max-megapixels must be positive");
         }
         Ok(())

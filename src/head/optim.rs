@@ -334,7 +334,8 @@ fn adam_update(
         one_minus_b1: (1.0 - b1 as f64) as f32,
         one_minus_b2: (1.0 - b2 as f64) as f32,
     };
-    let mut run = |f: fn(&AdamStep, &mut [f32], &[f32], &mut [f32], &mut [f32])| {
+    type Kernel = fn(&AdamStep, &mut [f32], &[f32], &mut [f32], &mut [f32]);
+    let mut run = |f: Kernel| {
         p.par_chunks_mut(CHUNK)
             .zip(g.par_chunks(CHUNK))
             .zip(m.par_chunks_mut(CHUNK))
@@ -421,7 +422,7 @@ impl LrSchedule {
                 let gamma: f32 = gamma
                     .parse()
                     .map_err(|_| bad(format!("step schedule: `{gamma}` is not a factor")))?;
-                if step == 0 || !(gamma > 0.0) {
+                if step == 0 || gamma.is_nan() || gamma <= 0.0 {
                     return Err(bad("step schedule needs EVERY ≥ 1 and GAMMA > 0".into()));
                 }
                 Ok(LrSchedule::Step { step, gamma })
@@ -509,7 +510,7 @@ mod tests {
 
     #[test]
     fn state_never_goes_subnormal() {
-        let mut p = vec![1.0f32; 4];
+        let mut p = [1.0f32; 4];
         let mut opt = Optimizer::new(OptimizerConfig::Adam(AdamConfig::default()), vec![4]);
         opt.step(&mut [&mut p[..]], &[&[1.0, 1.0, 1.0, 1.0][..]]);
         for _ in 0..2000 {
