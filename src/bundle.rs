@@ -13,7 +13,7 @@
 //! This module needs neither HDF5 nor linfa: the slim predictor uses it.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use ndarray::{Array1, Array2, ArrayView2, Axis};
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
@@ -22,29 +22,11 @@ use serde::{Deserialize, Serialize};
 use crate::head::mlp::{Linear, Mlp, MlpConfig};
 use crate::head::{softmax_rows_inplace, HeadKind, Standardize};
 
-/// Errors reading or writing a bundle. (Kept here rather than in `crate::error`
-/// so that this module stays independent of the HDF5- and ORT-bound parts.)
-#[derive(Debug, thiserror::Error)]
-pub enum BundleError {
-    #[error("bundle {path}: {reason}")]
-    Invalid { path: PathBuf, reason: String },
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error(transparent)]
-    Write(#[from] crate::atomic::AtomicError),
-}
+pub use crate::error::Result;
+use crate::error::Error;
 
-pub type Result<T, E = BundleError> = std::result::Result<T, E>;
-
-fn io(path: &Path, source: std::io::Error) -> BundleError {
-    BundleError::Io {
-        path: path.to_owned(),
-        source,
-    }
+fn io(path: &Path, source: std::io::Error) -> Error {
+    Error::io(path, source)
 }
 
 pub const FORMAT: &str = "xfer-head";
@@ -266,7 +248,7 @@ impl Bundle {
     /// then renamed), so that a half-written bundle never looks complete. A bundle
     /// that [`Bundle::validate`] refuses is not written.
     pub fn save(&self, path: &Path) -> Result<()> {
-        self.validate().map_err(|reason| BundleError::Invalid {
+        self.validate().map_err(|reason| Error::Bundle {
             path: path.to_owned(),
             reason: format!(
                 "cannot be saved: {reason}; nothing was written: train again (a head with \
@@ -311,7 +293,7 @@ impl Bundle {
             META_KEY.to_string(),
             serde_json::to_string(&self.meta).expect("metadata serialises"),
         )]);
-        let buf = safetensors::serialize(views, Some(meta)).map_err(|e| BundleError::Invalid {
+        let buf = safetensors::serialize(views, Some(meta)).map_err(|e| Error::Bundle {
             path: path.to_owned(),
             reason: format!("cannot be serialised: {e}"),
         })?;
@@ -324,7 +306,7 @@ impl Bundle {
     /// finite, is refused here with a message naming what disagrees, rather than
     /// failing later.
     pub fn load(path: &Path) -> Result<Bundle> {
-        let bad = |reason: String| BundleError::Invalid {
+        let bad = |reason: String| Error::Bundle {
             path: path.to_owned(),
             reason,
         };

@@ -103,8 +103,9 @@ pub enum Error {
     #[error("invalid configuration: {0}")]
     Config(String),
 
-    #[error(transparent)]
-    Bundle(#[from] crate::bundle::BundleError),
+    /// A bundle file that cannot be used; the reason says why and what to do.
+    #[error("bundle {path}: {reason}")]
+    Bundle { path: PathBuf, reason: String },
 
     #[cfg(feature = "train")]
     #[error("logistic regression: {0}")]
