@@ -72,7 +72,7 @@ def huge_png(w, h):
 
 
 def huge_jpeg(w, h):
-    """A real 16×16 baseline JPEG whose SOF0 claims w×h (JPEG's maximum is 65535)."""
+    """A real 16×16 baseline JPEG whose SOF0 claims w×h (libjpeg refuses over 65500 itself)."""
     b = bytearray(jpeg_bytes(photo(16, 16, 2), quality=90))
     i = 2
     while True:
@@ -147,7 +147,7 @@ def main():
     files = {
         "camera_exif_thumbnail.jpg": camera_jpeg(),
         "huge_100000x100000.png": huge_png(100_000, 100_000),
-        "huge_65535x65535.jpg": huge_jpeg(65535, 65535),
+        "huge_60000x60000.jpg": huge_jpeg(60000, 60000),
         "huge_65535x65535.gif": huge_gif(65535, 65535),
         "huge_100000x100000.webp": huge_webp(100_000, 100_000),
         "huge_100000x100000.tiff": huge_tiff(100_000, 100_000),
