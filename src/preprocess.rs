@@ -8,8 +8,8 @@ use std::io::{BufRead, BufReader, Cursor, Seek, SeekFrom};
 use std::path::Path;
 
 use fast_image_resize as fir;
-use image::metadata::Orientation;
 use image::error::LimitErrorKind;
+use image::metadata::Orientation;
 use image::{DynamicImage, ImageDecoder, ImageError, ImageReader, Limits, RgbImage};
 use serde::{Deserialize, Serialize};
 
@@ -173,7 +173,7 @@ pub fn decode(path: &Path, opts: &DecodeOptions, min_short_side: u32) -> Result<
     if meta.len() == 0 {
         return Err(bad(path, "empty file (0 bytes)"));
     }
-    decode_reader(BufReader::new(file), path, opts, min_short_side)
+    decode_reader(BufReader::with_capacity(64 << 10, file), path, opts, min_short_side)
 }
 
 /// [`decode`] on bytes already in memory; `path` only names the image in errors.
@@ -307,8 +307,8 @@ fn is_truncation(e: &ImageError) -> bool {
         "truncated",
         "failed to fill whole buffer",
     ]
-        .iter()
-        .any(|w| text.contains(w))
+    .iter()
+    .any(|w| text.contains(w))
 }
 
 /// WebP's two checks from its header that its decoder does not make: the

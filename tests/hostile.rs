@@ -74,7 +74,10 @@ fn truncated_camera_jpeg_is_refused_although_its_exif_thumbnail_has_an_end_marke
     // The thumbnail inside APP1 ends with FFD9: a search for the end marker
     // anywhere in the file finds it even when the main image is cut short.
     let first_eoi = bytes.windows(2).position(|w| w == [0xFF, 0xD9]).unwrap();
-    assert!(first_eoi < scan, "fixture: the thumbnail's FFD9 must precede the scan");
+    assert!(
+        first_eoi < scan,
+        "fixture: the thumbnail's FFD9 must precede the scan"
+    );
 
     let t = tempfile::tempdir().unwrap();
     for (name, cut) in [
@@ -171,7 +174,11 @@ fn huge_headers_are_refused_before_decoding() {
             "{name}: {reason}"
         );
         // Refused from the header: no time spent filling 10 G pixels.
-        assert!(started.elapsed().as_secs_f64() < 2.0, "{name}: {:?}", started.elapsed());
+        assert!(
+            started.elapsed().as_secs_f64() < 2.0,
+            "{name}: {:?}",
+            started.elapsed()
+        );
     }
 }
 
@@ -200,7 +207,10 @@ fn animations_give_their_first_frame() {
     let img = preprocess::decode(&fixture("animated_red_green_blue.webp"), &opts(), 0).unwrap();
     assert_eq!(img.dimensions(), (24, 16));
     let px = img.get_pixel(3, 3).0;
-    assert!(px[0] > 240 && px[1] < 10 && px[2] < 10, "first frame is red: {px:?}");
+    assert!(
+        px[0] > 240 && px[1] < 10 && px[2] < 10,
+        "first frame is red: {px:?}"
+    );
 }
 
 #[test]
@@ -217,7 +227,8 @@ fn sixteen_bit_tiff_and_png_are_decoded() {
         let p = save(t.path(), name, DynamicImage::ImageRgba16(rgba16.clone()));
         assert_eq!(preprocess::decode(&p, &opts(), 0).unwrap(), rgb, "{name}");
     }
-    let grey16 = image::ImageBuffer::from_fn(8, 4, |x, y| image::Luma([(x * 8000 + y * 100) as u16]));
+    let grey16 =
+        image::ImageBuffer::from_fn(8, 4, |x, y| image::Luma([(x * 8000 + y * 100) as u16]));
     let p = save(t.path(), "grey16.png", DynamicImage::ImageLuma16(grey16));
     let got = preprocess::decode(&p, &opts(), 0).unwrap();
     let v = ((3 * 8000 + 100) as f64 / 257.0).round() as u8;
@@ -285,7 +296,10 @@ fn very_long_names_and_paths_work() {
     println!("path of {} bytes", p.as_os_str().len());
     assert!(p.as_os_str().len() > 3800);
     common::pattern(10, 10, 1).save(&p).unwrap();
-    assert_eq!(preprocess::decode(&p, &opts(), 0).unwrap(), common::pattern(10, 10, 1));
+    assert_eq!(
+        preprocess::decode(&p, &opts(), 0).unwrap(),
+        common::pattern(10, 10, 1)
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -309,8 +323,16 @@ fn hostile_folder(root: &Path) -> Vec<(String, &'static str)> {
             .save(good.join(photo.replace(".png", "_big.jpg")))
             .unwrap();
     }
-    std::fs::copy(fixture("camera_exif_thumbnail.jpg"), good.join("camera.jpg")).unwrap();
-    std::fs::copy(fixture("camera_exif_thumbnail.jpg"), bad.join("camera_ok.jpg")).unwrap();
+    std::fs::copy(
+        fixture("camera_exif_thumbnail.jpg"),
+        good.join("camera.jpg"),
+    )
+    .unwrap();
+    std::fs::copy(
+        fixture("camera_exif_thumbnail.jpg"),
+        bad.join("camera_ok.jpg"),
+    )
+    .unwrap();
     std::fs::copy(
         fixture("animated_red_green_blue.webp"),
         bad.join("animated.webp"),
@@ -318,8 +340,12 @@ fn hostile_folder(root: &Path) -> Vec<(String, &'static str)> {
     .unwrap();
     many_frame_gif(&bad.join("many_frames.gif"), 5000);
     let rgb16 = DynamicImage::ImageRgb8(common::pattern(40, 30, 9)).to_rgb16();
-    DynamicImage::ImageRgb16(rgb16.clone()).save(bad.join("rgb16.tiff")).unwrap();
-    DynamicImage::ImageRgb16(rgb16).save(bad.join("rgb16.png")).unwrap();
+    DynamicImage::ImageRgb16(rgb16.clone())
+        .save(bad.join("rgb16.tiff"))
+        .unwrap();
+    DynamicImage::ImageRgb16(rgb16)
+        .save(bad.join("rgb16.png"))
+        .unwrap();
     std::fs::copy(
         common::repo().join("tests/fixtures/jpeg/cmyk.jpg"),
         bad.join("cmyk.jpg"),
@@ -341,7 +367,11 @@ fn hostile_folder(root: &Path) -> Vec<(String, &'static str)> {
         expected.push((format!("bad/{name}"), "over the limit of 100"));
     }
     let camera = std::fs::read(fixture("camera_exif_thumbnail.jpg")).unwrap();
-    std::fs::write(bad.join("camera_truncated.jpg"), &camera[..camera.len() * 3 / 5]).unwrap();
+    std::fs::write(
+        bad.join("camera_truncated.jpg"),
+        &camera[..camera.len() * 3 / 5],
+    )
+    .unwrap();
     expected.push(("bad/camera_truncated.jpg".into(), "truncated"));
     let pattern = DynamicImage::ImageRgb8(common::pattern(64, 48, 4));
     for ext in ["png", "gif", "webp", "tiff"] {
@@ -352,7 +382,8 @@ fn hostile_folder(root: &Path) -> Vec<(String, &'static str)> {
         } else {
             pattern.clone()
         };
-        img.write_to(&mut std::io::Cursor::new(&mut bytes), fmt).unwrap();
+        img.write_to(&mut std::io::Cursor::new(&mut bytes), fmt)
+            .unwrap();
         let name = format!("truncated.{ext}");
         std::fs::write(bad.join(&name), &bytes[..bytes.len() / 2]).unwrap();
         expected.push((format!("bad/{name}"), "truncated"));
@@ -416,13 +447,14 @@ fn extract_cmd(data: &Path, out: &Path, extra: &[&str]) -> Command {
     c
 }
 
-/// Peak RSS of the whole `xfer extract` process on the hostile folder. A run
-/// on the good images alone measured ≈ 60 MB and the hostile folder ≈ 70 MB
-/// (ONNX Runtime, the model, HDF5, 2 decoder threads); one image decoded at
-/// the size its header claims would be 30 GB (100000×100000 RGB), and 5000
-/// GIF frames kept in memory 20 MB. 250 MB leaves room for allocator and
-/// thread-count differences while still catching any decode of a claimed size
-/// or any accumulation of frames.
+/// Peak RSS of the whole `xfer extract` process on the hostile folder:
+/// measured 50 MB (run alone) to 81 MB (alongside the other tests) — ONNX
+/// Runtime, the model, HDF5, 2 decoder threads, 2400×1800 JPEGs decoded at 1/2
+/// scale. Decoding any hostile file at the size its header claims would take
+/// 4–30 GB (65535² or 100000² RGB), and even one image at the default pixel
+/// limit (100 MP × 3 bytes) 300 MB; keeping the 5000 GIF frames, 20 MB. 250 MB
+/// leaves room for allocator and thread-count differences while still failing
+/// on any of these.
 const PEAK_RSS_LIMIT_MB: u64 = 250;
 
 #[test]
@@ -432,12 +464,22 @@ fn extract_skips_every_hostile_file_with_its_reason_within_bounded_memory() {
     let expected = hostile_folder(&data);
     let out = t.path().join("f.h5");
     let started = std::time::Instant::now();
-    let (o, rss_kib) =
-        output_and_peak_rss(&mut extract_cmd(&data, &out, &["--decode-threads", "2", "--batch", "4"]));
+    let (o, rss_kib) = output_and_peak_rss(&mut extract_cmd(
+        &data,
+        &out,
+        &["--decode-threads", "2", "--batch", "4"],
+    ));
     let secs = started.elapsed().as_secs_f64();
     let txt = common::text(&o);
-    println!("{txt}\npeak RSS {:.1} MB, {secs:.2} s", rss_kib as f64 / 1024.0);
-    assert_eq!(o.status.code(), Some(3), "exit status 3 = finished with skipped files\n{txt}");
+    println!(
+        "{txt}\npeak RSS {:.1} MB, {secs:.2} s",
+        rss_kib as f64 / 1024.0
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "exit status 3 = finished with skipped files\n{txt}"
+    );
     assert!(!txt.contains("panicked"), "{txt}");
 
     let f = store::read(&out).unwrap();
@@ -448,7 +490,10 @@ fn extract_skips_every_hostile_file_with_its_reason_within_bounded_memory() {
     assert_eq!(names, want, "{txt}");
     for ((p, reason), (_, needle)) in skipped.iter().zip(&expected) {
         assert!(reason.contains(needle), "{p}: `{reason}` lacks `{needle}`");
-        assert!(txt.contains(p.as_str()), "{p} is not listed on the terminal\n{txt}");
+        assert!(
+            txt.contains(p.as_str()),
+            "{p} is not listed on the terminal\n{txt}"
+        );
     }
     let paths = f.paths.unwrap();
     let long = format!("bad/{}.png", "n".repeat(251));
@@ -466,7 +511,10 @@ fn extract_skips_every_hostile_file_with_its_reason_within_bounded_memory() {
         "bad/cmyk.jpg",
         long.as_str(),
     ] {
-        assert!(paths.iter().any(|p| p == good), "no row for {good}: {paths:?}");
+        assert!(
+            paths.iter().any(|p| p == good),
+            "no row for {good}: {paths:?}"
+        );
     }
     assert_eq!(paths.len(), 12, "{paths:?}");
     assert_eq!(f.data.nrows(), 12);
@@ -506,7 +554,9 @@ fn unreadable_file_is_skipped_with_permission_denied() {
         match as_nobody() {
             Some(c) => Some(c),
             None => {
-                println!("NOTE: running as root without setpriv/runuser: unreadable-file case skipped");
+                println!(
+                    "NOTE: running as root without setpriv/runuser: unreadable-file case skipped"
+                );
                 return;
             }
         }
@@ -516,9 +566,14 @@ fn unreadable_file_is_skipped_with_permission_denied() {
     let t = tempfile::tempdir().unwrap();
     let data = t.path().join("data");
     common::make_image_folder(&data, &["a"], 2);
-    common::pattern(30, 30, 5).save(data.join("a/secret.png")).unwrap();
-    std::fs::set_permissions(data.join("a/secret.png"), std::fs::Permissions::from_mode(0o000))
+    common::pattern(30, 30, 5)
+        .save(data.join("a/secret.png"))
         .unwrap();
+    std::fs::set_permissions(
+        data.join("a/secret.png"),
+        std::fs::Permissions::from_mode(0o000),
+    )
+    .unwrap();
     let out_dir = t.path().join("out");
     std::fs::create_dir(&out_dir).unwrap();
     let out = out_dir.join("f.h5");
@@ -554,5 +609,9 @@ fn unreadable_file_is_skipped_with_permission_denied() {
     assert_eq!(f.data.nrows(), 2, "{txt}");
     assert_eq!(f.skipped.len(), 1, "{txt}");
     assert_eq!(f.skipped[0].0, "a/secret.png");
-    assert!(f.skipped[0].1.contains("Permission denied"), "{:?}", f.skipped);
+    assert!(
+        f.skipped[0].1.contains("Permission denied"),
+        "{:?}",
+        f.skipped
+    );
 }
