@@ -173,7 +173,12 @@ pub fn decode(path: &Path, opts: &DecodeOptions, min_short_side: u32) -> Result<
     if meta.len() == 0 {
         return Err(bad(path, "empty file (0 bytes)"));
     }
-    decode_reader(BufReader::with_capacity(64 << 10, file), path, opts, min_short_side)
+    decode_reader(
+        BufReader::with_capacity(64 << 10, file),
+        path,
+        opts,
+        min_short_side,
+    )
 }
 
 /// [`decode`] on bytes already in memory; `path` only names the image in errors.
