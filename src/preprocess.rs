@@ -359,7 +359,7 @@ fn check_size(path: &Path, w: u32, h: u32, opts: &DecodeOptions) -> Result<()> {
         return Err(bad(
             path,
             format!(
-                "image is {w}×{h} = {} megapixels, over the limit of {}; raise it with --max-megapixels",
+                "image is {w}×{h} = {:.1} megapixels, over the limit of {}; raise it with --max-megapixels",
                 pixels as f64 / 1e6,
                 opts.max_pixels as f64 / 1e6
             ),

@@ -354,6 +354,13 @@ fn hostile_folder(root: &Path) -> Vec<(String, &'static str)> {
     let long = format!("{}.png", "n".repeat(251));
     common::pattern(12, 12, 2).save(bad.join(&long)).unwrap();
     std::fs::create_dir(bad.join("x.jpg")).unwrap(); // walked as a folder, holds nothing
+                                                     // A path close to PATH_MAX (4096 bytes with its NUL).
+    let mut deep = good.clone();
+    while deep.as_os_str().len() + 201 + long.len() + 1 < 4095 {
+        deep.push("d".repeat(200));
+    }
+    std::fs::create_dir_all(&deep).unwrap();
+    common::pattern(12, 12, 3).save(deep.join(&long)).unwrap();
 
     let mut expected = Vec::new();
     for name in [
@@ -497,6 +504,15 @@ fn extract_skips_every_hostile_file_with_its_reason_within_bounded_memory() {
     }
     let paths = f.paths.unwrap();
     let long = format!("bad/{}.png", "n".repeat(251));
+    let deep = paths
+        .iter()
+        .find(|p| p.starts_with("good/ddd"))
+        .unwrap_or_else(|| panic!("no row for the deep path: {paths:?}"));
+    assert!(
+        data.join(deep).as_os_str().len() > 3800,
+        "{}",
+        data.join(deep).display()
+    );
     for good in [
         "good/chelsea.png",
         "good/coffee.png",
@@ -516,8 +532,8 @@ fn extract_skips_every_hostile_file_with_its_reason_within_bounded_memory() {
             "no row for {good}: {paths:?}"
         );
     }
-    assert_eq!(paths.len(), 12, "{paths:?}");
-    assert_eq!(f.data.nrows(), 12);
+    assert_eq!(paths.len(), 13, "{paths:?}");
+    assert_eq!(f.data.nrows(), 13);
     assert!(
         rss_kib < PEAK_RSS_LIMIT_MB * 1024,
         "peak RSS {:.1} MB over {PEAK_RSS_LIMIT_MB} MB",
