@@ -182,6 +182,19 @@ fn huge_headers_are_refused_before_decoding() {
     }
 }
 
+#[test]
+fn jpeg_over_libjpegs_own_maximum_is_refused_from_the_header() {
+    // libjpeg refuses sides over 65500 itself, in the header.
+    let mut b = std::fs::read(fixture("huge_60000x60000.jpg")).unwrap();
+    let sof = b.windows(2).position(|w| w == [0xFF, 0xC0]).unwrap();
+    b[sof + 5..sof + 9].copy_from_slice(&[0xFF, 0xFF, 0xFF, 0xFF]);
+    let t = tempfile::tempdir().unwrap();
+    let p = t.path().join("65535.jpg");
+    std::fs::write(&p, b).unwrap();
+    let reason = refused(&p);
+    assert!(reason.contains("65500"), "{reason}");
+}
+
 /// A GIF of `n` 32×32 frames; frame 0 is red, the others blue.
 fn many_frame_gif(path: &Path, n: usize) {
     let f = std::fs::File::create(path).unwrap();
