@@ -421,7 +421,9 @@ fn hostile_folder(root: &Path) -> Vec<(String, &'static str)> {
 }
 
 /// Runs `cmd` to the end and returns its output and its peak RSS in KiB
-/// (`wait4`'s `ru_maxrss` for this child alone).
+/// (`wait4`'s `ru_maxrss` for this child alone). The child is reaped by
+/// `wait4`, which clippy cannot see.
+#[allow(clippy::zombie_processes)]
 fn output_and_peak_rss(cmd: &mut Command) -> (std::process::Output, u64) {
     let mut child = cmd
         .stdout(Stdio::piped())
