@@ -4,12 +4,13 @@
 //! does on a PIL image. Extraction, prediction and the tests all call
 //! [`load_tensor`] (or [`decode`] + [`to_tensor`]).
 
-use std::io::Cursor;
+use std::io::{BufRead, BufReader, Cursor, Seek, SeekFrom};
 use std::path::Path;
 
 use fast_image_resize as fir;
+use image::error::LimitErrorKind;
 use image::metadata::Orientation;
-use image::{DynamicImage, ImageDecoder, ImageReader, RgbImage};
+use image::{DynamicImage, ImageDecoder, ImageError, ImageReader, Limits, RgbImage};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -138,12 +139,59 @@ fn bad(path: &Path, reason: impl Into<String>) -> Error {
     }
 }
 
+/// What the `image` crate's decoders may allocate for one image: at least its
+/// default (512 MiB), and at least 4 bytes for each of `max_pixels` pixels, so
+/// that every 8-bit image within the pixel limit decodes (16-bit and float
+/// images within the limit may need more and are refused with a reason).
+fn alloc_limit(opts: &DecodeOptions) -> u64 {
+    opts.max_pixels.saturating_mul(4).max(512 << 20)
+}
+
 /// Reads and decodes an image file into 8-bit RGB, upright (EXIF orientation
 /// applied), alpha composited onto `opts.background`. `min_short_side` allows a
 /// reduced-size JPEG decode whose shorter side is still at least that long.
+///
+/// The file is streamed to the decoders, never read whole: what decoding
+/// holds in memory is bounded by the pixel limit, not by the file's size.
+///
+/// Memory: an image within `opts.max_pixels` (default 100 M) may take
+/// 3 bytes a pixel for its RGB result (300 MB at the default limit) plus what
+/// its decoder holds (the `image` crate's buffer, up to [`alloc_limit`]; or
+/// libjpeg's coefficient buffer for progressive JPEGs, 3–6 bytes a pixel of the
+/// full size, see [`jpeg::decode`]), in each decoder thread at the same time.
+/// That is acceptable for a limit the user can lower (`--max-megapixels`);
+/// typical photos (12–50 MP JPEGs) are decoded at 1/2–1/8 scale and take a
+/// fraction of it.
 pub fn decode(path: &Path, opts: &DecodeOptions, min_short_side: u32) -> Result<RgbImage> {
-    let bytes = std::fs::read(path).map_err(|e| bad(path, format!("cannot read: {e}")))?;
-    decode_bytes(&bytes, path, opts, min_short_side)
+    use std::os::unix::fs::OpenOptionsExt;
+    // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer
+    // (it has no effect on regular files). What was opened is checked below.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| bad(path, format!("cannot read: {e}")))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| bad(path, format!("cannot read: {e}")))?;
+    if meta.is_dir() {
+        return Err(bad(path, "is a directory, not an image file"));
+    }
+    if !meta.is_file() {
+        return Err(bad(
+            path,
+            "not a regular file (a FIFO, socket or device): not read",
+        ));
+    }
+    if meta.len() == 0 {
+        return Err(bad(path, "empty file (0 bytes)"));
+    }
+    decode_reader(
+        BufReader::with_capacity(64 << 10, file),
+        path,
+        opts,
+        min_short_side,
+    )
 }
 
 /// [`decode`] on bytes already in memory; `path` only names the image in errors.
@@ -153,16 +201,25 @@ pub fn decode_bytes(
     opts: &DecodeOptions,
     min_short_side: u32,
 ) -> Result<RgbImage> {
-    if bytes.is_empty() {
+    decode_reader(Cursor::new(bytes), path, opts, min_short_side)
+}
+
+/// PIL's words for an image whose data ends early.
+const TRUNCATED: &str = "image file is truncated";
+
+fn decode_reader<R: BufRead + Seek>(
+    mut reader: R,
+    path: &Path,
+    opts: &DecodeOptions,
+    min_short_side: u32,
+) -> Result<RgbImage> {
+    let head = reader
+        .fill_buf()
+        .map_err(|e| bad(path, format!("cannot read: {e}")))?;
+    if head.is_empty() {
         return Err(bad(path, "empty file (0 bytes)"));
     }
-    let is_jpeg = bytes.starts_with(&[0xFF, 0xD8, 0xFF]);
-    // Decoders fill a truncated JPEG with grey instead of failing (PIL refuses
-    // it: "image file is truncated"). A complete JPEG has its end marker.
-    if is_jpeg && !bytes.windows(2).rev().any(|w| w == [0xFF, 0xD9]) {
-        return Err(bad(path, "truncated JPEG (no end-of-image marker)"));
-    }
-    if is_jpeg {
+    if head.starts_with(&[0xFF, 0xD8, 0xFF]) {
         let min_short = if opts.scaled_jpeg {
             // Keep at least twice the target on the shorter side, so the
             // antialiased resize that follows still does a real reduction: a 1/8
@@ -172,34 +229,138 @@ pub fn decode_bytes(
         } else {
             0
         };
-        match jpeg::decode(bytes, min_short, opts.max_pixels) {
+        match jpeg::decode(&mut reader, min_short, opts.max_pixels) {
             Ok(d) => {
                 let mut img = DynamicImage::ImageRgb8(d.image);
                 img.apply_orientation(d.orientation);
                 return Ok(img.into_rgb8());
             }
-            Err(jpeg::Failure::BadSize(w, h)) => check_size(path, w, h, opts)?,
-            // CMYK and whatever libjpeg rejects go to the general decoder, which
-            // reports its own error for files that are really broken.
-            Err(jpeg::Failure::Unsupported | jpeg::Failure::Corrupt(_)) => {}
+            Err(jpeg::Failure::BadSize(w, h)) => {
+                check_size(path, w, h, opts)?;
+                return Err(bad(path, format!("image size {w}×{h} refused")));
+            }
+            Err(jpeg::Failure::Truncated) => {
+                return Err(bad(
+                    path,
+                    format!("{TRUNCATED} (libjpeg: Premature end of JPEG file)"),
+                ))
+            }
+            // What libjpeg rejects, PIL (which uses it) rejects too.
+            Err(jpeg::Failure::Corrupt(msg)) => {
+                return Err(bad(path, format!("cannot decode JPEG: {msg}")))
+            }
+            // Colour spaces other than grey, RGB, YCbCr, CMYK and YCCK (none in
+            // practice) go to the general decoder.
+            Err(jpeg::Failure::Unsupported) => {
+                reader
+                    .seek(SeekFrom::Start(0))
+                    .map_err(|e| bad(path, format!("cannot read: {e}")))?;
+            }
         }
     }
-    let reader = ImageReader::new(Cursor::new(bytes))
+    if let Some(reason) = check_webp_header(&mut reader, path, opts)? {
+        return Err(bad(path, reason));
+    }
+    let mut reader = ImageReader::new(reader)
         .with_guessed_format()
         .map_err(|e| bad(path, format!("cannot read: {e}")))?;
     if reader.format().is_none() {
         return Err(bad(path, "not an image (unrecognised format)"));
     }
-    let mut decoder = reader
-        .into_decoder()
-        .map_err(|e| bad(path, format!("cannot decode: {e}")))?;
+    let mut limits = Limits::default();
+    limits.max_alloc = Some(alloc_limit(opts));
+    reader.limits(limits);
+    let decode_err = |e: ImageError| bad(path, describe(e, opts));
+    let mut decoder = reader.into_decoder().map_err(decode_err)?;
     let (w, h) = decoder.dimensions();
     check_size(path, w, h, opts)?;
     let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
-    let mut img = DynamicImage::from_decoder(decoder)
-        .map_err(|e| bad(path, format!("cannot decode: {e}")))?;
+    // Animated GIF / WebP / APNG: an `ImageDecoder` gives the first frame only.
+    let mut img = DynamicImage::from_decoder(decoder).map_err(decode_err)?;
     img.apply_orientation(orientation);
     Ok(into_rgb(img, opts.background))
+}
+
+/// An `image` decoder's error as a skip reason; data that ends early is named
+/// as PIL names it.
+fn describe(e: ImageError, opts: &DecodeOptions) -> String {
+    if let ImageError::Limits(l) = &e {
+        if matches!(l.kind(), LimitErrorKind::InsufficientMemory) {
+            return format!(
+                "decoding needs more than {} MB ({e}); raise --max-megapixels to allow more",
+                alloc_limit(opts) >> 20
+            );
+        }
+    }
+    if is_truncation(&e) {
+        return format!("{TRUNCATED} ({e})");
+    }
+    format!("cannot decode: {e}")
+}
+
+/// An error caused by the data ending early: an `UnexpectedEof` I/O error
+/// anywhere in its chain, or a decoder's own words for it.
+fn is_truncation(e: &ImageError) -> bool {
+    if let ImageError::IoError(io) = e {
+        if io.kind() == std::io::ErrorKind::UnexpectedEof {
+            return true;
+        }
+    }
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::UnexpectedEof {
+                return true;
+            }
+        }
+        source = err.source();
+    }
+    let text = e.to_string().to_lowercase();
+    // "failed to fill whole buffer" is std's message for `read_exact` hitting the end.
+    [
+        "unexpected end",
+        "unexpected eof",
+        "end of file",
+        "end of stream",
+        "truncated",
+        "failed to fill whole buffer",
+    ]
+    .iter()
+    .any(|w| text.contains(w))
+}
+
+/// WebP's two checks from its header that its decoder does not make: the
+/// RIFF header's declared length against the file's (the decoder reads a
+/// truncated lossy or lossless bitstream as "corrupt", or not at all), and the
+/// extended format's canvas size against the pixel limit (the decoder refuses
+/// canvases over 2³² pixels without naming a size, and allocates the canvas
+/// of smaller ones). Leaves `reader` at the start.
+fn check_webp_header<R: BufRead + Seek>(
+    reader: &mut R,
+    path: &Path,
+    opts: &DecodeOptions,
+) -> Result<Option<String>> {
+    let io_err = |e: std::io::Error| bad(path, format!("cannot read: {e}"));
+    let head = reader.fill_buf().map_err(io_err)?;
+    if head.len() < 16 || &head[..4] != b"RIFF" || &head[8..12] != b"WEBP" {
+        return Ok(None);
+    }
+    let declared = 8 + u32::from_le_bytes(head[4..8].try_into().unwrap()) as u64;
+    let canvas = (&head[12..16] == b"VP8X" && head.len() >= 30).then(|| {
+        let u24 = |b: &[u8]| u32::from_le_bytes([b[0], b[1], b[2], 0]) + 1;
+        (u24(&head[24..27]), u24(&head[27..30]))
+    });
+    let len = reader.seek(SeekFrom::End(0)).map_err(io_err)?;
+    reader.seek(SeekFrom::Start(0)).map_err(io_err)?;
+    if len < declared {
+        return Ok(Some(format!(
+            "{TRUNCATED} (WebP header declares {declared} bytes, the file has {len})"
+        )));
+    }
+    if let Some((w, h)) = canvas {
+        check_size(path, w, h, opts)?;
+    }
+    Ok(None)
 }
 
 fn check_size(path: &Path, w: u32, h: u32, opts: &DecodeOptions) -> Result<()> {
@@ -211,7 +372,7 @@ fn check_size(path: &Path, w: u32, h: u32, opts: &DecodeOptions) -> Result<()> {
         return Err(bad(
             path,
             format!(
-                "image is {w}×{h} = {} megapixels, over the limit of {}; raise it with --max-megapixels",
+                "image is {w}×{h} = {:.1} megapixels, over the limit of {}; raise it with --max-megapixels",
                 pixels as f64 / 1e6,
                 opts.max_pixels as f64 / 1e6
             ),
