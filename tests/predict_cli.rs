@@ -531,3 +531,33 @@ fn devices_and_missing_onnx_runtime() {
             .current_dir(common::repo()),
     );
 }
+
+#[test]
+fn prediction_refuses_another_jpeg_decoding_than_training() {
+    let t = tempfile::tempdir().unwrap();
+    let data = t.path().join("data");
+    common::make_image_folder(&data, &["cat", "dog"], 6);
+    let feats = t.path().join("f.h5");
+    extract(&data, &feats, "native");
+    let out = t.path().join("run");
+    train(&[&feats], &out);
+    let bundle = out.join("mlp.safetensors");
+    let b = Bundle::load(&bundle).unwrap();
+    assert_eq!(b.meta.backbones[0].decode, "jpeg_scaled");
+    let o = xfer(&[
+        "predict",
+        "--zoo",
+        s(&tiny_zoo()),
+        "--bundle",
+        s(&bundle),
+        s(&data),
+        "--full-jpeg-decode",
+    ]);
+    let txt = common::text(&o);
+    assert_eq!(o.status.code(), Some(1), "{txt}");
+    assert!(
+        txt.contains("decoded as jpeg_scaled") && txt.contains("leave out --full-jpeg-decode"),
+        "{txt}"
+    );
+    ok(xfer(&["predict", "--zoo", s(&tiny_zoo()), "--bundle", s(&bundle), s(&data)]));
+}

@@ -16,7 +16,7 @@
 #   --no-torch           skip the torchvision peer
 #   --no-build           do not run `cargo build --release` first
 #   --select-openblas    select Debian's OpenBLAS (openmp) as libblas/liblapack for the
-#                        torch peer (needs root; see DESIGN.md); without it the script
+#                        torch peer (needs root; Debian's reference BLAS trains ~10x slower); without it the script
 #                        only reports which libblas is selected
 #
 # Commands it times (the lead's CLI):

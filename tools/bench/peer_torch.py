@@ -14,7 +14,7 @@
 
 Timed from creating the DataLoader iterator (worker start-up included) to the last
 batch out; the model is built and run once on a dummy batch beforehand.
-Debian's torch uses whatever libblas.so.3 is selected (see DESIGN.md); the selected
+Debian's torch uses whatever libblas.so.3 is selected (the reference BLAS is ~10x slower); the selected
 one is reported. Last stdout line: JSON with images_per_s.
 """
 import argparse

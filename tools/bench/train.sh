@@ -15,7 +15,7 @@
 #   --no-torch / --no-logistic
 #   --no-build         do not run `cargo build --release` first
 #   --select-openblas  select Debian's OpenBLAS (openmp) as libblas/liblapack for the
-#                      PyTorch peer, as DESIGN.md says (needs root); without it the
+#                      PyTorch peer fairly (needs root); without it the
 #                      table reports whichever libblas is selected
 # Needs: .venv with torch and h5py (tools/setup.sh --torch), python3-sklearn (apt).
 set -euo pipefail
