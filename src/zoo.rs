@@ -61,7 +61,13 @@ pub struct Manifest {
 impl Manifest {
     pub fn from_file(path: &Path) -> Result<Self> {
         let text = fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        let mut m: Manifest = toml::from_str(&text).map_err(|e| Error::Manifest {
+        Self::from_toml_str(&text, path)
+    }
+
+    /// Parses and validates a manifest's text; `path` is where it was read from
+    /// (errors name it, and `file` is relative to its folder).
+    pub fn from_toml_str(text: &str, path: &Path) -> Result<Self> {
+        let mut m: Manifest = toml::from_str(text).map_err(|e| Error::Manifest {
             path: path.to_owned(),
             reason: e.to_string(),
         })?;

@@ -1,0 +1,110 @@
+//! Inputs found or kept by fuzzing (`tools/fuzz.sh`, `fuzz/`), replayed through
+//! the very code the fuzz targets run (`fuzz/src/checks.rs`, included below) on
+//! the normal stable build:
+//!
+//!     cargo test --release --test fuzz_regressions
+//!
+//! `tests/fixtures/fuzz/<target>/` holds the inputs, in the fuzz target's input
+//! format (`feature_meta`: one folder of `.h5` files per case). Each must give a
+//! clean `Ok` or `Err`, never a panic. `<target>/strict/` inputs are also held to
+//! the strict checks (silent wrong results). `<target>/open/` holds inputs of
+//! bugs not fixed yet; their tests are `#[ignore]`d with the reason.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+
+#[path = "../fuzz/src/checks.rs"]
+mod checks;
+
+fn dir(target: &str, sub: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/fuzz")
+        .join(target)
+        .join(sub)
+}
+
+/// The files (or, with `folders`, the sub-folders) of a fixture folder, sorted.
+fn entries(target: &str, sub: &str, folders: bool) -> Vec<PathBuf> {
+    let d = dir(target, sub);
+    let mut v: Vec<PathBuf> = std::fs::read_dir(&d)
+        .unwrap_or_else(|e| panic!("{}: {e}", d.display()))
+        .map(|e| e.unwrap().path())
+        .filter(|p| if folders { p.is_dir() } else { p.is_file() })
+        .collect();
+    v.sort();
+    v
+}
+
+/// Runs `check` on every input; fails naming each input that panicked.
+fn replay(inputs: &[PathBuf], check: impl Fn(&Path)) {
+    assert!(!inputs.is_empty(), "no inputs");
+    let failed: Vec<String> = inputs
+        .iter()
+        .filter(|p| catch_unwind(AssertUnwindSafe(|| check(p))).is_err())
+        .map(|p| p.display().to_string())
+        .collect();
+    assert!(failed.is_empty(), "panicked on {failed:#?}");
+}
+
+fn bytes(p: &Path) -> Vec<u8> {
+    std::fs::read(p).unwrap()
+}
+
+#[test]
+fn decode_inputs() {
+    replay(&entries("decode", "", false), |p| {
+        checks::decode(&bytes(p));
+    });
+}
+
+#[test]
+fn bundle_inputs() {
+    replay(&entries("bundle", "", false), |p| {
+        checks::bundle(&bytes(p), false);
+    });
+}
+
+#[test]
+fn bundle_seed_loads_and_predicts() {
+    let seed = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/bundle/mlp.safetensors");
+    assert!(checks::bundle(&bytes(&seed), true));
+}
+
+#[test]
+fn manifest_inputs() {
+    replay(&entries("manifest", "", false), |p| {
+        checks::manifest(&bytes(p), false);
+    });
+}
+
+#[test]
+fn manifest_strict_inputs() {
+    replay(&entries("manifest", "strict", false), |p| {
+        checks::manifest(&bytes(p), true);
+    });
+}
+
+#[test]
+fn kaggle_inputs() {
+    replay(&entries("kaggle_id", "", false), |p| {
+        checks::kaggle(&bytes(p));
+    });
+}
+
+#[test]
+fn csv_reader_of_the_kaggle_check() {
+    let recs = checks::parse_csv("id,label\n\"a,\"\"b\"\"\nc\",0.5\n,1\n").unwrap();
+    assert_eq!(recs, [vec!["id", "label"], vec!["a,\"b\"\nc", "0.5"], vec!["", "1"]]);
+    assert!(checks::parse_csv("a\"b,1\n").is_err());
+    assert!(checks::parse_csv("\"a,1\n").is_err());
+    assert!(checks::parse_csv("a,1").is_err());
+}
+
+#[cfg(feature = "store")]
+#[test]
+fn feature_meta_inputs() {
+    replay(&entries("feature_meta", "", true), |case| {
+        let files: Vec<PathBuf> = entries("feature_meta", case.file_name().unwrap().to_str().unwrap(), false);
+        checks::feature_files(&files);
+    });
+}
