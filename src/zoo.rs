@@ -87,7 +87,8 @@ impl Manifest {
                 self.input.shape
             ));
         }
-        if h as u32 != self.preprocess.crop {
+        // Compared as i64: `h as u32` would let 2^32 + crop pass.
+        if h != i64::from(self.preprocess.crop) {
             return Err(format!(
                 "input size {h} differs from the preprocessing crop {}",
                 self.preprocess.crop
@@ -95,6 +96,14 @@ impl Manifest {
         }
         if self.output.feature_dim == 0 {
             return Err("feature_dim must be positive".into());
+        }
+        // TOML has `nan` and `inf`; the recipe is recorded as JSON in feature
+        // files and bundles, where they would become `null`.
+        if self.preprocess.mean.iter().any(|m| !m.is_finite()) {
+            return Err(format!(
+                "preprocess mean {:?} must be finite",
+                self.preprocess.mean
+            ));
         }
         self.preprocess.validate()
     }

@@ -63,7 +63,7 @@ run_one() {
     ls "$art" >"$log.before" 2>/dev/null
     nice -n "$nice_level" cargo fuzz run "${flags[@]}" "$t" "${dirs[@]}" -- \
         -max_total_time="$secs" -max_len="$(max_len "$t")" -rss_limit_mb=2048 \
-        -timeout=10 -print_final_stats=1 -artifact_prefix="$art/" "${extra[@]}" \
+        -timeout=10 -print_final_stats=1 "${extra[@]}" \
         >"$log" 2>&1
     echo $? >"$log.rc"
 }
@@ -83,12 +83,13 @@ for t in "${targets[@]}"; do
     # Plain mode: "stat::number_of_executed_units: N"; fork mode: the last "#N: … exec/s: E" line.
     execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
     eps=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1)
-    if [ -z "$execs" ]; then
-        execs=$(grep -o '^#[0-9]*' "$log" | tail -1 | tr -d '#')
-        eps=$(grep -o 'exec/s: [0-9]*' "$log" | tail -1 | sed 's/exec\/s: //')
-    fi
     took=$(grep -o 'Done [0-9]* runs in [0-9]* second' "$log" | tail -1 | awk '{print $5}')
     [ -z "$took" ] && took=$(grep -o 'time: [0-9]*s' "$log" | tail -1 | tr -dc 0-9)
+    if [ -z "$execs" ]; then
+        # fork mode: the status line's exec/s is the last job's; average over the run
+        execs=$(grep -o '^#[0-9]*' "$log" | tail -1 | tr -d '#')
+        [ -n "$execs" ] && [ "${took:-0}" -gt 0 ] && eps=$((execs / took))
+    fi
     corpus=$(find "fuzz/corpus/$t" -type f | wc -l)
     new=$(comm -13 <(sort "$log.before") <(ls fuzz/artifacts/"$t" | sort) | grep -E '^(crash|oom|timeout|leak|slow-unit)-' || true)
     rc=$(cat "$log.rc")

@@ -76,39 +76,69 @@ def safetensors_bytes(tensors, metadata):
     return struct.pack("<Q", len(h)) + h + b"".join(blobs)
 
 
+def bundle(d, hidden, c, standardized, g, tweak=None):
+    """A bundle as `xfer train` writes it; `tweak(meta, tensors)` may break it."""
+    meta = {
+        "format": "xfer-head",
+        "format_version": 1,
+        "kind": "mlp" if hidden else "logistic",
+        "architecture": {
+            "n_features": d,
+            "hidden": hidden,
+            "n_classes": c,
+            "dropout": 0.5 if hidden else 0.0,
+            "input_dropout": bool(hidden),
+        },
+        "class_names": [f"c{k}" for k in range(c)],
+        "backbones": [{"name": "tiny", "model_sha256": "ab", "preprocess": "{}", "n_features": d}],
+        "standardized": standardized,
+        "training": {"epochs": 1},
+        "metrics": {},
+        "xfer_version": "0.1.0",
+    }
+    widths = [d] + hidden + [c]
+    tensors = []
+    for l in range(len(widths) - 1):
+        tensors.append((f"layers.{l}.weight", g.standard_normal((widths[l + 1], widths[l]))))
+        tensors.append((f"layers.{l}.bias", g.standard_normal(widths[l + 1])))
+    if standardized:
+        tensors.append(("standardize.mean", g.standard_normal(d)))
+        tensors.append(("standardize.scale", np.abs(g.standard_normal(d)) + 0.5))
+    if tweak:
+        tweak(meta, tensors)
+    return safetensors_bytes(tensors, {"xfer": json.dumps(meta)})
+
+
 def bundle_seeds():
     g = np.random.default_rng(1)
-    for name, d, hidden, c, standardized in [
-        ("mlp.safetensors", 5, [4], 3, True),
-        ("linear.safetensors", 3, [], 2, False),
+    put("bundle", "mlp.safetensors", bundle(5, [4], 3, True, g))
+    put("bundle", "linear.safetensors", bundle(3, [], 2, False, g))
+
+
+def bundle_bug_fixtures():
+    """Bundles that load although they cannot be a trained head (no panic in
+    Bundle::load, but wrong or crashing predictions downstream):
+    tests/fixtures/fuzz/bundle/open/."""
+    g = np.random.default_rng(2)
+    out = os.path.join(ROOT, "tests", "fixtures", "fuzz", "bundle", "open")
+    os.makedirs(out, exist_ok=True)
+
+    def nan_weight(meta, tensors):
+        tensors[0][1][0, 0] = np.nan
+
+    def zero_scale(meta, tensors):
+        for name, arr in tensors:
+            if name == "standardize.scale":
+                arr[:] = 0.0
+
+    for name, data in [
+        ("zero_classes.safetensors", bundle(3, [], 0, False, g)),
+        ("one_class.safetensors", bundle(3, [], 1, False, g)),
+        ("nan_weight.safetensors", bundle(3, [], 2, False, g, nan_weight)),
+        ("zero_scale.safetensors", bundle(3, [], 2, True, g, zero_scale)),
     ]:
-        meta = {
-            "format": "xfer-head",
-            "format_version": 1,
-            "kind": "mlp" if hidden else "logistic",
-            "architecture": {
-                "n_features": d,
-                "hidden": hidden,
-                "n_classes": c,
-                "dropout": 0.5 if hidden else 0.0,
-                "input_dropout": bool(hidden),
-            },
-            "class_names": [f"c{k}" for k in range(c)],
-            "backbones": [{"name": "tiny", "model_sha256": "ab", "preprocess": "{}", "n_features": d}],
-            "standardized": standardized,
-            "training": {"epochs": 1},
-            "metrics": {},
-            "xfer_version": "0.1.0",
-        }
-        widths = [d] + hidden + [c]
-        tensors = []
-        for l in range(len(widths) - 1):
-            tensors.append((f"layers.{l}.weight", g.standard_normal((widths[l + 1], widths[l]))))
-            tensors.append((f"layers.{l}.bias", g.standard_normal(widths[l + 1])))
-        if standardized:
-            tensors.append(("standardize.mean", g.standard_normal(d)))
-            tensors.append(("standardize.scale", np.abs(g.standard_normal(d)) + 0.5))
-        put("bundle", name, safetensors_bytes(tensors, {"xfer": json.dumps(meta)}))
+        with open(os.path.join(out, name), "wb") as f:
+            f.write(data)
 
 
 def manifest_seeds():
@@ -129,5 +159,6 @@ def kaggle_seeds():
 if __name__ == "__main__":
     image_seeds()
     bundle_seeds()
+    bundle_bug_fixtures()
     manifest_seeds()
     kaggle_seeds()

@@ -33,8 +33,14 @@ pub fn decode(data: &[u8]) -> bool {
     let Some((&ctl, bytes)) = data.split_first() else {
         return false;
     };
+    // XFER_FUZZ_MAX_PIXELS: another limit, to measure what one input costs
+    // under the default (100 MP) with the fuzz binary.
+    let max_pixels = std::env::var("XFER_FUZZ_MAX_PIXELS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(FUZZ_MAX_PIXELS);
     let opts = DecodeOptions {
-        max_pixels: FUZZ_MAX_PIXELS,
+        max_pixels,
         scaled_jpeg: ctl & 1 == 1,
         ..DecodeOptions::default()
     };
@@ -68,7 +74,7 @@ pub fn decode(data: &[u8]) -> bool {
     let (w, h) = img.dimensions();
     assert!(w > 0 && h > 0, "decoded an empty image {w}×{h}");
     assert!(
-        u64::from(w) * u64::from(h) <= FUZZ_MAX_PIXELS,
+        u64::from(w) * u64::from(h) <= max_pixels,
         "decoded {w}×{h}, over the pixel limit"
     );
     assert_eq!(img.as_raw().len(), w as usize * h as usize * 3);
@@ -224,6 +230,15 @@ pub fn kaggle(data: &[u8]) -> Option<String> {
     ids.sort_unstable();
     for w in ids.windows(2) {
         assert_ne!(w[0], w[1], "the submission has id {:?} twice", w[0]);
+    }
+    // Kaggle reads the ids as numbers when they all are: "1", "01" and "+1"
+    // are one id.
+    let numbers: Option<Vec<u64>> = rows.iter().map(|(id, _)| id.parse().ok()).collect();
+    if let Some(mut numbers) = numbers {
+        numbers.sort_unstable();
+        for w in numbers.windows(2) {
+            assert_ne!(w[0], w[1], "the submission has id {} twice (as a number)", w[0]);
+        }
     }
     let mut out = Vec::new();
     xfer::predictor::write_kaggle(&mut out, &rows).expect("write to a Vec");
