@@ -20,10 +20,34 @@ use ndarray::Array2;
 #[derive(Arbitrary, Debug)]
 struct Spec {
     first: FileSpec,
-    more: Vec<FileSpec>,
+    more: Vec<More>,
 }
 
+/// Another backbone's file: fuzzed from scratch, or the first file changed a
+/// little (so that row alignment, label and class-name checks are reached).
 #[derive(Arbitrary, Debug)]
+enum More {
+    New(FileSpec),
+    Like(Vec<Tweak>),
+}
+
+#[derive(Arbitrary, Debug, Clone)]
+enum Tweak {
+    /// Rotate the rows (data, label, path) by this much.
+    Rotate(u8),
+    /// Another number of features per row.
+    Cols(u8),
+    /// One label differs.
+    Label(u8, i8),
+    /// One path differs.
+    Path(u8, PathStr),
+    NoPath,
+    NoLabel,
+    Attr(AttrName, AttrValue),
+    DropAttrs,
+}
+
+#[derive(Arbitrary, Debug, Clone)]
 struct FileSpec {
     name: NameSpec,
     data: Option<DataSpec>,
@@ -34,14 +58,14 @@ struct FileSpec {
     attrs: Vec<(AttrName, AttrValue)>,
 }
 
-#[derive(Arbitrary, Debug)]
+#[derive(Arbitrary, Debug, Clone)]
 enum NameSpec {
     Plain,
     Tutorial(u8),
     Same,
 }
 
-#[derive(Arbitrary, Debug)]
+#[derive(Arbitrary, Debug, Clone)]
 enum DataSpec {
     F32 { rows: u8, cols: u8, values: Vec<Value> },
     F64 { rows: u8, cols: u8, values: Vec<f64> },
@@ -50,6 +74,9 @@ enum DataSpec {
     ThreeD { a: u8, b: u8, c: u8 },
     Scalar(f32),
     Strings(Vec<PathStr>),
+    /// Chunked, nothing written: the header claims rows × cols (read as
+    /// zeros). No rows: up to 2^40 columns; else ≤ 2^20 values in all.
+    Declared { rows: u8, cols: u64 },
 }
 
 #[derive(Arbitrary, Debug, Clone, Copy)]
@@ -58,7 +85,7 @@ enum Value {
     Any(f32),
 }
 
-#[derive(Arbitrary, Debug)]
+#[derive(Arbitrary, Debug, Clone)]
 enum LabelSpec {
     I64(Vec<SmallLabel>),
     I32(Vec<i32>),
@@ -74,7 +101,7 @@ enum SmallLabel {
     Any(i64),
 }
 
-#[derive(Arbitrary, Debug)]
+#[derive(Arbitrary, Debug, Clone)]
 enum StrSpec {
     VarLen(Vec<PathStr>),
     Fixed(Vec<PathStr>),
@@ -106,7 +133,7 @@ enum AttrName {
     Complete,
 }
 
-#[derive(Arbitrary, Debug)]
+#[derive(Arbitrary, Debug, Clone)]
 enum AttrValue {
     Str(String),
     Names(Vec<PathStr>),
@@ -253,6 +280,19 @@ fn write_file(path: &Path, spec: &FileSpec) -> hdf5::Result<()> {
             DataSpec::Strings(v) => {
                 b.with_data(&vlen(v)).create("data")?;
             }
+            DataSpec::Declared { rows, cols } => {
+                let rows = usize::from(rows % 3);
+                let cols = if rows == 0 {
+                    (cols % (1 << 40)) as usize
+                } else {
+                    (cols % (1 << 20)) as usize / rows
+                }
+                .max(1);
+                file.new_dataset::<f32>()
+                    .chunk((1, cols.min(1024)))
+                    .shape((hdf5::Extent::resizable(rows), hdf5::Extent::fixed(cols)))
+                    .create("data")?;
+            }
         }
     }
     if let Some(l) = &spec.label {
@@ -335,6 +375,69 @@ fn write_file(path: &Path, spec: &FileSpec) -> hdf5::Result<()> {
     Ok(())
 }
 
+fn rotate<T>(v: &mut [T], k: u8) {
+    if !v.is_empty() {
+        let k = usize::from(k) % v.len();
+        v.rotate_left(k);
+    }
+}
+
+fn tweaked(first: &FileSpec, tweaks: &[Tweak]) -> FileSpec {
+    let mut f = first.clone();
+    f.name = NameSpec::Plain;
+    for t in tweaks.iter().take(4) {
+        match t {
+            Tweak::Rotate(k) => {
+                // Rows of `data` are rotated with the labels and paths only for
+                // the F32 layout with exactly rows × cols values.
+                if let Some(DataSpec::F32 { rows, cols, values }) = &mut f.data {
+                    let (r, c) = dims(*rows, *cols);
+                    if values.len() == r * c && r > 0 {
+                        let mut chunks: Vec<Vec<Value>> = values.chunks(c.max(1)).map(|x| x.to_vec()).collect();
+                        rotate(&mut chunks, *k);
+                        *values = chunks.concat();
+                    }
+                }
+                if let Some(LabelSpec::I64(v)) = &mut f.label {
+                    rotate(v, *k);
+                }
+                if let Some(StrSpec::VarLen(v)) = &mut f.path {
+                    rotate(v, *k);
+                }
+            }
+            Tweak::Cols(c) => {
+                if let Some(DataSpec::F32 { cols, .. }) = &mut f.data {
+                    *cols = *c;
+                }
+            }
+            Tweak::Label(i, l) => {
+                if let Some(LabelSpec::I64(v)) = &mut f.label {
+                    if !v.is_empty() {
+                        let n = v.len();
+                        v[usize::from(*i) % n] = SmallLabel::Small(*l);
+                    }
+                }
+            }
+            Tweak::Path(i, p) => {
+                if let Some(StrSpec::VarLen(v)) = &mut f.path {
+                    if !v.is_empty() {
+                        let n = v.len();
+                        v[usize::from(*i) % n] = p.clone();
+                    }
+                }
+            }
+            Tweak::NoPath => f.path = None,
+            Tweak::NoLabel => f.label = None,
+            Tweak::Attr(name, value) => {
+                f.attrs.retain(|(n, _)| n.as_str() != name.as_str());
+                f.attrs.insert(0, (*name, value.clone()));
+            }
+            Tweak::DropAttrs => f.attrs.clear(),
+        }
+    }
+    f
+}
+
 fn scratch_dir() -> PathBuf {
     let base = if Path::new("/dev/shm").is_dir() {
         PathBuf::from("/dev/shm")
@@ -353,10 +456,16 @@ fuzz_target!(|data: &[u8]| {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let mut paths = Vec::new();
-    for (i, f) in std::iter::once(&spec.first)
-        .chain(spec.more.iter().take(2))
-        .enumerate()
-    {
+    let more: Vec<FileSpec> = spec
+        .more
+        .iter()
+        .take(2)
+        .map(|m| match m {
+            More::New(f) => f.clone(),
+            More::Like(t) => tweaked(&spec.first, t),
+        })
+        .collect();
+    for (i, f) in std::iter::once(&spec.first).chain(&more).enumerate() {
         let name = match f.name {
             NameSpec::Plain => format!("f{i}.h5"),
             NameSpec::Tutorial(k) => format!("train_feature_m{}.hd5f", k % 3),
@@ -376,6 +485,15 @@ fuzz_target!(|data: &[u8]| {
             let name = p.file_name().unwrap().to_string_lossy();
             std::fs::copy(p, keep.join(format!("{i}-{name}"))).unwrap();
         }
+    }
+    if std::env::var_os("XFER_FUZZ_KEEP").is_some() {
+        // What the readers said, to pick regression cases.
+        for p in &paths {
+            let r = xfer::store::read(p).map(|f| f.data.dim());
+            eprintln!("OUTCOME read {}: {:?}", p.display(), r.map_err(|e| e.to_string()));
+        }
+        let r = xfer::features::load(&paths).map(|s| s.data.dim());
+        eprintln!("OUTCOME load: {:?}", r.map_err(|e| e.to_string()));
     }
     xfer_fuzz::checks::feature_files(&paths);
     let _ = std::fs::remove_dir_all(&dir);
