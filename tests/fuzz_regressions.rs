@@ -141,9 +141,9 @@ fn kaggle_open_bugs() {
 /// A feature file whose `data` is chunked and never written: its header claims
 /// `rows × cols` values that the file does not hold (they read as zeros).
 #[cfg(feature = "store")]
-fn declared_only(path: &Path, rows: usize, cols: usize) {
+fn declared_only<T: hdf5::H5Type>(path: &Path, rows: usize, cols: usize) {
     let f = hdf5::File::create(path).unwrap();
-    f.new_dataset::<f32>()
+    f.new_dataset::<T>()
         .chunk((1, cols.min(1024)))
         .shape((hdf5::Extent::resizable(rows), hdf5::Extent::fixed(cols)))
         .create("data")
@@ -159,20 +159,24 @@ fn small_file(path: &Path) {
         .unwrap();
 }
 
-/// Fixed in src/features.rs: `load` sized the concatenated matrix from the
+/// Hardened in src/features.rs: `load` sized the concatenated matrix from the
 /// other files' headers before reading them, so a second file claiming 0 rows
-/// of 2^40 features made it allocate 1 × (2 + 2^40) f32 (4 TiB): abort.
+/// of 2^40 features made it reserve a 1 × (2 + 2^40) f32 matrix (4 TiB) before
+/// finding out that the file has no rows. (On this machine the zeroed pages are
+/// mapped lazily and the old code still ended with the right error; under
+/// strict overcommit it is an allocation failure, i.e. an abort.) Now such a
+/// header is not trusted and the file is read and checked first.
 #[cfg(feature = "store")]
 #[test]
 fn second_file_claiming_2_to_40_features_is_an_error() {
     let t = tempfile::tempdir().unwrap();
     let (a, b) = (t.path().join("a.h5"), t.path().join("b.h5"));
     small_file(&a);
-    declared_only(&b, 0, 1 << 40);
+    declared_only::<f32>(&b, 0, 1 << 40);
     let e = xfer::features::load(&[a.clone(), b.clone()]).unwrap_err().to_string();
     assert!(e.contains("has no rows"), "{e}");
     // Same rows as the first file, but too wide to concatenate: refused too.
-    declared_only(&b, 1, 1 << 40);
+    declared_only::<f32>(&b, 1, 1 << 40);
     assert!(xfer::features::load(&[a, b]).is_err());
 }
 
@@ -182,7 +186,7 @@ fn second_file_claiming_2_to_40_features_is_an_error() {
 fn header_claiming_4_tb_is_an_error_not_an_abort() {
     let t = tempfile::tempdir().unwrap();
     let p = t.path().join("bomb.h5");
-    declared_only(&p, 1_000_000, 1_000_000);
+    declared_only::<f32>(&p, 1_000_000, 1_000_000);
     assert!(std::fs::metadata(&p).unwrap().len() < 100_000);
     assert!(xfer::store::read(&p).is_err());
 }
