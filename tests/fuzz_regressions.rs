@@ -182,7 +182,7 @@ fn second_file_claiming_2_to_40_features_is_an_error() {
 
 #[cfg(feature = "store")]
 #[test]
-#[ignore = "open bug in src/store.rs: read() allocates what the header claims (1e6 × 1e6 f32 = 4 TB from a 2 KB file) before reading: the process aborts; this test aborts the test binary"]
+#[ignore = "open bug in src/store.rs: read() allocates what the header claims (1e6 × 1e6 f32 = 4 TB, from a file of a few KB) before reading: the process aborts; this test aborts the test binary"]
 fn header_claiming_4_tb_is_an_error_not_an_abort() {
     let t = tempfile::tempdir().unwrap();
     let p = t.path().join("bomb.h5");
