@@ -139,12 +139,12 @@ fn check_file(f: &crate::store::FeatureFile) -> Result<()> {
     Ok(())
 }
 
-/// The feature width of a file from its header, without reading the data.
+/// The shape of a file's `data` from its header, without reading the data.
 #[cfg(feature = "store")]
-fn peek_width(path: &Path) -> Option<usize> {
+fn peek_shape(path: &Path) -> Option<(usize, usize)> {
     let file = hdf5::File::open(path).ok()?;
     let shape = file.dataset("data").ok()?.shape();
-    (shape.len() == 2).then(|| shape[1])
+    (shape.len() == 2).then(|| (shape[0], shape[1]))
 }
 
 #[cfg(feature = "store")]
@@ -211,18 +211,39 @@ pub fn load(files: &[PathBuf]) -> Result<FeatureSet> {
     }
     // Several backbones: size the result from the files' headers, then read the
     // others one at a time and copy them in.
+    // A header is trusted only when it has the first file's row count: any
+    // other file is read in full, which reports what is wrong with it (its
+    // header alone could claim, say, 0 rows of 2^40 features).
     let mut widths = vec![first.data.ncols()];
     for file in &files[1..] {
-        widths.push(match peek_width(file) {
-            Some(w) => w,
-            None => {
+        widths.push(match peek_shape(file) {
+            Some((rows, w)) if rows == n && w > 0 => w,
+            _ => {
                 let f = store::read(file)?; // reports why the header is unreadable
                 check_file(&f)?;
                 f.data.ncols()
             }
         });
     }
-    let mut data = Array2::<f32>::zeros((n, widths.iter().sum())); // [n_samples, Σ n_features]
+    let total = widths
+        .iter()
+        .try_fold(0usize, |a, &w| a.checked_add(w))
+        .filter(|&t| t.checked_mul(n).is_some_and(|len| len <= isize::MAX as usize / 4));
+    let Some(total) = total else {
+        return Err(Error::Config(format!(
+            "the feature files hold {widths:?} features per row for {n} rows: too many to load together"
+        )));
+    };
+    let mut buf: Vec<f32> = Vec::new();
+    if buf.try_reserve_exact(n * total).is_err() {
+        return Err(Error::Config(format!(
+            "{n} rows × {total} features ({:.1} GiB) do not fit in memory; pass fewer feature files",
+            (n * total * 4) as f64 / (1u64 << 30) as f64
+        )));
+    }
+    buf.resize(n * total, 0.0);
+    // [n_samples, Σ n_features]
+    let mut data = Array2::from_shape_vec((n, total), buf).expect("n × total values");
     data.slice_mut(s![.., 0..widths[0]]).assign(&first.data);
     let mut col = widths[0];
     let labels = first.labels;

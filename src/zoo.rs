@@ -65,7 +65,13 @@ pub struct Manifest {
 impl Manifest {
     pub fn from_file(path: &Path) -> Result<Self> {
         let text = fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        let mut m: Manifest = toml::from_str(&text).map_err(|e| Error::Manifest {
+        Self::from_toml_str(&text, path)
+    }
+
+    /// Parses and validates a manifest's text; `path` is where it was read from
+    /// (errors name it, and `file` is relative to its folder).
+    pub fn from_toml_str(text: &str, path: &Path) -> Result<Self> {
+        let mut m: Manifest = toml::from_str(text).map_err(|e| Error::Manifest {
             path: path.to_owned(),
             reason: e.to_string(),
         })?;
@@ -85,7 +91,8 @@ impl Manifest {
                 self.input.shape
             ));
         }
-        if h as u32 != self.preprocess.crop {
+        // Compared as i64: `h as u32` would let 2^32 + crop pass.
+        if h != i64::from(self.preprocess.crop) {
             return Err(format!(
                 "input size {h} differs from the preprocessing crop {}",
                 self.preprocess.crop
@@ -93,6 +100,14 @@ impl Manifest {
         }
         if self.output.feature_dim == 0 {
             return Err("feature_dim must be positive".into());
+        }
+        // TOML has `nan` and `inf`; the recipe is recorded as JSON in feature
+        // files and bundles, where they would become `null`.
+        if self.preprocess.mean.iter().any(|m| !m.is_finite()) {
+            return Err(format!(
+                "preprocess mean {:?} must be finite",
+                self.preprocess.mean
+            ));
         }
         self.preprocess.validate()
     }
