@@ -58,7 +58,11 @@ impl BackboneRef {
 
 /// Checks that features come from the backbones a head expects, in the same
 /// order; the error says what differs.
-pub fn check_backbones(
+pub fn check_backbones(expected: &[BackboneRef], got: &[BackboneRef], what: &str) -> Result<()> {
+    backbones_differ(expected, got, what).map_err(Error::FeaturesMismatch)
+}
+
+fn backbones_differ(
     expected: &[BackboneRef],
     got: &[BackboneRef],
     what: &str,
@@ -248,7 +252,7 @@ impl Bundle {
     /// then renamed), so that a half-written bundle never looks complete. A bundle
     /// that [`Bundle::validate`] refuses is not written.
     pub fn save(&self, path: &Path) -> Result<()> {
-        self.validate().map_err(|reason| Error::Bundle {
+        self.check().map_err(|reason| Error::Bundle {
             path: path.to_owned(),
             reason: format!(
                 "cannot be saved: {reason}; nothing was written: train again (a head with \
@@ -398,13 +402,14 @@ impl Bundle {
                 extra.join(", ")
             )));
         }
-        let mlp = Mlp::from_layers(meta.architecture.clone(), layers).map_err(damaged)?;
+        let mlp = Mlp::from_layers(meta.architecture.clone(), layers)
+            .map_err(|e| damaged(e.to_string()))?;
         let bundle = Bundle {
             meta,
             mlp,
             standardize,
         };
-        bundle.validate().map_err(damaged)?;
+        bundle.check().map_err(damaged)?;
         Ok(bundle)
     }
 
@@ -414,7 +419,14 @@ impl Bundle {
     /// the architecture; the standardisation vectors are as long as the input;
     /// every weight, bias, mean and scale is finite, and every scale positive.
     /// The error names what disagrees.
-    pub fn validate(&self) -> std::result::Result<(), String> {
+    pub fn validate(&self) -> Result<()> {
+        self.check().map_err(|reason| Error::Bundle {
+            path: "(in memory)".into(),
+            reason,
+        })
+    }
+
+    fn check(&self) -> std::result::Result<(), String> {
         check_meta(&self.meta)?;
         let arch = &self.meta.architecture;
         if self.mlp.config != *arch {
@@ -574,14 +586,15 @@ mod tests {
         assert!(check_backbones(&a, &a, "features").is_ok());
         let mut b = a.clone();
         b.swap(0, 1);
-        let e = check_backbones(&a, &b, "features").unwrap_err();
+        let e = check_backbones(&a, &b, "features").unwrap_err().to_string();
         assert!(e.contains("training order (a + b)"), "{e}");
         let mut c = a.clone();
         c[1].model_sha256 = "33".into();
         assert!(check_backbones(&a, &c, "features")
             .unwrap_err()
+            .to_string()
             .contains("sha256 33"));
-        let e = check_backbones(&a, &a[..1], "features").unwrap_err();
+        let e = check_backbones(&a, &a[..1], "features").unwrap_err().to_string();
         assert!(e.contains("1 backbone(s) (a), expected 2 (a + b)"), "{e}");
     }
 }

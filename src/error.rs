@@ -103,6 +103,19 @@ pub enum Error {
     #[error("invalid configuration: {0}")]
     Config(String),
 
+    /// Features that do not come from the backbones (or images) expected; the
+    /// message says what differs and what to pass instead.
+    #[error("{0}")]
+    FeaturesMismatch(String),
+
+    /// Weights that do not fit a head's architecture.
+    #[error("head weights: {0}")]
+    HeadShape(String),
+
+    /// A preprocessing recipe that cannot be applied.
+    #[error("preprocessing recipe: {0}")]
+    Recipe(String),
+
     /// A bundle file that cannot be used; the reason says why and what to do.
     #[error("bundle {path}: {reason}")]
     Bundle { path: PathBuf, reason: String },

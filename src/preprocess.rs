@@ -59,18 +59,22 @@ pub enum Preset {
 }
 
 impl Recipe {
-    pub fn validate(&self) -> std::result::Result<(), String> {
+    pub fn validate(&self) -> crate::Result<()> {
+        let bad = |m: String| Err(crate::Error::Recipe(m));
         if self.crop == 0 || self.resize < self.crop {
-            return Err(format!(
+            return bad(format!(
                 "resize ({}) must be ≥ crop ({}) > 0",
                 self.resize, self.crop
             ));
         }
         if self.std.iter().any(|&s| s == 0.0 || !s.is_finite()) {
-            return Err(format!("std {:?} must be finite and non-zero", self.std));
+            return bad(format!("std {:?} must be finite and non-zero", self.std));
+        }
+        if self.mean.iter().any(|m| !m.is_finite()) {
+            return bad(format!("mean {:?} must be finite", self.mean));
         }
         if !(self.pixel_scale.is_finite() && self.pixel_scale > 0.0) {
-            return Err(format!("pixel_scale {} must be positive", self.pixel_scale));
+            return bad(format!("pixel_scale {} must be positive", self.pixel_scale));
         }
         Ok(())
     }

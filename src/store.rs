@@ -214,10 +214,13 @@ impl FeatureWriter {
         let partial = partial_path(out);
         let err = h5(&partial);
         let file = File::open_rw(&partial).map_err(|e| {
-            store_err(
-                &partial,
-                format!("cannot be reopened ({e}); it was damaged by the interruption: delete it and run without --resume"),
-            )
+            let text = e.to_string();
+            let reason = if text.contains("unable to lock file") {
+                format!("is open in another program ({text}); close it (an h5py session, another xfer) and run again")
+            } else {
+                format!("cannot be reopened ({text}); it was damaged by the interruption: delete it and run without --resume")
+            };
+            store_err(&partial, reason)
         })?;
         let old = read_provenance(&file)
             .ok_or_else(|| store_err(&partial, "has no provenance; delete it"))?;
@@ -460,8 +463,9 @@ pub fn read(path: &Path) -> Result<FeatureFile> {
             ));
         }
     }
-    if let Some(complete) = read_u64_attr(&file, "complete") {
-        if complete != 1 {
+    if file.attr("complete").is_ok() {
+        // Present but not the number 1 (or not a number at all): not complete.
+        if read_u64_attr(&file, "complete") != Some(1) {
             return Err(store_err(
                 path,
                 "is not complete (interrupted extraction); finish it with `xfer extract --resume`",
@@ -477,6 +481,25 @@ pub fn read(path: &Path) -> Result<FeatureFile> {
             path,
             format!("`data` has shape {shape:?}, expected [n_samples, n_features]"),
         ));
+    }
+    // The header's shape decides the allocation: a damaged or hostile file of a
+    // few KB can claim terabytes. xfer writes every value, and other tools'
+    // compression rarely beats 64×, so a claim far beyond the file is refused.
+    let file_len = std::fs::metadata(path).map_err(|e| Error::io(path, e))?.len();
+    let claimed = (shape[0] as u64)
+        .checked_mul(shape[1] as u64)
+        .and_then(|v| v.checked_mul(4));
+    match claimed {
+        Some(bytes) if bytes <= file_len.saturating_mul(64).saturating_add(64 << 20) => {}
+        _ => {
+            return Err(store_err(
+                path,
+                format!(
+                    "`data` claims {} × {} values, far more than the file's {} bytes can hold: the file is damaged or not a feature file; extract it again",
+                    shape[0], shape[1], file_len
+                ),
+            ))
+        }
     }
     let data: Array2<f32> = data_ds.read_2d::<f32>().map_err(&err)?;
     let labels: Array1<i64> = match file.dataset("label") {
@@ -519,7 +542,17 @@ pub fn read(path: &Path) -> Result<FeatureFile> {
         read_strings("skipped_path")?,
         read_strings("skipped_reason")?,
     ) {
-        (Some(p), Some(r)) => p.into_iter().zip(r).collect(),
+        (Some(p), Some(r)) if p.len() == r.len() => p.into_iter().zip(r).collect(),
+        (Some(p), Some(r)) => {
+            return Err(store_err(
+                path,
+                format!(
+                    "lists {} skipped files but {} reasons: the file is damaged; extract it again",
+                    p.len(),
+                    r.len()
+                ),
+            ))
+        }
         _ => Vec::new(),
     };
     Ok(FeatureFile {

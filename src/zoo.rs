@@ -101,15 +101,9 @@ impl Manifest {
         if self.output.feature_dim == 0 {
             return Err("feature_dim must be positive".into());
         }
-        // TOML has `nan` and `inf`; the recipe is recorded as JSON in feature
-        // files and bundles, where they would become `null`.
-        if self.preprocess.mean.iter().any(|m| !m.is_finite()) {
-            return Err(format!(
-                "preprocess mean {:?} must be finite",
-                self.preprocess.mean
-            ));
-        }
-        self.preprocess.validate()
+        // (Non-finite means are refused by the recipe: they would become
+        // `null` in the JSON of feature files and bundles.)
+        self.preprocess.validate().map_err(|e| e.to_string())
     }
 
     pub fn onnx_path(&self) -> PathBuf {

@@ -211,9 +211,9 @@ pub fn kaggle(data: &[u8]) -> Option<String> {
     }
     let probs = Array2::from_shape_vec((paths.len(), 2), probs).expect("two per path");
     for p in paths.iter().chain(&unreadable) {
-        let _ = xfer::predictor::kaggle_id(p);
+        let _ = xfer::predict::output::kaggle_id(p);
     }
-    let rows = match xfer::predictor::kaggle_rows(&paths, probs.view(), positive, clip, &unreadable)
+    let rows = match xfer::predict::output::kaggle_rows(&paths, probs.view(), positive, clip, &unreadable)
     {
         Ok(rows) => rows,
         Err(_) => return None,
@@ -241,7 +241,7 @@ pub fn kaggle(data: &[u8]) -> Option<String> {
         }
     }
     let mut out = Vec::new();
-    xfer::predictor::write_kaggle(&mut out, &rows).expect("write to a Vec");
+    xfer::predict::output::write_kaggle(&mut out, &rows).expect("write to a Vec");
     let text = String::from_utf8(out).expect("the submission is UTF-8");
     let records = parse_csv(&text).unwrap_or_else(|e| panic!("{e}: {text:?}"));
     assert_eq!(records.len(), rows.len() + 1, "rows in {text:?}");

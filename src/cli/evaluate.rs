@@ -58,8 +58,7 @@ pub fn evaluate(_cli: &Cli, args: &EvaluateArgs) -> Result<i32> {
     for w in &set.warnings {
         eprintln!("warning: {w}");
     }
-    check_backbones(&bundle.meta.backbones, &set.backbones, "the features")
-        .map_err(anyhow::Error::msg)?;
+    check_backbones(&bundle.meta.backbones, &set.backbones, "the features")?;
     let names = &bundle.meta.class_names;
     features::check_class_names(names, set.class_names.as_deref(), "the features")?;
     let rn = |r: usize| set.row_name(r);

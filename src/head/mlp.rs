@@ -247,22 +247,22 @@ impl Mlp {
     }
 
     /// A head with the given layers; checks their shapes against `config`.
-    pub fn from_layers(config: MlpConfig, layers: Vec<Linear>) -> Result<Mlp, String> {
+    pub fn from_layers(config: MlpConfig, layers: Vec<Linear>) -> crate::Result<Mlp> {
         let dims = config.layer_dims();
         if dims.len() != layers.len() {
-            return Err(format!(
+            return Err(crate::Error::HeadShape(format!(
                 "architecture has {} layers, weights have {}",
                 dims.len(),
                 layers.len()
-            ));
+            )));
         }
         for (l, ((i, o), lin)) in dims.iter().zip(&layers).enumerate() {
             if lin.weight.dim() != (*o, *i) || lin.bias.len() != *o {
-                return Err(format!(
+                return Err(crate::Error::HeadShape(format!(
                     "layer {l}: weight {:?} and bias [{}], expected [{o}, {i}] and [{o}]",
                     lin.weight.shape(),
                     lin.bias.len()
-                ));
+                )));
             }
         }
         Ok(Mlp { config, layers })

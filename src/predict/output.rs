@@ -88,14 +88,18 @@ pub fn kaggle_rows(
                 .map(|p| (kaggle_id(p), KAGGLE_UNREADABLE.clamp(lo, hi), p.as_path())),
         )
         .collect();
+    // Kaggle reads ids as numbers when they all are: then `1`, `01` and `+1`
+    // are one id, so numbers are what is sorted and compared.
     let numeric = rows.iter().all(|(id, ..)| id.parse::<u64>().is_ok());
-    if numeric {
-        rows.sort_by_key(|(id, ..)| id.parse::<u64>().expect("checked numeric"));
-    } else {
-        rows.sort_by(|a, b| a.0.cmp(&b.0));
-    }
+    let key = |id: &str| -> (u64, String) {
+        match id.parse::<u64>() {
+            Ok(n) if numeric => (n, String::new()),
+            _ => (0, id.to_owned()),
+        }
+    };
+    rows.sort_by_cached_key(|(id, ..)| (key(id), id.clone()));
     for w in rows.windows(2) {
-        if w[0].0 == w[1].0 {
+        if key(&w[0].0) == key(&w[1].0) {
             return Err(Error::DuplicateId {
                 first: w[0].2.to_owned(),
                 second: w[1].2.to_owned(),
@@ -239,6 +243,10 @@ mod tests {
             .iter()
             .map(PathBuf::from)
             .collect();
+        // `1`, `01` and `+1` are one number: a duplicate id for Kaggle.
+        let same: Vec<PathBuf> = ["t/1.jpg", "t/2.jpg", "t/01.jpg"].iter().map(PathBuf::from).collect();
+        let e = kaggle_rows(&same, p.view(), 1, 0.0, &[]).unwrap_err().to_string();
+        assert!(e.contains("both have the id"), "{e}");
         let rows = kaggle_rows(&odd, p.view(), 1, 0.0, &[]).unwrap();
         let mut out = Vec::new();
         write_kaggle(&mut out, &rows).unwrap();

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use crate::bundle::check_backbones;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::features::{self, FeatureSet};
 use crate::train::plan::{TrainPlan, Validation};
 use crate::train::Rows;
@@ -63,8 +63,7 @@ impl TrainingData {
             Validation::Files(files) => {
                 let val = features::load(files)?;
                 warnings.extend(val.warnings.iter().cloned());
-                check_backbones(&train.backbones, &val.backbones, "the validation features")
-                    .map_err(Error::Config)?;
+                check_backbones(&train.backbones, &val.backbones, "the validation features")?;
                 features::check_class_names(
                     &class_names,
                     val.class_names.as_deref(),
