@@ -173,7 +173,9 @@ pub fn predict(args: &PredictArgs, ort_lib: Option<&Path>, zoo: Option<&Path>) -
     let runtime = Runtime::init(ort_lib)?;
     let t_runtime = t0.elapsed();
     let opts = PredictorOptions {
-        session: args.device.session_options_for(&inputs.images),
+        // --ort-spin auto is off for prediction: measured slower on small files
+        // too (tools/bench/compare_builds.sh --predict), unlike extraction.
+        session: args.device.session_options(),
         pipeline: args.decode.pipeline(args.batch),
     };
     let mut predictor = Predictor::load(&runtime, bundle, resolved, opts)
