@@ -58,6 +58,33 @@ pub use crate::pipeline::Progress;
 /// A loaded backbone with the provenance its features will carry.
 pub type LoadedBackbone = (Backbone, Provenance);
 
+/// What a feature file of `ds` (canonical root `root`) made by `backbone`
+/// under `cfg` records about where its rows came from.
+pub fn provenance(
+    ds: &Dataset,
+    root: &Path,
+    cfg: &ExtractConfig,
+    runtime: &crate::runtime::Runtime,
+    backbone: &Backbone,
+) -> Provenance {
+    let layout = serde_json::to_value(ds.layout)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default();
+    Provenance {
+        backbone: backbone.manifest.name.clone(),
+        model_sha256: backbone.manifest.sha256.clone(),
+        preprocess: serde_json::to_string(&cfg.recipe).expect("a recipe is plain data"),
+        class_names: ds.classes.clone(),
+        ort_version: runtime.version.clone(),
+        execution_provider: backbone.provider.clone(),
+        xfer_version: crate::VERSION.into(),
+        dataset_root: root.display().to_string(),
+        layout,
+        decode: cfg.pipeline.decode.mode().to_owned(),
+    }
+}
+
 /// The HDF5 sink: rows of the batch become feature rows with their labels and paths.
 struct FileSink<'a> {
     writer: FeatureWriter,

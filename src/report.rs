@@ -2,6 +2,12 @@
 //! learning-curve plot (SVG, written by hand: two panels, loss and accuracy
 //! against epochs, train vs validation, with axes, ticks and a legend) and
 //! `metrics.json`. The functions build strings; [`write`] puts them in files.
+//!
+//! Why not `plotters`' SVG backend: it would bring a dependency tree of its own
+//! (font discovery and rendering crates among them) into a binary that only
+//! needs two line charts, and its output embeds font metrics of the build
+//! machine; this one is ~250 lines, deterministic, and its text is plain SVG
+//! `<text>` that any viewer renders.
 
 use std::fmt::Write as _;
 use std::path::Path;

@@ -12,7 +12,7 @@ use xfer::dataset::{self, Layout};
 use xfer::extract::{self, ExtractConfig};
 use xfer::preprocess::{self, DecodeOptions, Preset};
 use xfer::runtime::Runtime;
-use xfer::store::{self, Provenance};
+use xfer::store;
 use xfer::zoo::{Manifest, Weights, Zoo};
 
 use super::common::{DecodeArgs, DeviceArgs};
@@ -174,21 +174,7 @@ pub fn extract(cli: &Cli, args: &ExtractArgs) -> Result<i32> {
                 args.out.display()
             )
         });
-        let prov = Provenance {
-            backbone: manifest.name.clone(),
-            model_sha256: manifest.sha256.clone(),
-            preprocess: serde_json::to_string(&recipe)?,
-            class_names: ds.classes.clone(),
-            ort_version: runtime.version.clone(),
-            execution_provider: backbone.provider.clone(),
-            xfer_version: xfer::VERSION.into(),
-            dataset_root: root.display().to_string(),
-            layout: serde_json::to_value(ds.layout)?
-                .as_str()
-                .unwrap_or_default()
-                .to_owned(),
-            decode: cfg.pipeline.decode.mode().to_owned(),
-        };
+        let prov = extract::provenance(&ds, &root, &cfg, &runtime, &backbone);
         Ok((backbone, prov))
     };
     let summary = extract::run(&ds, load, &args.out, &cfg, &mut |p| {
