@@ -22,7 +22,6 @@ pub struct SessionOptions {
     pub intra_op_spinning: bool,
 }
 
-
 /// A loaded backbone.
 pub struct Backbone {
     session: Session,

@@ -22,8 +22,8 @@ use serde::{Deserialize, Serialize};
 use crate::head::mlp::{Linear, Mlp, MlpConfig};
 use crate::head::{softmax_rows_inplace, HeadKind, Standardize};
 
-pub use crate::error::Result;
 use crate::error::Error;
+pub use crate::error::Result;
 
 fn io(path: &Path, source: std::io::Error) -> Error {
     Error::io(path, source)
@@ -594,7 +594,9 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("sha256 33"));
-        let e = check_backbones(&a, &a[..1], "features").unwrap_err().to_string();
+        let e = check_backbones(&a, &a[..1], "features")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("1 backbone(s) (a), expected 2 (a + b)"), "{e}");
     }
 }

@@ -123,13 +123,20 @@ impl Sink for FileSink<'_> {
 /// naming the file. Files added after that point are simply extracted.
 pub fn resume_point(ds: &Dataset, done: &HashSet<String>, partial: &Path) -> Result<usize> {
     let k = done.len();
-    let refuse = |what: String| Error::Store {
+    let refuse = |what: String| {
+        Error::Store {
         path: partial.to_owned(),
         reason: format!(
             "{what}; the dataset changed before the point the interrupted run reached ({k} files), so continuing would not give the file of an uninterrupted run. Restore the dataset as it was, or start again with --overwrite"
         ),
+    }
     };
-    if let Some(added) = ds.items.iter().take(k).find(|i| !done.contains(&i.rel_path)) {
+    if let Some(added) = ds
+        .items
+        .iter()
+        .take(k)
+        .find(|i| !done.contains(&i.rel_path))
+    {
         return Err(refuse(format!(
             "{} is in the dataset but not in the file",
             added.rel_path
@@ -194,7 +201,13 @@ pub fn run<E: From<Error>>(
             written: 0,
             skipped: Vec::new(),
         };
-        Ok((vec![Stage { backbone, recipe: 0 }], sink))
+        Ok((
+            vec![Stage {
+                backbone,
+                recipe: 0,
+            }],
+            sink,
+        ))
     };
     let total = ds.items.len();
     let finished = pipeline::run(

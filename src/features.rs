@@ -228,7 +228,10 @@ pub fn load(files: &[PathBuf]) -> Result<FeatureSet> {
     let total = widths
         .iter()
         .try_fold(0usize, |a, &w| a.checked_add(w))
-        .filter(|&t| t.checked_mul(n).is_some_and(|len| len <= isize::MAX as usize / 4));
+        .filter(|&t| {
+            t.checked_mul(n)
+                .is_some_and(|len| len <= isize::MAX as usize / 4)
+        });
     let Some(total) = total else {
         return Err(Error::Config(format!(
             "the feature files hold {widths:?} features per row for {n} rows: too many to load together"

@@ -241,8 +241,16 @@ impl FeatureWriter {
         same(&old.layout, &prov.layout, "layout")?;
         same(&old.decode, &prov.decode, "image decoding")?;
         if old.class_names != prov.class_names {
-            let added: Vec<&String> = prov.class_names.iter().filter(|c| !old.class_names.contains(c)).collect();
-            let removed: Vec<&String> = old.class_names.iter().filter(|c| !prov.class_names.contains(c)).collect();
+            let added: Vec<&String> = prov
+                .class_names
+                .iter()
+                .filter(|c| !old.class_names.contains(c))
+                .collect();
+            let removed: Vec<&String> = old
+                .class_names
+                .iter()
+                .filter(|c| !prov.class_names.contains(c))
+                .collect();
             return Err(store_err(
                 &partial,
                 format!(
@@ -321,7 +329,10 @@ impl FeatureWriter {
         assert_eq!(labels.len(), n);
         assert_eq!(paths.len(), n);
         let text: usize = paths.iter().map(String::len).sum::<usize>()
-            + skipped.iter().map(|(p, r)| p.len() + r.len()).sum::<usize>();
+            + skipped
+                .iter()
+                .map(|(p, r)| p.len() + r.len())
+                .sum::<usize>();
         self.ensure_space(n * (self.dim * 4 + 8) + text)?;
         let err = h5(&self.partial);
         let (a, b) = (self.rows, self.rows + n);
@@ -485,7 +496,9 @@ pub fn read(path: &Path) -> Result<FeatureFile> {
     // The header's shape decides the allocation: a damaged or hostile file of a
     // few KB can claim terabytes. xfer writes every value, and other tools'
     // compression rarely beats 64×, so a claim far beyond the file is refused.
-    let file_len = std::fs::metadata(path).map_err(|e| Error::io(path, e))?.len();
+    let file_len = std::fs::metadata(path)
+        .map_err(|e| Error::io(path, e))?
+        .len();
     let claimed = (shape[0] as u64)
         .checked_mul(shape[1] as u64)
         .and_then(|v| v.checked_mul(4));

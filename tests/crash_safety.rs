@@ -45,7 +45,11 @@ fn ok(o: std::process::Output) -> std::process::Output {
 
 /// Finished, with or without skipped files (exit status 0 or 3).
 fn done(o: std::process::Output) -> std::process::Output {
-    assert!(matches!(o.status.code(), Some(0 | 3)), "{}", common::text(&o));
+    assert!(
+        matches!(o.status.code(), Some(0 | 3)),
+        "{}",
+        common::text(&o)
+    );
     o
 }
 
@@ -111,7 +115,10 @@ fn a_second_writer_is_refused_naming_the_first() {
         txt.contains("another xfer process") && txt.contains(&me),
         "{txt}"
     );
-    assert!(!out.exists() && !store::partial_path(&out).exists(), "{txt}");
+    assert!(
+        !out.exists() && !store::partial_path(&out).exists(),
+        "{txt}"
+    );
     drop(held);
     ok(xfer(&extract_args(&data, &out, &[])));
 
@@ -130,7 +137,14 @@ fn a_second_writer_is_refused_naming_the_first() {
 fn mount_tmpfs(dir: &Path, kib: u64) -> bool {
     std::fs::create_dir_all(dir).unwrap();
     Command::new("mount")
-        .args(["-t", "tmpfs", "-o", &format!("size={kib}k"), "tmpfs", s(dir)])
+        .args([
+            "-t",
+            "tmpfs",
+            "-o",
+            &format!("size={kib}k"),
+            "tmpfs",
+            s(dir),
+        ])
         .stderr(Stdio::null())
         .status()
         .is_ok_and(|st| st.success())
@@ -242,7 +256,10 @@ fn kill_matrix_extraction_resumes_to_the_uninterrupted_file() {
         "kill matrix (extraction): {} kills, {midway} midway, {resumed_twice} resumes killed again; run {full_ms} ms",
         kills()
     );
-    assert!(midway >= kills() / 4, "too few kills landed midway: {midway}");
+    assert!(
+        midway >= kills() / 4,
+        "too few kills landed midway: {midway}"
+    );
 }
 
 #[test]
@@ -279,9 +296,18 @@ fn kill_matrix_training_leaves_whole_files_or_none() {
     let full_ms = t0.elapsed().as_millis() as u64;
     let tensors = |p: &Path| {
         let b = Bundle::load(p).unwrap();
-        (b.mlp, b.standardize.map(|s| (s.mean, s.scale)), b.meta.class_names)
+        (
+            b.mlp,
+            b.standardize.map(|s| (s.mean, s.scale)),
+            b.meta.class_names,
+        )
     };
-    let files = ["mlp.safetensors", "logistic.safetensors", "metrics.json", "learning_curve.svg"];
+    let files = [
+        "mlp.safetensors",
+        "logistic.safetensors",
+        "metrics.json",
+        "learning_curve.svg",
+    ];
     let mut rng = Seeded(7);
     let mut midway = 0;
     for k in 0..kills() {
@@ -309,12 +335,19 @@ fn kill_matrix_training_leaves_whole_files_or_none() {
         // A rerun gives the uninterrupted result.
         ok(xfer(&train(&out, &["--overwrite"])));
         for f in ["mlp.safetensors", "logistic.safetensors"] {
-            assert_eq!(tensors(&out.join(f)), tensors(&reference.join(f)), "rerun {k}: {f}");
+            assert_eq!(
+                tensors(&out.join(f)),
+                tensors(&reference.join(f)),
+                "rerun {k}: {f}"
+            );
         }
     }
     eprintln!(
         "kill matrix (training): {} kills, {midway} before the run ended; run {full_ms} ms",
         kills()
     );
-    assert!(midway >= kills() / 4, "too few kills landed midway: {midway}");
+    assert!(
+        midway >= kills() / 4,
+        "too few kills landed midway: {midway}"
+    );
 }

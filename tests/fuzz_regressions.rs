@@ -94,7 +94,14 @@ fn kaggle_inputs() {
 #[test]
 fn csv_reader_of_the_kaggle_check() {
     let recs = checks::parse_csv("id,label\n\"a,\"\"b\"\"\nc\",0.5\n,1\n").unwrap();
-    assert_eq!(recs, [vec!["id", "label"], vec!["a,\"b\"\nc", "0.5"], vec!["", "1"]]);
+    assert_eq!(
+        recs,
+        [
+            vec!["id", "label"],
+            vec!["a,\"b\"\nc", "0.5"],
+            vec!["", "1"]
+        ]
+    );
     assert!(checks::parse_csv("a\"b,1\n").is_err());
     assert!(checks::parse_csv("\"a,1\n").is_err());
     assert!(checks::parse_csv("a,1").is_err());
@@ -104,7 +111,11 @@ fn csv_reader_of_the_kaggle_check() {
 #[test]
 fn feature_meta_inputs() {
     replay(&entries("feature_meta", "", true), |case| {
-        let files: Vec<PathBuf> = entries("feature_meta", case.file_name().unwrap().to_str().unwrap(), false);
+        let files: Vec<PathBuf> = entries(
+            "feature_meta",
+            case.file_name().unwrap().to_str().unwrap(),
+            false,
+        );
         checks::feature_files(&files);
     });
 }
@@ -174,7 +185,9 @@ fn second_file_claiming_2_to_40_features_is_an_error() {
     let (a, b) = (t.path().join("a.h5"), t.path().join("b.h5"));
     small_file(&a);
     declared_only::<f32>(&b, 0, 1 << 40);
-    let e = xfer::features::load(&[a.clone(), b.clone()]).unwrap_err().to_string();
+    let e = xfer::features::load(&[a.clone(), b.clone()])
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("has no rows"), "{e}");
     // Same rows as the first file, but too wide to concatenate: refused too.
     declared_only::<f32>(&b, 1, 1 << 40);

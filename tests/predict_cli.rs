@@ -559,5 +559,12 @@ fn prediction_refuses_another_jpeg_decoding_than_training() {
         txt.contains("decoded as jpeg_scaled") && txt.contains("leave out --full-jpeg-decode"),
         "{txt}"
     );
-    ok(xfer(&["predict", "--zoo", s(&tiny_zoo()), "--bundle", s(&bundle), s(&data)]));
+    ok(xfer(&[
+        "predict",
+        "--zoo",
+        s(&tiny_zoo()),
+        "--bundle",
+        s(&bundle),
+        s(&data),
+    ]));
 }

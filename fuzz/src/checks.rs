@@ -19,7 +19,9 @@ use std::path::{Path, PathBuf};
 
 use ndarray::Array2;
 use xfer::bundle::Bundle;
-use xfer::preprocess::{decode_bytes, to_tensor, ChannelOrder, DecodeOptions, Interpolation, Recipe};
+use xfer::preprocess::{
+    decode_bytes, to_tensor, ChannelOrder, DecodeOptions, Interpolation, Recipe,
+};
 use xfer::zoo::Manifest;
 
 /// Pixel limit of the decode target (the default, 100 MP, makes one input cost
@@ -138,7 +140,10 @@ pub fn bundle(data: &[u8], strict: bool) -> bool {
                     row.iter().all(|v| v.is_finite() && (0.0..=1.0).contains(v)),
                     "probabilities {row} are not in [0, 1]"
                 );
-                assert!((row.sum() - 1.0).abs() < 1e-3, "probabilities {row} do not sum to 1");
+                assert!(
+                    (row.sum() - 1.0).abs() < 1e-3,
+                    "probabilities {row} do not sum to 1"
+                );
             }
         }
     }
@@ -213,12 +218,17 @@ pub fn kaggle(data: &[u8]) -> Option<String> {
     for p in paths.iter().chain(&unreadable) {
         let _ = xfer::predict::output::kaggle_id(p);
     }
-    let rows = match xfer::predict::output::kaggle_rows(&paths, probs.view(), positive, clip, &unreadable)
-    {
-        Ok(rows) => rows,
-        Err(_) => return None,
-    };
-    assert_eq!(rows.len(), paths.len() + unreadable.len(), "one row per image");
+    let rows =
+        match xfer::predict::output::kaggle_rows(&paths, probs.view(), positive, clip, &unreadable)
+        {
+            Ok(rows) => rows,
+            Err(_) => return None,
+        };
+    assert_eq!(
+        rows.len(),
+        paths.len() + unreadable.len(),
+        "one row per image"
+    );
     let (lo, hi) = (clip as f32, (1.0 - clip) as f32);
     for (id, p) in &rows {
         assert!(
@@ -237,7 +247,11 @@ pub fn kaggle(data: &[u8]) -> Option<String> {
     if let Some(mut numbers) = numbers {
         numbers.sort_unstable();
         for w in numbers.windows(2) {
-            assert_ne!(w[0], w[1], "the submission has id {} twice (as a number)", w[0]);
+            assert_ne!(
+                w[0], w[1],
+                "the submission has id {} twice (as a number)",
+                w[0]
+            );
         }
     }
     let mut out = Vec::new();

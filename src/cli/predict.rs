@@ -204,7 +204,10 @@ pub fn predict(args: &PredictArgs, ort_lib: Option<&Path>, zoo: Option<&Path>) -
             predictor.bundle.meta.kind,
             args.bundle.display(),
             described.join(" + "),
-            predictor.backbones().next().map_or("?", |b| b.provider.as_str())
+            predictor
+                .backbones()
+                .next()
+                .map_or("?", |b| b.provider.as_str())
         );
     }
     for line in xfer::dataset::describe_ignored(&inputs.ignored, 5) {
@@ -256,8 +259,7 @@ pub fn predict(args: &PredictArgs, ort_lib: Option<&Path>, zoo: Option<&Path>) -
     if let (Some(path), Some(k)) = (&args.kaggle, positive) {
         let unreadable: Vec<PathBuf> = preds.skipped.iter().map(|(p, _)| p.clone()).collect();
         let rows =
-            output::kaggle_rows(&preds.paths, preds.probs.view(), k, args.clip, &unreadable)
-?;
+            output::kaggle_rows(&preds.paths, preds.probs.view(), k, args.clip, &unreadable)?;
         write_file(path, |w| output::write_kaggle(w, &rows))?;
         eprintln!(
             "wrote a Kaggle submission of {} rows to {} (label = P({}){})",

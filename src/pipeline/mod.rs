@@ -159,8 +159,8 @@ where
         let producer = scope.spawn(|| {
             let mut first = 0;
             for chunk in inputs.chunks(cfg.batch) {
-                let decoded = pool
-                    .install(|| decode_batch(chunk, first, recipes, &cfg.decode, &priority));
+                let decoded =
+                    pool.install(|| decode_batch(chunk, first, recipes, &cfg.decode, &priority));
                 first += chunk.len();
                 if tx.send(decoded).is_err() {
                     break; // the consumer stopped on an error

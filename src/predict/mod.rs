@@ -27,8 +27,8 @@ use crate::pipeline::{self, Batch, PipelineConfig, Sink, Stage};
 use crate::preprocess::Recipe;
 use crate::runtime::Runtime;
 
-pub use crate::pipeline::{Progress, Timings};
 pub use crate::dataset::{collect_inputs, Inputs};
+pub use crate::pipeline::{Progress, Timings};
 pub use resolve::{check_decode, resolve_backbones, ResolvedBackbone};
 
 #[derive(Debug, Clone, Default)]

@@ -244,8 +244,13 @@ mod tests {
             .map(PathBuf::from)
             .collect();
         // `1`, `01` and `+1` are one number: a duplicate id for Kaggle.
-        let same: Vec<PathBuf> = ["t/1.jpg", "t/2.jpg", "t/01.jpg"].iter().map(PathBuf::from).collect();
-        let e = kaggle_rows(&same, p.view(), 1, 0.0, &[]).unwrap_err().to_string();
+        let same: Vec<PathBuf> = ["t/1.jpg", "t/2.jpg", "t/01.jpg"]
+            .iter()
+            .map(PathBuf::from)
+            .collect();
+        let e = kaggle_rows(&same, p.view(), 1, 0.0, &[])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("both have the id"), "{e}");
         let rows = kaggle_rows(&odd, p.view(), 1, 0.0, &[]).unwrap();
         let mut out = Vec::new();

@@ -75,7 +75,9 @@ impl TrainPlan {
     /// [`MlpConfig::validate`] on placeholder widths (the real ones come from the data).
     pub fn validate(&self) -> Result<()> {
         if self.mlp.is_none() && self.logistic.is_none() {
-            return Err(invalid("no head to train; choose --head mlp, logistic or both"));
+            return Err(invalid(
+                "no head to train; choose --head mlp, logistic or both",
+            ));
         }
         let val_files: &[PathBuf] = match &self.validation {
             Validation::Files(f) => f,
@@ -115,7 +117,10 @@ impl TrainPlan {
         }
         if let Some(l) = &self.logistic {
             if !(l.c > 0.0 && l.c.is_finite()) {
-                return Err(invalid(format!("--logistic-c must be positive, got {}", l.c)));
+                return Err(invalid(format!(
+                    "--logistic-c must be positive, got {}",
+                    l.c
+                )));
             }
         }
         Ok(())

@@ -57,10 +57,13 @@ fn final_metrics(r: &HeadReport) -> serde_json::Value {
 /// The logistic baseline's solver, as it will be described.
 #[cfg(feature = "train")]
 pub fn logistic_config(plan: &TrainPlan) -> crate::head::logistic::LogisticConfig {
-    let l = plan.logistic.clone().unwrap_or(crate::train::plan::LogisticPlan {
-        c: 1.0,
-        max_iterations: 100,
-    });
+    let l = plan
+        .logistic
+        .clone()
+        .unwrap_or(crate::train::plan::LogisticPlan {
+            c: 1.0,
+            max_iterations: 100,
+        });
     crate::head::logistic::LogisticConfig {
         alpha: 1.0 / l.c,
         max_iterations: l.max_iterations,
@@ -224,7 +227,11 @@ pub fn fit_mlp(
 }
 
 /// `metrics.json` of a run.
-pub fn metrics_json(plan: &TrainPlan, data: &TrainingData, reports: &[HeadReport]) -> serde_json::Value {
+pub fn metrics_json(
+    plan: &TrainPlan,
+    data: &TrainingData,
+    reports: &[HeadReport],
+) -> serde_json::Value {
     let (val_files, val_split) = match &plan.validation {
         crate::train::plan::Validation::Files(f) => (f.clone(), None),
         crate::train::plan::Validation::Split(s) => (Vec::new(), Some(*s)),
