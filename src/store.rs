@@ -139,10 +139,17 @@ pub struct ResumeState {
 
 impl FeatureWriter {
     /// Starts `<out>.partial` afresh (replacing an old partial file).
+    ///
+    /// The new file is made under a temporary name and renamed to
+    /// `<out>.partial` once its structure is on disk, so a run killed while
+    /// creating it never leaves a `.partial` that `--resume` cannot open.
     pub fn create(out: &Path, dim: usize, prov: &Provenance) -> Result<FeatureWriter> {
         let partial = partial_path(out);
+        let mut tmp = partial.as_os_str().to_owned();
+        tmp.push(format!(".tmp-{}", std::process::id()));
+        let tmp = PathBuf::from(tmp);
         let err = h5(&partial);
-        let file = File::create(&partial).map_err(&err)?;
+        let file = File::create(&tmp).map_err(&err)?;
         let data = file
             .new_dataset::<f32>()
             .chunk((ROW_CHUNK.min((1 << 20) / dim.max(1)).max(1), dim)) // ≤ 1 MiB chunks
@@ -184,8 +191,11 @@ impl FeatureWriter {
         }
         write_u64_attr(&file, "format_version", FORMAT_VERSION).map_err(&err)?;
         write_u64_attr(&file, "rows_done", 0).map_err(&err)?;
+        write_u64_attr(&file, "skipped_done", 0).map_err(&err)?;
         write_u64_attr(&file, "complete", 0).map_err(&err)?;
         file.flush().map_err(&err)?;
+        // HDF5 keeps writing through its open descriptor after the rename.
+        std::fs::rename(&tmp, &partial).map_err(|e| Error::io(&partial, e))?;
         Ok(FeatureWriter {
             file,
             out: out.to_owned(),
@@ -356,10 +366,17 @@ impl FeatureWriter {
             self.skipped_reason.resize(d).map_err(&err)?;
             self.skipped_reason.write_slice(&sr, c..d).map_err(&err)?;
             self.n_skipped = d;
-            write_u64_attr(&self.file, "skipped_done", d as u64).map_err(&err)?;
         }
+        // Two-phase commit. HDF5 writes its cached blocks in no fixed order, so
+        // a single flush killed half-way (kill -9) could leave `rows_done`
+        // counting rows whose paths never reached the file (the kill matrix
+        // found exactly that). First the rows, then the counters that commit
+        // them: a kill before the second flush leaves the old counters, and the
+        // rows past them are dropped on --resume.
+        self.file.flush().map_err(&err)?;
         self.rows = b;
         write_u64_attr(&self.file, "rows_done", b as u64).map_err(&err)?;
+        write_u64_attr(&self.file, "skipped_done", self.n_skipped as u64).map_err(&err)?;
         self.file.flush().map_err(&err)?;
         Ok(())
     }

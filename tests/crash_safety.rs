@@ -222,14 +222,18 @@ fn kill_matrix_extraction_resumes_to_the_uninterrupted_file() {
     common::make_image_folder(&data, &["a", "b", "c"], 200);
     std::fs::write(data.join("b/bad.jpg"), b"not a jpeg").unwrap();
     let reference = t.path().join("ref.h5");
-    let t0 = Instant::now();
-    done(xfer(&extract_args(&data, &reference, &[])));
-    let full_ms = t0.elapsed().as_millis() as u64;
+    let full_ms = warm_run_ms(|| {
+        done(xfer(&extract_args(&data, &reference, &["--overwrite"])));
+    });
     let mut rng = Seeded(2026);
-    let (mut midway, mut resumed_twice) = (0, 0);
-    for k in 0..kills() {
+    let (mut tries, mut midway, mut resumed_twice) = (0, 0, 0);
+    // Kill moments are drawn until `kills()` of them landed mid-run (a kill
+    // after the run ended proves nothing), at most 4 × as many tries.
+    while midway < kills() && tries < 4 * kills() {
+        let k = tries;
+        tries += 1;
         let out = t.path().join(format!("k{k}.h5"));
-        let at = rng.below(full_ms + 50);
+        let at = rng.below(full_ms);
         let killed = run_and_kill(&extract_args(&data, &out, &[]), at);
         if killed && !out.exists() {
             midway += 1;
@@ -253,13 +257,27 @@ fn kill_matrix_extraction_resumes_to_the_uninterrupted_file() {
         assert_same_file(&reference, &out);
     }
     eprintln!(
-        "kill matrix (extraction): {} kills, {midway} midway, {resumed_twice} resumes killed again; run {full_ms} ms",
-        kills()
+        "kill matrix (extraction): {tries} kills, {midway} midway, {resumed_twice} resumes killed again; a warm run takes {full_ms} ms"
     );
     assert!(
-        midway >= kills() / 4,
-        "too few kills landed midway: {midway}"
+        midway >= kills() / 2,
+        "too few kills landed midway: {midway} of {tries}"
     );
+}
+
+/// The shortest of three runs of `run`, in milliseconds: the first run of a
+/// fresh machine is slow (cold caches), which would put most kill moments
+/// after the end of a warm run.
+fn warm_run_ms(mut run: impl FnMut()) -> u64 {
+    (0..3)
+        .map(|_| {
+            let t0 = Instant::now();
+            run();
+            t0.elapsed().as_millis() as u64
+        })
+        .min()
+        .unwrap()
+        .max(1)
 }
 
 #[test]
@@ -291,9 +309,9 @@ fn kill_matrix_training_leaves_whole_files_or_none() {
         v
     };
     let reference = t.path().join("ref");
-    let t0 = Instant::now();
-    ok(xfer(&train(&reference, &[])));
-    let full_ms = t0.elapsed().as_millis() as u64;
+    let full_ms = warm_run_ms(|| {
+        ok(xfer(&train(&reference, &["--overwrite"])));
+    });
     let tensors = |p: &Path| {
         let b = Bundle::load(p).unwrap();
         (
@@ -309,10 +327,12 @@ fn kill_matrix_training_leaves_whole_files_or_none() {
         "learning_curve.svg",
     ];
     let mut rng = Seeded(7);
-    let mut midway = 0;
-    for k in 0..kills() {
+    let (mut tries, mut midway) = (0, 0);
+    while midway < kills() && tries < 4 * kills() {
+        let k = tries;
+        tries += 1;
         let out = t.path().join(format!("k{k}"));
-        if run_and_kill(&train(&out, &[]), rng.below(full_ms + 20)) {
+        if run_and_kill(&train(&out, &[]), rng.below(full_ms)) {
             midway += 1;
         }
         // Whatever is there under a final name is whole.
@@ -343,11 +363,10 @@ fn kill_matrix_training_leaves_whole_files_or_none() {
         }
     }
     eprintln!(
-        "kill matrix (training): {} kills, {midway} before the run ended; run {full_ms} ms",
-        kills()
+        "kill matrix (training): {tries} kills, {midway} before the run ended; a warm run takes {full_ms} ms"
     );
     assert!(
-        midway >= kills() / 4,
-        "too few kills landed midway: {midway}"
+        midway >= kills() / 2,
+        "too few kills landed midway: {midway} of {tries}"
     );
 }
