@@ -486,6 +486,13 @@ impl Bundle {
                 return Err("its metadata say the features are standardised, but it has no standardisation vectors".into())
             }
         }
+        // Finite values can still overflow f32 on the way (a tiny scale, huge
+        // weights): probe the head at the origin of its input (tutorial files
+        // and standardised features are centred there) and refuse NaN or inf.
+        let probe = self.predict_proba(Array2::<f32>::zeros((1, arch.n_features)).view());
+        if probe.iter().any(|p| !p.is_finite()) {
+            return Err("its head gives non-finite probabilities for an all-zero input (its weights or standardisation overflow 32-bit floats); train it again".into());
+        }
         Ok(())
     }
 

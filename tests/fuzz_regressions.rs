@@ -64,6 +64,15 @@ fn bundle_inputs() {
     });
 }
 
+/// Bundles the strict fuzz run found after the first fixes: finite weights
+/// and scales that still overflow to NaN probabilities; refused when loaded.
+#[test]
+fn bundle_strict_inputs() {
+    replay(&entries("bundle", "strict", false), |p| {
+        checks::bundle(&bytes(p), true);
+    });
+}
+
 #[test]
 fn bundle_seed_loads_and_predicts() {
     let seed = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/bundle/mlp.safetensors");

@@ -74,7 +74,21 @@ impl Sink for HeadSink<'_> {
     type Error = Error;
     fn consume(&mut self, batch: Batch) -> Result<()> {
         if !batch.rows.is_empty() {
-            self.blocks.push(head_probs(self.bundle, &batch.features)); // [n, n_classes]
+            let probs = head_probs(self.bundle, &batch.features); // [n, n_classes]
+                                                                  // A silently wrong row is worse than a stop: features the head
+                                                                  // overflows on give NaN, which no output format should carry.
+            if let Some((r, _)) = probs
+                .rows()
+                .into_iter()
+                .enumerate()
+                .find(|(_, row)| row.iter().any(|p| !p.is_finite()))
+            {
+                return Err(Error::Input {
+                    path: self.inputs[batch.rows[r]].clone(),
+                    reason: "the head gives non-finite probabilities for this image (its features overflow the head's 32-bit arithmetic); check the bundle and the backbone, or train the head again".into(),
+                });
+            }
+            self.blocks.push(probs);
         }
         self.paths
             .extend(batch.rows.iter().map(|&i| self.inputs[i].clone()));
