@@ -1,7 +1,8 @@
 //! Reports of a training run: the MLP-vs-logistic comparison table, the
 //! learning-curve plot (SVG, written by hand: two panels, loss and accuracy
 //! against epochs, train vs validation, with axes, ticks and a legend) and
-//! `metrics.json`. The functions build strings; [`write`] puts them in files.
+//! `metrics.json`. The functions build strings; the front end writes them with
+//! [`crate::atomic`].
 //!
 //! Why not `plotters`' SVG backend: it would bring a dependency tree of its own
 //! (font discovery and rendering crates among them) into a binary that only
@@ -10,7 +11,6 @@
 //! `<text>` that any viewer renders.
 
 use std::fmt::Write as _;
-use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
@@ -72,11 +72,6 @@ pub fn comparison_table(heads: &[HeadReport]) -> String {
         );
     }
     s
-}
-
-/// Writes `text` to `path` (creating or replacing it).
-pub fn write(path: &Path, text: &str) -> std::io::Result<()> {
-    std::fs::write(path, text)
 }
 
 /// A "nice" tick step (1, 2 or 5 × 10^k) giving about `n` intervals over `range`.

@@ -145,11 +145,9 @@ impl FeatureWriter {
     /// creating it never leaves a `.partial` that `--resume` cannot open.
     pub fn create(out: &Path, dim: usize, prov: &Provenance) -> Result<FeatureWriter> {
         let partial = partial_path(out);
-        let mut tmp = partial.as_os_str().to_owned();
-        tmp.push(format!(".tmp-{}", std::process::id()));
-        let tmp = PathBuf::from(tmp);
+        let tmp = crate::atomic::TempFile::new(&partial)?;
         let err = h5(&partial);
-        let file = File::create(&tmp).map_err(&err)?;
+        let file = File::create(tmp.path()).map_err(&err)?;
         let data = file
             .new_dataset::<f32>()
             .chunk((ROW_CHUNK.min((1 << 20) / dim.max(1)).max(1), dim)) // ≤ 1 MiB chunks
@@ -195,7 +193,7 @@ impl FeatureWriter {
         write_u64_attr(&file, "complete", 0).map_err(&err)?;
         file.flush().map_err(&err)?;
         // HDF5 keeps writing through its open descriptor after the rename.
-        std::fs::rename(&tmp, &partial).map_err(|e| Error::io(&partial, e))?;
+        tmp.commit()?;
         Ok(FeatureWriter {
             file,
             out: out.to_owned(),

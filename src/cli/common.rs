@@ -150,31 +150,6 @@ pub fn check_output(flag: &str, path: &std::path::Path, overwrite: bool) -> anyh
     Ok(())
 }
 
-/// Writes a file through a temporary name in its folder, then renames it, so
-/// a failed or killed run never leaves a half-written file under `path`.
-pub fn write_file(
-    path: &std::path::Path,
-    body: impl FnOnce(&mut dyn std::io::Write) -> std::io::Result<()>,
-) -> anyhow::Result<()> {
-    use anyhow::Context;
-    use std::io::Write;
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(format!(".tmp-{}", std::process::id()));
-    let tmp = PathBuf::from(tmp);
-    let result = (|| -> std::io::Result<()> {
-        let f = std::fs::File::create(&tmp)?;
-        let mut w = std::io::BufWriter::new(f);
-        body(&mut w)?;
-        w.flush()?;
-        w.into_inner().map_err(|e| e.into_error())?.sync_all()
-    })();
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(e).with_context(|| format!("writing {}", path.display()));
-    }
-    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
-}
-
 /// Prints an error with its whole chain and gives the exit status for it.
 pub fn report(result: anyhow::Result<i32>) -> i32 {
     match result {

@@ -7,7 +7,7 @@ use clap::Args;
 use xfer::bundle::{check_backbones, Bundle};
 use xfer::{features, metrics};
 
-use super::common::{check_output, write_file};
+use super::common::check_output;
 use super::Cli;
 
 /// Score a trained head on labelled features: accuracy, log loss, confusion matrix,
@@ -78,7 +78,7 @@ pub fn evaluate(_cli: &Cli, args: &EvaluateArgs) -> Result<i32> {
             Some(p) => p.clone(),
             None => (0..set.n_samples()).map(|r| format!("row {r}")).collect(),
         };
-        write_file(path, |w| {
+        xfer::atomic::write_atomic(path, |w| {
             xfer::predict::output::write_csv(w, &rows, probs.view(), names)
         })?;
     }

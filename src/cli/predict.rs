@@ -13,7 +13,7 @@ use xfer::predict::{self, output, Predictor, PredictorOptions};
 use xfer::runtime::Runtime;
 use xfer::zoo::{Weights, Zoo};
 
-use super::common::{check_output, write_file, DecodeArgs, DeviceArgs, EXIT_SKIPPED};
+use super::common::{check_output, DecodeArgs, DeviceArgs, EXIT_SKIPPED};
 
 /// Classify images with a trained head (a bundle from `xfer train`) and the
 /// backbone(s) it was trained on.
@@ -251,7 +251,7 @@ pub fn predict(args: &PredictArgs, ort_lib: Option<&Path>, zoo: Option<&Path>) -
             .iter()
             .map(|p| p.display().to_string())
             .collect();
-        write_file(path, |w| {
+        xfer::atomic::write_atomic(path, |w| {
             output::write_csv(w, &rows, preds.probs.view(), &names)
         })?;
         eprintln!("wrote {} rows to {}", rows.len(), path.display());
@@ -260,7 +260,7 @@ pub fn predict(args: &PredictArgs, ort_lib: Option<&Path>, zoo: Option<&Path>) -
         let unreadable: Vec<PathBuf> = preds.skipped.iter().map(|(p, _)| p.clone()).collect();
         let rows =
             output::kaggle_rows(&preds.paths, preds.probs.view(), k, args.clip, &unreadable)?;
-        write_file(path, |w| output::write_kaggle(w, &rows))?;
+        xfer::atomic::write_atomic(path, |w| output::write_kaggle(w, &rows))?;
         eprintln!(
             "wrote a Kaggle submission of {} rows to {} (label = P({}){})",
             rows.len(),

@@ -16,7 +16,6 @@ use xfer::train::plan::{LogisticPlan, MlpPlan, TrainPlan, Validation};
 use xfer::train::run::{self as fit, Trained};
 use xfer::train::{Progress, TrainConfig};
 
-use super::common::write_file;
 use super::Cli;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -253,12 +252,12 @@ pub fn train(_cli: &Cli, args: &TrainArgs) -> Result<i32> {
         );
         let svg = report::learning_curve_svg(&m.history, &title, m.best_epoch, baseline);
         let p = args.out.join("learning_curve.svg");
-        write_file(&p, |w| w.write_all(svg.as_bytes()))?;
+        xfer::atomic::write_bytes_atomic(&p, svg.as_bytes())?;
     }
     let metrics = fit::metrics_json(&plan, &data, &reports);
     let p = args.out.join("metrics.json");
     let text = serde_json::to_string_pretty(&metrics)? + "\n";
-    write_file(&p, |w| w.write_all(text.as_bytes()))?;
+    xfer::atomic::write_bytes_atomic(&p, text.as_bytes())?;
     println!();
     print!("{}", report::comparison_table(&reports));
     println!(
