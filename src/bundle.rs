@@ -643,7 +643,11 @@ mod tests {
         assert_eq!(m.temperature, 1.0);
         // Nonsense temperatures are refused.
         b.meta.temperature = 0.0;
-        assert!(b.validate().unwrap_err().to_string().contains("temperature 0"));
+        assert!(b
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("temperature 0"));
     }
 
     #[test]

@@ -624,7 +624,9 @@ mod tests {
 
     #[test]
     fn folds_are_stratified_balanced_and_seeded() {
-        let labels: Vec<usize> = (0..103).map(|i| usize::from(i % 4 == 0) + usize::from(i % 7 == 0)).collect();
+        let labels: Vec<usize> = (0..103)
+            .map(|i| usize::from(i % 4 == 0) + usize::from(i % 7 == 0))
+            .collect();
         let f = stratified_folds(&labels, 3, 5, 1);
         for k in 0..5 {
             let size = f.iter().filter(|&&x| x == k).count();
@@ -632,7 +634,10 @@ mod tests {
             for c in 0..3 {
                 let n_c = labels.iter().filter(|&&l| l == c).count();
                 let in_fold = (0..103).filter(|&r| f[r] == k && labels[r] == c).count();
-                assert!(in_fold * 5 >= n_c.saturating_sub(4) && in_fold * 5 <= n_c + 5, "class {c} fold {k}: {in_fold} of {n_c}");
+                assert!(
+                    in_fold * 5 >= n_c.saturating_sub(4) && in_fold * 5 <= n_c + 5,
+                    "class {c} fold {k}: {in_fold} of {n_c}"
+                );
             }
         }
         assert_eq!(stratified_folds(&labels, 3, 5, 1), f);

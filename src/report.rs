@@ -139,7 +139,11 @@ pub fn comparison_table(heads: &[HeadReport]) -> String {
                     fixed(100.0 * c.accuracy_mean, 1),
                     fixed(100.0 * c.accuracy_sd, 1)
                 ),
-                format!("{} ± {}", fixed(c.log_loss_mean, 4), fixed(c.log_loss_sd, 4)),
+                format!(
+                    "{} ± {}",
+                    fixed(c.log_loss_mean, 4),
+                    fixed(c.log_loss_sd, 4)
+                ),
             ),
             (None, Some(e)) => (
                 format!("{} %", fixed(100.0 * e.accuracy, 2)),
@@ -147,9 +151,7 @@ pub fn comparison_table(heads: &[HeadReport]) -> String {
             ),
             (None, None) => ("—".into(), "—".into()),
         };
-        let uncal = h
-            .uncalibrated_log_loss
-            .map_or("—".into(), |v| fixed(v, 4));
+        let uncal = h.uncalibrated_log_loss.map_or("—".into(), |v| fixed(v, 4));
         let time = match h.seconds_per_epoch {
             Some(spe) => format!("{} s ({} s/ep)", fixed(h.train_seconds, 1), fixed(spe, 2)),
             None => format!("{} s", fixed(h.train_seconds, 1)),

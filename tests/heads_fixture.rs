@@ -140,7 +140,8 @@ fn twenty_steps_match_pytorch() {
             Mlp::gather_rows(x.view(), rows, &mut xb);
             let yb: Vec<usize> = rows.iter().map(|&r| f.y[r]).collect();
             // Mode::Eval: dropout off, as model.eval() in the reference.
-            let (loss, _) = mlp.loss_and_grad(xb.view(), &yb, None, Mode::Eval, &mut acts, &mut grads);
+            let (loss, _) =
+                mlp.loss_and_grad(xb.view(), &yb, None, Mode::Eval, &mut acts, &mut grads);
             opt.step(&mut mlp.param_slices_mut(), &grads.slices());
             let (after, _) = cross_entropy(mlp.forward(x.view()).view(), &f.y);
             for (what, ours, theirs) in [

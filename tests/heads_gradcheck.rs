@@ -144,10 +144,17 @@ fn class_weighted_loss_matches_pytorch() {
     //   torch.tensor([2,0,1]), weight=torch.tensor([2.,1.,0.5])) = 0.7345353
     let logits = ndarray::array![[1.0f32, 2.0, 3.0], [1.0, 1.0, 1.0], [0.0, 2.0, -1.0]];
     let mut d = Array2::zeros((3, 3));
-    let (loss, _) =
-        cross_entropy_with_grad(logits.view(), &[2, 0, 1], Some(&[2.0, 1.0, 0.5]), d.view_mut());
+    let (loss, _) = cross_entropy_with_grad(
+        logits.view(),
+        &[2, 0, 1],
+        Some(&[2.0, 1.0, 0.5]),
+        d.view_mut(),
+    );
     let unweighted = cross_entropy(logits.view(), &[2, 0, 1]).0;
-    assert!((loss - 0.734_535_3).abs() < 1e-6, "{loss} (unweighted {unweighted})");
+    assert!(
+        (loss - 0.734_535_3).abs() < 1e-6,
+        "{loss} (unweighted {unweighted})"
+    );
 }
 
 #[test]

@@ -184,9 +184,11 @@ fn plan(args: &TrainArgs) -> Result<TrainPlan> {
         }
     }
     let tutorial = args.preset == PresetArg::Tutorial;
-    let optim = args
-        .optim
-        .unwrap_or(if tutorial { OptimArg::Sgd } else { OptimArg::Adamw });
+    let optim = args.optim.unwrap_or(if tutorial {
+        OptimArg::Sgd
+    } else {
+        OptimArg::Adamw
+    });
     let lr = args.lr.unwrap_or(1e-3);
     let weight_decay = args.weight_decay.unwrap_or(match optim {
         OptimArg::Adamw => 1e-2,
@@ -373,7 +375,10 @@ pub fn train(_cli: &Cli, args: &TrainArgs) -> Result<i32> {
         let p = args.out.join(name);
         if !written.iter().any(|w| w == name) && p.exists() {
             std::fs::remove_file(&p).with_context(|| format!("removing {}", p.display()))?;
-            eprintln!("removed {} (from an earlier run; this run does not write it)", p.display());
+            eprintln!(
+                "removed {} (from an earlier run; this run does not write it)",
+                p.display()
+            );
         }
     }
     println!();
@@ -451,7 +456,10 @@ fn train_mlp(plan: &TrainPlan, data: &mut TrainingData) -> Result<Trained> {
     let m = plan.mlp.as_ref().expect("the plan has an MLP");
     let config = m.config(data.train.n_features(), data.class_names.len());
     let folds = data.n_folds();
-    let tc = plan.mlp_config(data.train_rows.len(), folds > 0 || data.val_rows().is_some());
+    let tc = plan.mlp_config(
+        data.train_rows.len(),
+        folds > 0 || data.val_rows().is_some(),
+    );
     eprintln!(
         "MLP {} ({} parameters), {}, batch {}, {}{}{}{}",
         config.describe(),
@@ -462,7 +470,11 @@ fn train_mlp(plan: &TrainPlan, data: &mut TrainingData) -> Result<Trained> {
             Some(s) => format!("{} epochs (a budget of {s} steps)", tc.epochs),
             None => format!("{} epochs", tc.epochs),
         },
-        if m.standardize { ", standardised features" } else { "" },
+        if m.standardize {
+            ", standardised features"
+        } else {
+            ""
+        },
         tc.patience
             .map(|p| format!(", early stopping after {p} epochs without improvement"))
             .unwrap_or_default(),

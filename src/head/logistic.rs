@@ -674,7 +674,15 @@ mod tests {
         for classes in [2, 3] {
             let (x, y) = blobs(300, 6, classes, 1);
             let rows: Vec<usize> = (0..300).collect();
-            let f = fit(x.view(), &y, &rows, classes, &LogisticConfig::default(), None).unwrap();
+            let f = fit(
+                x.view(),
+                &y,
+                &rows,
+                classes,
+                &LogisticConfig::default(),
+                None,
+            )
+            .unwrap();
             let (head, std) = (f.head, f.standardize);
             let p = head.predict_proba(std.apply(x.view()).view());
             let acc = crate::head::argmax_rows(p.view())
@@ -698,14 +706,36 @@ mod tests {
         let rows: Vec<usize> = (0..n).collect();
         let folds: Vec<usize> = (0..n).map(|i| (i / 3) % 5).collect();
         let cs = default_cs();
-        let cv = cross_validate(x.view(), &y, &rows, &folds, 5, 3, &cs, &LogisticConfig::default(), None).unwrap();
+        let cv = cross_validate(
+            x.view(),
+            &y,
+            &rows,
+            &folds,
+            5,
+            3,
+            &cs,
+            &LogisticConfig::default(),
+            None,
+        )
+        .unwrap();
         assert!(cv.cs[cv.best] < 0.1, "chose C = {}", cv.cs[cv.best]);
         assert!(cv.mean_log_loss(cv.best) < cv.mean_log_loss(cs.len() - 1));
         // Separable blobs: a weak penalty does better than the strongest one.
         let (x, y) = blobs(150, 6, 3, 2);
         let rows: Vec<usize> = (0..150).collect();
         let folds: Vec<usize> = (0..150).map(|i| (i / 3) % 5).collect();
-        let cv = cross_validate(x.view(), &y, &rows, &folds, 5, 3, &cs, &LogisticConfig::default(), None).unwrap();
+        let cv = cross_validate(
+            x.view(),
+            &y,
+            &rows,
+            &folds,
+            5,
+            3,
+            &cs,
+            &LogisticConfig::default(),
+            None,
+        )
+        .unwrap();
         assert!(cv.best > 0, "chose C = {}", cv.cs[cv.best]);
         assert_eq!(cv.oof_logits.nrows(), 150);
         assert!(cv.oof_logits.iter().all(|v| v.is_finite()));

@@ -492,13 +492,12 @@ impl Mlp {
         self.forward_train(x, mode, acts);
         let n = x.nrows();
         ensure(&mut acts.dlogits, (n, self.config.n_classes));
-        let (loss, correct) =
-            cross_entropy_with_grad(
-                acts.logits.view(),
-                labels,
-                class_weights,
-                acts.dlogits.view_mut(),
-            );
+        let (loss, correct) = cross_entropy_with_grad(
+            acts.logits.view(),
+            labels,
+            class_weights,
+            acts.dlogits.view_mut(),
+        );
         self.backward(x, acts, grads);
         (loss, correct)
     }
@@ -519,13 +518,12 @@ impl Mlp {
     ) -> (f64, usize) {
         self.forward_train(x, mode, acts);
         ensure(&mut acts.dlogits, (x.nrows(), self.config.n_classes));
-        let (loss, correct) =
-            cross_entropy_with_grad(
-                acts.logits.view(),
-                labels,
-                class_weights,
-                acts.dlogits.view_mut(),
-            );
+        let (loss, correct) = cross_entropy_with_grad(
+            acts.logits.view(),
+            labels,
+            class_weights,
+            acts.dlogits.view_mut(),
+        );
         self.backward_sgd_step(x, acts, lr);
         (loss, correct)
     }

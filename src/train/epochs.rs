@@ -98,7 +98,10 @@ pub enum Progress<'a> {
     },
     Epoch(&'a EpochRecord),
     /// The weights at the end of an epoch (1-based), after its record.
-    Weights { epoch: usize, mlp: &'a Mlp },
+    Weights {
+        epoch: usize,
+        mlp: &'a Mlp,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

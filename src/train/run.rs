@@ -34,7 +34,11 @@ pub struct Trained {
 ///
 /// # Shapes
 /// → [rows.len(), n_classes]
-fn logits_of(rows: Rows, n_classes: usize, logits: &dyn Fn(ArrayView2<f32>) -> Array2<f32>) -> Array2<f32> {
+fn logits_of(
+    rows: Rows,
+    n_classes: usize,
+    logits: &dyn Fn(ArrayView2<f32>) -> Array2<f32>,
+) -> Array2<f32> {
     const BLOCK: usize = 2048;
     let mut xb = Array2::zeros((0, 0));
     let mut out = Array2::<f32>::zeros((rows.len(), n_classes));
@@ -51,7 +55,12 @@ fn labels_of(rows: Rows) -> Vec<usize> {
 }
 
 /// Scores of logits at temperature `t`.
-fn evaluate_logits(logits: ArrayView2<f32>, labels: &[usize], t: f32, class_names: &[String]) -> Evaluation {
+fn evaluate_logits(
+    logits: ArrayView2<f32>,
+    labels: &[usize],
+    t: f32,
+    class_names: &[String],
+) -> Evaluation {
     let probs = softmax_rows((&logits / t).view());
     metrics::evaluate(probs.view(), labels, class_names, None)
 }
@@ -119,7 +128,11 @@ fn final_metrics(r: &HeadReport) -> serde_json::Value {
 /// `--class-weight balanced`: weights from the training rows' labels.
 fn class_weights(plan: &TrainPlan, data: &TrainingData) -> Option<Vec<f32>> {
     plan.balanced.then(|| {
-        let y: Vec<usize> = data.train_rows.iter().map(|&r| data.train_labels[r]).collect();
+        let y: Vec<usize> = data
+            .train_rows
+            .iter()
+            .map(|&r| data.train_labels[r])
+            .collect();
         crate::head::balanced_class_weights(&y, data.class_names.len())
     })
 }
@@ -153,12 +166,22 @@ pub fn logistic_engine(plan: &TrainPlan, n_values: usize) -> &'static str {
 /// as the smallest class allows (at most 5).
 #[cfg(feature = "train")]
 fn inner_folds(data: &TrainingData, seed: u64) -> (Vec<usize>, usize) {
-    let y: Vec<usize> = data.train_rows.iter().map(|&r| data.train_labels[r]).collect();
+    let y: Vec<usize> = data
+        .train_rows
+        .iter()
+        .map(|&r| data.train_labels[r])
+        .collect();
     let mut counts = vec![0usize; data.class_names.len()];
     for &l in &y {
         counts[l] += 1;
     }
-    let k = counts.iter().copied().filter(|&c| c > 0).min().unwrap_or(0).min(5);
+    let k = counts
+        .iter()
+        .copied()
+        .filter(|&c| c > 0)
+        .min()
+        .unwrap_or(0)
+        .min(5);
     (
         crate::features::stratified_folds(&y, data.class_names.len(), k.max(2), seed),
         k,
@@ -215,7 +238,9 @@ pub fn fit_logistic(plan: &TrainPlan, data: &TrainingData) -> Result<Trained> {
             (c, Some(format!("C = {c:.4} by {k}-fold CV")))
         }
         (None, None) => {
-            notes.push("logistic regression: too few rows per class to cross-validate C; C = 1".into());
+            notes.push(
+                "logistic regression: too few rows per class to cross-validate C; C = 1".into(),
+            );
             (1.0, None)
         }
     };
@@ -239,7 +264,13 @@ pub fn fit_logistic(plan: &TrainPlan, data: &TrainingData) -> Result<Trained> {
     let held = if by_folds {
         let p = path.as_ref().expect("folds cross-validate");
         let y = labels_of(data.train_rows());
-        Some(held_out(plan, p.oof_logits.view(), &y, Some((&folds, k)), &data.class_names))
+        Some(held_out(
+            plan,
+            p.oof_logits.view(),
+            &y,
+            Some((&folds, k)),
+            &data.class_names,
+        ))
     } else {
         data.val_rows().map(|v| {
             let z = logits_of(v, n_classes, &logits);
@@ -315,8 +346,12 @@ fn cross_validate_mlp(
     let k = data.n_folds();
     let n_classes = data.class_names.len();
     let x = data.train.data.view();
-    let position: std::collections::HashMap<usize, usize> =
-        data.train_rows.iter().enumerate().map(|(i, &r)| (r, i)).collect();
+    let position: std::collections::HashMap<usize, usize> = data
+        .train_rows
+        .iter()
+        .enumerate()
+        .map(|(i, &r)| (r, i))
+        .collect();
     let mut curves: Vec<Vec<f64>> = Vec::new();
     // Per fold, the held-out logits of every epoch: [fold][epoch] → [n_fold, n_classes]
     let mut fold_logits: Vec<Vec<Array2<f32>>> = Vec::new();
