@@ -644,7 +644,16 @@ fn bad_inputs_are_refused_before_training() {
         "--momentum and --nesterov are for --optim sgd",
     );
     refused(
-        &["train", "--train", s(&full), "--out", o, "--optim", "sgd", "--nesterov"],
+        &[
+            "train",
+            "--train",
+            s(&full),
+            "--out",
+            o,
+            "--optim",
+            "sgd",
+            "--nesterov",
+        ],
         "Nesterov momentum requires a momentum > 0",
     );
     refused(

@@ -616,3 +616,66 @@ pub fn metrics_json(
         "heads": reports,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(kind: HeadKind, val_loss: Option<f64>) -> HeadReport {
+        HeadReport {
+            kind,
+            description: String::new(),
+            train_seconds: 0.0,
+            seconds_per_epoch: None,
+            train_loss: 0.0,
+            train_accuracy: 1.0,
+            validation: val_loss.map(|l| {
+                let mut e = metrics::evaluate(
+                    ndarray::array![[0.9f32, 0.1]].view(),
+                    &[0],
+                    &["a".into(), "b".into()],
+                    None,
+                );
+                e.log_loss = l;
+                e
+            }),
+            history: Vec::new(),
+            best_epoch: None,
+            stopped_early: false,
+            bundle: format!("{kind}.safetensors"),
+            temperature: 1.0,
+            uncalibrated_log_loss: None,
+            cv: None,
+            chosen: None,
+            recommended: false,
+        }
+    }
+
+    #[test]
+    fn the_lowest_held_out_log_loss_is_recommended() {
+        let mut r = vec![
+            report(HeadKind::Logistic, Some(0.42)),
+            report(HeadKind::Mlp, Some(0.31)),
+        ];
+        assert_eq!(recommend(&mut r), Some(1));
+        assert!(!r[0].recommended && r[1].recommended);
+        // A tie goes to the first (the logistic baseline); NaN never wins.
+        let mut r = vec![
+            report(HeadKind::Logistic, Some(0.3)),
+            report(HeadKind::Mlp, Some(0.3)),
+        ];
+        assert_eq!(recommend(&mut r), Some(0));
+        let mut r = vec![
+            report(HeadKind::Logistic, Some(f64::NAN)),
+            report(HeadKind::Mlp, Some(0.9)),
+        ];
+        assert_eq!(recommend(&mut r), Some(1));
+        // Without held-out figures nothing is recommended.
+        let mut r = vec![
+            report(HeadKind::Logistic, None),
+            report(HeadKind::Mlp, None),
+        ];
+        assert_eq!(recommend(&mut r), None);
+        assert!(r.iter().all(|h| !h.recommended));
+    }
+}
