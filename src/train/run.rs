@@ -147,19 +147,19 @@ fn logistic_config(plan: &TrainPlan, c: f32) -> crate::head::logistic::LogisticC
     }
 }
 
-/// "linfa-logistic, L-BFGS" or the streaming engine, for `n_values` feature values.
+/// The engine the final logistic fit will run, for `n_values` feature values:
+/// streaming for class weights and for the refit after cross-validation,
+/// else linfa-logistic up to its size limit.
 #[cfg(feature = "train")]
 pub fn logistic_engine(plan: &TrainPlan, n_values: usize) -> &'static str {
     use crate::head::logistic::LogisticEngine;
-    let engine = if plan.balanced {
+    let cross_validated = plan.logistic.as_ref().is_some_and(|l| l.c.is_none());
+    let engine = if plan.balanced || cross_validated {
         LogisticEngine::Streaming
     } else {
         logistic_config(plan, 1.0).engine.resolve(n_values)
     };
-    match engine {
-        LogisticEngine::Streaming => "argmin L-BFGS as linfa-logistic, streaming products",
-        _ => "linfa-logistic, L-BFGS",
-    }
+    engine.describe()
 }
 
 /// Folds for choosing C when validation is not by folds: stratified, as many
@@ -245,20 +245,32 @@ pub fn fit_logistic(plan: &TrainPlan, data: &TrainingData) -> Result<Trained> {
         }
     };
     let config = logistic_config(plan, c);
-    let fit = logistic::fit(
-        x,
-        &data.train_labels,
-        &data.train_rows,
-        n_classes,
-        &config,
-        weights.as_deref(),
-    )?;
+    let fit = match (&path, fixed_c) {
+        (Some(p), None) => logistic::refit(
+            x,
+            &data.train_labels,
+            &data.train_rows,
+            n_classes,
+            &config,
+            weights.as_deref(),
+            p,
+        )?,
+        _ => logistic::fit(
+            x,
+            &data.train_labels,
+            &data.train_rows,
+            n_classes,
+            &config,
+            weights.as_deref(),
+        )?,
+    };
     if let (Some(it), Some(passes)) = (fit.iterations, fit.passes) {
         notes.push(format!(
             "logistic regression: {it} L-BFGS iterations, {passes} passes over the features, stopped: {}",
             fit.stop.as_deref().unwrap_or("—")
         ));
     }
+    let fit_engine = fit.engine;
     let (head, std) = (fit.head, fit.standardize);
     let logits = |x: ArrayView2<f32>| head.forward(std.apply(x).view());
     let held = if by_folds {
@@ -284,7 +296,7 @@ pub fn fit_logistic(plan: &TrainPlan, data: &TrainingData) -> Result<Trained> {
         t,
         &data.class_names,
     );
-    let engine = logistic_engine(plan, data.train_rows.len() * data.train.n_features());
+    let engine = fit_engine.describe();
     let report = HeadReport {
         kind: HeadKind::Logistic,
         description: format!("logistic regression ({engine}, C = {c:.4}, standardised)"),
