@@ -5,7 +5,6 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
 use ndarray::Array4;
 use xfer::backbone::Backbone;
 use xfer::dataset::{self, Layout};
@@ -16,6 +15,7 @@ use xfer::store;
 use xfer::zoo::{Manifest, Weights, Zoo};
 
 use super::common::{DecodeArgs, DeviceArgs};
+use super::progress::Progress;
 use super::{Cli, EXIT_SKIPPED};
 
 #[derive(Args, Debug)]
@@ -44,6 +44,13 @@ pub struct ExtractArgs {
     /// Replace OUT (and any OUT.partial) if it exists.
     #[arg(long, conflicts_with = "resume")]
     overwrite: bool,
+    /// No progress lines (warnings and errors still go to stderr).
+    #[arg(long, short)]
+    quiet: bool,
+    /// Print one JSON object on stdout at the end instead of the summary: the
+    /// file written, counts, skipped files, seconds, images/s, provider.
+    #[arg(long)]
+    json: bool,
     #[command(flatten)]
     decode: DecodeArgs,
     #[command(flatten)]
@@ -149,11 +156,7 @@ pub fn extract(cli: &Cli, args: &ExtractArgs) -> Result<i32> {
     for line in dataset::describe_ignored(&ds.ignored, 5) {
         eprintln!("{line}");
     }
-    let bar = ProgressBar::new(ds.items.len() as u64);
-    bar.set_style(
-        ProgressStyle::with_template("{bar:40} {pos}/{len} images  {per_sec}  ETA {eta}  {msg}")
-            .expect("valid template"),
-    );
+    let bar = Progress::new("extract", "images", ds.items.len() as u64, args.quiet);
     let first: Vec<PathBuf> = ds.items.iter().take(64).map(|i| ds.abs_path(i)).collect();
     let session = args.device.session_options_for(&first);
     // Runs while the decoders start on the first batches.
@@ -178,13 +181,14 @@ pub fn extract(cli: &Cli, args: &ExtractArgs) -> Result<i32> {
         Ok((backbone, prov))
     };
     let summary = extract::run(&ds, load, &args.out, &cfg, &mut |p| {
-        bar.set_position(p.done as u64);
-        if p.skipped > 0 {
-            bar.set_message(format!("{} skipped", p.skipped));
-        }
+        bar.set(p.done as u64, p.skipped)
     })?;
-    bar.finish_and_clear();
-    print_summary(&args.out, &summary);
+    bar.finish();
+    if args.json {
+        print_json(&args.out, &manifest.name, &summary)?;
+    } else {
+        print_summary(&args.out, &summary);
+    }
     Ok(if summary.skipped.is_empty() {
         0
     } else {
@@ -214,6 +218,25 @@ fn print_summary(out: &Path, s: &extract::Summary) {
             println!("  {p}: {r}");
         }
     }
+}
+
+fn print_json(out: &Path, model: &str, s: &extract::Summary) -> Result<()> {
+    let json = serde_json::json!({
+        "command": "extract",
+        "out": out,
+        "model": model,
+        "images": s.total,
+        "rows": s.resumed_rows + s.written,
+        "written": s.written,
+        "resumed_rows": s.resumed_rows,
+        "skipped": s.skipped.iter().map(|(p, r)| serde_json::json!({"path": p, "reason": r})).collect::<Vec<_>>(),
+        "skipped_before": s.skipped_before,
+        "seconds": s.seconds,
+        "images_per_second": s.images_per_second(),
+        "provider": s.provider,
+    });
+    println!("{}", serde_json::to_string_pretty(&json)?);
+    Ok(())
 }
 
 #[derive(Args, Debug)]

@@ -2,6 +2,7 @@
 //! feature files, print one line per epoch and a comparison table, and write
 //! the bundle(s), metrics.json and a learning-curve plot to --out.
 
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -165,6 +166,41 @@ pub struct TrainArgs {
     /// Threads for the matrix products (0 = one per core).
     #[arg(long, default_value_t = 0)]
     threads: usize,
+    /// No epoch lines or progress (warnings and errors still go to stderr).
+    #[arg(long, short)]
+    quiet: bool,
+    /// Print one JSON object on stdout at the end instead of the table (epoch
+    /// lines go to stderr): files written, the validation used, the
+    /// recommended head, and each head's scores.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Where a run's human-readable lines go: stdout, stderr (with --json, whose
+/// object owns stdout), or nowhere (--quiet).
+#[derive(Clone, Copy)]
+enum Lines {
+    Stdout,
+    Stderr,
+    Off,
+}
+
+impl Lines {
+    fn of(args: &TrainArgs) -> Lines {
+        match (args.quiet, args.json) {
+            (true, _) => Lines::Off,
+            (false, true) => Lines::Stderr,
+            (false, false) => Lines::Stdout,
+        }
+    }
+
+    fn say(self, line: &str) {
+        match self {
+            Lines::Stdout => println!("{line}"),
+            Lines::Stderr => eprintln!("{line}"),
+            Lines::Off => {}
+        }
+    }
 }
 
 /// Flags → a checked [`TrainPlan`]; the output folder is checked too.
@@ -334,7 +370,7 @@ pub fn train(_cli: &Cli, args: &TrainArgs) -> Result<i32> {
         trained.push(train_logistic(&plan, l, &data)?);
     }
     if plan.mlp.is_some() {
-        trained.push(train_mlp(&plan, &mut data)?);
+        trained.push(train_mlp(&plan, &mut data, Lines::of(args))?);
     }
     let mut reports: Vec<HeadReport> = trained.iter().map(|t| t.report.clone()).collect();
     let best = fit::recommend(&mut reports);
@@ -381,12 +417,39 @@ pub fn train(_cli: &Cli, args: &TrainArgs) -> Result<i32> {
             );
         }
     }
-    println!();
-    print!("{}", report::comparison_table(&reports));
-    if best.is_none() && reports.len() > 1 {
-        println!("no held-out data: no head is recommended (pass --val, --val-split or --cv)");
+    let no_recommendation = best.is_none() && reports.len() > 1;
+    if args.json {
+        let json = serde_json::json!({
+            "command": "train",
+            "out": args.out,
+            "written": written,
+            "preset": plan.preset,
+            "validation": data.validation_note,
+            "recommended": reports.iter().find(|r| r.recommended).map(|r| &r.bundle),
+            "heads": reports.iter().map(|r| serde_json::json!({
+                "kind": r.kind,
+                "bundle": r.bundle,
+                "recommended": r.recommended,
+                "chosen": r.chosen,
+                "temperature": r.temperature,
+                "val_accuracy": r.validation.as_ref().map(|e| e.accuracy),
+                "val_log_loss": r.validation.as_ref().map(|e| e.log_loss),
+                "val_log_loss_uncalibrated": r.uncalibrated_log_loss,
+                "cv": r.cv,
+                "train_accuracy": r.train_accuracy,
+                "train_log_loss": r.train_loss,
+                "train_seconds": r.train_seconds,
+            })).collect::<Vec<_>>(),
+        });
+        println!("{}", serde_json::to_string_pretty(&json)?);
+    } else if !args.quiet {
+        println!();
+        print!("{}", report::comparison_table(&reports));
+        if no_recommendation {
+            println!("no held-out data: no head is recommended (pass --val, --val-split or --cv)");
+        }
+        println!("\nwrote {} to {}", written.join(", "), args.out.display());
     }
-    println!("\nwrote {} to {}", written.join(", "), args.out.display());
     Ok(0)
 }
 
@@ -452,7 +515,7 @@ fn train_logistic(_: &TrainPlan, _: &LogisticPlan, _: &TrainingData) -> Result<T
     bail!("this xfer was built without the `train` feature (linfa); use --head mlp or rebuild with default features")
 }
 
-fn train_mlp(plan: &TrainPlan, data: &mut TrainingData) -> Result<Trained> {
+fn train_mlp(plan: &TrainPlan, data: &mut TrainingData, lines: Lines) -> Result<Trained> {
     let m = plan.mlp.as_ref().expect("the plan has an MLP");
     let config = m.config(data.train.n_features(), data.class_names.len());
     let folds = data.n_folds();
@@ -484,7 +547,12 @@ fn train_mlp(plan: &TrainPlan, data: &mut TrainingData) -> Result<Trained> {
             String::new()
         }
     );
-    let bar = ProgressBar::new(0);
+    // The batch bar only on a terminal; epoch lines are the log elsewhere.
+    let bar = if matches!(lines, Lines::Off) || !std::io::stderr().is_terminal() {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(0)
+    };
     bar.set_style(
         ProgressStyle::with_template("  epoch {msg} {bar:30} {pos}/{len} batches  ETA {eta}")
             .expect("valid template"),
@@ -510,13 +578,13 @@ fn train_mlp(plan: &TrainPlan, data: &mut TrainingData) -> Result<Trained> {
                     ),
                     _ => String::new(),
                 };
-                println!(
+                lines.say(&format!(
                     "epoch {:>3}  loss {}  acc {:>6} %{val}  {} s",
                     r.epoch,
                     report::fixed(r.train_loss, 4),
                     report::fixed(100.0 * r.train_accuracy, 2),
                     report::fixed(r.seconds, 2)
-                );
+                ));
             });
         }
         _ => {}
@@ -524,8 +592,8 @@ fn train_mlp(plan: &TrainPlan, data: &mut TrainingData) -> Result<Trained> {
     let trained = fit::fit_mlp(plan, data, &mut progress)?;
     bar.finish_and_clear();
     for n in &trained.notes {
-        println!("{n}");
+        lines.say(n);
     }
-    println!("MLP: {}", summary(&trained.report));
+    lines.say(&format!("MLP: {}", summary(&trained.report)));
     Ok(trained)
 }
