@@ -19,6 +19,11 @@ use super::progress::Progress;
 use super::{Cli, EXIT_SKIPPED};
 
 #[derive(Args, Debug)]
+#[command(after_long_help = "Examples:
+  xfer extract --model efficientnet_lite0 --data photos/train --out train.h5
+  xfer extract --model efficientnet_lite0 --data photos/train --out train.h5 --resume
+  xfer extract --model resnet50 --data dogs-vs-cats/train --out train_resnet50.h5 --device cuda --batch 128
+  xfer extract --model efficientnet_lite0 --data photos/ --out f.h5 --json 2> extract.log")]
 pub struct ExtractArgs {
     /// Backbone: a name from `xfer models`, or a manifest file (*.toml).
     #[arg(long)]
