@@ -46,10 +46,15 @@ fn chromium() -> Option<PathBuf> {
         return Some(PathBuf::from(p));
     }
     let path = std::env::var_os("PATH")?;
-    ["chromium", "chromium-browser", "google-chrome", "google-chrome-stable"]
-        .iter()
-        .flat_map(|name| std::env::split_paths(&path).map(move |d| d.join(name)))
-        .find(|p| p.is_file())
+    [
+        "chromium",
+        "chromium-browser",
+        "google-chrome",
+        "google-chrome-stable",
+    ]
+    .iter()
+    .flat_map(|name| std::env::split_paths(&path).map(move |d| d.join(name)))
+    .find(|p| p.is_file())
 }
 
 /// Runs headless Chromium on `url` with `args`, killed after 120 s; returns
@@ -182,7 +187,10 @@ fn the_demo_report_renders_in_chromium_without_errors() {
     );
     common::setup_file("onnx/efficientnet_lite0.onnx");
     let version = Command::new(&browser).arg("--version").output().unwrap();
-    eprintln!("browser: {}", String::from_utf8_lossy(&version.stdout).trim());
+    eprintln!(
+        "browser: {}",
+        String::from_utf8_lossy(&version.stdout).trim()
+    );
 
     let t = tempfile::tempdir().unwrap();
     let split = t.path().join("split");
@@ -244,14 +252,26 @@ fn the_demo_report_renders_in_chromium_without_errors() {
         ],
         &url(&page_path),
     );
-    assert!(console_lines(&err).is_empty(), "console: {:?}", console_lines(&err));
+    assert!(
+        console_lines(&err).is_empty(),
+        "console: {:?}",
+        console_lines(&err)
+    );
     let png = std::fs::read(&shot).expect("a screenshot");
     assert_eq!(png_size(&png), (1280, 2000));
-    assert!(png.len() > 50_000, "a page, not a blank: {} bytes", png.len());
+    assert!(
+        png.len() > 50_000,
+        "a page, not a blank: {} bytes",
+        png.len()
+    );
 
     // 2. The DOM, with the checking script.
     let checked = t.path().join("checked.html");
-    std::fs::write(&checked, page.replace("</body>", &format!("{CHECK}</body>"))).unwrap();
+    std::fs::write(
+        &checked,
+        page.replace("</body>", &format!("{CHECK}</body>")),
+    )
+    .unwrap();
     let (dom, err) = run_chromium(
         &browser,
         &t.path().join("profile2"),
@@ -262,12 +282,21 @@ fn the_demo_report_renders_in_chromium_without_errors() {
         ],
         &url(&checked),
     );
-    assert!(console_lines(&err).is_empty(), "console: {:?}", console_lines(&err));
+    assert!(
+        console_lines(&err).is_empty(),
+        "console: {:?}",
+        console_lines(&err)
+    );
     let check = dom
         .split("<pre id=\"xfer-check\">")
         .nth(1)
         .and_then(|s| s.split("</pre>").next())
-        .unwrap_or_else(|| panic!("the check did not run; DOM ends with: {}", &dom[dom.len().saturating_sub(500)..]));
+        .unwrap_or_else(|| {
+            panic!(
+                "the check did not run; DOM ends with: {}",
+                &dom[dom.len().saturating_sub(500)..]
+            )
+        });
     eprintln!("{check}");
     let field = |k: &str| {
         check
@@ -277,11 +306,18 @@ fn the_demo_report_renders_in_chromium_without_errors() {
     };
     assert_eq!(
         field("sections"),
-        "summary,provenance,confusion,reliability,learning-curves,mistakes"
+        "summary,confusion,mistakes,reliability,learning-curves,provenance"
     );
     assert_eq!(field("images"), n_img.to_string());
-    assert!(field("broken").starts_with("0 "), "undecoded images: {}", field("broken"));
-    assert!(field("svgs").parse::<usize>().unwrap() >= 2, "reliability + learning curves");
+    assert!(
+        field("broken").starts_with("0 "),
+        "undecoded images: {}",
+        field("broken")
+    );
+    assert!(
+        field("svgs").parse::<usize>().unwrap() >= 2,
+        "reliability + learning curves"
+    );
     assert_eq!(field("flat_svgs"), "0", "every chart has a size");
     assert_eq!(field("cells"), "16", "4 × 4 confusion matrix");
     let (sw, iw): (u32, u32) = (
@@ -303,7 +339,11 @@ fn the_demo_report_renders_in_chromium_without_errors() {
     );
     let pdf_bytes = std::fs::read(&pdf).expect("a PDF");
     assert!(pdf_bytes.starts_with(b"%PDF"));
-    assert!(pdf_bytes.len() > 20_000, "an empty PDF: {} bytes", pdf_bytes.len());
+    assert!(
+        pdf_bytes.len() > 20_000,
+        "an empty PDF: {} bytes",
+        pdf_bytes.len()
+    );
     eprintln!(
         "screenshot, page and PDF ({} KB) in {}",
         pdf_bytes.len() / 1024,

@@ -148,7 +148,11 @@ fn image_folder_report_has_every_section_thumbnails_and_escaped_names() {
     ];
     let o = xfer(&args);
     assert!(!o.status.success());
-    assert!(common::text(&o).contains("pass --overwrite"), "{}", common::text(&o));
+    assert!(
+        common::text(&o).contains("pass --overwrite"),
+        "{}",
+        common::text(&o)
+    );
     args.push("--overwrite");
     ok(xfer(&args));
     // A file where the folder should be is refused before any work.
@@ -163,7 +167,11 @@ fn image_folder_report_has_every_section_thumbnails_and_escaped_names() {
         "--report",
         s(&file),
     ]);
-    assert!(common::text(&o).contains("is not a folder"), "{}", common::text(&o));
+    assert!(
+        common::text(&o).contains("is not a folder"),
+        "{}",
+        common::text(&o)
+    );
 }
 
 #[test]
@@ -186,7 +194,10 @@ fn kaggle_layout_and_two_backbones_get_thumbnails() {
     assert_sections(&page);
     let (imgs, figures) = thumbnails(&page);
     assert!(figures > 0 && imgs == figures, "{imgs} of {figures}");
-    assert!(page.contains("cat.") || page.contains("dog."), "paths in captions");
+    assert!(
+        page.contains("cat.") || page.contains("dog."),
+        "paths in captions"
+    );
     // Two feature files concatenated: both backbones listed, images found.
     let bundle = train(&[&a, &b], &t.path().join("run2"));
     let page = report(&bundle, &[&a, &b], &t.path().join("r2"), &[]);
@@ -211,7 +222,10 @@ fn moved_images_and_tutorial_files_get_a_note_instead_of_thumbnails() {
     assert_sections(&page);
     assert_eq!(thumbnails(&page).0, 0);
     assert!(page.contains("The images are not reachable"), "note");
-    assert!(page.contains(&format!("{}", data.display())), "names the old root");
+    assert!(
+        page.contains(&format!("{}", data.display())),
+        "names the old root"
+    );
     assert!(page.contains("--image-root"));
     // --image-root says where they are now.
     let page = report(
@@ -243,7 +257,10 @@ fn moved_images_and_tutorial_files_get_a_note_instead_of_thumbnails() {
     let lone = t.path().join("lone.safetensors");
     std::fs::copy(&bundle, &lone).unwrap();
     let page = report(&lone, &[&feats], &t.path().join("r4"), &[]);
-    assert!(page.contains("no metrics.json beside the bundle"), "curves note");
+    assert!(
+        page.contains("no metrics.json beside the bundle"),
+        "curves note"
+    );
 
     // Tutorial files: no paths, no provenance.
     let x = ndarray::Array2::from_shape_fn((12, 4), |(i, j)| ((i % 2) * 3 + j) as f32);
@@ -251,7 +268,10 @@ fn moved_images_and_tutorial_files_get_a_note_instead_of_thumbnails() {
     let tut = t.path().join("train_feature_tiny.hd5f");
     {
         let f = hdf5::File::create(&tut).unwrap();
-        f.new_dataset_builder().with_data(&x).create("data").unwrap();
+        f.new_dataset_builder()
+            .with_data(&x)
+            .create("data")
+            .unwrap();
         f.new_dataset_builder()
             .with_data(&labels)
             .create("label")
@@ -269,7 +289,12 @@ fn moved_images_and_tutorial_files_get_a_note_instead_of_thumbnails() {
         "--cv",
         "2",
     ]));
-    let page = report(&run.join("best.safetensors"), &[&tut], &t.path().join("r5"), &[]);
+    let page = report(
+        &run.join("best.safetensors"),
+        &[&tut],
+        &t.path().join("r5"),
+        &[],
+    );
     assert_sections(&page);
     assert_eq!(thumbnails(&page).0, 0);
     assert!(page.contains("record no image paths"), "tutorial note");

@@ -321,6 +321,11 @@ td.num { font-variant-numeric: tabular-nums; }
 .kv td, .kv th { text-align: left; }
 .kv th { font-weight: normal; color: #333; white-space: nowrap; }
 .wrap { overflow-x: auto; }
+.pair { display: flex; flex-wrap: wrap; gap: 12px 48px; align-items: flex-start; }
+.pair > * { flex: 0 1 auto; min-width: 0; }
+.explain { flex: 1 1 300px; max-width: 460px; }
+.half { flex: 0 1 480px; }
+.pair > section { flex: 1 1 400px; }
 table.cm { border-collapse: separate; border-spacing: 2px; }
 table.cm td { min-width: 2.6em; height: 2.3em; text-align: center; vertical-align: middle; border: 0; padding: 2px 4px; font-variant-numeric: tabular-nums; }
 table.cm td.diag { outline: 2px solid #1a1a1a; outline-offset: -2px; }
@@ -346,7 +351,7 @@ footer { margin-top: 2.5em; color: #555; font-size: 0.85em; border-top: 1px soli
   body { max-width: none; padding: 0; font-size: 10pt; }
   h2 { break-after: avoid; }
   table, figure, svg, .cards { break-inside: avoid; }
-  details > *:not(summary) { display: block; }
+  details::details-content { content-visibility: visible; display: block; }
   .gallery { grid-template-columns: repeat(5, 1fr); }
   figure img { max-width: 100%; }
   * { -webkit-print-color-adjust: exact; print-color-adjust: exact; }
@@ -388,15 +393,15 @@ pub fn render(page: &Page) -> String {
         e.n_samples,
         join_code(input.feature_files)
     );
-    h += "<nav><a href=\"#summary\">Scores</a><a href=\"#provenance\">Provenance</a>\
-          <a href=\"#confusion\">Confusion matrix</a><a href=\"#reliability\">Calibration</a>\
-          <a href=\"#learning-curves\">Learning curves</a><a href=\"#mistakes\">Mistakes</a></nav>\n";
+    h += "<nav><a href=\"#summary\">Scores</a><a href=\"#confusion\">Confusion matrix</a>\
+          <a href=\"#mistakes\">Mistakes</a><a href=\"#reliability\">Calibration</a>\
+          <a href=\"#learning-curves\">Learning curves</a><a href=\"#provenance\">Provenance</a></nav>\n";
+    // What the head gets wrong first; where it came from last.
     summary(&mut h, page);
-    provenance(&mut h, page);
-    confusion(&mut h, e);
+    mistakes(&mut h, page);
     reliability(&mut h, &page.reliability);
     learning_curves(&mut h, page);
-    mistakes(&mut h, page);
+    provenance(&mut h, page);
     let _ = writeln!(
         h,
         "<footer>Written by xfer {} (<code>xfer evaluate --report</code>). One self-contained \
@@ -450,7 +455,7 @@ fn summary(h: &mut String, page: &Page) {
             escape(&k)
         );
     }
-    h.push_str("</div>\n<div class=\"wrap\"><table>\n<tr><th class=\"l\">class</th><th>n</th><th>predicted</th><th>precision</th><th>recall</th><th>F1</th></tr>\n");
+    h.push_str("</div>\n<div class=\"pair\">\n<div class=\"half\"><h3>Per class</h3>\n<div class=\"wrap\"><table>\n<tr><th class=\"l\">class</th><th>n</th><th>predicted</th><th>precision</th><th>recall</th><th>F1</th></tr>\n");
     for (k, c) in e.per_class.iter().enumerate() {
         let predicted: usize = e.confusion.iter().map(|row| row[k]).sum();
         let _ = writeln!(
@@ -463,8 +468,12 @@ fn summary(h: &mut String, page: &Page) {
             c.f1().map_or("—".into(), |f| fixed(f, 3))
         );
     }
-    h.push_str("</table></div>\n<p class=\"sub\">n: rows of the class; predicted: rows predicted as it; \
-                precision, recall and F1 per class (— where undefined: a class never predicted has no precision).</p>\n</section>\n");
+    h.push_str(
+        "</table></div>\n<p class=\"sub\">n: rows of the class; predicted: rows predicted as it; \
+                — where undefined (a class never predicted has no precision).</p>\n</div>\n",
+    );
+    confusion(h, e);
+    h.push_str("</div>\n</section>\n");
 }
 
 /// A JSON number as written by a person: f32 values stored as f64 (0.001
@@ -710,11 +719,10 @@ fn cell_colour(share: f64) -> [u8; 3] {
 }
 
 fn confusion(h: &mut String, e: &Evaluation) {
-    h.push_str("<section id=\"confusion\">\n<h2>Confusion matrix</h2>\n\
-                <p class=\"sub\">Rows: the true class; columns: the predicted class. Each cell prints its \
-                count; its colour is the share of the true class's rows (viridis, readable with any \
-                common colour-vision deficiency and in greyscale). The diagonal (right answers) is outlined.</p>\n\
-                <div class=\"wrap\"><table class=\"cm\">\n<tr><th></th>");
+    h.push_str(
+        "<section id=\"confusion\">\n<h3>Confusion matrix</h3>\n\
+                <div class=\"wrap\"><table class=\"cm\">\n<tr><th></th>",
+    );
     for n in &e.class_names {
         let _ = write!(h, "<th class=\"col\">{}</th>", escape(n));
     }
@@ -757,7 +765,10 @@ fn confusion(h: &mut String, e: &Evaluation) {
             hex(cell_colour(i as f64 / 10.0))
         );
     }
-    h.push_str("100 %</div>\n</section>\n");
+    h.push_str("100 %</div>\n<p class=\"sub\">Rows: the true class; columns: the predicted \
+                class. Each cell prints its count; its colour is the share of the true class's rows \
+                (viridis: readable with any common colour-vision deficiency and in greyscale). The \
+                diagonal (right answers) is outlined.</p>\n</section>\n");
 }
 
 /// The reliability diagram: observed accuracy per confidence bin (bars),
@@ -907,12 +918,15 @@ fn reliability(h: &mut String, r: &Reliability) {
     let _ = writeln!(
         h,
         "<section id=\"reliability\">\n<h2>Calibration: reliability diagram</h2>\n\
-         <p class=\"sub\">The predicted probability of the top class, in {N_BINS} bins of width \
-         0.1, against how often the top class is right. Bars on the diagonal are calibrated; bars \
-         below it are over-confident. Expected calibration error (ECE), the rows' weighted mean \
-         gap between the two: <b>{}</b>.</p>\n{}</section>",
-        fixed(r.ece, 4),
-        reliability_svg(r)
+         <div class=\"pair\">\n{}<div class=\"explain\"><p>The predicted probability of the top \
+         class, in {N_BINS} bins of width 0.1 (bars), against how often the top class is right \
+         in each bin. A calibrated head's bars reach the diagonal; bars below it are \
+         over-confident, above it under-confident. The vermillion tick is the bin's mean \
+         predicted probability; the grey histogram counts the rows in each bin.</p>\n\
+         <p>Expected calibration error (ECE), the gap between the two weighted by the rows in \
+         each bin: <b>{}</b>. Few rows make a bar noisy: look at the counts.</p></div>\n</div>\n</section>",
+        reliability_svg(r),
+        fixed(r.ece, 4)
     );
 }
 
