@@ -718,7 +718,55 @@ fn cell_colour(share: f64) -> [u8; 3] {
     viridis(1.0 - share)
 }
 
+/// The most classes drawn as a grid; with more, the page lists the most
+/// frequent confusions instead (1,000 classes would be a million cells).
+pub const MAX_GRID_CLASSES: usize = 40;
+/// How many confusions that list shows.
+const TOP_CONFUSIONS: usize = 30;
+
+/// The off-diagonal cells with rows, most rows first (ties: by true, then
+/// predicted class): `(true, predicted, count)`.
+pub fn top_confusions(confusion: &[Vec<usize>], k: usize) -> Vec<(usize, usize, usize)> {
+    let mut v: Vec<(usize, usize, usize)> = confusion
+        .iter()
+        .enumerate()
+        .flat_map(|(t, row)| {
+            row.iter()
+                .enumerate()
+                .filter(move |&(p, &n)| p != t && n > 0)
+                .map(move |(p, &n)| (t, p, n))
+        })
+        .collect();
+    v.sort_by(|a, b| b.2.cmp(&a.2).then(a.0.cmp(&b.0)).then(a.1.cmp(&b.1)));
+    v.truncate(k);
+    v
+}
+
 fn confusion(h: &mut String, e: &Evaluation) {
+    let n = e.class_names.len();
+    if n > MAX_GRID_CLASSES {
+        let top = top_confusions(&e.confusion, TOP_CONFUSIONS);
+        let _ = writeln!(
+            h,
+            "<section id=\"confusion\">\n<h3>Most frequent confusions</h3>\n<p class=\"note\">{n} \
+             classes are too many for a readable grid ({} cells): these are its fullest \
+             off-diagonal cells, the whole matrix is in <code>xfer evaluate --json</code>.</p>",
+            n * n
+        );
+        h.push_str("<div class=\"wrap\"><table>\n<tr><th class=\"l\">true</th><th class=\"l\">predicted</th><th>rows</th><th>of the true class</th></tr>\n");
+        for (t, p, c) in top {
+            let total: usize = e.confusion[t].iter().sum();
+            let _ = writeln!(
+                h,
+                "<tr><td class=\"l\">{}</td><td class=\"l\">{}</td><td class=\"num\">{c}</td><td class=\"num\">{}</td></tr>",
+                escape(&e.class_names[t]),
+                escape(&e.class_names[p]),
+                pct(Some(c as f64 / total.max(1) as f64))
+            );
+        }
+        h.push_str("</table></div>\n</section>\n");
+        return;
+    }
     h.push_str(
         "<section id=\"confusion\">\n<h3>Confusion matrix</h3>\n\
                 <div class=\"wrap\"><table class=\"cm\">\n<tr><th></th>",
@@ -1128,6 +1176,29 @@ mod tests {
         let (right, n) = unsure_hits(p.view(), &y, 1);
         assert_eq!((right.len(), n), (1, 2));
         assert_eq!(right[0].row, 4);
+    }
+
+    #[test]
+    fn many_classes_list_the_fullest_confusions_instead_of_a_grid() {
+        let cm = vec![vec![5, 2, 0], vec![3, 1, 2], vec![0, 2, 9]];
+        assert_eq!(top_confusions(&cm, 3), [(1, 0, 3), (0, 1, 2), (1, 2, 2)]);
+        let n = MAX_GRID_CLASSES + 1;
+        let names: Vec<String> = (0..n).map(|i| format!("c<{i}>")).collect();
+        let labels: Vec<usize> = (0..n).collect();
+        let probs = ndarray::Array2::from_shape_fn((n, n), |(r, c)| {
+            if c == (r + 1) % n {
+                0.9
+            } else {
+                0.1 / (n - 1) as f32
+            }
+        });
+        let e = metrics::evaluate(probs.view(), &labels, &names, None);
+        let mut h = String::new();
+        confusion(&mut h, &e);
+        assert!(h.contains("Most frequent confusions"));
+        assert!(!h.contains("class=\"cm\""));
+        assert_eq!(h.matches("<tr>").count(), 1 + TOP_CONFUSIONS);
+        assert!(h.contains("c&lt;0&gt;") && !h.contains("c<0>"));
     }
 
     #[test]
