@@ -201,6 +201,8 @@ pub fn cross_validate(
     let mut scores = vec![vec![(0f64, 0f64); n_folds]; cs.len()];
     let mut fold_logits: Vec<Vec<Array2<f32>>> = Vec::new(); // [fold][c] → [n_test, n_classes]
     let mut iterations = 0;
+    // `f` is the fold id (compared with `folds`), not only an index of `scores`.
+    #[allow(clippy::needless_range_loop)]
     for f in 0..n_folds {
         let train: Vec<usize> = all.iter().copied().filter(|&i| folds[i] != f).collect();
         let test: Vec<usize> = all.iter().copied().filter(|&i| folds[i] == f).collect();
