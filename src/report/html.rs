@@ -4,16 +4,19 @@
 //! charts are inline SVG and the thumbnails are JPEG `data:` URIs
 //! ([`super::thumbs`]), so the file can be mailed, archived or opened offline.
 //!
-//! Sections (each a `<section id=…>`): `summary` (accuracy, log loss, ECE,
-//! per-class precision/recall/F1 and n), `provenance` (the bundle's head,
+//! Sections (each a `<section id=…>`), what the head gets wrong first and
+//! where it came from last: `summary` (accuracy, log loss, ECE, per-class
+//! n, precision, recall and F1, with `confusion` beside the table: a grid,
+//! coloured by the share of the true class's rows in a colour-blind-safe
+//! sequential palette, counts printed; above [`MAX_GRID_CLASSES`] classes the
+//! most frequent confusions instead), `mistakes` (thumbnails of the most
+//! confidently wrong rows and of the least confident right ones, at most
+//! [`MAX_EXAMPLES`] each), `reliability` (the top class's predicted
+//! probability in 10 bins against the observed accuracy, the bin counts and
+//! ECE), `learning-curves` (the run's, from `metrics.json` beside the bundle,
+//! drawn by [`super::learning_curve_svg`]) and `provenance` (the bundle's head,
 //! backbones, preprocessing, training configuration, temperature, whether
-//! `xfer train` recommended it), `confusion` (a coloured grid, row-normalised,
-//! in a colour-blind-safe sequential palette, counts printed), `reliability`
-//! (the top class's predicted probability in 10 bins against the observed
-//! accuracy, with the bin counts and ECE), `learning-curves` (the run's, from
-//! `metrics.json` beside the bundle, drawn by [`super::learning_curve_svg`])
-//! and `mistakes` (thumbnails of the most confidently wrong rows and of the
-//! least confident right ones, at most [`MAX_EXAMPLES`] each).
+//! `xfer train` recommended it).
 //!
 //! [`evaluation_page`] gathers what the page needs (reading `metrics.json` and
 //! the images, whose failures become notes on the page, never errors) and
