@@ -60,7 +60,9 @@ def timed(cmd, env=None):
 
 def xfer_mlp(data, batch, a):
     out = os.path.join(OUT, "out", f"train-xfer-b{batch}")
-    cmd = [XFER, "train", "--train", data, "--head", "mlp", "--out", out, "--overwrite",
+    # --preset tutorial: the tutorial's settings (raw features, constant lr, no
+    # validation split), the same work as the PyTorch peer.
+    cmd = [XFER, "train", "--train", data, "--head", "mlp", "--out", out, "--overwrite", "--preset", "tutorial",
            "--epochs", str(a.epochs), "--batch", str(batch), "--optim", a.optim,
            "--lr", str(a.lr), "--threads", str(a.threads)]
     _, rss, wall = timed(cmd)
@@ -88,7 +90,7 @@ def torch_mlp(data, batch, a):
 def xfer_logistic(data, a):
     out = os.path.join(OUT, "out", "train-xfer-logistic")
     cmd = [XFER, "train", "--train", data, "--head", "logistic", "--out", out, "--overwrite",
-           "--threads", str(a.threads)]
+           "--preset", "tutorial", "--threads", str(a.threads)]
     _, rss, wall = timed(cmd)
     with open(os.path.join(out, "metrics.json")) as f:
         h = json.load(f)["heads"][0]
