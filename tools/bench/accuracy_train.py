@@ -118,7 +118,7 @@ def main():
         write(fva, x[va], y[va])
         out = os.path.join(OUT, f"xfer-split{k}")
         cmd = [XFER, "train", "--train", ftr, "--val", fva, "--head", "mlp", "--out", out, "--overwrite",
-               "--epochs", str(a.epochs), "--batch", str(a.batch), "--optim", a.optim, "--lr", str(a.lr),
+               "--preset", "tutorial", "--epochs", str(a.epochs), "--batch", str(a.batch), "--optim", a.optim, "--lr", str(a.lr),
                "--hidden", str(a.hidden), "--seed", str(k), "--threads", str(a.threads)]
         subprocess.run(cmd, check=True, capture_output=True)
         with open(os.path.join(out, "metrics.json")) as f:
