@@ -14,12 +14,15 @@ pub mod features;
 pub mod head;
 pub mod jpeg;
 pub mod lock;
+#[cfg(feature = "store")]
+pub mod merge;
 pub mod metrics;
 pub mod pipeline;
 pub mod predict;
 pub mod preprocess;
 pub mod report;
 pub mod runtime;
+pub mod shard;
 #[cfg(feature = "store")]
 pub mod store;
 pub mod train;

@@ -1,0 +1,54 @@
+//! `xfer merge`: the shard files of a sharded extraction into one feature file.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Result};
+use clap::Args;
+use xfer::store;
+
+use super::common::check_output;
+
+#[derive(Args, Debug)]
+pub struct MergeArgs {
+    /// The merged feature file: equal to an unsharded extraction's.
+    #[arg(long, value_name = "FILE.h5")]
+    out: PathBuf,
+    /// Replace OUT (and any OUT.partial) if it exists.
+    #[arg(long)]
+    overwrite: bool,
+    /// Every shard file of one `xfer extract --shard I/N` run, in any order.
+    #[arg(value_name = "SHARD_FILES", required = true)]
+    shards: Vec<PathBuf>,
+}
+
+pub fn merge(args: &MergeArgs) -> Result<i32> {
+    check_output("--out", &args.out, args.overwrite)?;
+    let partial = store::partial_path(&args.out);
+    if partial.exists() && !args.overwrite {
+        bail!(
+            "{} exists (an interrupted extraction or merge); pass --overwrite to replace it",
+            partial.display()
+        );
+    }
+    if args.shards.iter().any(|s| s == &args.out) {
+        bail!("--out {} is one of the shard files; give another name", args.out.display());
+    }
+    let _lock = xfer::lock::OutputLock::acquire(&args.out)?;
+    let s = xfer::merge::merge(&args.shards, &args.out, &mut |_, _| {})?;
+    println!(
+        "merged {} shards into {}: {} rows, {} skipped files ({}), {:.1} s",
+        s.shards,
+        args.out.display(),
+        s.rows,
+        s.skipped,
+        s.list.describe_list(),
+        s.seconds
+    );
+    if s.providers.len() > 1 {
+        println!(
+            "note: the shards ran on different execution providers ({}); the file records them all",
+            s.providers.join(", ")
+        );
+    }
+    Ok(0)
+}
