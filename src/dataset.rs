@@ -665,7 +665,10 @@ pub fn from_list(list: &Path) -> Result<Dataset> {
     let text = String::from_utf8(text).map_err(|e| {
         list_err(
             list,
-            format!("is not UTF-8 text (byte {}); save it as UTF-8", e.utf8_error().valid_up_to()),
+            format!(
+                "is not UTF-8 text (byte {}); save it as UTF-8",
+                e.utf8_error().valid_up_to()
+            ),
         )
     })?;
     // (line number, path, label)
@@ -684,7 +687,11 @@ pub fn from_list(list: &Path) -> Result<Dataset> {
             let mut reader = csv::ReaderBuilder::new()
                 .has_headers(false)
                 .flexible(true)
-                .delimiter(if format == ListFormat::Tsv { b'\t' } else { b',' })
+                .delimiter(if format == ListFormat::Tsv {
+                    b'\t'
+                } else {
+                    b','
+                })
                 .quoting(format == ListFormat::Csv)
                 .from_reader(text.as_bytes());
             for (k, record) in reader.records().enumerate() {
@@ -692,8 +699,12 @@ pub fn from_list(list: &Path) -> Result<Dataset> {
                 let line = record.position().map_or(k + 1, |p| p.line() as usize);
                 let fields: Vec<&str> = record.iter().collect();
                 let is_header = k == 0
-                    && fields.first().is_some_and(|f| f.eq_ignore_ascii_case("path"))
-                    && fields.get(1).is_none_or(|f| f.eq_ignore_ascii_case("label"));
+                    && fields
+                        .first()
+                        .is_some_and(|f| f.eq_ignore_ascii_case("path"))
+                    && fields
+                        .get(1)
+                        .is_none_or(|f| f.eq_ignore_ascii_case("label"));
                 if is_header || fields.iter().all(|f| f.is_empty()) {
                     continue;
                 }
@@ -719,7 +730,11 @@ pub fn from_list(list: &Path) -> Result<Dataset> {
         .iter()
         .find(|r| r.2.as_deref().is_some_and(|l| !l.is_empty()) != labelled)
     {
-        let (has, first) = if labelled { ("no", "has one") } else { ("a", "has none") };
+        let (has, first) = if labelled {
+            ("no", "has one")
+        } else {
+            ("a", "has none")
+        };
         return Err(list_err(
             list,
             format!("line {line} ({p:?}) has {has} label, but the first record {first}; label every image or none"),
@@ -1179,12 +1194,20 @@ mod tests {
         assert_eq!(ds.classes, ["cat", "dog"]);
         assert_eq!(
             rels(&ds),
-            [("/abs/x.png", 0), ("a.jpg", 0), ("c,1.jpg", 1), ("z/b.jpg", 1)]
+            [
+                ("/abs/x.png", 0),
+                ("a.jpg", 0),
+                ("c,1.jpg", 1),
+                ("z/b.jpg", 1)
+            ]
         );
         assert_eq!(ds.abs_path(&ds.items[0]), Path::new("/abs/x.png"));
         let tsv = t.path().join("l.tsv");
         fs::write(&tsv, "b.jpg\tx\na,1.jpg\ty\n").unwrap();
-        assert_eq!(rels(&from_list(&tsv).unwrap()), [("a,1.jpg", 1), ("b.jpg", 0)]);
+        assert_eq!(
+            rels(&from_list(&tsv).unwrap()),
+            [("a,1.jpg", 1), ("b.jpg", 0)]
+        );
         let lines = t.path().join("l.txt");
         fs::write(&lines, "b.jpg\na, b.jpg\n\n").unwrap();
         let ds = from_list(&lines).unwrap();
@@ -1203,15 +1226,23 @@ mod tests {
             from_list(&l).unwrap_err().to_string()
         };
         let e = err("a.jpg,cat\nb.jpg\n");
-        assert!(e.contains("line 2") && e.contains("label every image or none"), "{e}");
+        assert!(
+            e.contains("line 2") && e.contains("label every image or none"),
+            "{e}"
+        );
         let e = err("a.jpg\n./a.jpg\n");
         assert!(e.contains("lines 1 and 2 both name \"a.jpg\""), "{e}");
         let e = err("a.jpg,cat,extra\n");
         assert!(e.contains("line 1 has 3 fields"), "{e}");
         let e = err("path,label\n");
         assert!(e.contains("names no images"), "{e}");
-        let e = from_list(&t.path().join("nope.txt")).unwrap_err().to_string();
-        assert!(e.contains("nope.txt") && e.contains("cannot be read"), "{e}");
+        let e = from_list(&t.path().join("nope.txt"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("nope.txt") && e.contains("cannot be read"),
+            "{e}"
+        );
     }
 
     #[test]

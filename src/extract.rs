@@ -133,7 +133,11 @@ pub fn items<'a>(ds: &'a Dataset, list: &ListInfo) -> &'a [Item] {
 /// do: `Ok(Some(file))` then. `Ok(None)` when `out` does not exist; an error
 /// naming what differs when it holds something else (another shard, a file
 /// of another list or another model).
-pub fn completed_shard(out: &Path, list: &ListInfo, job: &Provenance) -> Result<Option<FileReader>> {
+pub fn completed_shard(
+    out: &Path,
+    list: &ListInfo,
+    job: &Provenance,
+) -> Result<Option<FileReader>> {
     if list.shard.is_none() || !out.exists() {
         return Ok(None);
     }
@@ -144,8 +148,12 @@ pub fn completed_shard(out: &Path, list: &ListInfo, job: &Provenance) -> Result<
     };
     if let Some((kind, what)) = store::list_mismatch(f.list.as_ref(), list) {
         let next = match kind {
-            Mismatch::List => "it is stale: extract every shard again with --overwrite, then merge them",
-            Mismatch::Shard => "give this shard another --out, or pass --overwrite to replace the file",
+            Mismatch::List => {
+                "it is stale: extract every shard again with --overwrite, then merge them"
+            }
+            Mismatch::Shard => {
+                "give this shard another --out, or pass --overwrite to replace the file"
+            }
         };
         return Err(refuse(format!("{what}; {next}")));
     }
@@ -204,11 +212,7 @@ pub fn resume_point(items: &[Item], done: &HashSet<String>, partial: &Path) -> R
         ),
     }
     };
-    if let Some(added) = items
-        .iter()
-        .take(k)
-        .find(|i| !done.contains(&i.rel_path))
-    {
+    if let Some(added) = items.iter().take(k).find(|i| !done.contains(&i.rel_path)) {
         return Err(refuse(format!(
             "{} is in the dataset but not in the file",
             added.rel_path

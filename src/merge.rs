@@ -128,7 +128,10 @@ pub fn check(paths: &[PathBuf]) -> Result<Vec<FileReader>> {
             )
         };
         if s.count != n {
-            return Err(stale(format!("is shard {s} of {} shards, not of {n}", s.count)));
+            return Err(stale(format!(
+                "is shard {s} of {} shards, not of {n}",
+                s.count
+            )));
         }
         if l.sha256 != rl.sha256 || l.len != rl.len {
             return Err(stale(format!(
@@ -141,15 +144,26 @@ pub fn check(paths: &[PathBuf]) -> Result<Vec<FileReader>> {
             return Err(stale(format!("was extracted with {what} `{b}`, not `{a}`")));
         }
         for (what, a, b) in [
-            ("ONNX Runtime", &r.provenance.ort_version, &f.provenance.ort_version),
-            ("xfer", &r.provenance.xfer_version, &f.provenance.xfer_version),
+            (
+                "ONNX Runtime",
+                &r.provenance.ort_version,
+                &f.provenance.ort_version,
+            ),
+            (
+                "xfer",
+                &r.provenance.xfer_version,
+                &f.provenance.xfer_version,
+            ),
         ] {
             if a != b {
                 return Err(stale(format!("was extracted by {what} {b}, not {a}")));
             }
         }
         if f.dim != r.dim {
-            return Err(stale(format!("has {} features per row, not {}", f.dim, r.dim)));
+            return Err(stale(format!(
+                "has {} features per row, not {}",
+                f.dim, r.dim
+            )));
         }
         let want = l.range();
         if (f.rows + f.skipped) as u64 != want.end - want.start {
@@ -167,7 +181,12 @@ pub fn check(paths: &[PathBuf]) -> Result<Vec<FileReader>> {
     }
     let mut by_index: Vec<Option<FileReader>> = (0..n).map(|_| None).collect();
     for f in files {
-        let i = f.list.as_ref().and_then(|l| l.shard).expect("a shard").index as usize;
+        let i = f
+            .list
+            .as_ref()
+            .and_then(|l| l.shard)
+            .expect("a shard")
+            .index as usize;
         if let Some(first) = &by_index[i] {
             return Err(Error::Merge(format!(
                 "{} and {} are both shard {i}/{n}; pass one file per shard",
@@ -199,7 +218,10 @@ pub fn check(paths: &[PathBuf]) -> Result<Vec<FileReader>> {
             missing.join(", ")
         )));
     }
-    Ok(by_index.into_iter().map(|f| f.expect("none missing")).collect())
+    Ok(by_index
+        .into_iter()
+        .map(|f| f.expect("none missing"))
+        .collect())
 }
 
 /// Merges the shard files `paths` (in any order) into `out`, after

@@ -162,13 +162,14 @@ mod tests {
     fn parses_explicit_and_scheduler_indices() {
         assert_eq!(parse("2/5", none).unwrap(), Shard { index: 2, count: 5 });
         let slurm = |k: &str| (k == "SLURM_ARRAY_TASK_ID").then(|| "3".to_string());
-        assert_eq!(parse("auto/4", slurm).unwrap(), Shard { index: 3, count: 4 });
+        assert_eq!(
+            parse("auto/4", slurm).unwrap(),
+            Shard { index: 3, count: 4 }
+        );
         let k8s = |k: &str| (k == "JOB_COMPLETION_INDEX").then(|| "0".to_string());
         assert_eq!(parse("auto/4", k8s).unwrap(), Shard { index: 0, count: 4 });
         // Slurm wins when both are set.
-        let both = |k: &str| {
-            Some(if k == "SLURM_ARRAY_TASK_ID" { "1" } else { "2" }.to_string())
-        };
+        let both = |k: &str| Some(if k == "SLURM_ARRAY_TASK_ID" { "1" } else { "2" }.to_string());
         assert_eq!(parse("auto/4", both).unwrap().index, 1);
     }
 

@@ -224,7 +224,9 @@ fn read_list(file: &File, path: &Path) -> Result<Option<ListInfo>> {
     let damaged = |what: &str| {
         store_err(
             path,
-            format!("has damaged shard attributes ({what}); extract this shard again with --overwrite"),
+            format!(
+                "has damaged shard attributes ({what}); extract this shard again with --overwrite"
+            ),
         )
     };
     let v: Vec<Option<u64>> = names.iter().map(|n| read_u64_attr(file, n)).collect();
@@ -820,7 +822,9 @@ fn open_complete(path: &Path) -> Result<File> {
         // Present but not the number 1 (or not a number at all): not complete.
         if read_u64_attr(&file, "complete") != Some(1) {
             let how = match read_list(&file, path).ok().flatten().and_then(|l| l.shard) {
-                Some(s) => format!("an interrupted shard {s}); finish it with `xfer extract --shard {s} --resume`"),
+                Some(s) => format!(
+                    "an interrupted shard {s}); finish it with `xfer extract --shard {s} --resume`"
+                ),
                 None => "interrupted extraction); finish it with `xfer extract --resume`".into(),
             };
             return Err(store_err(path, format!("is not complete ({how}")));
@@ -913,8 +917,16 @@ impl FileReader {
             ("rows_done", read_u64_attr(&file, "rows_done"), rows),
             ("`label` rows", Some(label.size() as u64), rows),
             ("`path` rows", Some(paths.size() as u64), rows),
-            ("skipped_done", read_u64_attr(&file, "skipped_done"), skipped),
-            ("skipped reasons", Some(skipped_reason.size() as u64), skipped),
+            (
+                "skipped_done",
+                read_u64_attr(&file, "skipped_done"),
+                skipped,
+            ),
+            (
+                "skipped reasons",
+                Some(skipped_reason.size() as u64),
+                skipped,
+            ),
         ];
         for (what, got, want) in counts {
             if got != Some(want as u64) {

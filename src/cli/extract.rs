@@ -194,7 +194,10 @@ pub fn extract(cli: &Cli, args: &ExtractArgs) -> Result<i32> {
     }
     if let Some(list_file) = &args.list {
         if ds.classes.is_empty() {
-            eprintln!("{}: no labels, so no classes (labels −1, as an unlabelled folder)", list_file.display());
+            eprintln!(
+                "{}: no labels, so no classes (labels −1, as an unlabelled folder)",
+                list_file.display()
+            );
         } else {
             eprintln!(
                 "{}: {} classes from the list's labels, sorted: {}",
@@ -272,7 +275,11 @@ fn report_missing(ds: &dataset::Dataset, items: &[dataset::Item], list: Option<&
     if missing.is_empty() {
         return;
     }
-    let shown: Vec<&str> = missing.iter().take(5).map(|i| i.rel_path.as_str()).collect();
+    let shown: Vec<&str> = missing
+        .iter()
+        .take(5)
+        .map(|i| i.rel_path.as_str())
+        .collect();
     eprintln!(
         "warning: {} file(s) named by {} do not exist (first: {}); they are recorded as skipped",
         missing.len(),

@@ -31,7 +31,10 @@ pub fn merge(args: &MergeArgs) -> Result<i32> {
         );
     }
     if args.shards.iter().any(|s| s == &args.out) {
-        bail!("--out {} is one of the shard files; give another name", args.out.display());
+        bail!(
+            "--out {} is one of the shard files; give another name",
+            args.out.display()
+        );
     }
     let _lock = xfer::lock::OutputLock::acquire(&args.out)?;
     let s = xfer::merge::merge(&args.shards, &args.out, &mut |_, _| {})?;
