@@ -37,7 +37,7 @@ enum Command {
     Info,
     /// List the backbones of the zoo.
     Models,
-    /// Turn a folder of images into an HDF5 feature file.
+    /// Turn a folder (or a list) of images into an HDF5 feature file, or one shard of it.
     Extract(extract::ExtractArgs),
     /// Join the shard files of `xfer extract --shard I/N` into one feature file.
     Merge(merge::MergeArgs),
