@@ -104,7 +104,7 @@ pub fn check(paths: &[PathBuf]) -> Result<Vec<FileReader>> {
     let mut files = Vec::with_capacity(paths.len());
     for p in paths {
         let f = FileReader::open(p)?;
-        if !f.list.as_ref().is_some_and(|l| l.shard.is_some()) {
+        if f.list.as_ref().is_none_or(|l| l.shard.is_none()) {
             return Err(store_err(
                 p,
                 "is not a shard file (a whole extraction, or one written before sharding); merge takes the files of `xfer extract --shard I/N`",

@@ -12,7 +12,8 @@
 #     Images/s = images / seconds; medians of the rounds.
 #  2. Merge cost: ROWS rows of D = the model's width in S synthetic shard files
 #     (tools/bench/make_merge_shards.py, a real size: 200,000 × 1280 f32 is 1 GB),
-#     merged 3 times; seconds per million rows from the median.
+#     merged 5 times (the shard files are in the page cache; so is the output,
+#     written back by the kernel afterwards); seconds per million rows from the median.
 #
 # Usage: tools/bench/shards.sh [--rounds R] [--images N] [--model M]
 #                              [--merge-rows ROWS] [--merge-shards S] [--no-build]
@@ -86,7 +87,7 @@ PYEOF
 $PY tools/bench/make_merge_shards.py "$tmp/keep/template.h5" "$tmp/synth" --rows "$ROWS" --shards "$SHARDS" > "$tmp/synth.list"
 mapfile -t synth < "$tmp/synth.list"
 : > "$tmp/bigmerge"
-for r in 1 2 3; do
+for r in 1 2 3 4 5; do
   rm -f "$tmp/big.h5"
   t0=$(now); $XFER merge --out "$tmp/big.h5" "${synth[@]}" >/dev/null 2>"$tmp/err" || check $?; t1=$(now)
   echo "$t0 $t1" >> "$tmp/bigmerge"
