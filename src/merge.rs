@@ -122,20 +122,20 @@ pub fn check(paths: &[PathBuf]) -> Result<Vec<FileReader>> {
             store_err(
                 &f.path,
                 format!(
-                    "{what}, unlike {} (and most shards given): it is stale or of another run; extract it again with the settings of the others (--overwrite), or pass the shards of one run",
+                    "{what}, unlike {} and most shards given: it is stale or from another run; extract it again with the others' list and settings (--overwrite), or pass the shards of one run",
                     r.path.display()
                 ),
             )
         };
         if s.count != n {
             return Err(stale(format!(
-                "is shard {s} of {} shards, not of {n}",
+                "is shard {s}: of {} shards, not {n}",
                 s.count
             )));
         }
         if l.sha256 != rl.sha256 || l.len != rl.len {
             return Err(stale(format!(
-                "is shard {s} of another file list ({}; the dataset changed between the runs) than {}",
+                "is shard {s} of another file list ({}), not of {} (the dataset changed between the runs)",
                 l.describe_list(),
                 rl.describe_list()
             )));
@@ -213,7 +213,7 @@ pub fn check(paths: &[PathBuf]) -> Result<Vec<FileReader>> {
         .collect();
     if !missing.is_empty() {
         return Err(Error::Merge(format!(
-            "{} of {n} shards missing: {}; pass their files too, or extract them first (xfer extract --shard I/{n} with the same flags)",
+            "{} of {n} shards missing: {}; pass every shard's file, or extract the missing ones first (xfer extract --shard I/{n} with the same flags)",
             missing.len(),
             missing.join(", ")
         )));

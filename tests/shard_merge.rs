@@ -418,7 +418,7 @@ fn missing_duplicated_and_stale_shards_are_errors_naming_them() {
     done(tiny_extract("--data", &data, &other_n, &["--shard", "0/2"]));
     refused(
         merge(&out, &[&sh[1], &sh[2], &other_n]),
-        &[s(&other_n), "not of 3"],
+        &[s(&other_n), "of 2 shards, not 3"],
     );
     let whole = t.path().join("whole.h5");
     done(tiny_extract("--data", &data, &whole, &[]));
