@@ -1037,6 +1037,71 @@ mod tests {
     }
 
     #[test]
+    fn shard_files_are_version_3_checked_on_resume_and_not_read_as_datasets() {
+        let t = tempfile::tempdir().unwrap();
+        let out = t.path().join("s.h5");
+        let list = ListInfo {
+            sha256: "ab".repeat(32),
+            len: 10,
+            shard: Some(Shard { index: 1, count: 3 }),
+        };
+        drop(FeatureWriter::create_for(&out, 2, &prov(), Some(&list)).unwrap());
+        let resume_err = |l: Option<&ListInfo>| {
+            FeatureWriter::resume_for(&out, 2, &prov(), l)
+                .err()
+                .unwrap()
+                .to_string()
+        };
+        let other = ListInfo {
+            shard: Some(Shard { index: 2, count: 3 }),
+            ..list.clone()
+        };
+        let e = resume_err(Some(&other));
+        assert!(
+            e.contains("holds shard 1/3 (files 3..6 of 10)") && e.contains("pass --shard 1/3"),
+            "{e}"
+        );
+        let stale = ListInfo {
+            sha256: "cd".repeat(32),
+            len: 11,
+            ..list.clone()
+        };
+        let e = resume_err(Some(&stale));
+        assert!(
+            e.contains("another file list (10 files, sha256 abababababab…)"),
+            "{e}"
+        );
+        let whole = ListInfo {
+            shard: None,
+            ..list.clone()
+        };
+        assert!(resume_err(Some(&whole)).contains("a whole extraction (no --shard)"));
+        assert!(resume_err(None).contains("is a shard file"));
+        let (w, _) = FeatureWriter::resume_for(&out, 2, &prov(), Some(&list)).unwrap();
+        w.finish().unwrap();
+        let e = read(&out).unwrap_err().to_string();
+        assert!(e.contains("shard 1/3") && e.contains("xfer merge"), "{e}");
+        let r = FileReader::open(&out).unwrap();
+        assert_eq!(r.list, Some(list));
+        assert_eq!(
+            read_u64_attr(&File::open(&out).unwrap(), "format_version"),
+            Some(3)
+        );
+        // A whole file stays version 2, and records the list of the run that finished it.
+        let whole_out = t.path().join("w.h5");
+        drop(FeatureWriter::create_for(&whole_out, 2, &prov(), Some(&whole)).unwrap());
+        let today = ListInfo {
+            shard: None,
+            ..stale
+        };
+        let (w, _) = FeatureWriter::resume_for(&whole_out, 2, &prov(), Some(&today)).unwrap();
+        w.finish().unwrap();
+        let f = File::open(&whole_out).unwrap();
+        assert_eq!(read_u64_attr(&f, "format_version"), Some(2));
+        assert_eq!(read_list(&f, &whole_out).unwrap(), Some(today));
+    }
+
+    #[test]
     fn resume_drops_uncommitted_rows_and_checks_provenance() {
         let t = tempfile::tempdir().unwrap();
         let out = t.path().join("f.h5");
