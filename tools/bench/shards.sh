@@ -9,7 +9,8 @@
 #       B  two `xfer extract --shard I/2 --threads 1 --decode-threads 1` started
 #          together, until both have exited; then `xfer merge` of the two (timed
 #          apart, and its output checked equal to A's file once).
-#     Images/s = images / seconds; medians of the rounds.
+#     Images/s = images / seconds; medians of the rounds, and the median of
+#     the speed-ups measured within each round (robust to a busy machine).
 #  2. Merge cost: ROWS rows of D = the model's width in S synthetic shard files
 #     (tools/bench/make_merge_shards.py, a real size: 200,000 × 1280 f32 is 1 GB),
 #     merged 5 times (the shard files are in the page cache; so is the output,
@@ -107,6 +108,7 @@ res = {
     "one_process_img_s": images / m1, "two_shards_img_s": images / m2,
     "two_shards_with_merge_img_s": images / (m2 + mm),
     "speedup": m1 / m2, "speedup_with_merge": m1 / (m2 + mm),
+    "speedup_per_round": [a / b for a, b in zip(one, two)],
     "merge_rows": rows, "merge_shards": int(shards), "merge_bytes": nbytes, "merge_s": big,
     "merge_s_per_million_rows": statistics.median(big) / rows * 1e6,
     "merge_mb_per_s": nbytes / statistics.median(big) / 1e6,
@@ -117,6 +119,8 @@ print(f"{model}, {images} small photos, {cores} cores, medians of {rounds} alter
 print(f"  1 process x 2 threads:        {m1:6.2f} s  {images / m1:6.1f} img/s   (runs {f(one)})")
 print(f"  2 shards x 1 thread at once:  {m2:6.2f} s  {images / m2:6.1f} img/s   (runs {f(two)})  x{m1 / m2:.3f}")
 print(f"  ... plus merging the 2:       {mm:6.2f} s  {images / (m2 + mm):6.1f} img/s   x{m1 / (m2 + mm):.3f}")
+pr = [a / b for a, b in zip(one, two)]
+print(f"  speed-up within each round:   median x{statistics.median(pr):.3f} (min {min(pr):.3f}, max {max(pr):.3f})")
 print(f"merge of {rows:,} rows in {shards} shards ({nbytes / 1e9:.2f} GB out): {statistics.median(big):.2f} s "
       f"(runs {f(big)}) = {statistics.median(big) / rows * 1e6:.2f} s per million rows, {nbytes / statistics.median(big) / 1e6:.0f} MB/s")
 PYEOF
