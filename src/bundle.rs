@@ -3,7 +3,12 @@
 //! and, in its string metadata under the key `xfer`, a JSON document with the
 //! head's architecture, the class names, the backbones whose features it expects
 //! (name, sha256, preprocessing, dimension, in concatenation order), whether the
-//! features are standardised, the training configuration and the final metrics.
+//! features are standardised, the temperature its logits are divided by
+//! (calibration; 1 = none), the training configuration and the final metrics.
+//!
+//! Format version 2 added `temperature`: a version-1 reader would ignore it and
+//! give other probabilities, so bundles are written as version 2 and older
+//! xfer builds refuse them ("upgrade xfer"); version-1 bundles load with T = 1.
 //!
 //! Tensors: `layers.{l}.weight` [out, in], `layers.{l}.bias` [out], and with
 //! standardisation `standardize.mean`, `standardize.scale` [n_features].
@@ -30,7 +35,7 @@ fn io(path: &Path, source: std::io::Error) -> Error {
 }
 
 pub const FORMAT: &str = "xfer-head";
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 const META_KEY: &str = "xfer";
 
 /// A backbone whose features a head was trained on, as recorded in the feature
@@ -136,11 +141,19 @@ pub struct BundleMeta {
     pub class_names: Vec<String>,
     pub backbones: Vec<BackboneRef>,
     pub standardized: bool,
+    /// Temperature scaling: probabilities are `softmax(logits / temperature)`
+    /// (1 = uncalibrated; absent in version-1 bundles).
+    #[serde(default = "one")]
+    pub temperature: f32,
     /// The training configuration (free-form JSON written by `xfer train`).
     pub training: serde_json::Value,
     /// Final metrics (free-form JSON).
     pub metrics: serde_json::Value,
     pub xfer_version: String,
+}
+
+fn one() -> f32 {
+    1.0
 }
 
 /// A trained head, ready to predict.
@@ -179,6 +192,12 @@ fn check_meta(meta: &BundleMeta) -> std::result::Result<(), String> {
         if meta.class_names[..i].contains(n) {
             return Err(format!("names the class {n:?} twice"));
         }
+    }
+    if !(meta.temperature.is_finite() && meta.temperature > 0.0) {
+        return Err(format!(
+            "has temperature {}: it must be a positive number",
+            meta.temperature
+        ));
     }
     if meta.backbones.is_empty() {
         return Err("names no backbones: it cannot know which features to compute".into());
@@ -239,6 +258,7 @@ impl Bundle {
                 class_names,
                 backbones,
                 standardized: standardize.is_some(),
+                temperature: 1.0,
                 training,
                 metrics,
                 xfer_version: crate::VERSION.into(),
@@ -496,12 +516,18 @@ impl Bundle {
         Ok(())
     }
 
-    /// Class probabilities for raw (unstandardised) features.
+    /// Class probabilities for raw (unstandardised) features:
+    /// `softmax(logits / temperature)`. Every prediction path (`xfer predict`,
+    /// `xfer-predict`, `xfer evaluate`) goes through here.
     ///
     /// # Shapes
     /// `x`: [n_samples, n_features] → [n_samples, n_classes]
     pub fn predict_proba(&self, x: ArrayView2<f32>) -> Array2<f32> {
         let mut logits = self.logits(x);
+        let t = self.meta.temperature;
+        if t != 1.0 {
+            logits.mapv_inplace(|v| v / t);
+        }
         softmax_rows_inplace(logits.view_mut());
         logits
     }
@@ -585,6 +611,43 @@ mod tests {
         std::fs::write(t.path().join("x"), b"nope").unwrap();
         let e = Bundle::load(&t.path().join("x")).unwrap_err().to_string();
         assert!(e.contains("not a safetensors file"), "{e}");
+    }
+
+    #[test]
+    fn temperature_divides_the_logits_and_survives_a_round_trip() {
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("head.safetensors");
+        let mlp = Mlp::new(MlpConfig::linear(5, 3), &mut Rng::new(4));
+        let mut b = Bundle::new(
+            HeadKind::Logistic,
+            mlp,
+            None,
+            vec!["x".into(), "y".into(), "z".into()],
+            refs(),
+            serde_json::json!({}),
+            serde_json::json!({}),
+        );
+        let x = array![[1.0f32, -2.0, 3.0, 0.5, 5.0]];
+        let plain = b.predict_proba(x.view());
+        b.meta.temperature = 2.5;
+        b.save(&p).unwrap();
+        let c = Bundle::load(&p).unwrap();
+        assert_eq!(c.meta.temperature, 2.5);
+        let expected = crate::head::softmax_rows((b.logits(x.view()) / 2.5).view());
+        assert_eq!(c.predict_proba(x.view()), expected);
+        assert!(expected[[0, 0]] != plain[[0, 0]]);
+        // A version-1 document has no temperature: it reads as 1.
+        let mut v: serde_json::Value = serde_json::to_value(&b.meta).unwrap();
+        v.as_object_mut().unwrap().remove("temperature");
+        let m: BundleMeta = serde_json::from_value(v).unwrap();
+        assert_eq!(m.temperature, 1.0);
+        // Nonsense temperatures are refused.
+        b.meta.temperature = 0.0;
+        assert!(b
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("temperature 0"));
     }
 
     #[test]

@@ -544,6 +544,30 @@ pub fn stratified_split(
     (train, val)
 }
 
+/// Seeded stratified k-fold assignment (as scikit-learn's
+/// `StratifiedKFold(shuffle=True)`): the fold (0..k) of each entry of
+/// `labels`. Each class's rows are shuffled and dealt to the folds in turn,
+/// each class starting where the previous one stopped, so fold sizes differ
+/// by at most one and every class is spread as evenly as it can be.
+pub fn stratified_folds(labels: &[usize], n_classes: usize, k: usize, seed: u64) -> Vec<usize> {
+    let k = k.max(1);
+    let mut rng = Rng::new(seed ^ 0xf01d_f01d_f01d_f01d);
+    let mut by_class: Vec<Vec<usize>> = vec![Vec::new(); n_classes];
+    for (r, &l) in labels.iter().enumerate() {
+        by_class[l].push(r);
+    }
+    let mut fold = vec![0usize; labels.len()];
+    let mut next = 0usize;
+    for rows in &mut by_class {
+        rng.shuffle(rows);
+        for &r in rows.iter() {
+            fold[r] = next % k;
+            next += 1;
+        }
+    }
+    fold
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -596,6 +620,28 @@ mod tests {
             eval_labels(array![0i64, 0].view(), 3, "val", &rn).unwrap(),
             [0, 0]
         );
+    }
+
+    #[test]
+    fn folds_are_stratified_balanced_and_seeded() {
+        let labels: Vec<usize> = (0..103)
+            .map(|i| usize::from(i % 4 == 0) + usize::from(i % 7 == 0))
+            .collect();
+        let f = stratified_folds(&labels, 3, 5, 1);
+        for k in 0..5 {
+            let size = f.iter().filter(|&&x| x == k).count();
+            assert!((20..=21).contains(&size), "fold {k}: {size}");
+            for c in 0..3 {
+                let n_c = labels.iter().filter(|&&l| l == c).count();
+                let in_fold = (0..103).filter(|&r| f[r] == k && labels[r] == c).count();
+                assert!(
+                    in_fold * 5 >= n_c.saturating_sub(4) && in_fold * 5 <= n_c + 5,
+                    "class {c} fold {k}: {in_fold} of {n_c}"
+                );
+            }
+        }
+        assert_eq!(stratified_folds(&labels, 3, 5, 1), f);
+        assert_ne!(stratified_folds(&labels, 3, 5, 2), f);
     }
 
     #[test]

@@ -11,6 +11,8 @@ pub mod error;
 #[cfg(feature = "store")]
 pub mod extract;
 pub mod features;
+#[cfg(feature = "store")]
+pub mod h5file;
 pub mod head;
 pub mod jpeg;
 pub mod lock;

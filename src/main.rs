@@ -3,5 +3,6 @@
 mod cli;
 
 fn main() {
+    cli::die_quietly_on_closed_pipe();
     std::process::exit(cli::main());
 }

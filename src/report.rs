@@ -38,37 +38,143 @@ pub struct HeadReport {
     pub stopped_early: bool,
     /// The bundle file, relative to the output folder.
     pub bundle: String,
+    /// The temperature fitted on held-out predictions (1 = not calibrated).
+    #[serde(default = "one")]
+    pub temperature: f32,
+    /// Held-out log loss before calibration (`validation` is after it).
+    #[serde(default)]
+    pub uncalibrated_log_loss: Option<f64>,
+    /// Cross-validation figures, when validation was by folds (`validation`
+    /// then scores the pooled out-of-fold predictions).
+    #[serde(default)]
+    pub cv: Option<CvSummary>,
+    /// How a setting was chosen (e.g. "C = 0.0464 by 5-fold CV").
+    #[serde(default)]
+    pub chosen: Option<String>,
+    /// The head `xfer train` recommends (lowest held-out log loss), saved
+    /// again as `best.safetensors`.
+    #[serde(default)]
+    pub recommended: bool,
 }
 
-/// The side-by-side table printed at the end of `xfer train`.
+fn one() -> f32 {
+    1.0
+}
+
+/// Mean ± sample standard deviation of the folds' held-out scores.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CvSummary {
+    pub folds: usize,
+    pub accuracy_mean: f64,
+    pub accuracy_sd: f64,
+    pub log_loss_mean: f64,
+    pub log_loss_sd: f64,
+    /// Per fold: (log loss, accuracy), calibrated.
+    pub per_fold: Vec<(f64, f64)>,
+}
+
+/// Mean and sample standard deviation (n − 1; 0 for one value).
+pub fn mean_sd(v: &[f64]) -> (f64, f64) {
+    let n = v.len();
+    if n == 0 {
+        return (f64::NAN, f64::NAN);
+    }
+    let mean = v.iter().sum::<f64>() / n as f64;
+    if n == 1 {
+        return (mean, 0.0);
+    }
+    let var = v.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / (n - 1) as f64;
+    (mean, var.sqrt())
+}
+
+impl CvSummary {
+    pub fn new(per_fold: Vec<(f64, f64)>) -> CvSummary {
+        let (log_loss_mean, log_loss_sd) =
+            mean_sd(&per_fold.iter().map(|v| v.0).collect::<Vec<_>>());
+        let (accuracy_mean, accuracy_sd) =
+            mean_sd(&per_fold.iter().map(|v| v.1).collect::<Vec<_>>());
+        CvSummary {
+            folds: per_fold.len(),
+            accuracy_mean,
+            accuracy_sd,
+            log_loss_mean,
+            log_loss_sd,
+            per_fold,
+        }
+    }
+}
+
+/// A number with `decimals` decimals, never "-0.0…" (a tiny negative
+/// rounds to zero: print it without the sign).
+pub fn fixed(v: f64, decimals: usize) -> String {
+    let s = format!("{v:.decimals$}");
+    match s.strip_prefix('-') {
+        Some(rest) if rest.chars().all(|c| c == '0' || c == '.') => rest.to_string(),
+        _ => s,
+    }
+}
+
+/// The side-by-side table printed at the end of `xfer train`. With
+/// cross-validation the held-out columns are mean ± sd over the folds; the
+/// recommended head is marked `*`.
 pub fn comparison_table(heads: &[HeadReport]) -> String {
     let mut s = String::new();
+    let cv = heads.iter().any(|h| h.cv.is_some());
+    let (acc_title, loss_title) = if cv {
+        ("cv acc", "cv loss")
+    } else {
+        ("val acc", "val loss")
+    };
+    let w = if cv { 17 } else { 10 };
     let _ = writeln!(
         s,
-        "{:<10} {:>10} {:>10} {:>10} {:>10}  train time",
-        "head", "val acc", "val loss", "train acc", "train loss"
+        "{:<11} {:>w$} {:>w$} {:>12} {:>5} {:>10} {:>10}  train time",
+        "head", acc_title, loss_title, "uncal. loss", "T", "train acc", "train loss"
     );
     for h in heads {
-        let (va, vl) = match &h.validation {
-            Some(e) => (
-                format!("{:.2} %", 100.0 * e.accuracy),
-                format!("{:.4}", e.log_loss),
+        let (va, vl) = match (&h.cv, &h.validation) {
+            (Some(c), _) => (
+                format!(
+                    "{} ± {} %",
+                    fixed(100.0 * c.accuracy_mean, 1),
+                    fixed(100.0 * c.accuracy_sd, 1)
+                ),
+                format!(
+                    "{} ± {}",
+                    fixed(c.log_loss_mean, 4),
+                    fixed(c.log_loss_sd, 4)
+                ),
             ),
-            None => ("—".into(), "—".into()),
+            (None, Some(e)) => (
+                format!("{} %", fixed(100.0 * e.accuracy, 2)),
+                fixed(e.log_loss, 4),
+            ),
+            (None, None) => ("—".into(), "—".into()),
         };
+        let uncal = h.uncalibrated_log_loss.map_or("—".into(), |v| fixed(v, 4));
         let time = match h.seconds_per_epoch {
-            Some(spe) => format!("{:.1} s ({spe:.2} s/ep)", h.train_seconds),
-            None => format!("{:.1} s", h.train_seconds),
+            Some(spe) => format!("{} s ({} s/ep)", fixed(h.train_seconds, 1), fixed(spe, 2)),
+            None => format!("{} s", fixed(h.train_seconds, 1)),
         };
+        let name = format!("{}{}", h.kind, if h.recommended { " *" } else { "" });
         let _ = writeln!(
             s,
-            "{:<10} {:>10} {:>10} {:>10} {:>10}  {}",
-            h.kind.to_string(),
+            "{:<11} {:>w$} {:>w$} {:>12} {:>5} {:>10} {:>10}  {}",
+            name,
             va,
             vl,
-            format!("{:.2} %", 100.0 * h.train_accuracy),
-            format!("{:.4}", h.train_loss),
+            uncal,
+            fixed(h.temperature as f64, 2),
+            format!("{} %", fixed(100.0 * h.train_accuracy, 2)),
+            fixed(h.train_loss, 4),
             time
+        );
+    }
+    if let Some(r) = heads.iter().find(|h| h.recommended) {
+        let _ = writeln!(
+            s,
+            "* recommended: {} (lowest held-out log loss), saved again as best.safetensors",
+            r.kind
         );
     }
     s

@@ -809,6 +809,8 @@ fn open_complete(path: &Path) -> Result<File> {
         };
         return Err(store_err(path, format!("does not exist{hint}")));
     }
+    // A folder, another kind of file, a truncated copy: one line, not HDF5's stack.
+    crate::h5file::check(path)?;
     let file = File::open(path).map_err(h5(path))?;
     if let Some(v) = read_u64_attr(&file, "format_version") {
         if v > FORMAT_VERSION {

@@ -56,10 +56,17 @@ fn step_parts() {
     let mut grads = MlpGrads::zeros(&mlp.config);
     let mut drng = Rng::new(1);
     time("loss_and_grad (train mode)", 20, || {
-        mlp.loss_and_grad(x.view(), &y, Mode::Train(&mut drng), &mut acts, &mut grads);
+        mlp.loss_and_grad(
+            x.view(),
+            &y,
+            None,
+            Mode::Train(&mut drng),
+            &mut acts,
+            &mut grads,
+        );
     });
     time("loss_and_grad (eval mode)", 20, || {
-        mlp.loss_and_grad(x.view(), &y, Mode::Eval, &mut acts, &mut grads);
+        mlp.loss_and_grad(x.view(), &y, None, Mode::Eval, &mut acts, &mut grads);
     });
     for cfg in [
         OptimizerConfig::default(),

@@ -181,7 +181,7 @@ fn train_two_backbones_then_evaluate() {
     let all = text(&o);
     assert!(o.status.success(), "{all}");
     let stdout = String::from_utf8_lossy(&o.stdout);
-    assert!(stdout.contains("epoch   1/6  loss"), "{all}");
+    assert!(stdout.contains("epoch   1  loss"), "{all}");
     assert!(stdout.contains("val acc"), "{all}");
     assert!(
         stdout.contains("head") && stdout.contains("mlp ") && stdout.contains("logistic"),
@@ -194,6 +194,7 @@ fn train_two_backbones_then_evaluate() {
     for f in [
         "mlp.safetensors",
         "logistic.safetensors",
+        "best.safetensors",
         "metrics.json",
         "learning_curve.svg",
     ] {
@@ -353,6 +354,125 @@ fn val_split_patience_and_svg() {
     assert_eq!(b.meta.architecture.hidden, [16, 8]);
 }
 
+fn json_file(p: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+}
+
+#[test]
+fn preset_tutorial_keeps_the_tutorials_settings() {
+    let set = two_backbones();
+    let out = set.dir.join("run");
+    let o = xfer(&[
+        "train",
+        "--train",
+        s(&set.train_a),
+        "--out",
+        s(&out),
+        "--preset",
+        "tutorial",
+    ]);
+    let all = text(&o);
+    assert!(o.status.success(), "{all}");
+    let b = Bundle::load(&out.join("mlp.safetensors")).unwrap();
+    let c = &b.meta.training["head"]["config"];
+    assert_eq!(c["epochs"], 20, "{c}");
+    assert_eq!(c["batch_size"], 64, "{c}");
+    assert_eq!(c["optimizer"]["name"], "sgd", "{c}");
+    assert!(
+        (c["optimizer"]["lr"].as_f64().unwrap() - 1e-3).abs() < 1e-9,
+        "{c}"
+    );
+    assert_eq!(c["optimizer"]["momentum"], 0.0, "{c}");
+    assert_eq!(c["schedule"]["name"], "constant", "{c}");
+    assert!(c["patience"].is_null(), "{c}");
+    assert_eq!(b.meta.architecture.hidden, [1000]);
+    assert!(b.meta.architecture.input_dropout && b.meta.architecture.dropout == 0.5);
+    assert!(b.standardize.is_none(), "raw features, as the tutorial");
+    assert_eq!(b.meta.temperature, 1.0);
+    assert_eq!(b.meta.training["preset"], "tutorial");
+    let m = json_file(&out.join("metrics.json"));
+    assert_eq!(m["heads"][1]["history"].as_array().unwrap().len(), 20);
+    let lg = Bundle::load(&out.join("logistic.safetensors")).unwrap();
+    assert_eq!(lg.meta.training["head"]["config"]["alpha"], 1.0);
+    // No held-out data: nothing is recommended, and it says so.
+    assert!(!out.join("best.safetensors").exists());
+    assert!(
+        all.contains("no held-out data: no head is recommended"),
+        "{all}"
+    );
+}
+
+#[test]
+fn default_preset_cross_validates_calibrates_and_recommends() {
+    let set = two_backbones();
+    let out = set.dir.join("run");
+    let o = xfer(&[
+        "train",
+        "--train",
+        s(&set.train_a),
+        "--out",
+        s(&out),
+        "--cv",
+        "3",
+        "--class-weight",
+        "balanced",
+        "--hidden",
+        "32",
+    ]);
+    let all = text(&o);
+    assert!(o.status.success(), "{all}");
+    assert!(
+        all.contains("stratified 3-fold cross-validation on the 150 training rows"),
+        "{all}"
+    );
+    assert!(
+        all.contains("chosen by stratified 3-fold cross-validation"),
+        "{all}"
+    );
+    assert!(all.contains("cv acc") && all.contains(" ± "), "{all}");
+    let m = json_file(&out.join("metrics.json"));
+    assert_eq!(m["validation"]["cv_folds"], 3);
+    let folds = m["validation"]["folds"].as_array().unwrap();
+    assert_eq!(folds.len(), 150);
+    let mut per_fold = [0; 3];
+    for f in folds {
+        per_fold[f.as_u64().unwrap() as usize] += 1;
+    }
+    assert_eq!(per_fold, [50, 50, 50]);
+    let heads = m["heads"].as_array().unwrap();
+    for h in heads {
+        let cv = &h["cv"];
+        assert_eq!(cv["folds"], 3, "{h}");
+        assert_eq!(cv["per_fold"].as_array().unwrap().len(), 3);
+        assert!(cv["accuracy_mean"].as_f64().unwrap() > 0.9, "{cv}");
+        assert!(h["temperature"].as_f64().unwrap() > 0.0);
+    }
+    let recommended = m["recommended"].as_str().unwrap();
+    let best = Bundle::load(&out.join("best.safetensors")).unwrap();
+    let chosen = Bundle::load(&out.join(recommended)).unwrap();
+    assert_eq!(best.meta, chosen.meta);
+    assert_eq!(best.meta.training["class_weight"], "balanced");
+    assert_eq!(best.meta.training["preset"], "default");
+    // An earlier run's best.safetensors does not survive a run that makes none.
+    let o = xfer(&[
+        "train",
+        "--train",
+        s(&set.train_a),
+        "--out",
+        s(&out),
+        "--preset",
+        "tutorial",
+        "--head",
+        "logistic",
+        "--overwrite",
+    ]);
+    let all = text(&o);
+    assert!(o.status.success(), "{all}");
+    assert!(!out.join("best.safetensors").exists(), "{all}");
+    assert!(!out.join("mlp.safetensors").exists(), "{all}");
+    assert!(all.contains("from an earlier run"), "{all}");
+}
+
 fn refused(args: &[&str], needle: &str) {
     let o = xfer(args);
     let t = text(&o);
@@ -492,7 +612,17 @@ fn bad_inputs_are_refused_before_training() {
         "--val-split must be between 0 and 1",
     );
     refused(
-        &["train", "--train", s(&full), "--out", o, "--patience", "3"],
+        &[
+            "train",
+            "--train",
+            s(&full),
+            "--out",
+            o,
+            "--preset",
+            "tutorial",
+            "--patience",
+            "3",
+        ],
         "--patience needs validation data",
     );
     refused(
@@ -514,7 +644,16 @@ fn bad_inputs_are_refused_before_training() {
         "--momentum and --nesterov are for --optim sgd",
     );
     refused(
-        &["train", "--train", s(&full), "--out", o, "--nesterov"],
+        &[
+            "train",
+            "--train",
+            s(&full),
+            "--out",
+            o,
+            "--optim",
+            "sgd",
+            "--nesterov",
+        ],
         "Nesterov momentum requires a momentum > 0",
     );
     refused(

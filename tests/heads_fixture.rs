@@ -140,7 +140,8 @@ fn twenty_steps_match_pytorch() {
             Mlp::gather_rows(x.view(), rows, &mut xb);
             let yb: Vec<usize> = rows.iter().map(|&r| f.y[r]).collect();
             // Mode::Eval: dropout off, as model.eval() in the reference.
-            let (loss, _) = mlp.loss_and_grad(xb.view(), &yb, Mode::Eval, &mut acts, &mut grads);
+            let (loss, _) =
+                mlp.loss_and_grad(xb.view(), &yb, None, Mode::Eval, &mut acts, &mut grads);
             opt.step(&mut mlp.param_slices_mut(), &grads.slices());
             let (after, _) = cross_entropy(mlp.forward(x.view()).view(), &f.y);
             for (what, ours, theirs) in [
@@ -209,7 +210,7 @@ fn fused_sgd_step_matches_pytorch_too() {
         let rows = &f.order[s * f.batch..(s + 1) * f.batch];
         Mlp::gather_rows(x.view(), rows, &mut xb);
         let yb: Vec<usize> = rows.iter().map(|&r| f.y[r]).collect();
-        let (loss, _) = mlp.loss_and_sgd_step(xb.view(), &yb, Mode::Eval, &mut acts, 0.1);
+        let (loss, _) = mlp.loss_and_sgd_step(xb.view(), &yb, None, Mode::Eval, &mut acts, 0.1);
         let (after, _) = cross_entropy(mlp.forward(x.view()).view(), &f.y);
         for (ours, theirs) in [(loss, case.losses[s]), (after, case.loss_after[s])] {
             let rel = (ours - theirs).abs() / theirs.abs();

@@ -44,11 +44,12 @@ fn check(config: MlpConfig, mask_seed: Option<u64>, seed: u64) -> f64 {
         Some(s) => mlp.loss_and_grad(
             x.view(),
             &y,
+            None,
             Mode::Train(&mut Rng::new(s)),
             &mut acts,
             &mut grads,
         ),
-        None => mlp.loss_and_grad(x.view(), &y, Mode::Eval, &mut acts, &mut grads),
+        None => mlp.loss_and_grad(x.view(), &y, None, Mode::Eval, &mut acts, &mut grads),
     };
     let analytic: Vec<f64> = grads
         .slices()
@@ -102,11 +103,16 @@ fn check(config: MlpConfig, mask_seed: Option<u64>, seed: u64) -> f64 {
 
 const TOL: f64 = 1e-3;
 
-#[test]
-fn softmax_cross_entropy_gradient() {
+/// Worst absolute error of the cross-entropy gradient (optionally class-weighted)
+/// against central differences of the loss.
+fn cross_entropy_fd_error(weights: Option<&[f32]>) -> f64 {
     let (logits, y) = data(6, 4, 4, 1);
     let mut d = Array2::zeros((6, 4));
-    cross_entropy_with_grad(logits.view(), &y, d.view_mut());
+    cross_entropy_with_grad(logits.view(), &y, weights, d.view_mut());
+    let loss = |l: &Array2<f32>| {
+        let mut scratch = Array2::zeros((6, 4));
+        cross_entropy_with_grad(l.view(), &y, weights, scratch.view_mut()).0
+    };
     let h = 1e-2f32;
     let mut worst = 0f64;
     for i in 0..6 {
@@ -115,13 +121,40 @@ fn softmax_cross_entropy_gradient() {
             up[[i, j]] += h;
             let mut down = logits.clone();
             down[[i, j]] -= h;
-            let fd = (cross_entropy(up.view(), &y).0 - cross_entropy(down.view(), &y).0)
-                / (2.0 * h as f64);
+            let fd = (loss(&up) - loss(&down)) / (2.0 * h as f64);
             worst = worst.max((fd - d[[i, j]] as f64).abs());
         }
     }
+    worst
+}
+
+#[test]
+fn softmax_cross_entropy_gradient() {
+    let worst = cross_entropy_fd_error(None);
     println!("softmax cross-entropy: max abs error {worst:.2e}");
     assert!(worst < 1e-4, "{worst}");
+    let worst = cross_entropy_fd_error(Some(&[0.5, 2.0, 1.0, 3.0]));
+    println!("class-weighted softmax cross-entropy: max abs error {worst:.2e}");
+    assert!(worst < 1e-4, "{worst}");
+}
+
+#[test]
+fn class_weighted_loss_matches_pytorch() {
+    // torch: F.cross_entropy(torch.tensor([[1.,2.,3.],[1.,1.,1.],[0.,2.,-1.]]),
+    //   torch.tensor([2,0,1]), weight=torch.tensor([2.,1.,0.5])) = 0.7345353
+    let logits = ndarray::array![[1.0f32, 2.0, 3.0], [1.0, 1.0, 1.0], [0.0, 2.0, -1.0]];
+    let mut d = Array2::zeros((3, 3));
+    let (loss, _) = cross_entropy_with_grad(
+        logits.view(),
+        &[2, 0, 1],
+        Some(&[2.0, 1.0, 0.5]),
+        d.view_mut(),
+    );
+    let unweighted = cross_entropy(logits.view(), &[2, 0, 1]).0;
+    assert!(
+        (loss - 0.734_535_3).abs() < 1e-6,
+        "{loss} (unweighted {unweighted})"
+    );
 }
 
 #[test]

@@ -1,6 +1,6 @@
 //! End to end on real photos: EfficientNet-Lite0 (real ImageNet weights) on a
 //! held-out split of Debian's Tux Paint photo cut-outs (4 classes): extract →
-//! train (MLP and logistic) → evaluate and predict the held-back images with
+//! train with the default recipe (MLP, logistic, the recommended head) → evaluate and predict the held-back images with
 //! `xfer predict` and `xfer-predict`. Asserts accuracy well above chance and
 //! the three prediction paths equal within 1e-5.
 //!
@@ -99,24 +99,26 @@ fn stamps_extract_train_predict_agree_and_beat_chance() {
         ]);
     }
     let run_dir = t.path().join("run");
-    xfer(&[
-        "train",
-        "--train",
-        s(&ftrain),
-        "--out",
-        s(&run_dir),
-        "--optim",
-        "adam",
-        "--epochs",
-        "30",
-        "--batch",
-        "16",
-        "--hidden",
-        "256",
-        "--seed",
-        "1",
-    ]);
-    for head in ["mlp", "logistic"] {
+    xfer(&["train", "--train", s(&ftrain), "--out", s(&run_dir)]);
+    // The default recipe: both heads calibrated on cross-validated predictions
+    // (so the temperature must travel through all three prediction paths),
+    // and the recommended one saved again as best.safetensors.
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run_dir.join("metrics.json")).unwrap())
+            .unwrap();
+    let temps: Vec<f64> = m["heads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["temperature"].as_f64().unwrap())
+        .collect();
+    assert!(temps.iter().any(|&t| t != 1.0), "temperatures {temps:?}");
+    let recommended = m["recommended"].as_str().unwrap();
+    assert_eq!(
+        std::fs::read(run_dir.join("best.safetensors")).unwrap(),
+        std::fs::read(run_dir.join(recommended)).unwrap()
+    );
+    for head in ["mlp", "logistic", "best"] {
         let bundle = run_dir.join(format!("{head}.safetensors"));
         let ev = t.path().join(format!("{head}-evaluate.csv"));
         xfer(&[

@@ -15,6 +15,8 @@ use clap::Parser;
 mod common;
 #[path = "../cli/predict.rs"]
 mod predict;
+#[path = "../cli/progress.rs"]
+mod progress;
 
 /// Classify images with a trained head (a bundle from `xfer train`) and the
 /// backbone(s) it was trained on. Bad files are skipped and listed; the exit
@@ -33,6 +35,7 @@ struct Cli {
 }
 
 fn main() {
+    common::die_quietly_on_closed_pipe();
     let cli = Cli::parse();
     std::process::exit(common::report(predict::predict(
         &cli.args,

@@ -160,3 +160,14 @@ pub fn report(result: anyhow::Result<i32>) -> i32 {
         }
     }
 }
+
+/// `xfer info | head`: when the reader of stdout goes away, end quietly as
+/// Unix tools do (killed by SIGPIPE, status 141) instead of panicking on a
+/// failed `println!` (Rust ignores SIGPIPE by default).
+pub fn die_quietly_on_closed_pipe() {
+    // SAFETY: restoring the default disposition of one signal, before any
+    // thread is started.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}

@@ -5,18 +5,18 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
 use ndarray::Array4;
 use xfer::backbone::Backbone;
 use xfer::dataset::{self, Layout};
 use xfer::extract::{self, ExtractConfig};
 use xfer::preprocess::{self, DecodeOptions, Preset};
 use xfer::runtime::Runtime;
-use xfer::shard;
+use xfer::shard::{self, Shard};
 use xfer::store;
 use xfer::zoo::{Manifest, Weights, Zoo};
 
 use super::common::{DecodeArgs, DeviceArgs};
+use super::progress::Progress;
 use super::{Cli, EXIT_SKIPPED};
 
 #[derive(Args, Debug)]
@@ -56,6 +56,13 @@ pub struct ExtractArgs {
     /// Replace OUT (and any OUT.partial) if it exists.
     #[arg(long, conflicts_with = "resume")]
     overwrite: bool,
+    /// No progress lines (warnings and errors still go to stderr).
+    #[arg(long, short)]
+    quiet: bool,
+    /// Print one JSON object on stdout at the end instead of the summary: the
+    /// file written, counts, skipped files, seconds, images/s, provider.
+    #[arg(long)]
+    json: bool,
     #[command(flatten)]
     decode: DecodeArgs,
     #[command(flatten)]
@@ -179,20 +186,33 @@ pub fn extract(cli: &Cli, args: &ExtractArgs) -> Result<i32> {
     if !args.overwrite {
         let job = extract::job_provenance(&ds, &root, &cfg, &manifest);
         if let Some(f) = extract::completed_shard(&args.out, &list, &job)? {
-            println!(
-                "{} is already complete in {} (the same file list, model and settings): nothing to do ({} rows, {} skipped files)",
-                list.describe_shard(),
-                args.out.display(),
-                f.rows,
-                f.skipped
-            );
+            if args.json {
+                let json = serde_json::json!({
+                    "command": "extract",
+                    "out": args.out,
+                    "model": manifest.name,
+                    "shard": shard.map(|s| s.to_string()),
+                    "already_complete": true,
+                    "rows": f.rows,
+                    "skipped_files": f.skipped,
+                });
+                println!("{}", serde_json::to_string_pretty(&json)?);
+            } else {
+                println!(
+                    "{} is already complete in {} (the same file list, model and settings): nothing to do ({} rows, {} skipped files)",
+                    list.describe_shard(),
+                    args.out.display(),
+                    f.rows,
+                    f.skipped
+                );
+            }
             return Ok(0);
         }
     }
     for line in dataset::describe_ignored(&ds.ignored, 5) {
         eprintln!("{line}");
     }
-    if let Some(list_file) = &args.list {
+    if let Some(list_file) = args.list.as_ref().filter(|_| !args.quiet) {
         if ds.classes.is_empty() {
             eprintln!(
                 "{}: no labels, so no classes (labels −1, as an unlabelled folder)",
@@ -208,7 +228,7 @@ pub fn extract(cli: &Cli, args: &ExtractArgs) -> Result<i32> {
         }
     }
     let items = extract::items(&ds, &list);
-    if shard.is_some() {
+    if shard.is_some() && !args.quiet {
         eprintln!(
             "{} (list of {}) → {}",
             list.describe_shard(),
@@ -217,11 +237,7 @@ pub fn extract(cli: &Cli, args: &ExtractArgs) -> Result<i32> {
         );
     }
     report_missing(&ds, items, args.list.as_deref());
-    let bar = ProgressBar::new(items.len() as u64);
-    bar.set_style(
-        ProgressStyle::with_template("{bar:40} {pos}/{len} images  {per_sec}  ETA {eta}  {msg}")
-            .expect("valid template"),
-    );
+    let bar = Progress::new("extract", "images", items.len() as u64, args.quiet);
     let first: Vec<PathBuf> = items.iter().take(64).map(|i| ds.abs_path(i)).collect();
     let session = args.device.session_options_for(&first);
     // Runs while the decoders start on the first batches.
@@ -246,18 +262,19 @@ pub fn extract(cli: &Cli, args: &ExtractArgs) -> Result<i32> {
         Ok((backbone, prov))
     };
     let summary = extract::run(&ds, load, &args.out, &cfg, &mut |p| {
-        bar.set_position(p.done as u64);
-        if p.skipped > 0 {
-            bar.set_message(format!("{} skipped", p.skipped));
-        }
+        bar.set(p.done as u64, p.skipped)
     })?;
-    bar.finish_and_clear();
-    print_summary(&args.out, &summary);
-    if let Some(s) = shard {
-        println!(
-            "shard {s} done; once all {} are, join them: xfer merge --out FILE.h5 SHARD_FILES…",
-            s.count
-        );
+    bar.finish();
+    if args.json {
+        print_json(&args.out, &manifest.name, shard, &summary)?;
+    } else {
+        print_summary(&args.out, &summary);
+        if let Some(s) = shard {
+            println!(
+                "shard {s} done; once all {} are, join them: xfer merge --out FILE.h5 SHARD_FILES…",
+                s.count
+            );
+        }
     }
     Ok(if summary.skipped.is_empty() {
         0
@@ -316,6 +333,26 @@ fn print_summary(out: &Path, s: &extract::Summary) {
             println!("  {p}: {r}");
         }
     }
+}
+
+fn print_json(out: &Path, model: &str, shard: Option<Shard>, s: &extract::Summary) -> Result<()> {
+    let json = serde_json::json!({
+        "command": "extract",
+        "out": out,
+        "model": model,
+        "shard": shard.map(|s| s.to_string()),
+        "images": s.total,
+        "rows": s.resumed_rows + s.written,
+        "written": s.written,
+        "resumed_rows": s.resumed_rows,
+        "skipped": s.skipped.iter().map(|(p, r)| serde_json::json!({"path": p, "reason": r})).collect::<Vec<_>>(),
+        "skipped_before": s.skipped_before,
+        "seconds": s.seconds,
+        "images_per_second": s.images_per_second(),
+        "provider": s.provider,
+    });
+    println!("{}", serde_json::to_string_pretty(&json)?);
+    Ok(())
 }
 
 #[derive(Args, Debug)]

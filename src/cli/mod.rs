@@ -6,19 +6,21 @@ mod extract;
 mod info;
 mod merge;
 mod predict;
+mod progress;
 mod train;
 
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
-pub use common::EXIT_SKIPPED;
+pub use common::{die_quietly_on_closed_pipe, EXIT_SKIPPED};
 
 #[derive(Parser)]
 #[command(
     name = "xfer",
     version,
-    about = "Transfer learning on images: ONNX backbones → HDF5 features → small heads"
+    about = "Transfer learning on images: ONNX backbones → HDF5 features → small heads",
+    after_help = EXIT_CODES
 )]
 pub struct Cli {
     /// ONNX Runtime library (else $ORT_DYLIB_PATH, else where tools/setup.sh put it).
@@ -49,7 +51,20 @@ enum Command {
     Evaluate(evaluate::EvaluateArgs),
     /// Classify images with a trained head and its backbone(s); CSV and Kaggle output.
     Predict(predict::PredictArgs),
+    /// Print a shell completion script (e.g. `xfer completions bash > ~/.local/share/bash-completion/completions/xfer`).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
+
+/// The exit statuses, in one place (also in the README).
+const EXIT_CODES: &str = "Exit status: 0 success; 1 error (the message says what to do); \
+2 usage error (a bad flag or value); 3 done, but some inputs were skipped (listed).
+
+Progress goes to stderr: a live bar on a terminal, plain lines every 10 % and 30 s \
+otherwise (XFER_PROGRESS_INTERVAL=SECONDS), none with --quiet. --json prints one JSON \
+object on stdout. xfer prints no colours (NO_COLOR is honoured by clap's help).";
 
 pub fn main() -> i32 {
     let cli = Cli::parse();
@@ -63,6 +78,11 @@ pub fn main() -> i32 {
         Command::Evaluate(args) => evaluate::evaluate(&cli, args),
         Command::Predict(args) => {
             predict::predict(args, cli.ort_lib.as_deref(), cli.zoo.as_deref())
+        }
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(*shell, &mut Cli::command(), "xfer", &mut std::io::stdout());
+            Ok(0)
         }
     };
     common::report(result)

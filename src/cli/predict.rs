@@ -7,13 +7,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
 use xfer::bundle::Bundle;
 use xfer::predict::{self, output, Predictor, PredictorOptions};
 use xfer::runtime::Runtime;
 use xfer::zoo::{Weights, Zoo};
 
 use super::common::{check_output, DecodeArgs, DeviceArgs, EXIT_SKIPPED};
+use super::progress::Progress;
 
 /// Classify images with a trained head (a bundle from `xfer train`) and the
 /// backbone(s) it was trained on.
@@ -50,9 +50,15 @@ pub struct PredictArgs {
     /// Replace existing --csv / --kaggle files.
     #[arg(long)]
     overwrite: bool,
-    /// Do not print the table (use with --csv or --kaggle on large folders).
-    #[arg(long)]
+    /// Print neither the table nor progress (use with --csv or --kaggle on large
+    /// folders); warnings and errors still go to stderr.
+    #[arg(long, short)]
     quiet: bool,
+    /// Print one JSON object on stdout at the end instead of the table: the
+    /// bundle, counts, seconds, images/s, provider(s), outputs written, skipped
+    /// files, and each image's predicted class and probability.
+    #[arg(long)]
+    json: bool,
     /// Print where the time went, on stderr.
     #[arg(long)]
     timings: bool,
@@ -213,25 +219,14 @@ pub fn predict(args: &PredictArgs, ort_lib: Option<&Path>, zoo: Option<&Path>) -
     for line in xfer::dataset::describe_ignored(&inputs.ignored, 5) {
         eprintln!("{line}");
     }
-    let bar = if n >= 64 {
-        ProgressBar::new(n as u64)
-    } else {
-        ProgressBar::hidden()
-    };
-    bar.set_style(
-        ProgressStyle::with_template("{bar:40} {pos}/{len} images  {per_sec}  ETA {eta}  {msg}")
-            .expect("valid template"),
-    );
+    let progress = Progress::new("predict", "images", n as u64, args.quiet || n < 64);
     let preds = predictor.predict(&inputs.images, &mut |p| {
-        bar.set_position(p.done as u64);
-        if p.skipped > 0 {
-            bar.set_message(format!("{} skipped", p.skipped));
-        }
+        progress.set(p.done as u64, p.skipped)
     })?;
-    bar.finish_and_clear();
+    progress.finish();
     let t_predicted = t0.elapsed();
 
-    if !args.quiet {
+    if !args.quiet && !args.json {
         let paths: Vec<String> = preds
             .paths
             .iter()
@@ -305,6 +300,34 @@ pub fn predict(args: &PredictArgs, ort_lib: Option<&Path>, zoo: Option<&Path>) -
             ms(t0.elapsed() - t_predicted),
             ms(t0.elapsed())
         );
+    }
+    if args.json {
+        let seconds = t0.elapsed().as_secs_f64();
+        let predictions: Vec<serde_json::Value> = preds
+            .paths
+            .iter()
+            .zip(preds.probs.rows())
+            .map(|(p, row)| {
+                let (k, prob) = xfer::head::argmax(row);
+                serde_json::json!({"path": p, "class": names[k], "probability": prob})
+            })
+            .collect();
+        let out = serde_json::json!({
+            "command": "predict",
+            "bundle": args.bundle,
+            "head": predictor.bundle.meta.kind,
+            "backbones": described,
+            "provider": predictor.backbones().next().map(|b| b.provider.clone()),
+            "images": n,
+            "predicted": preds.paths.len(),
+            "skipped": preds.skipped.iter().map(|(p, r)| serde_json::json!({"path": p, "reason": r})).collect::<Vec<_>>(),
+            "csv": args.csv,
+            "kaggle": args.kaggle,
+            "seconds": seconds,
+            "images_per_second": if seconds > 0.0 { n as f64 / seconds } else { 0.0 },
+            "predictions": predictions,
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
     }
     Ok(if preds.skipped.is_empty() {
         0

@@ -92,6 +92,14 @@ pub struct LogisticFit {
 }
 
 impl LogisticEngine {
+    /// How the engine is named to users.
+    pub fn describe(self) -> &'static str {
+        match self {
+            LogisticEngine::Streaming => "argmin L-BFGS as linfa-logistic, streaming products",
+            _ => "linfa-logistic, L-BFGS",
+        }
+    }
+
     /// The engine that runs for `entries` = rows × features.
     pub fn resolve(self, entries: usize) -> LogisticEngine {
         match self {
@@ -113,21 +121,197 @@ pub fn fit(
     rows: &[usize],
     n_classes: usize,
     config: &LogisticConfig,
+    class_weights: Option<&[f32]>,
 ) -> Result<LogisticFit, LogisticError> {
-    match config.engine.resolve(rows.len() * x.ncols()) {
-        LogisticEngine::Streaming => streaming::fit(x, labels, rows, n_classes, config),
+    // linfa-logistic has no sample weights: class-weighted fits stream.
+    let engine = match class_weights {
+        Some(_) => LogisticEngine::Streaming,
+        None => config.engine.resolve(rows.len() * x.ncols()),
+    };
+    match engine {
+        LogisticEngine::Streaming => {
+            streaming::fit(x, labels, rows, n_classes, config, class_weights, None)
+        }
         _ => {
             let (head, standardize) = fit_linfa(x, labels, rows, n_classes, config)?;
+            // linfa-logistic 0.8.1's multinomial fit can stop far from the
+            // optimum (seen: 78 % training accuracy where the converged
+            // solution has 100 %). Continue from its solution with the same
+            // objective and solver until the gradient tolerance is met: when
+            // linfa converged this takes an iteration or two.
+            let init = streaming::from_linear(&head.layers[0], n_classes);
+            let polished = streaming::fit(x, labels, rows, n_classes, config, None, Some(init))?;
+            debug_assert_eq!(polished.standardize, standardize);
             Ok(LogisticFit {
-                head,
-                standardize,
                 engine: LogisticEngine::Linfa,
-                iterations: None,
-                passes: None,
-                stop: None,
+                ..polished
             })
         }
     }
+}
+
+/// The refit of [`cross_validate`]: the streaming engine on all `rows`,
+/// started from the folds' mean solution (`path.mean_params`) at the chosen C.
+/// (linfa-logistic 0.8.1's multinomial fit was seen stopping far from the
+/// optimum — 78 % training accuracy where the same objective solved to
+/// convergence gives 100 % — so the cross-validated head is solved here.)
+///
+/// # Shapes
+/// as [`fit`]
+pub fn refit(
+    x: ArrayView2<f32>,
+    labels: &[usize],
+    rows: &[usize],
+    n_classes: usize,
+    config: &LogisticConfig,
+    class_weights: Option<&[f32]>,
+    path: &CvPath,
+) -> Result<LogisticFit, LogisticError> {
+    streaming::fit(
+        x,
+        labels,
+        rows,
+        n_classes,
+        config,
+        class_weights,
+        Some(path.mean_params.clone()),
+    )
+}
+
+/// scikit-learn's `LogisticRegressionCV(Cs=10)` grid: `logspace(-4, 4, 10)`.
+pub fn default_cs() -> Vec<f32> {
+    (0..10)
+        .map(|i| 10f64.powf(-4.0 + 8.0 * i as f64 / 9.0) as f32)
+        .collect()
+}
+
+/// The cross-validated regularisation path of [`cross_validate`].
+#[derive(Debug, Clone)]
+pub struct CvPath {
+    /// The inverse L2 strengths tried, in the order tried.
+    pub cs: Vec<f32>,
+    /// Held-out (log loss, accuracy) per C, per fold: [n_cs][n_folds].
+    pub scores: Vec<Vec<(f64, f64)>>,
+    /// Index into `cs` of the lowest mean held-out log loss (the first on ties).
+    pub best: usize,
+    /// Held-out logits at the best C, one row per entry of `rows` (each row
+    /// predicted by the fold that did not train on it): [rows.len(), n_classes].
+    pub oof_logits: Array2<f32>,
+    /// L-BFGS iterations, all fits together.
+    pub iterations: u64,
+    /// The mean over the folds of the solutions at the best C: the refit on
+    /// all rows starts there (as LogisticRegressionCV's refit does).
+    pub mean_params: Vec<f32>,
+}
+
+impl CvPath {
+    /// Mean held-out log loss of C number `i`.
+    pub fn mean_log_loss(&self, i: usize) -> f64 {
+        let s = &self.scores[i];
+        s.iter().map(|v| v.0).sum::<f64>() / s.len().max(1) as f64
+    }
+}
+
+/// Chooses C as `LogisticRegressionCV(Cs, cv=folds, scoring="neg_log_loss")`
+/// does: the features are standardised once with the statistics of all `rows`
+/// (a `StandardScaler` before it in a pipeline), each fold's path runs through
+/// `cs` in order, each fit warm-started from the previous C's solution, and
+/// the C with the lowest mean held-out log loss wins. Fits stream (the same
+/// objective and solver as linfa-logistic, with sample weights for
+/// `class_weights`).
+///
+/// # Shapes
+/// `x`: [n_samples, n_features]; `labels`: [n_samples]; `rows`, `folds`:
+/// [n_rows] (the fold 0..n_folds of each row); `class_weights`: [n_classes]
+#[allow(clippy::too_many_arguments)]
+pub fn cross_validate(
+    x: ArrayView2<f32>,
+    labels: &[usize],
+    rows: &[usize],
+    folds: &[usize],
+    n_folds: usize,
+    n_classes: usize,
+    cs: &[f32],
+    config: &LogisticConfig,
+    class_weights: Option<&[f32]>,
+) -> Result<CvPath, LogisticError> {
+    assert_eq!(rows.len(), folds.len(), "one fold per row");
+    let d = x.ncols();
+    let std = Standardize::fit(x, Some(rows));
+    let all: Vec<usize> = (0..rows.len()).collect();
+    let xs = streaming::standardized_rows(x, rows, &std); // [n_rows, d]
+    let y: Vec<usize> = rows.iter().map(|&r| labels[r]).collect();
+    let mut scores = vec![vec![(0f64, 0f64); n_folds]; cs.len()];
+    let mut fold_logits: Vec<Vec<Array2<f32>>> = Vec::new(); // [fold][c] → [n_test, n_classes]
+    let mut fold_params: Vec<Vec<Vec<f32>>> = Vec::new(); // [fold][c] → params
+    let mut iterations = 0;
+    for f in 0..n_folds {
+        let train: Vec<usize> = all.iter().copied().filter(|&i| folds[i] != f).collect();
+        let test: Vec<usize> = all.iter().copied().filter(|&i| folds[i] == f).collect();
+        let xtr = xs.select(ndarray::Axis(0), &train);
+        let xte = xs.select(ndarray::Axis(0), &test);
+        let ytr: Vec<usize> = train.iter().map(|&i| y[i]).collect();
+        let yte: Vec<usize> = test.iter().map(|&i| y[i]).collect();
+        let weights: Option<Vec<f32>> =
+            class_weights.map(|cw| ytr.iter().map(|&c| cw[c]).collect());
+        let mut init: Option<Vec<f32>> = None;
+        let mut per_c = Vec::with_capacity(cs.len());
+        let mut params_c = Vec::with_capacity(cs.len());
+        for (ci, &c) in cs.iter().enumerate() {
+            let cfg = LogisticConfig {
+                alpha: 1.0 / c,
+                ..*config
+            };
+            let sol = streaming::solve(
+                xtr.view(),
+                &ytr,
+                weights.clone(),
+                n_classes,
+                &cfg,
+                init.take(),
+            )?;
+            iterations += sol.iterations;
+            let lin = streaming::to_linear(&sol.params, d, n_classes);
+            let z = xte.dot(&lin.weight.t()) + &lin.bias; // [n_test, n_classes]
+            let loss = super::calibrate::log_loss_at(z.view(), &yte, 1.0);
+            let right = super::argmax_rows(z.view())
+                .iter()
+                .zip(&yte)
+                .filter(|(a, b)| a == b)
+                .count();
+            scores[ci][f] = (loss, right as f64 / yte.len().max(1) as f64);
+            per_c.push(z);
+            params_c.push(sol.params.clone());
+            init = Some(sol.params);
+        }
+        fold_logits.push(per_c);
+        fold_params.push(params_c);
+    }
+    let mean = |i: usize| scores[i].iter().map(|v| v.0).sum::<f64>() / n_folds.max(1) as f64;
+    let best = (0..cs.len())
+        .min_by(|&a, &b| mean(a).total_cmp(&mean(b)).then(a.cmp(&b)))
+        .unwrap_or(0);
+    let mut oof_logits = Array2::<f32>::zeros((rows.len(), n_classes));
+    for (f, per_c) in fold_logits.iter().enumerate() {
+        let test = all.iter().copied().filter(|&i| folds[i] == f);
+        for (j, i) in test.enumerate() {
+            oof_logits.row_mut(i).assign(&per_c[best].row(j));
+        }
+    }
+    let mut mean_params = vec![0f32; fold_params.first().map_or(0, |f| f[best].len())];
+    for f in &fold_params {
+        for (m, v) in mean_params.iter_mut().zip(&f[best]) {
+            *m += v / n_folds as f32;
+        }
+    }
+    Ok(CvPath {
+        cs: cs.to_vec(),
+        scores,
+        best,
+        oof_logits,
+        iterations,
+        mean_params,
+    })
 }
 
 fn fit_linfa(
@@ -244,6 +428,8 @@ mod streaming {
     struct Problem<'a> {
         x: ArrayView2<'a, f32>,
         y: Vec<usize>,
+        /// Per-row weights of the loss (class weights), or all ones.
+        w: Option<Vec<f32>>,
         k: usize,
         n_classes: usize,
         alpha: f32,
@@ -302,8 +488,9 @@ mod streaming {
             let p = p.as_slice().expect("contiguous");
             let z = self.logits(p);
             let mut loss = 0f64;
-            for (row, &y) in z.rows().into_iter().zip(&self.y) {
-                loss += (lse(row) - row[y]) as f64;
+            for (i, (row, &y)) in z.rows().into_iter().zip(&self.y).enumerate() {
+                let wi = self.w.as_ref().map_or(1.0, |w| w[i]) as f64;
+                loss += wi * (lse(row) - row[y]) as f64;
             }
             let w = &p[..self.k * self.d()];
             let penalty =
@@ -322,11 +509,18 @@ mod streaming {
             let z = self.logits(p);
             // Residuals softmax − onehot, for the k parametrised logits: [n, k]
             let mut r = Array2::<f32>::zeros((z.nrows(), k));
-            for ((row, &y), mut rr) in z.rows().into_iter().zip(&self.y).zip(r.rows_mut()) {
+            for (i, ((row, &y), mut rr)) in z
+                .rows()
+                .into_iter()
+                .zip(&self.y)
+                .zip(r.rows_mut())
+                .enumerate()
+            {
                 let l = lse(row);
+                let wi = self.w.as_ref().map_or(1.0, |w| w[i]);
                 for c in 0..k {
                     let class = if k == 1 { 1 } else { c };
-                    rr[c] = (row[class] - l).exp() - (y == class) as u8 as f32;
+                    rr[c] = wi * ((row[class] - l).exp() - (y == class) as u8 as f32);
                 }
             }
             // Σᵢ rᵢ xᵢ per weight row, in parallel blocks: [k, d]
@@ -365,16 +559,10 @@ mod streaming {
         }
     }
 
-    pub fn fit(
-        x: ArrayView2<f32>,
-        labels: &[usize],
-        rows: &[usize],
-        n_classes: usize,
-        config: &LogisticConfig,
-    ) -> Result<super::LogisticFit, LogisticError> {
+    /// The standardised rows `rows` of `x`, contiguous: [rows.len(), d].
+    pub fn standardized_rows(x: ArrayView2<f32>, rows: &[usize], std: &Standardize) -> Array2<f32> {
         let d = x.ncols();
-        let std = Standardize::fit(x, Some(rows));
-        let mut xs = Array2::<f32>::zeros((rows.len(), d)); // [n_train, d]
+        let mut xs = Array2::<f32>::zeros((rows.len(), d));
         xs.as_slice_mut()
             .expect("standard layout")
             .par_chunks_mut(BLOCK * d)
@@ -391,17 +579,42 @@ mod streaming {
                     }
                 }
             });
-        let y: Vec<usize> = rows.iter().map(|&r| labels[r]).collect();
-        let mut present = y.clone();
+        xs
+    }
+
+    /// A solved problem: parameters (`k·d` weights then `k` intercepts) and
+    /// how the solver went.
+    pub struct Solution {
+        pub params: Vec<f32>,
+        pub iterations: u64,
+        pub passes: Option<u64>,
+        pub stop: Option<String>,
+    }
+
+    /// Solves linfa-logistic's problem on standardised, contiguous rows `xs`
+    /// with labels `y` and optional per-row weights, from `init` (warm start)
+    /// or zeros.
+    pub fn solve(
+        xs: ArrayView2<f32>,
+        y: &[usize],
+        weights: Option<Vec<f32>>,
+        n_classes: usize,
+        config: &LogisticConfig,
+        init: Option<Vec<f32>>,
+    ) -> Result<Solution, LogisticError> {
+        let d = xs.ncols();
+        let mut present = y.to_vec();
         present.sort_unstable();
         present.dedup();
         if present.len() < 2 {
             return Err(LogisticError::OneClass);
         }
-        let k = if n_classes == 2 { 1 } else { n_classes };
+        let k = n_params_rows(n_classes);
+        let n = xs.nrows();
         let problem = Problem {
-            x: xs.view(),
-            y,
+            x: xs,
+            y: y.to_vec(),
+            w: weights,
             k,
             n_classes,
             alpha: config.alpha,
@@ -411,13 +624,16 @@ mod streaming {
         let solver_err = |e: argmin::core::Error| LogisticError::Solver(e.to_string());
         // The summed loss starts at n·ln C; stop when a step changes it by less
         // than f32 can resolve there (as sklearn's ftol stop).
-        let tol_cost = rows.len() as f32 * (n_classes as f32).ln() * 1e-7;
+        let tol_cost = n as f32 * (n_classes as f32).ln() * 1e-7;
         let solver = LBFGS::new(MoreThuenteLineSearch::new(), 10)
-            .with_tolerance_grad(config.gradient_tolerance * rows.len() as f32)
+            .with_tolerance_grad(config.gradient_tolerance * n as f32)
             .map_err(solver_err)?
             .with_tolerance_cost(tol_cost)
             .map_err(solver_err)?;
-        let init = nd16::Array1::<f32>::zeros(k * d + k);
+        let init = match init {
+            Some(p) if p.len() == k * d + k => nd16::Array1::from_vec(p),
+            _ => nd16::Array1::<f32>::zeros(k * d + k),
+        };
         let result = Executor::new(problem, solver)
             .configure(|state| state.param(init.clone()).max_iters(config.max_iterations))
             .run()
@@ -429,7 +645,26 @@ mod streaming {
             .map(|r| r.text().to_string());
         let passes = result.problem.problem.as_ref().map(|p| p.passes.get());
         let p = result.state.best_param.unwrap_or(init);
-        let p = p.as_slice().expect("contiguous");
+        Ok(Solution {
+            params: p.to_vec(),
+            iterations,
+            passes,
+            stop,
+        })
+    }
+
+    /// Weight rows of the parametrisation: 1 for two classes (logits `[0, z]`), else one per class.
+    pub fn n_params_rows(n_classes: usize) -> usize {
+        if n_classes == 2 {
+            1
+        } else {
+            n_classes
+        }
+    }
+
+    /// The parameters as `Linear(d, n_classes)`.
+    pub fn to_linear(p: &[f32], d: usize, n_classes: usize) -> Linear {
+        let k = n_params_rows(n_classes);
         let mut weight = Array2::<f32>::zeros((n_classes, d)); // [n_classes, n_features]
         let mut bias = Array1::<f32>::zeros(n_classes);
         for c in 0..k {
@@ -439,18 +674,60 @@ mod streaming {
                 .assign(&ndarray::ArrayView1::from(&p[c * d..(c + 1) * d]));
             bias[class] = p[k * d + c];
         }
+        Linear { weight, bias }
+    }
+
+    /// The parameters of `Linear(d, n_classes)` (inverse of [`to_linear`]; for
+    /// two classes the logits `[a, b]` become `[0, b − a]`, the same softmax).
+    pub fn from_linear(lin: &Linear, n_classes: usize) -> Vec<f32> {
+        let (k, d) = (n_params_rows(n_classes), lin.weight.ncols());
+        let mut p = vec![0f32; k * d + k];
+        for c in 0..k {
+            let row = &mut p[c * d..(c + 1) * d];
+            if k == 1 {
+                for ((v, &w1), &w0) in row.iter_mut().zip(lin.weight.row(1)).zip(lin.weight.row(0))
+                {
+                    *v = w1 - w0;
+                }
+                p[d] = lin.bias[1] - lin.bias[0];
+            } else {
+                row.iter_mut()
+                    .zip(lin.weight.row(c))
+                    .for_each(|(v, &w)| *v = w);
+                p[k * d + c] = lin.bias[c];
+            }
+        }
+        p
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub fn fit(
+        x: ArrayView2<f32>,
+        labels: &[usize],
+        rows: &[usize],
+        n_classes: usize,
+        config: &LogisticConfig,
+        class_weights: Option<&[f32]>,
+        init: Option<Vec<f32>>,
+    ) -> Result<super::LogisticFit, LogisticError> {
+        let d = x.ncols();
+        let std = Standardize::fit(x, Some(rows));
+        let xs = standardized_rows(x, rows, &std);
+        let y: Vec<usize> = rows.iter().map(|&r| labels[r]).collect();
+        let weights = class_weights.map(|cw| y.iter().map(|&c| cw[c]).collect());
+        let sol = solve(xs.view(), &y, weights, n_classes, config, init)?;
         let head = Mlp::from_layers(
             MlpConfig::linear(d, n_classes),
-            vec![Linear { weight, bias }],
+            vec![to_linear(&sol.params, d, n_classes)],
         )
         .expect("shapes built above");
         Ok(super::LogisticFit {
             head,
             standardize: std,
             engine: super::LogisticEngine::Streaming,
-            iterations: Some(iterations),
-            passes,
-            stop,
+            iterations: Some(sol.iterations),
+            passes: sol.passes,
+            stop: sol.stop,
         })
     }
 }
@@ -476,7 +753,15 @@ mod tests {
         for classes in [2, 3] {
             let (x, y) = blobs(300, 6, classes, 1);
             let rows: Vec<usize> = (0..300).collect();
-            let f = fit(x.view(), &y, &rows, classes, &LogisticConfig::default()).unwrap();
+            let f = fit(
+                x.view(),
+                &y,
+                &rows,
+                classes,
+                &LogisticConfig::default(),
+                None,
+            )
+            .unwrap();
             let (head, std) = (f.head, f.standardize);
             let p = head.predict_proba(std.apply(x.view()).view());
             let acc = crate::head::argmax_rows(p.view())
@@ -490,6 +775,52 @@ mod tests {
     }
 
     #[test]
+    fn cross_validation_prefers_strong_regularisation_on_noise() {
+        // Labels unrelated to 40 noisy features: weak regularisation overfits,
+        // so the held-out log loss is lowest at a small C.
+        let mut rng = Rng::new(8);
+        let n = 90;
+        let x = Array2::from_shape_fn((n, 40), |_| rng.uniform(-1.0, 1.0));
+        let y: Vec<usize> = (0..n).map(|i| i % 3).collect();
+        let rows: Vec<usize> = (0..n).collect();
+        let folds: Vec<usize> = (0..n).map(|i| (i / 3) % 5).collect();
+        let cs = default_cs();
+        let cv = cross_validate(
+            x.view(),
+            &y,
+            &rows,
+            &folds,
+            5,
+            3,
+            &cs,
+            &LogisticConfig::default(),
+            None,
+        )
+        .unwrap();
+        assert!(cv.cs[cv.best] < 0.1, "chose C = {}", cv.cs[cv.best]);
+        assert!(cv.mean_log_loss(cv.best) < cv.mean_log_loss(cs.len() - 1));
+        // Separable blobs: a weak penalty does better than the strongest one.
+        let (x, y) = blobs(150, 6, 3, 2);
+        let rows: Vec<usize> = (0..150).collect();
+        let folds: Vec<usize> = (0..150).map(|i| (i / 3) % 5).collect();
+        let cv = cross_validate(
+            x.view(),
+            &y,
+            &rows,
+            &folds,
+            5,
+            3,
+            &cs,
+            &LogisticConfig::default(),
+            None,
+        )
+        .unwrap();
+        assert!(cv.best > 0, "chose C = {}", cv.cs[cv.best]);
+        assert_eq!(cv.oof_logits.nrows(), 150);
+        assert!(cv.oof_logits.iter().all(|v| v.is_finite()));
+    }
+
+    #[test]
     fn streaming_engine_solves_linfas_problem() {
         // Same objective and solver: the probabilities agree closely with linfa's.
         for classes in [2, 3] {
@@ -500,10 +831,10 @@ mod tests {
                 ..Default::default()
             };
             cfg.engine = LogisticEngine::Linfa;
-            let f = fit(x.view(), &y, &rows, classes, &cfg).unwrap();
+            let f = fit(x.view(), &y, &rows, classes, &cfg, None).unwrap();
             let (a, sa) = (f.head, f.standardize);
             cfg.engine = LogisticEngine::Streaming;
-            let f = fit(x.view(), &y, &rows, classes, &cfg).unwrap();
+            let f = fit(x.view(), &y, &rows, classes, &cfg, None).unwrap();
             assert!(f.iterations.unwrap() > 0 && f.passes.unwrap() > 0);
             let (b, sb) = (f.head, f.standardize);
             assert_eq!(sa, sb);

@@ -484,6 +484,7 @@ impl Mlp {
         &self,
         x: ArrayView2<f32>,
         labels: &[usize],
+        class_weights: Option<&[f32]>,
         mode: Mode,
         acts: &mut Activations,
         grads: &mut MlpGrads,
@@ -491,8 +492,12 @@ impl Mlp {
         self.forward_train(x, mode, acts);
         let n = x.nrows();
         ensure(&mut acts.dlogits, (n, self.config.n_classes));
-        let (loss, correct) =
-            cross_entropy_with_grad(acts.logits.view(), labels, acts.dlogits.view_mut());
+        let (loss, correct) = cross_entropy_with_grad(
+            acts.logits.view(),
+            labels,
+            class_weights,
+            acts.dlogits.view_mut(),
+        );
         self.backward(x, acts, grads);
         (loss, correct)
     }
@@ -506,14 +511,19 @@ impl Mlp {
         &mut self,
         x: ArrayView2<f32>,
         labels: &[usize],
+        class_weights: Option<&[f32]>,
         mode: Mode,
         acts: &mut Activations,
         lr: f32,
     ) -> (f64, usize) {
         self.forward_train(x, mode, acts);
         ensure(&mut acts.dlogits, (x.nrows(), self.config.n_classes));
-        let (loss, correct) =
-            cross_entropy_with_grad(acts.logits.view(), labels, acts.dlogits.view_mut());
+        let (loss, correct) = cross_entropy_with_grad(
+            acts.logits.view(),
+            labels,
+            class_weights,
+            acts.dlogits.view_mut(),
+        );
         self.backward_sgd_step(x, acts, lr);
         (loss, correct)
     }

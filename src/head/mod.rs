@@ -8,6 +8,7 @@
 //! The numeric kernels here are small pure functions over array views:
 //! max-subtracted softmax and log-sum-exp cross-entropy (numerically stable by construction).
 
+pub mod calibrate;
 pub mod linalg;
 #[cfg(feature = "train")]
 pub mod logistic;
@@ -188,17 +189,31 @@ pub fn softmax_rows(logits: ArrayView2<f32>) -> Array2<f32> {
 /// respect to the logits, `(softmax − onehot) / n`, into `dlogits`, and returns
 /// `(mean loss, number of rows whose arg-max equals the label)`.
 ///
+/// With `class_weights` it is PyTorch's `F.cross_entropy(weight=w)`: row `i`
+/// counts `w[yᵢ]` times and the mean divides by `Σᵢ w[yᵢ]`.
+///
 /// # Shapes
-/// `logits`: [n_samples, n_classes], `labels`: [n_samples], `dlogits`: [n_samples, n_classes]
+/// `logits`: [n_samples, n_classes], `labels`: [n_samples], `class_weights`:
+/// [n_classes], `dlogits`: [n_samples, n_classes]
 pub fn cross_entropy_with_grad(
     logits: ArrayView2<f32>,
     labels: &[usize],
+    class_weights: Option<&[f32]>,
     mut dlogits: ArrayViewMut2<f32>,
 ) -> (f64, usize) {
     let n = logits.nrows();
     assert_eq!(labels.len(), n, "one label per row");
     assert_eq!(dlogits.dim(), logits.dim(), "dlogits shape");
-    let inv_n = 1.0 / n.max(1) as f32;
+    let weight = |y: usize| class_weights.map_or(1.0, |w| w[y]);
+    let total_weight: f32 = match class_weights {
+        None => n as f32,
+        Some(w) => labels.iter().map(|&y| w[y]).sum(),
+    };
+    let inv_total = if total_weight > 0.0 {
+        1.0 / total_weight
+    } else {
+        0.0
+    };
     let mut total = 0f64;
     let mut correct = 0usize;
     for ((row, mut drow), &y) in logits
@@ -211,16 +226,38 @@ pub fn cross_entropy_with_grad(
         correct += (arg == y) as usize;
         let sum: f32 = row.iter().map(|&v| (v - max).exp()).sum();
         let lse = max + sum.ln();
-        total += (lse - row[y]) as f64;
+        let w = weight(y);
+        total += w as f64 * (lse - row[y]) as f64;
+        let k = w * inv_total;
         Zip::from(&mut drow).and(&row).for_each(|d, &v| {
             // Probabilities below 1e-30 contribute nothing measurable; keeping
             // them would feed subnormal numbers to the backward pass.
             let p = (v - lse).exp();
-            *d = if p < 1e-30 { 0.0 } else { p * inv_n };
+            *d = if p < 1e-30 { 0.0 } else { p * k };
         });
-        drow[y] -= inv_n;
+        drow[y] -= k;
     }
-    (total / n.max(1) as f64, correct)
+    (total * inv_total as f64, correct)
+}
+
+/// scikit-learn's `class_weight="balanced"`: `n / (n_classes · n_c)` for the
+/// classes present in `labels` (weight 0 for absent ones).
+pub fn balanced_class_weights(labels: &[usize], n_classes: usize) -> Vec<f32> {
+    let mut counts = vec![0usize; n_classes];
+    for &y in labels {
+        counts[y] += 1;
+    }
+    let present = counts.iter().filter(|&&c| c > 0).count().max(1);
+    counts
+        .iter()
+        .map(|&c| {
+            if c == 0 {
+                0.0
+            } else {
+                labels.len() as f32 / (present as f32 * c as f32)
+            }
+        })
+        .collect()
 }
 
 /// Mean cross-entropy and correct count without a gradient.
@@ -294,7 +331,7 @@ mod tests {
         // torch: F.cross_entropy(torch.tensor([[1.,2.,3.],[1.,1.,1.]]), torch.tensor([2,0])) = 0.7531091
         let logits = array![[1.0f32, 2.0, 3.0], [1.0, 1.0, 1.0]];
         let mut d = Array2::zeros((2, 3));
-        let (loss, correct) = cross_entropy_with_grad(logits.view(), &[2, 0], d.view_mut());
+        let (loss, correct) = cross_entropy_with_grad(logits.view(), &[2, 0], None, d.view_mut());
         assert!((loss - 0.753_109_1).abs() < 1e-6, "{loss}");
         assert_eq!(correct, 2);
         // rows of the gradient sum to zero

@@ -23,6 +23,9 @@ pub struct TrainConfig {
     /// Stop after this many epochs without a lower validation loss.
     pub patience: Option<usize>,
     pub seed: u64,
+    /// Per-class weights of the loss (`--class-weight balanced`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class_weights: Option<Vec<f32>>,
 }
 
 impl Default for TrainConfig {
@@ -34,6 +37,7 @@ impl Default for TrainConfig {
             schedule: LrSchedule::Constant,
             patience: None,
             seed: 0,
+            class_weights: None,
         }
     }
 }
@@ -93,6 +97,11 @@ pub enum Progress<'a> {
         total: usize,
     },
     Epoch(&'a EpochRecord),
+    /// The weights at the end of an epoch (1-based), after its record.
+    Weights {
+        epoch: usize,
+        mlp: &'a Mlp,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -168,6 +177,7 @@ pub fn train_mlp(
     let mut acts = Activations::default();
     let mut xb = Array2::zeros((0, 0));
     let mut yb = Vec::with_capacity(config.batch_size);
+    let class_weights = config.class_weights.as_deref();
     let mut order: Vec<usize> = train.rows.to_vec();
     let n_batches = order.len().div_ceil(config.batch_size);
     let val = val.filter(|v| !v.is_empty());
@@ -188,6 +198,7 @@ pub fn train_mlp(
                 mlp.loss_and_sgd_step(
                     xb.view(),
                     &yb,
+                    class_weights,
                     Mode::Train(&mut dropout_rng),
                     &mut acts,
                     opt.lr,
@@ -196,6 +207,7 @@ pub fn train_mlp(
                 let r = mlp.loss_and_grad(
                     xb.view(),
                     &yb,
+                    class_weights,
                     Mode::Train(&mut dropout_rng),
                     &mut acts,
                     &mut grads,
@@ -230,6 +242,10 @@ pub fn train_mlp(
             cpu_seconds: cpu0.and_then(|a| process_cpu_seconds().map(|b| b - a)),
         };
         progress(Progress::Epoch(&record));
+        progress(Progress::Weights {
+            epoch: epoch + 1,
+            mlp,
+        });
         history.push(record);
         if let Some(vl) = val_loss {
             let improved = best.as_ref().is_none_or(|(b, _, _)| vl < *b);

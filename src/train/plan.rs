@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::error::{Error, Result};
@@ -12,12 +13,57 @@ use crate::train::TrainConfig;
 /// Where validation rows come from.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Validation {
-    /// None: the last epoch is kept.
+    /// Chosen from the data when it is loaded ([`Validation::resolve`]):
+    /// stratified k-fold cross-validation up to [`AUTO_CV_MAX_ROWS`] rows
+    /// (k = 5, fewer when a class has fewer rows), a 10 % split above.
+    Auto,
+    /// None: the last epoch is kept, nothing is calibrated or compared.
     None,
     /// Feature files, one per backbone in the training files' order.
     Files(Vec<PathBuf>),
     /// A stratified, seeded fraction of the training rows.
     Split(f64),
+    /// Stratified k-fold cross-validation on the training rows: settings
+    /// (C, the MLP's epochs), calibration and the recommended head come from
+    /// the held-out folds; the final heads are fitted on all rows.
+    Folds(usize),
+}
+
+/// Most training rows for which [`Validation::Auto`] cross-validates.
+pub const AUTO_CV_MAX_ROWS: usize = 10_000;
+
+impl Validation {
+    /// What [`Validation::Auto`] becomes for `n_rows` rows whose smallest
+    /// class has `min_class` rows; other kinds stay as they are.
+    pub fn resolve(&self, n_rows: usize, min_class: usize) -> Validation {
+        match self {
+            Validation::Auto if n_rows <= AUTO_CV_MAX_ROWS => {
+                let k = min_class.min(5);
+                if k >= 2 {
+                    Validation::Folds(k)
+                } else {
+                    Validation::None
+                }
+            }
+            Validation::Auto => Validation::Split(0.1),
+            v => v.clone(),
+        }
+    }
+}
+
+/// A named set of defaults for every head setting (flags override them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Preset {
+    /// Robust from 50 to 100,000 images: standardised features, AdamW with a
+    /// cosine schedule over a budget of optimiser steps, early stopping with
+    /// the best weights restored, C chosen by cross-validation, temperature
+    /// scaling, validation chosen from the data.
+    #[default]
+    Default,
+    /// The tutorial's method-3 settings exactly: SGD lr 1e-3, batch 64, 20
+    /// epochs, no early stopping, raw features, C = 1, no calibration.
+    Tutorial,
 }
 
 /// The MLP head's shape (its input and output widths come from the data).
@@ -29,7 +75,17 @@ pub struct MlpPlan {
     pub input_dropout: bool,
     /// Standardise the features (fitted on the training rows) before the MLP.
     pub standardize: bool,
+    /// A budget in optimiser steps: the epochs are `steps / batches per
+    /// epoch`, within [[`MIN_EPOCHS`], the configured epochs]. None: exactly
+    /// the configured epochs.
+    pub steps: Option<usize>,
+    /// Early-stopping patience from the epochs (`max(10, epochs / 5)`) when
+    /// there is validation data and none was given.
+    pub auto_patience: bool,
 }
+
+/// Fewest epochs a step budget gives.
+pub const MIN_EPOCHS: usize = 10;
 
 impl MlpPlan {
     /// The architecture for `n_features` inputs and `n_classes` outputs.
@@ -47,8 +103,9 @@ impl MlpPlan {
 /// The logistic baseline's settings (scikit-learn's names).
 #[derive(Debug, Clone, PartialEq)]
 pub struct LogisticPlan {
-    /// Inverse L2 strength.
-    pub c: f32,
+    /// Inverse L2 strength; None: chosen by stratified k-fold cross-validation
+    /// on log loss over `logspace(-4, 4, 10)` (LogisticRegressionCV).
+    pub c: Option<f32>,
     pub max_iterations: u64,
 }
 
@@ -62,8 +119,15 @@ pub struct TrainPlan {
     pub mlp: Option<MlpPlan>,
     /// Train the logistic baseline (None: do not).
     pub logistic: Option<LogisticPlan>,
-    /// How the MLP is optimised; its seed also seeds the validation split.
+    /// How the MLP is optimised; its seed also seeds the validation split
+    /// and the folds. With a step budget, `epochs` is the most it may run.
     pub config: TrainConfig,
+    /// Fit a temperature on held-out predictions (validation rows or folds).
+    pub calibrate: bool,
+    /// Weight each class by `n / (n_classes · n_c)` in the losses
+    /// (scikit-learn's `class_weight="balanced"`).
+    pub balanced: bool,
+    pub preset: Preset,
 }
 
 fn invalid(reason: impl Into<String>) -> Error {
@@ -106,8 +170,13 @@ impl TrainPlan {
             }
             Validation::None if self.config.patience.is_some() => {
                 return Err(invalid(
-                    "--patience needs validation data: pass --val or --val-split",
+                    "--patience needs validation data: pass --val, --val-split or --cv",
                 ))
+            }
+            Validation::Folds(k) if *k < 2 => {
+                return Err(invalid(format!(
+                    "--cv needs at least 2 folds (e.g. --cv 5), got {k}"
+                )))
             }
             _ => {}
         }
@@ -115,29 +184,63 @@ impl TrainPlan {
         if let Some(m) = &self.mlp {
             m.config(1, 2).validate()?;
         }
-        if let Some(l) = &self.logistic {
-            if !(l.c > 0.0 && l.c.is_finite()) {
-                return Err(invalid(format!(
-                    "--logistic-c must be positive, got {}",
-                    l.c
-                )));
+        if let Some(c) = self.logistic.as_ref().and_then(|l| l.c) {
+            if !(c > 0.0 && c.is_finite()) {
+                return Err(invalid(format!("--logistic-c must be positive, got {c}")));
             }
+        }
+        if let Some(MlpPlan { steps: Some(0), .. }) = &self.mlp {
+            return Err(invalid("--steps must be at least 1"));
         }
         Ok(())
     }
 
+    /// The MLP's training configuration for `n_train` training rows: the
+    /// epochs from the step budget (the cosine schedule spans them), and the
+    /// automatic patience when `validated`.
+    pub fn mlp_config(&self, n_train: usize, validated: bool) -> TrainConfig {
+        let mut c = self.config.clone();
+        let Some(m) = &self.mlp else { return c };
+        if let Some(steps) = m.steps {
+            let per_epoch = n_train.div_ceil(c.batch_size).max(1);
+            c.epochs = steps
+                .div_ceil(per_epoch)
+                .clamp(MIN_EPOCHS.min(c.epochs), c.epochs);
+        }
+        if let crate::head::optim::LrSchedule::Cosine { epochs } = &mut c.schedule {
+            *epochs = c.epochs;
+        }
+        if m.auto_patience && validated && c.patience.is_none() {
+            c.patience = Some((c.epochs / 5).max(10));
+        }
+        if !validated {
+            c.patience = None;
+        }
+        c
+    }
+
     /// The training configuration a bundle records, with the head's own part.
-    pub fn training_json(&self, head: serde_json::Value) -> serde_json::Value {
-        let (val_files, val_split) = match &self.validation {
-            Validation::Files(f) => (f.clone(), None),
-            Validation::Split(s) => (Vec::new(), Some(*s)),
-            Validation::None => (Vec::new(), None),
+    /// `validation` is what was used (the plan's, resolved by the data).
+    pub fn training_json(
+        &self,
+        validation: &Validation,
+        head: serde_json::Value,
+    ) -> serde_json::Value {
+        let (val_files, val_split, cv) = match validation {
+            Validation::Files(f) => (f.clone(), None, None),
+            Validation::Split(s) => (Vec::new(), Some(*s), None),
+            Validation::Folds(k) => (Vec::new(), None, Some(*k)),
+            Validation::None | Validation::Auto => (Vec::new(), None, None),
         };
         json!({
+            "preset": self.preset,
             "train_files": self.train_files,
             "val_files": val_files,
             "val_split": val_split,
+            "cv_folds": cv,
             "seed": self.config.seed,
+            "class_weight": if self.balanced { "balanced" } else { "none" },
+            "calibrated": self.calibrate,
             "head": head,
         })
     }

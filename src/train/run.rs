@@ -1,17 +1,25 @@
 //! Fitting the heads of a [`TrainPlan`] on [`TrainingData`]: each fit gives
-//! a [`Trained`] head (its report and its bundle). Nothing here prints or
-//! writes files; the front end does both.
+//! a [`Trained`] head (its report and its bundle), then [`recommend`] marks the
+//! one with the lowest held-out log loss. Nothing here prints or writes files;
+//! the front end does both.
+//!
+//! Held-out predictions come from the validation rows, or with
+//! cross-validation from the folds (each row predicted by the fold model that
+//! did not train on it). They choose the settings left open (C, the MLP's
+//! epochs), fit the temperature, and score the heads against each other.
 
+use ndarray::{Array2, ArrayView2};
 use serde_json::json;
 
 use crate::bundle::Bundle;
 use crate::error::Result;
+use crate::head::calibrate::{self, Temperature};
 use crate::head::mlp::Mlp;
-use crate::head::{HeadKind, Rng, Standardize};
+use crate::head::{softmax_rows, HeadKind, Rng, Standardize};
 use crate::metrics::{self, Evaluation};
-use crate::report::HeadReport;
+use crate::report::{CvSummary, HeadReport};
 use crate::train::data::TrainingData;
-use crate::train::plan::TrainPlan;
+use crate::train::plan::{TrainPlan, Validation};
 use crate::train::{self, Progress, Rows};
 
 /// A trained head: what it scored, and the bundle that ships it.
@@ -22,25 +30,85 @@ pub struct Trained {
     pub notes: Vec<String>,
 }
 
-/// Scores of a head on some rows, given a function from feature rows to
-/// probabilities; rows are gathered in blocks, so memory stays small.
-fn evaluate_rows(
+/// Logits of a head on some rows, gathered in blocks so memory stays small.
+///
+/// # Shapes
+/// → [rows.len(), n_classes]
+fn logits_of(
     rows: Rows,
-    class_names: &[String],
-    predict: &dyn Fn(ndarray::ArrayView2<f32>) -> ndarray::Array2<f32>,
-) -> Evaluation {
+    n_classes: usize,
+    logits: &dyn Fn(ArrayView2<f32>) -> Array2<f32>,
+) -> Array2<f32> {
     const BLOCK: usize = 2048;
-    let mut xb = ndarray::Array2::zeros((0, 0));
-    let mut probs = ndarray::Array2::<f32>::zeros((rows.len(), class_names.len())); // [n_rows, n_classes]
+    let mut xb = Array2::zeros((0, 0));
+    let mut out = Array2::<f32>::zeros((rows.len(), n_classes));
     for (i, chunk) in rows.rows.chunks(BLOCK).enumerate() {
         Mlp::gather_rows(rows.x, chunk, &mut xb);
-        let p = predict(xb.view());
-        probs
-            .slice_mut(ndarray::s![i * BLOCK..i * BLOCK + chunk.len(), ..])
-            .assign(&p);
+        out.slice_mut(ndarray::s![i * BLOCK..i * BLOCK + chunk.len(), ..])
+            .assign(&logits(xb.view()));
     }
-    let labels: Vec<usize> = rows.rows.iter().map(|&r| rows.labels[r]).collect();
-    metrics::evaluate(probs.view(), &labels, class_names, None)
+    out
+}
+
+fn labels_of(rows: Rows) -> Vec<usize> {
+    rows.rows.iter().map(|&r| rows.labels[r]).collect()
+}
+
+/// Scores of logits at temperature `t`.
+fn evaluate_logits(
+    logits: ArrayView2<f32>,
+    labels: &[usize],
+    t: f32,
+    class_names: &[String],
+) -> Evaluation {
+    let probs = softmax_rows((&logits / t).view());
+    metrics::evaluate(probs.view(), labels, class_names, None)
+}
+
+/// What held-out predictions say about a head.
+struct HeldOut {
+    temperature: Temperature,
+    evaluation: Evaluation,
+    cv: Option<CvSummary>,
+}
+
+/// Fits the temperature (when the plan calibrates) on held-out logits and
+/// scores them; with folds (the fold of each row) also per fold.
+fn held_out(
+    plan: &TrainPlan,
+    logits: ArrayView2<f32>,
+    labels: &[usize],
+    folds: Option<(&[usize], usize)>,
+    class_names: &[String],
+) -> HeldOut {
+    let temperature = if plan.calibrate {
+        calibrate::fit_temperature(logits, labels)
+    } else {
+        let l = calibrate::log_loss_at(logits, labels, 1.0);
+        Temperature {
+            t: 1.0,
+            log_loss_before: l,
+            log_loss_after: l,
+        }
+    };
+    let evaluation = evaluate_logits(logits, labels, temperature.t, class_names);
+    let cv = folds.map(|(fold_of, k)| {
+        let per_fold = (0..k)
+            .map(|f| {
+                let idx: Vec<usize> = (0..labels.len()).filter(|&i| fold_of[i] == f).collect();
+                let z = logits.select(ndarray::Axis(0), &idx);
+                let y: Vec<usize> = idx.iter().map(|&i| labels[i]).collect();
+                let e = evaluate_logits(z.view(), &y, temperature.t, class_names);
+                (e.log_loss, e.accuracy)
+            })
+            .collect();
+        CvSummary::new(per_fold)
+    });
+    HeldOut {
+        temperature,
+        evaluation,
+        cv,
+    }
 }
 
 fn final_metrics(r: &HeadReport) -> serde_json::Value {
@@ -49,90 +117,217 @@ fn final_metrics(r: &HeadReport) -> serde_json::Value {
         "train_accuracy": r.train_accuracy,
         "val_loss": r.validation.as_ref().map(|e| e.log_loss),
         "val_accuracy": r.validation.as_ref().map(|e| e.accuracy),
+        "val_loss_uncalibrated": r.uncalibrated_log_loss,
+        "temperature": r.temperature,
+        "cv": r.cv,
         "best_epoch": r.best_epoch,
         "train_seconds": r.train_seconds,
     })
 }
 
-/// The logistic baseline's solver, as it will be described.
+/// `--class-weight balanced`: weights from the training rows' labels.
+fn class_weights(plan: &TrainPlan, data: &TrainingData) -> Option<Vec<f32>> {
+    plan.balanced.then(|| {
+        let y: Vec<usize> = data
+            .train_rows
+            .iter()
+            .map(|&r| data.train_labels[r])
+            .collect();
+        crate::head::balanced_class_weights(&y, data.class_names.len())
+    })
+}
+
+/// The logistic baseline's solver settings for C.
 #[cfg(feature = "train")]
-pub fn logistic_config(plan: &TrainPlan) -> crate::head::logistic::LogisticConfig {
-    let l = plan
-        .logistic
-        .clone()
-        .unwrap_or(crate::train::plan::LogisticPlan {
-            c: 1.0,
-            max_iterations: 100,
-        });
+fn logistic_config(plan: &TrainPlan, c: f32) -> crate::head::logistic::LogisticConfig {
     crate::head::logistic::LogisticConfig {
-        alpha: 1.0 / l.c,
-        max_iterations: l.max_iterations,
+        alpha: 1.0 / c,
+        max_iterations: plan.logistic.as_ref().map_or(100, |l| l.max_iterations),
         ..Default::default()
     }
 }
 
-/// "linfa-logistic, L-BFGS" or the streaming engine, for `n_values` feature values.
+/// The engine the final logistic fit will run, for `n_values` feature values:
+/// streaming for class weights and for the refit after cross-validation,
+/// else linfa-logistic up to its size limit.
 #[cfg(feature = "train")]
 pub fn logistic_engine(plan: &TrainPlan, n_values: usize) -> &'static str {
-    match logistic_config(plan).engine.resolve(n_values) {
-        crate::head::logistic::LogisticEngine::Streaming => {
-            "argmin L-BFGS as linfa-logistic, streaming products"
-        }
-        _ => "linfa-logistic, L-BFGS",
-    }
+    use crate::head::logistic::LogisticEngine;
+    let cross_validated = plan.logistic.as_ref().is_some_and(|l| l.c.is_none());
+    let engine = if plan.balanced || cross_validated {
+        LogisticEngine::Streaming
+    } else {
+        logistic_config(plan, 1.0).engine.resolve(n_values)
+    };
+    engine.describe()
 }
 
-/// Fits the logistic baseline (L-BFGS on standardised features).
+/// Folds for choosing C when validation is not by folds: stratified, as many
+/// as the smallest class allows (at most 5).
+#[cfg(feature = "train")]
+fn inner_folds(data: &TrainingData, seed: u64) -> (Vec<usize>, usize) {
+    let y: Vec<usize> = data
+        .train_rows
+        .iter()
+        .map(|&r| data.train_labels[r])
+        .collect();
+    let mut counts = vec![0usize; data.class_names.len()];
+    for &l in &y {
+        counts[l] += 1;
+    }
+    let k = counts
+        .iter()
+        .copied()
+        .filter(|&c| c > 0)
+        .min()
+        .unwrap_or(0)
+        .min(5);
+    (
+        crate::features::stratified_folds(&y, data.class_names.len(), k.max(2), seed),
+        k,
+    )
+}
+
+/// Fits the logistic baseline (L-BFGS on standardised features), with C
+/// chosen by cross-validation unless the plan fixes it.
 #[cfg(feature = "train")]
 pub fn fit_logistic(plan: &TrainPlan, data: &TrainingData) -> Result<Trained> {
     use crate::head::logistic;
-    let config = logistic_config(plan);
-    let c = 1.0 / config.alpha;
-    let engine = logistic_engine(plan, data.train_rows.len() * data.train.n_features());
     let t0 = std::time::Instant::now();
-    let fit = logistic::fit(
-        data.train.data.view(),
-        &data.train_labels,
-        &data.train_rows,
-        data.class_names.len(),
-        &config,
-    )?;
+    let x = data.train.data.view();
+    let n_classes = data.class_names.len();
+    let weights = class_weights(plan, data);
+    let fixed_c = plan.logistic.as_ref().and_then(|l| l.c);
     let mut notes = Vec::new();
+    // The folds C is chosen on: the run's own, or inner folds of the training rows.
+    let by_folds = data.n_folds() > 0;
+    let (folds, k) = if by_folds {
+        (data.folds.clone(), data.n_folds())
+    } else {
+        inner_folds(data, plan.config.seed)
+    };
+    let cs = match fixed_c {
+        Some(c) => vec![c],
+        None => logistic::default_cs(),
+    };
+    let path = if (fixed_c.is_none() && k >= 2) || by_folds {
+        Some(logistic::cross_validate(
+            x,
+            &data.train_labels,
+            &data.train_rows,
+            &folds,
+            k,
+            n_classes,
+            &cs,
+            &logistic_config(plan, 1.0),
+            weights.as_deref(),
+        )?)
+    } else {
+        None
+    };
+    let (c, chosen) = match (&path, fixed_c) {
+        (_, Some(c)) => (c, None),
+        (Some(p), None) => {
+            let c = p.cs[p.best];
+            notes.push(format!(
+                "logistic regression: C = {c:.4} chosen by stratified {k}-fold cross-validation on log loss over {} values from 1e-4 to 1e4 (held-out log loss {:.4}; {} L-BFGS iterations in all)",
+                p.cs.len(),
+                p.mean_log_loss(p.best),
+                p.iterations
+            ));
+            (c, Some(format!("C = {c:.4} by {k}-fold CV")))
+        }
+        (None, None) => {
+            notes.push(
+                "logistic regression: too few rows per class to cross-validate C; C = 1".into(),
+            );
+            (1.0, None)
+        }
+    };
+    let config = logistic_config(plan, c);
+    let fit = match (&path, fixed_c) {
+        (Some(p), None) => logistic::refit(
+            x,
+            &data.train_labels,
+            &data.train_rows,
+            n_classes,
+            &config,
+            weights.as_deref(),
+            p,
+        )?,
+        _ => logistic::fit(
+            x,
+            &data.train_labels,
+            &data.train_rows,
+            n_classes,
+            &config,
+            weights.as_deref(),
+        )?,
+    };
     if let (Some(it), Some(passes)) = (fit.iterations, fit.passes) {
         notes.push(format!(
             "logistic regression: {it} L-BFGS iterations, {passes} passes over the features, stopped: {}",
             fit.stop.as_deref().unwrap_or("—")
         ));
     }
+    let fit_engine = fit.engine;
     let (head, std) = (fit.head, fit.standardize);
-    let seconds = t0.elapsed().as_secs_f64();
-    let predict = |x: ndarray::ArrayView2<f32>| head.predict_proba(std.apply(x).view());
-    let tr = evaluate_rows(data.train_rows(), &data.class_names, &predict);
-    let validation = data
-        .val_rows()
-        .map(|v| evaluate_rows(v, &data.class_names, &predict));
+    let logits = |x: ArrayView2<f32>| head.forward(std.apply(x).view());
+    let held = if by_folds {
+        let p = path.as_ref().expect("folds cross-validate");
+        let y = labels_of(data.train_rows());
+        Some(held_out(
+            plan,
+            p.oof_logits.view(),
+            &y,
+            Some((&folds, k)),
+            &data.class_names,
+        ))
+    } else {
+        data.val_rows().map(|v| {
+            let z = logits_of(v, n_classes, &logits);
+            held_out(plan, z.view(), &labels_of(v), None, &data.class_names)
+        })
+    };
+    let t = held.as_ref().map_or(1.0, |h| h.temperature.t);
+    let tr = evaluate_logits(
+        logits_of(data.train_rows(), n_classes, &logits).view(),
+        &labels_of(data.train_rows()),
+        t,
+        &data.class_names,
+    );
+    let engine = fit_engine.describe();
     let report = HeadReport {
         kind: HeadKind::Logistic,
-        description: format!("logistic regression ({engine}, C = {c}, standardised)"),
-        train_seconds: seconds,
+        description: format!("logistic regression ({engine}, C = {c:.4}, standardised)"),
+        train_seconds: t0.elapsed().as_secs_f64(),
         seconds_per_epoch: None,
         train_loss: tr.log_loss,
         train_accuracy: tr.accuracy,
-        validation,
+        uncalibrated_log_loss: held.as_ref().map(|h| h.temperature.log_loss_before),
+        temperature: t,
+        cv: held.as_ref().and_then(|h| h.cv.clone()),
+        validation: held.map(|h| h.evaluation),
         history: Vec::new(),
         best_epoch: None,
         stopped_early: false,
         bundle: "logistic.safetensors".into(),
+        chosen,
+        recommended: false,
     };
-    let bundle = Bundle::new(
+    let mut bundle = Bundle::new(
         HeadKind::Logistic,
         head,
         Some(std),
         data.class_names.clone(),
         data.train.backbones.clone(),
-        plan.training_json(json!({"kind": "logistic", "config": config})),
+        plan.training_json(
+            &data.validation,
+            json!({"kind": "logistic", "config": config, "c_by_cv": fixed_c.is_none()}),
+        ),
         final_metrics(&report),
     );
+    bundle.meta.temperature = t;
     Ok(Trained {
         report,
         bundle,
@@ -140,8 +335,101 @@ pub fn fit_logistic(plan: &TrainPlan, data: &TrainingData) -> Result<Trained> {
     })
 }
 
+/// The MLP's cross-validation: one run per fold, held-out loss every epoch;
+/// the epoch count with the lowest mean held-out loss (over the epochs every
+/// fold ran) wins, and each fold's logits at that epoch are the out-of-fold
+/// predictions.
+struct MlpFolds {
+    epochs: usize,
+    /// [train_rows.len(), n_classes], in the order of `train_rows`.
+    oof_logits: Array2<f32>,
+    /// Mean held-out loss per epoch (over the common epochs).
+    curve: Vec<f64>,
+    /// The learning-rate schedule the folds ran (the final head runs it too).
+    schedule: crate::head::optim::LrSchedule,
+}
+
+fn cross_validate_mlp(
+    plan: &TrainPlan,
+    data: &TrainingData,
+    config: &crate::head::mlp::MlpConfig,
+    progress: &mut dyn FnMut(Progress),
+) -> MlpFolds {
+    let k = data.n_folds();
+    let n_classes = data.class_names.len();
+    let x = data.train.data.view();
+    let position: std::collections::HashMap<usize, usize> = data
+        .train_rows
+        .iter()
+        .enumerate()
+        .map(|(i, &r)| (r, i))
+        .collect();
+    let mut curves: Vec<Vec<f64>> = Vec::new();
+    // Per fold, the held-out logits of every epoch: [fold][epoch] → [n_fold, n_classes]
+    let mut fold_logits: Vec<Vec<Array2<f32>>> = Vec::new();
+    let mut fold_rows: Vec<Vec<usize>> = Vec::new();
+    // One configuration for all folds (from the mean fold size), so that
+    // every fold and the final head follow the same schedule.
+    let n_outside = data.train_rows.len() - data.train_rows.len() / k.max(1);
+    let mut tc = plan.mlp_config(n_outside, true);
+    tc.class_weights = class_weights(plan, data);
+    for f in 0..k {
+        let (outside, inside) = data.fold_rows(f);
+        let mut mlp = Mlp::new(config.clone(), &mut Rng::new(plan.config.seed));
+        let held = Rows {
+            x,
+            labels: &data.train_labels,
+            rows: &inside,
+        };
+        let mut per_epoch = Vec::new();
+        let mut hook = |p: Progress| match p {
+            Progress::Weights { mlp, .. } => {
+                per_epoch.push(logits_of(held, n_classes, &|xb| mlp.forward(xb)))
+            }
+            other => progress(other),
+        };
+        let outcome = train::train_mlp(
+            &mut mlp,
+            Rows {
+                x,
+                labels: &data.train_labels,
+                rows: &outside,
+            },
+            Some(held),
+            &tc,
+            &mut hook,
+        );
+        curves.push(outcome.history.iter().filter_map(|h| h.val_loss).collect());
+        fold_logits.push(per_epoch);
+        fold_rows.push(inside);
+    }
+    let common = curves.iter().map(Vec::len).min().unwrap_or(0);
+    let curve: Vec<f64> = (0..common)
+        .map(|e| curves.iter().map(|c| c[e]).sum::<f64>() / k as f64)
+        .collect();
+    let best = (0..common)
+        .min_by(|&a, &b| curve[a].total_cmp(&curve[b]).then(a.cmp(&b)))
+        .unwrap_or(0);
+    let mut oof_logits = Array2::<f32>::zeros((data.train_rows.len(), n_classes));
+    for (rows, logits) in fold_rows.iter().zip(&fold_logits) {
+        if let Some(z) = logits.get(best) {
+            for (j, r) in rows.iter().enumerate() {
+                oof_logits.row_mut(position[r]).assign(&z.row(j));
+            }
+        }
+    }
+    MlpFolds {
+        epochs: best + 1,
+        oof_logits,
+        curve,
+        schedule: tc.schedule,
+    }
+}
+
 /// Fits the MLP head. With `standardize` in the plan, the features of `data`
-/// are standardised in place (fitted on the training rows) first.
+/// are standardised in place (fitted on the training rows) first. With
+/// folds, the epoch count comes from cross-validation and the final head is
+/// trained on all rows for that many epochs.
 pub fn fit_mlp(
     plan: &TrainPlan,
     data: &mut TrainingData,
@@ -163,67 +451,145 @@ pub fn fit_mlp(
     };
     let config = m.config(data.train.n_features(), data.class_names.len());
     config.validate()?;
+    let n_classes = data.class_names.len();
+    let weights = class_weights(plan, data);
+    let mut notes = Vec::new();
+    let by_folds = data.n_folds() > 0;
+    let validated = by_folds || data.val_rows().is_some();
+    let mut tc = plan.mlp_config(data.train_rows.len(), validated && !by_folds);
+    tc.class_weights = weights;
+    let t0 = std::time::Instant::now();
+    let folds = by_folds.then(|| {
+        let mut fold_progress = |p: Progress| {
+            if let Progress::Batch { .. } = p {
+                progress(p)
+            }
+        };
+        cross_validate_mlp(plan, data, &config, &mut fold_progress)
+    });
+    if let Some(f) = &folds {
+        // The final head: all rows, the schedule as planned, stopped at the chosen epoch.
+        tc.epochs = f.epochs;
+        tc.schedule = f.schedule;
+        tc.patience = None;
+        notes.push(format!(
+            "MLP: {} epochs chosen by {}-fold cross-validation (lowest mean held-out loss, {:.4}, over the first {} epochs every fold ran); the final head trains on all {} rows for {} epochs",
+            f.epochs,
+            data.n_folds(),
+            f.curve[f.epochs - 1],
+            f.curve.len(),
+            data.train_rows.len(),
+            f.epochs
+        ));
+    }
     let mut mlp = Mlp::new(config.clone(), &mut Rng::new(plan.config.seed));
     let outcome = train::train_mlp(
         &mut mlp,
         data.train_rows(),
-        data.val_rows(),
-        &plan.config,
+        if by_folds { None } else { data.val_rows() },
+        &tc,
         progress,
     );
-    let mut notes = Vec::new();
     if outcome.stopped_early {
         notes.push(format!(
             "stopped early: no lower validation loss for {} epochs",
-            plan.config.patience.unwrap_or(0)
+            tc.patience.unwrap_or(0)
         ));
     }
-    if data.val_rows().is_some() {
+    if !by_folds && data.val_rows().is_some() {
         notes.push(format!(
             "kept the weights of epoch {} (lowest validation loss)",
             outcome.best_epoch
         ));
     }
-    let predict = |x: ndarray::ArrayView2<f32>| mlp.predict_proba(x);
-    let tr = evaluate_rows(data.train_rows(), &data.class_names, &predict);
-    let validation = data
-        .val_rows()
-        .map(|v| evaluate_rows(v, &data.class_names, &predict));
+    let logits = |x: ArrayView2<f32>| mlp.forward(x);
+    let held = match &folds {
+        Some(f) => {
+            let y = labels_of(data.train_rows());
+            Some(held_out(
+                plan,
+                f.oof_logits.view(),
+                &y,
+                Some((&data.folds, data.n_folds())),
+                &data.class_names,
+            ))
+        }
+        None => data.val_rows().map(|v| {
+            let z = logits_of(v, n_classes, &logits);
+            held_out(plan, z.view(), &labels_of(v), None, &data.class_names)
+        }),
+    };
+    let t = held.as_ref().map_or(1.0, |h| h.temperature.t);
+    let tr = evaluate_logits(
+        logits_of(data.train_rows(), n_classes, &logits).view(),
+        &labels_of(data.train_rows()),
+        t,
+        &data.class_names,
+    );
     let n_epochs = outcome.history.len().max(1);
     let report = HeadReport {
         kind: HeadKind::Mlp,
         description: config.describe(),
-        train_seconds: outcome.seconds,
+        train_seconds: t0.elapsed().as_secs_f64(),
         seconds_per_epoch: Some(
             outcome.history.iter().map(|h| h.seconds).sum::<f64>() / n_epochs as f64,
         ),
         train_loss: tr.log_loss,
         train_accuracy: tr.accuracy,
-        validation,
+        uncalibrated_log_loss: held.as_ref().map(|h| h.temperature.log_loss_before),
+        temperature: t,
+        cv: held.as_ref().and_then(|h| h.cv.clone()),
+        validation: held.map(|h| h.evaluation),
         history: outcome.history.clone(),
         best_epoch: Some(outcome.best_epoch),
         stopped_early: outcome.stopped_early,
         bundle: "mlp.safetensors".into(),
+        chosen: folds
+            .as_ref()
+            .map(|f| format!("{} epochs by {}-fold CV", f.epochs, data.n_folds())),
+        recommended: false,
     };
-    let bundle = Bundle::new(
+    let mut bundle = Bundle::new(
         HeadKind::Mlp,
         mlp,
         std,
         data.class_names.clone(),
         data.train.backbones.clone(),
-        plan.training_json(json!({
-            "kind": "mlp",
-            "architecture": config,
-            "config": plan.config,
-            "standardize": m.standardize,
-        })),
+        plan.training_json(
+            &data.validation,
+            json!({
+                "kind": "mlp",
+                "architecture": config,
+                "config": tc,
+                "standardize": m.standardize,
+                "step_budget": m.steps,
+            }),
+        ),
         final_metrics(&report),
     );
+    bundle.meta.temperature = t;
     Ok(Trained {
         report,
         bundle,
         notes,
     })
+}
+
+/// Marks the head with the lowest held-out log loss (after calibration) as
+/// recommended and returns its index; None without held-out figures. On a
+/// tie the earlier head (the logistic baseline, trained first) wins.
+pub fn recommend(reports: &mut [HeadReport]) -> Option<usize> {
+    let best = reports
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| r.validation.as_ref().map(|e| (i, e.log_loss)))
+        .filter(|(_, l)| l.is_finite())
+        .min_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)))
+        .map(|(i, _)| i)?;
+    for (i, r) in reports.iter_mut().enumerate() {
+        r.recommended = i == best;
+    }
+    Some(best)
 }
 
 /// `metrics.json` of a run.
@@ -232,13 +598,15 @@ pub fn metrics_json(
     data: &TrainingData,
     reports: &[HeadReport],
 ) -> serde_json::Value {
-    let (val_files, val_split) = match &plan.validation {
-        crate::train::plan::Validation::Files(f) => (f.clone(), None),
-        crate::train::plan::Validation::Split(s) => (Vec::new(), Some(*s)),
-        crate::train::plan::Validation::None => (Vec::new(), None),
+    let (val_files, val_split, cv) = match &data.validation {
+        Validation::Files(f) => (f.clone(), None, None),
+        Validation::Split(s) => (Vec::new(), Some(*s), None),
+        Validation::Folds(k) => (Vec::new(), None, Some(*k)),
+        Validation::None | Validation::Auto => (Vec::new(), None, None),
     };
     json!({
         "xfer_version": crate::VERSION,
+        "preset": plan.preset,
         "train": {
             "files": plan.train_files,
             "n_samples": data.train_rows.len(),
@@ -248,9 +616,78 @@ pub fn metrics_json(
         "validation": {
             "files": val_files,
             "split": val_split,
+            "cv_folds": cv,
+            // The fold of each training row (file order), so that other tools
+            // can be scored on the same folds.
+            "folds": data.folds,
             "n_samples": data.val_rows.len(),
+            "note": data.validation_note,
         },
         "classes": data.class_names,
+        "recommended": reports.iter().find(|r| r.recommended).map(|r| &r.bundle),
         "heads": reports,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(kind: HeadKind, val_loss: Option<f64>) -> HeadReport {
+        HeadReport {
+            kind,
+            description: String::new(),
+            train_seconds: 0.0,
+            seconds_per_epoch: None,
+            train_loss: 0.0,
+            train_accuracy: 1.0,
+            validation: val_loss.map(|l| {
+                let mut e = metrics::evaluate(
+                    ndarray::array![[0.9f32, 0.1]].view(),
+                    &[0],
+                    &["a".into(), "b".into()],
+                    None,
+                );
+                e.log_loss = l;
+                e
+            }),
+            history: Vec::new(),
+            best_epoch: None,
+            stopped_early: false,
+            bundle: format!("{kind}.safetensors"),
+            temperature: 1.0,
+            uncalibrated_log_loss: None,
+            cv: None,
+            chosen: None,
+            recommended: false,
+        }
+    }
+
+    #[test]
+    fn the_lowest_held_out_log_loss_is_recommended() {
+        let mut r = vec![
+            report(HeadKind::Logistic, Some(0.42)),
+            report(HeadKind::Mlp, Some(0.31)),
+        ];
+        assert_eq!(recommend(&mut r), Some(1));
+        assert!(!r[0].recommended && r[1].recommended);
+        // A tie goes to the first (the logistic baseline); NaN never wins.
+        let mut r = vec![
+            report(HeadKind::Logistic, Some(0.3)),
+            report(HeadKind::Mlp, Some(0.3)),
+        ];
+        assert_eq!(recommend(&mut r), Some(0));
+        let mut r = vec![
+            report(HeadKind::Logistic, Some(f64::NAN)),
+            report(HeadKind::Mlp, Some(0.9)),
+        ];
+        assert_eq!(recommend(&mut r), Some(1));
+        // Without held-out figures nothing is recommended.
+        let mut r = vec![
+            report(HeadKind::Logistic, None),
+            report(HeadKind::Mlp, None),
+        ];
+        assert_eq!(recommend(&mut r), None);
+        assert!(r.iter().all(|h| !h.recommended));
+    }
 }
