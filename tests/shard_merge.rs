@@ -452,6 +452,14 @@ fn missing_duplicated_and_stale_shards_are_errors_naming_them() {
         Some(0)
     );
     refused(merge(&out, &[&sh[2], &sh[0], &sh[1]]), &["--overwrite"]);
+    let mut args = vec!["merge", "--json", "--overwrite", "--out", s(&out)];
+    args.extend(sh.iter().map(|p| s(p)));
+    let o = run(xfer_cmd(&args));
+    assert_eq!(o.status.code(), Some(0), "{}", common::text(&o));
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(j["command"], "merge");
+    assert_eq!(j["shards"], 3);
+    assert_eq!(j["rows"], store::read(&out).unwrap().data.nrows());
 }
 
 #[test]

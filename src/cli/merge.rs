@@ -16,6 +16,9 @@ pub struct MergeArgs {
     /// Replace OUT (and any OUT.partial) if it exists.
     #[arg(long)]
     overwrite: bool,
+    /// Print one JSON object on stdout at the end instead of the summary.
+    #[arg(long)]
+    json: bool,
     /// Every shard file of one `xfer extract --shard I/N` run, in any order.
     #[arg(value_name = "SHARD_FILES", required = true)]
     shards: Vec<PathBuf>,
@@ -38,6 +41,21 @@ pub fn merge(args: &MergeArgs) -> Result<i32> {
     }
     let _lock = xfer::lock::OutputLock::acquire(&args.out)?;
     let s = xfer::merge::merge(&args.shards, &args.out, &mut |_, _| {})?;
+    if args.json {
+        let json = serde_json::json!({
+            "command": "merge",
+            "out": args.out,
+            "shards": s.shards,
+            "rows": s.rows,
+            "skipped_files": s.skipped,
+            "list_sha256": s.list.sha256,
+            "list_len": s.list.len,
+            "providers": s.providers,
+            "seconds": s.seconds,
+        });
+        println!("{}", serde_json::to_string_pretty(&json)?);
+        return Ok(0);
+    }
     println!(
         "merged {} shards into {}: {} rows, {} skipped files ({}), {:.1} s",
         s.shards,
