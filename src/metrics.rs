@@ -108,10 +108,10 @@ impl Evaluation {
             None => String::new(),
         };
         s += &format!(
-            "{} samples: accuracy {:.2} %, log loss {:.5}{clip}\n",
+            "{} samples: accuracy {} %, log loss {}{clip}\n",
             self.n_samples,
-            100.0 * self.accuracy,
-            self.log_loss
+            crate::report::fixed(100.0 * self.accuracy, 2),
+            crate::report::fixed(self.log_loss, 5)
         );
         let w = self
             .class_names

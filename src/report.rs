@@ -536,6 +536,14 @@ mod tests {
     use super::*;
 
     #[test]
+    fn no_negative_zero() {
+        assert_eq!(fixed(-0.00001, 4), "0.0000");
+        assert_eq!(fixed(-0.0, 2), "0.00");
+        assert_eq!(fixed(-0.5, 1), "-0.5");
+        assert_eq!(fixed(0.12345, 3), "0.123");
+    }
+
+    #[test]
     fn ticks_are_nice() {
         assert_eq!(nice_step(1.0, 5), 0.2);
         assert_eq!(nice_step(37.0, 8), 5.0);

@@ -13,6 +13,10 @@ use super::Cli;
 /// Score a trained head on labelled features: accuracy, log loss, confusion matrix,
 /// per-class precision and recall.
 #[derive(Args, Debug)]
+#[command(after_long_help = "Examples:
+  xfer evaluate --bundle runs/a/best.safetensors --features test.h5
+  xfer evaluate --bundle runs/a/best.safetensors --features test_a.h5 --features test_b.h5 --json
+  xfer evaluate --bundle runs/a/best.safetensors --features valid.h5 --clip 0.005 --csv scored.csv")]
 pub struct EvaluateArgs {
     /// The bundle written by `xfer train` (mlp.safetensors or logistic.safetensors).
     #[arg(long, value_name = "FILE")]

@@ -21,6 +21,14 @@ use super::{Cli, EXIT_SKIPPED};
 
 #[derive(Args, Debug)]
 #[command(group = clap::ArgGroup::new("input").required(true).args(["data", "list"]))]
+#[command(after_long_help = "Examples:
+  xfer extract --model efficientnet_lite0 --data photos/train --out train.h5
+  xfer extract --model efficientnet_lite0 --data photos/train --out train.h5 --resume
+  xfer extract --model resnet50 --data dogs-vs-cats/train --out train_resnet50.h5 --device cuda --batch 128
+  xfer extract --model efficientnet_lite0 --data photos/ --out f.h5 --json 2> extract.log
+  xfer extract --model efficientnet_lite0 --list images.csv --out f.h5
+  xfer extract --model efficientnet_lite0 --data photos/train --out shards/s1.h5 --shard 1/4   (then: xfer merge)
+  xfer extract --model efficientnet_lite0 --data photos/train --out shards/s$SLURM_ARRAY_TASK_ID.h5 --shard auto/8")]
 pub struct ExtractArgs {
     /// Backbone: a name from `xfer models`, or a manifest file (*.toml).
     #[arg(long)]

@@ -9,6 +9,10 @@ use xfer::store;
 use super::common::check_output;
 
 #[derive(Args, Debug)]
+#[command(after_long_help = "Examples:
+  xfer merge --out train_lite0.h5 shards/s0.h5 shards/s1.h5 shards/s2.h5 shards/s3.h5
+  xfer merge --out train_lite0.h5 shards/*.h5 --json
+  (a shard missing, given twice or extracted from another file list is an error naming it)")]
 pub struct MergeArgs {
     /// The merged feature file: equal to an unsharded extraction's.
     #[arg(long, value_name = "FILE.h5")]

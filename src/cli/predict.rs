@@ -22,6 +22,11 @@ use super::progress::Progress;
 /// are found in the zoo (--zoo) and must match. Bad files are skipped and
 /// listed; the exit status is 3 when any was skipped.
 #[derive(Args, Debug)]
+#[command(after_long_help = "Examples:
+  xfer predict --bundle runs/a/best.safetensors photo.jpg folder/ --top-k 3
+  xfer predict --bundle runs/a/best.safetensors test/ --csv predictions.csv --quiet
+  xfer predict --bundle runs/a/best.safetensors test1/ --kaggle submission.csv --positive dog
+  xfer predict --bundle runs/a/best.safetensors photos/ --json > predictions.json")]
 pub struct PredictArgs {
     /// The bundle written by `xfer train` (mlp.safetensors or logistic.safetensors).
     #[arg(long, value_name = "FILE")]
@@ -59,8 +64,8 @@ pub struct PredictArgs {
     /// files, and each image's predicted class and probability.
     #[arg(long)]
     json: bool,
-    /// Print where the time went, on stderr.
-    #[arg(long)]
+    /// Print where the time went (per phase), on stderr.
+    #[arg(long, short = 'v', visible_alias = "verbose")]
     timings: bool,
     /// Images per backbone run.
     #[arg(long, default_value_t = 32)]

@@ -102,11 +102,7 @@ impl Progress {
         }
         if let Some(plain) = &self.plain {
             let mut p = plain.lock().unwrap_or_else(|e| e.into_inner());
-            let step = if p.total == 0 {
-                10
-            } else {
-                done * 10 / p.total
-            };
+            let step = (done * 10).checked_div(p.total).unwrap_or(10);
             let now = Instant::now();
             if step > p.step || now.duration_since(p.last) >= p.interval {
                 p.step = p.step.max(step);

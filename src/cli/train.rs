@@ -72,6 +72,11 @@ pub enum ClassWeightArg {
 /// Any flag below overrides the preset's value. Several --train files (one per backbone)
 /// are concatenated along the features, rows matched by image path.
 #[derive(Args, Debug)]
+#[command(after_long_help = "Examples:
+  xfer train --train train.h5 --out runs/a                      # cross-validated, calibrated, best.safetensors
+  xfer train --train train.h5 --val val.h5 --out runs/b --json  # one JSON object on stdout
+  xfer train --train a.h5 --train b.h5 --cv 10 --out runs/c     # two backbones, 10-fold mean ± sd
+  xfer train --train train.h5 --val val.h5 --preset tutorial --head mlp --out runs/tutorial")]
 pub struct TrainArgs {
     /// Training feature file; repeat for several backbones (concatenated in this order).
     #[arg(long = "train", value_name = "FILE.h5", required = true)]

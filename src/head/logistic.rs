@@ -245,6 +245,8 @@ pub fn cross_validate(
     let mut fold_logits: Vec<Vec<Array2<f32>>> = Vec::new(); // [fold][c] → [n_test, n_classes]
     let mut fold_params: Vec<Vec<Vec<f32>>> = Vec::new(); // [fold][c] → params
     let mut iterations = 0;
+    // `f` is the fold id (compared with `folds`), not only an index of `scores`.
+    #[allow(clippy::needless_range_loop)]
     for f in 0..n_folds {
         let train: Vec<usize> = all.iter().copied().filter(|&i| folds[i] != f).collect();
         let test: Vec<usize> = all.iter().copied().filter(|&i| folds[i] == f).collect();
