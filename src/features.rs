@@ -34,6 +34,9 @@ pub struct FeatureSet {
     pub paths: Option<Vec<String>>,
     /// Class names in label order, when the files record them.
     pub class_names: Option<Vec<String>>,
+    /// The folder `paths` are relative to: the first file's `dataset_root`
+    /// attribute (`None` for tutorial files). The images may have moved since.
+    pub dataset_root: Option<PathBuf>,
     /// One per file, in concatenation order.
     pub backbones: Vec<BackboneRef>,
     pub files: Vec<PathBuf>,
@@ -193,6 +196,10 @@ pub fn load(files: &[PathBuf]) -> Result<FeatureSet> {
     let mut backbones = vec![backbone_ref(&first)];
     let class_names = first.provenance.as_ref().map(|p| p.class_names.clone());
     let dataset_root = first.provenance.as_ref().map(|p| p.dataset_root.clone());
+    let root_dir = dataset_root
+        .as_ref()
+        .filter(|r| !r.is_empty())
+        .map(PathBuf::from);
     if files.len() == 1 {
         if first.paths.is_none() {
             warnings.push(format!(
@@ -204,6 +211,7 @@ pub fn load(files: &[PathBuf]) -> Result<FeatureSet> {
             labels: first.labels,
             paths: first.paths,
             class_names,
+            dataset_root: root_dir,
             backbones,
             files: files.to_vec(),
             warnings,
@@ -395,6 +403,7 @@ pub fn load(files: &[PathBuf]) -> Result<FeatureSet> {
         labels,
         paths,
         class_names,
+        dataset_root: root_dir,
         backbones,
         files: files.to_vec(),
         warnings,

