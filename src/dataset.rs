@@ -1,7 +1,9 @@
 //! Finding images and their labels in the supported layouts:
 //! - **ImageFolder**: `root/<class>/**/<image>`, classes sorted as torchvision sorts them;
 //! - **Kaggle flat**: `root/cat.0.jpg`, `root/dog.12.jpg` — the class is the file name's
-//!   prefix; a flat folder whose names carry no class (`test1/1.jpg`) is unlabelled (−1).
+//!   prefix; a flat folder whose names carry no class (`test1/1.jpg`) is unlabelled (−1);
+//! - **a list** ([`from_list`]): a file naming the images (`path[,label]`), for
+//!   datasets that are not laid out as folders.
 //!
 //! Paths are stored relative to the root (`/`-separated): they are the key that
 //! aligns rows across backbones.
@@ -44,6 +46,8 @@ pub enum Layout {
     ImageFolder,
     KaggleFlat,
     Unlabelled,
+    /// The images named by a list file ([`from_list`]), labelled or not.
+    List,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -417,6 +421,12 @@ pub fn scan(root: &Path, layout: Option<Layout>) -> Result<Dataset> {
     if !root.is_dir() {
         return Err(dataset_err(root, "not a folder; pass --data DIR"));
     }
+    if layout == Some(Layout::List) {
+        return Err(dataset_err(
+            root,
+            "a folder is not a list; pass the list file with --list FILE",
+        ));
+    }
     let mut w = Walker::new(root, dataset_err);
     let root_meta = fs::metadata(root).map_err(|e| Error::io(root, e))?;
     w.enter(dir_id(&root_meta), Path::new(""));
@@ -515,6 +525,7 @@ pub fn scan(root: &Path, layout: Option<Layout>) -> Result<Dataset> {
                 }
             }
         }
+        Layout::List => unreachable!("refused above"),
         Layout::KaggleFlat | Layout::Unlabelled => {
             // The folders (walked to detect the layout) are reported as wholes.
             w.ignored.truncate(ignored_at_top);
@@ -584,6 +595,200 @@ pub fn scan(root: &Path, layout: Option<Layout>) -> Result<Dataset> {
         ));
     }
     Ok(ds)
+}
+
+/// How a list file is read, from its extension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListFormat {
+    /// `*.csv`: `path[,label]`, RFC 4180 quoting.
+    Csv,
+    /// `*.tsv`: `path[<TAB>label]`, no quoting.
+    Tsv,
+    /// Anything else: one path per line, the whole line (commas and tabs included).
+    Lines,
+}
+
+impl ListFormat {
+    pub fn of(list: &Path) -> ListFormat {
+        match list
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
+            Some("csv") => ListFormat::Csv,
+            Some("tsv") => ListFormat::Tsv,
+            _ => ListFormat::Lines,
+        }
+    }
+}
+
+fn list_err(list: &Path, reason: impl Into<String>) -> Error {
+    Error::List {
+        path: list.to_owned(),
+        reason: reason.into(),
+    }
+}
+
+/// `p` without `.` components, `/`-separated: the key stored in feature files.
+fn normalize_listed(p: &str) -> String {
+    let path = Path::new(p);
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        if c != std::path::Component::CurDir {
+            out.push(c);
+        }
+    }
+    out.to_str().expect("made from a str").to_owned()
+}
+
+/// Reads a list of images (`--list FILE`) as a dataset:
+/// - the format follows the extension ([`ListFormat`]): `*.csv` and `*.tsv` hold
+///   `path[,label]` records (a first record `path[,label]` is a header and is
+///   skipped), any other file one path per line; blank lines are skipped;
+/// - relative paths are relative to the list file's folder, which becomes the
+///   dataset's root; absolute paths are kept as they are;
+/// - the images are sorted by path (byte order), so the order, and the shards of
+///   a sharded extraction, do not depend on how the list was written;
+/// - classes are the distinct labels, sorted; an unlabelled list gives labels −1
+///   and no classes, as a flat unlabelled folder does. Either every record has a
+///   label or none has;
+/// - a path listed twice is an error naming both lines. Files that do not exist
+///   are kept: extraction records them as skipped, with the reason.
+pub fn from_list(list: &Path) -> Result<Dataset> {
+    let text = fs::read(list).map_err(|e| {
+        list_err(
+            list,
+            format!("cannot be read ({e}); pass a list file that exists"),
+        )
+    })?;
+    let text = String::from_utf8(text).map_err(|e| {
+        list_err(
+            list,
+            format!(
+                "is not UTF-8 text (byte {}); save it as UTF-8",
+                e.utf8_error().valid_up_to()
+            ),
+        )
+    })?;
+    // (line number, path, label)
+    let mut records: Vec<(usize, String, Option<String>)> = Vec::new();
+    let format = ListFormat::of(list);
+    match format {
+        ListFormat::Lines => {
+            for (i, line) in text.split('\n').enumerate() {
+                let line = line.strip_suffix('\r').unwrap_or(line);
+                if !line.is_empty() {
+                    records.push((i + 1, line.to_owned(), None));
+                }
+            }
+        }
+        ListFormat::Csv | ListFormat::Tsv => {
+            let mut reader = csv::ReaderBuilder::new()
+                .has_headers(false)
+                .flexible(true)
+                .delimiter(if format == ListFormat::Tsv {
+                    b'\t'
+                } else {
+                    b','
+                })
+                .quoting(format == ListFormat::Csv)
+                .from_reader(text.as_bytes());
+            for (k, record) in reader.records().enumerate() {
+                let record = record.map_err(|e| list_err(list, format!("{e}; fix the line")))?;
+                let line = record.position().map_or(k + 1, |p| p.line() as usize);
+                let fields: Vec<&str> = record.iter().collect();
+                let is_header = k == 0
+                    && fields
+                        .first()
+                        .is_some_and(|f| f.eq_ignore_ascii_case("path"))
+                    && fields
+                        .get(1)
+                        .is_none_or(|f| f.eq_ignore_ascii_case("label"));
+                if is_header || fields.iter().all(|f| f.is_empty()) {
+                    continue;
+                }
+                if fields.len() > 2 {
+                    return Err(list_err(
+                        list,
+                        format!(
+                            "line {line} has {} fields; expected path[,label] (quote paths that hold the delimiter)",
+                            fields.len()
+                        ),
+                    ));
+                }
+                let label = fields.get(1).map(|l| l.to_string());
+                records.push((line, fields[0].to_owned(), label));
+            }
+        }
+    }
+    if records.is_empty() {
+        return Err(list_err(list, "names no images; add one path per line"));
+    }
+    let labelled = records[0].2.as_deref().is_some_and(|l| !l.is_empty());
+    if let Some((line, p, _)) = records
+        .iter()
+        .find(|r| r.2.as_deref().is_some_and(|l| !l.is_empty()) != labelled)
+    {
+        let (has, first) = if labelled {
+            ("no", "has one")
+        } else {
+            ("a", "has none")
+        };
+        return Err(list_err(
+            list,
+            format!("line {line} ({p:?}) has {has} label, but the first record {first}; label every image or none"),
+        ));
+    }
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    let mut entries: Vec<(String, Option<String>)> = Vec::with_capacity(records.len());
+    for (line, p, label) in records {
+        if p.is_empty() {
+            return Err(list_err(list, format!("line {line} has an empty path")));
+        }
+        let rel = normalize_listed(&p);
+        if let Some(first) = seen.insert(rel.clone(), line) {
+            return Err(list_err(
+                list,
+                format!("lines {first} and {line} both name {rel:?}; list each image once"),
+            ));
+        }
+        entries.push((rel, label.filter(|l| !l.is_empty())));
+    }
+    entries.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut classes: Vec<String> = entries.iter().filter_map(|e| e.1.clone()).collect();
+    classes.sort();
+    classes.dedup();
+    let items = entries
+        .into_iter()
+        .map(|(rel_path, label)| Item {
+            rel_path,
+            label: label.map_or(-1, |l| {
+                classes.binary_search(&l).expect("every label is a class") as i64
+            }),
+        })
+        .collect();
+    let dir = match list.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let root = fs::canonicalize(dir).map_err(|e| Error::io(dir, e))?;
+    Ok(Dataset {
+        root,
+        layout: Layout::List,
+        classes,
+        items,
+        ignored: Vec::new(),
+    })
+}
+
+/// The items of `items` whose file does not exist (a list may name files that
+/// are gone; extraction records them as skipped).
+pub fn missing_files<'a>(ds: &Dataset, items: &'a [Item]) -> Vec<&'a Item> {
+    items
+        .iter()
+        .filter(|i| fs::symlink_metadata(ds.abs_path(i)).is_err())
+        .collect()
 }
 
 /// Images found in the paths given for prediction.
@@ -972,6 +1177,72 @@ mod tests {
         let ds = scan(t.path(), None).unwrap();
         assert_eq!(rels(&ds), [("a/1.jpg", 0)]);
         assert_eq!(ignored_of(&ds, IgnoredKind::NotAFile), ["a/pipe.jpg"]);
+    }
+
+    #[test]
+    fn lists_csv_tsv_and_lines() {
+        let t = tempfile::tempdir().unwrap();
+        let csv = t.path().join("l.csv");
+        fs::write(
+            &csv,
+            "path,label\r\nz/b.jpg,dog\n./a.jpg,cat\n\"c,1.jpg\",dog\n/abs/x.png,cat\n\n",
+        )
+        .unwrap();
+        let ds = from_list(&csv).unwrap();
+        assert_eq!(ds.layout, Layout::List);
+        assert_eq!(ds.root, fs::canonicalize(t.path()).unwrap());
+        assert_eq!(ds.classes, ["cat", "dog"]);
+        assert_eq!(
+            rels(&ds),
+            [
+                ("/abs/x.png", 0),
+                ("a.jpg", 0),
+                ("c,1.jpg", 1),
+                ("z/b.jpg", 1)
+            ]
+        );
+        assert_eq!(ds.abs_path(&ds.items[0]), Path::new("/abs/x.png"));
+        let tsv = t.path().join("l.tsv");
+        fs::write(&tsv, "b.jpg\tx\na,1.jpg\ty\n").unwrap();
+        assert_eq!(
+            rels(&from_list(&tsv).unwrap()),
+            [("a,1.jpg", 1), ("b.jpg", 0)]
+        );
+        let lines = t.path().join("l.txt");
+        fs::write(&lines, "b.jpg\na, b.jpg\n\n").unwrap();
+        let ds = from_list(&lines).unwrap();
+        assert_eq!(rels(&ds), [("a, b.jpg", -1), ("b.jpg", -1)]);
+        assert!(ds.classes.is_empty());
+        let missing = missing_files(&ds, &ds.items);
+        assert_eq!(missing.len(), 2);
+    }
+
+    #[test]
+    fn bad_lists_name_the_line() {
+        let t = tempfile::tempdir().unwrap();
+        let l = t.path().join("l.csv");
+        let err = |text: &str| {
+            fs::write(&l, text).unwrap();
+            from_list(&l).unwrap_err().to_string()
+        };
+        let e = err("a.jpg,cat\nb.jpg\n");
+        assert!(
+            e.contains("line 2") && e.contains("label every image or none"),
+            "{e}"
+        );
+        let e = err("a.jpg\n./a.jpg\n");
+        assert!(e.contains("lines 1 and 2 both name \"a.jpg\""), "{e}");
+        let e = err("a.jpg,cat,extra\n");
+        assert!(e.contains("line 1 has 3 fields"), "{e}");
+        let e = err("path,label\n");
+        assert!(e.contains("names no images"), "{e}");
+        let e = from_list(&t.path().join("nope.txt"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("nope.txt") && e.contains("cannot be read"),
+            "{e}"
+        );
     }
 
     #[test]

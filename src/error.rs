@@ -82,6 +82,19 @@ pub enum Error {
     #[error("feature file {path}: {reason}")]
     Store { path: PathBuf, reason: String },
 
+    /// A `--shard` argument that names no shard.
+    #[error("--shard {spec}: {reason}")]
+    ShardSpec { spec: String, reason: String },
+
+    /// Shard files that do not make one whole extraction together (a shard
+    /// missing, given twice, or of another job); the message names them.
+    #[error("cannot merge: {0}")]
+    Merge(String),
+
+    /// An image list (`--list`) that cannot be read; the reason names the line.
+    #[error("image list {path}: {reason}")]
+    List { path: PathBuf, reason: String },
+
     #[cfg(feature = "store")]
     #[error("HDF5 error on {path}: {source}")]
     Hdf5 {

@@ -8,8 +8,15 @@
 //! [`resume_point`] checks that the files already done are exactly the first
 //! files of today's sorted list; anything else is refused, naming what changed.
 //!
+//! A sharded run ([`ExtractConfig::shard`]) extracts only its [`shard`] of the
+//! sorted list into a file of its own, which records the shard and the whole
+//! list's hash; it is resumed like a whole run, but only against the very
+//! same list, and a rerun of a completed shard does nothing
+//! ([`completed_shard`]). `merge` joins the shards.
+//!
 //! [`pipeline`]: crate::pipeline
 //! [`store::FeatureWriter`]: crate::store::FeatureWriter
+//! [`shard`]: crate::shard
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -19,7 +26,9 @@ use crate::dataset::{Dataset, Item};
 use crate::error::{Error, Result};
 use crate::pipeline::{self, Batch, PipelineConfig, Sink, Stage};
 use crate::preprocess::Recipe;
-use crate::store::{FeatureWriter, Provenance};
+use crate::shard::{self, Shard};
+use crate::store::{self, FeatureWriter, FileReader, ListInfo, Mismatch, Provenance};
+use crate::zoo::Manifest;
 
 #[derive(Debug, Clone)]
 pub struct ExtractConfig {
@@ -27,12 +36,14 @@ pub struct ExtractConfig {
     pub recipe: Recipe,
     /// Continue `<out>.partial` instead of starting afresh.
     pub resume: bool,
+    /// Extract only this shard of the sorted list (into a shard file).
+    pub shard: Option<Shard>,
 }
 
 /// What a run did.
 #[derive(Debug, Clone)]
 pub struct Summary {
-    /// Images in the dataset.
+    /// Images in the dataset (in the shard, for a sharded run).
     pub total: usize,
     /// Rows already in the file when a resumed run started.
     pub resumed_rows: usize,
@@ -67,22 +78,92 @@ pub fn provenance(
     runtime: &crate::runtime::Runtime,
     backbone: &Backbone,
 ) -> Provenance {
+    Provenance {
+        ort_version: runtime.version.clone(),
+        execution_provider: backbone.provider.clone(),
+        ..job_provenance(ds, root, cfg, &backbone.manifest)
+    }
+}
+
+/// The part of [`provenance`] known before the model is loaded (what
+/// [`store::job_difference`] compares); the ONNX Runtime version and the
+/// execution provider are left empty.
+pub fn job_provenance(
+    ds: &Dataset,
+    root: &Path,
+    cfg: &ExtractConfig,
+    manifest: &Manifest,
+) -> Provenance {
     let layout = serde_json::to_value(ds.layout)
         .ok()
         .and_then(|v| v.as_str().map(str::to_owned))
         .unwrap_or_default();
     Provenance {
-        backbone: backbone.manifest.name.clone(),
-        model_sha256: backbone.manifest.sha256.clone(),
+        backbone: manifest.name.clone(),
+        model_sha256: manifest.sha256.clone(),
         preprocess: serde_json::to_string(&cfg.recipe).expect("a recipe is plain data"),
         class_names: ds.classes.clone(),
-        ort_version: runtime.version.clone(),
-        execution_provider: backbone.provider.clone(),
+        ort_version: String::new(),
+        execution_provider: String::new(),
         xfer_version: crate::VERSION.into(),
         dataset_root: root.display().to_string(),
         layout,
         decode: cfg.pipeline.decode.mode().to_owned(),
     }
+}
+
+/// The list a run over `ds` covers: the whole sorted list's hash and length,
+/// and the shard, if any.
+pub fn list_info(ds: &Dataset, shard: Option<Shard>) -> ListInfo {
+    ListInfo {
+        sha256: shard::list_sha256(&ds.items),
+        len: ds.items.len() as u64,
+        shard,
+    }
+}
+
+/// The items of `ds` that a run over `list` extracts.
+pub fn items<'a>(ds: &'a Dataset, list: &ListInfo) -> &'a [Item] {
+    let r = list.range();
+    &ds.items[r.start as usize..r.end as usize]
+}
+
+/// Whether `out` already holds the completed shard a run over `list` with
+/// `job` (see [`job_provenance`]) would write, so that the run has nothing to
+/// do: `Ok(Some(file))` then. `Ok(None)` when `out` does not exist; an error
+/// naming what differs when it holds something else (another shard, a file
+/// of another list or another model).
+pub fn completed_shard(
+    out: &Path,
+    list: &ListInfo,
+    job: &Provenance,
+) -> Result<Option<FileReader>> {
+    if list.shard.is_none() || !out.exists() {
+        return Ok(None);
+    }
+    let f = FileReader::open(out)?;
+    let refuse = |reason: String| Error::Store {
+        path: out.to_owned(),
+        reason,
+    };
+    if let Some((kind, what)) = store::list_mismatch(f.list.as_ref(), list) {
+        let next = match kind {
+            Mismatch::List => {
+                "it is stale: extract every shard again with --overwrite, then merge them"
+            }
+            Mismatch::Shard => {
+                "give this shard another --out, or pass --overwrite to replace the file"
+            }
+        };
+        return Err(refuse(format!("{what}; {next}")));
+    }
+    if let Some((what, old, new)) = store::job_difference(&f.provenance, job) {
+        return Err(refuse(format!(
+            "holds {} extracted with {what} `{old}`, this run has `{new}`; pass --overwrite to extract it again (and the other shards, so that they can be merged)",
+            list.describe_shard()
+        )));
+    }
+    Ok(Some(f))
 }
 
 /// The HDF5 sink: rows of the batch become feature rows with their labels and paths.
@@ -121,7 +202,7 @@ impl Sink for FileSink<'_> {
 /// files of the current (sorted) list; a file added, removed or renamed
 /// before that point would mix two datasets in one file, so it is an error
 /// naming the file. Files added after that point are simply extracted.
-pub fn resume_point(ds: &Dataset, done: &HashSet<String>, partial: &Path) -> Result<usize> {
+pub fn resume_point(items: &[Item], done: &HashSet<String>, partial: &Path) -> Result<usize> {
     let k = done.len();
     let refuse = |what: String| {
         Error::Store {
@@ -131,19 +212,14 @@ pub fn resume_point(ds: &Dataset, done: &HashSet<String>, partial: &Path) -> Res
         ),
     }
     };
-    if let Some(added) = ds
-        .items
-        .iter()
-        .take(k)
-        .find(|i| !done.contains(&i.rel_path))
-    {
+    if let Some(added) = items.iter().take(k).find(|i| !done.contains(&i.rel_path)) {
         return Err(refuse(format!(
             "{} is in the dataset but not in the file",
             added.rel_path
         )));
     }
-    if ds.items.len() < k {
-        let now: HashSet<&str> = ds.items.iter().map(|i| i.rel_path.as_str()).collect();
+    if items.len() < k {
+        let now: HashSet<&str> = items.iter().map(|i| i.rel_path.as_str()).collect();
         let mut gone: Vec<&String> = done.iter().filter(|p| !now.contains(p.as_str())).collect();
         gone.sort();
         return Err(refuse(format!(
@@ -155,8 +231,8 @@ pub fn resume_point(ds: &Dataset, done: &HashSet<String>, partial: &Path) -> Res
     Ok(k)
 }
 
-/// Extracts features of every image of `ds` into `out`, with the backbone that
-/// `load` returns. On a fresh run `load` runs while the decoders already work
+/// Extracts features of every image of `ds` (of its shard, for a sharded run)
+/// into `out`, with the backbone that `load` returns. On a fresh run `load` runs while the decoders already work
 /// on the first batches, so model loading costs no time of its own; a resumed
 /// run loads first (the file's provenance decides which images are left).
 ///
@@ -169,18 +245,21 @@ pub fn run<E: From<Error>>(
     progress: &mut dyn FnMut(Progress),
 ) -> std::result::Result<Summary, E> {
     let start = std::time::Instant::now();
+    let list = list_info(ds, cfg.shard);
+    let items = items(ds, &list);
     let mut ready = None;
     let mut load = Some(load);
     let (already, skipped_before) = if cfg.resume {
         let (backbone, prov) = load.take().expect("not loaded yet")()?;
-        let (writer, state) = FeatureWriter::resume(out, backbone.feature_dim(), &prov)?;
-        let k = resume_point(ds, &state.done, &crate::store::partial_path(out))?;
+        let (writer, state) =
+            FeatureWriter::resume_for(out, backbone.feature_dim(), &prov, Some(&list))?;
+        let k = resume_point(items, &state.done, &crate::store::partial_path(out))?;
         ready = Some((backbone, writer));
         (k, state.skipped)
     } else {
         (0, 0)
     };
-    let todo: Vec<&Item> = ds.items[already..].iter().collect();
+    let todo: Vec<&Item> = items[already..].iter().collect();
     let inputs: Vec<PathBuf> = todo.iter().map(|i| ds.abs_path(i)).collect();
     let mut provider = String::new();
     let mut resumed_rows = 0;
@@ -189,7 +268,8 @@ pub fn run<E: From<Error>>(
             Some(bw) => bw,
             None => {
                 let (backbone, prov) = load.take().expect("loaded once")()?;
-                let writer = FeatureWriter::create(out, backbone.feature_dim(), &prov)?;
+                let writer =
+                    FeatureWriter::create_for(out, backbone.feature_dim(), &prov, Some(&list))?;
                 (backbone, writer)
             }
         };
@@ -209,7 +289,7 @@ pub fn run<E: From<Error>>(
             sink,
         ))
     };
-    let total = ds.items.len();
+    let total = items.len();
     let finished = pipeline::run(
         &inputs,
         std::slice::from_ref(&cfg.recipe),

@@ -16,12 +16,15 @@ pub mod h5file;
 pub mod head;
 pub mod jpeg;
 pub mod lock;
+#[cfg(feature = "store")]
+pub mod merge;
 pub mod metrics;
 pub mod pipeline;
 pub mod predict;
 pub mod preprocess;
 pub mod report;
 pub mod runtime;
+pub mod shard;
 #[cfg(feature = "store")]
 pub mod store;
 pub mod train;

@@ -17,6 +17,7 @@ use ndarray::{s, Array1, Array2, ArrayView2};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::shard::Shard;
 
 /// Where a feature file came from. Stored as attributes of the file's root.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -40,11 +41,87 @@ pub struct Provenance {
     pub decode: String,
 }
 
-/// The feature-file format this xfer writes. 1: files without the attribute
-/// (before the decode mode was recorded); 2: adds `decode` and `format_version`.
-/// Readers take every version up to theirs; tutorial files (`data` and `label`
-/// only) are read as well.
-pub const FORMAT_VERSION: u64 = 2;
+/// The newest feature-file format this xfer reads and writes. 1: files without
+/// the attribute (before the decode mode was recorded); 2: adds `decode` and
+/// `format_version` (and, later, `list_sha256` and `list_len`, which old
+/// readers ignore); 3: shard files of a sharded extraction (the `shard_*`
+/// attributes): an older reader would take one for a whole dataset, so they
+/// carry a version it refuses. Whole files are still written as
+/// [`WHOLE_FORMAT_VERSION`]. Readers take every version up to theirs; tutorial
+/// files (`data` and `label` only) are read as well.
+pub const FORMAT_VERSION: u64 = 3;
+
+/// The version of whole (not shard) feature files: nothing in them is new to a
+/// version-2 reader.
+pub const WHOLE_FORMAT_VERSION: u64 = 2;
+
+/// Which files of which list a feature file holds: the hash and length of the
+/// whole sorted file list of the job, and, for a shard file, which shard.
+/// Stored as the attributes `list_sha256`, `list_len` and, for shards,
+/// `shard_index`, `shard_count`, `shard_start`, `shard_end` (the files
+/// `start..end` of the list).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListInfo {
+    /// [`crate::shard::list_sha256`] of the whole list.
+    pub sha256: String,
+    /// Files in the whole list.
+    pub len: u64,
+    pub shard: Option<Shard>,
+}
+
+impl ListInfo {
+    /// The files of the list this file covers (all of them for a whole file).
+    pub fn range(&self) -> std::ops::Range<u64> {
+        match self.shard {
+            Some(s) => {
+                let r = s.range(self.len as usize);
+                r.start as u64..r.end as u64
+            }
+            None => 0..self.len,
+        }
+    }
+
+    /// "shard 1/3 (files 30..60 of 90)".
+    pub fn describe_shard(&self) -> String {
+        match self.shard {
+            Some(s) => {
+                let r = self.range();
+                format!("shard {s} (files {}..{} of {})", r.start, r.end, self.len)
+            }
+            None => format!("the whole list ({} files)", self.len),
+        }
+    }
+
+    /// "90 files, sha256 0123abcd…".
+    pub fn describe_list(&self) -> String {
+        format!(
+            "{} files, sha256 {}…",
+            self.len,
+            self.sha256.chars().take(12).collect::<String>()
+        )
+    }
+}
+
+/// The first way two provenances describe different jobs, as (what, a, b):
+/// backbone, model, preprocessing, dataset, layout, image decoding or classes.
+/// The execution provider and the ORT and xfer versions are not compared.
+pub fn job_difference(a: &Provenance, b: &Provenance) -> Option<(&'static str, String, String)> {
+    let fields = [
+        ("backbone", &a.backbone, &b.backbone),
+        ("model sha256", &a.model_sha256, &b.model_sha256),
+        ("preprocessing", &a.preprocess, &b.preprocess),
+        ("dataset", &a.dataset_root, &b.dataset_root),
+        ("layout", &a.layout, &b.layout),
+        ("image decoding", &a.decode, &b.decode),
+    ];
+    if let Some((what, x, y)) = fields.into_iter().find(|(_, x, y)| x != y) {
+        return Some((what, x.clone(), y.clone()));
+    }
+    (a.class_names != b.class_names).then(|| {
+        let json = |c: &Vec<String>| serde_json::to_string(c).expect("json");
+        ("classes", json(&a.class_names), json(&b.class_names))
+    })
+}
 
 const ROW_CHUNK: usize = 256;
 
@@ -113,6 +190,120 @@ fn read_u64_attr(file: &File, name: &str) -> Option<u64> {
     file.attr(name).ok()?.read_scalar::<u64>().ok()
 }
 
+fn write_list(file: &File, list: &ListInfo) -> hdf5::Result<()> {
+    write_str_attr(file, "list_sha256", &list.sha256)?;
+    write_u64_attr(file, "list_len", list.len)?;
+    if let Some(s) = list.shard {
+        let r = list.range();
+        write_u64_attr(file, "shard_index", s.index)?;
+        write_u64_attr(file, "shard_count", s.count)?;
+        write_u64_attr(file, "shard_start", r.start)?;
+        write_u64_attr(file, "shard_end", r.end)?;
+    }
+    Ok(())
+}
+
+/// The list a file covers; `None` for files written before it was recorded.
+/// Shard attributes that do not describe a shard of the list are an error.
+fn read_list(file: &File, path: &Path) -> Result<Option<ListInfo>> {
+    let (Some(sha256), Some(len)) = (
+        read_str_attr(file, "list_sha256"),
+        read_u64_attr(file, "list_len"),
+    ) else {
+        return Ok(None);
+    };
+    let names = ["shard_index", "shard_count", "shard_start", "shard_end"];
+    let present = names.iter().filter(|n| file.attr(n).is_ok()).count();
+    if present == 0 {
+        return Ok(Some(ListInfo {
+            sha256,
+            len,
+            shard: None,
+        }));
+    }
+    let damaged = |what: &str| {
+        store_err(
+            path,
+            format!(
+                "has damaged shard attributes ({what}); extract this shard again with --overwrite"
+            ),
+        )
+    };
+    let v: Vec<Option<u64>> = names.iter().map(|n| read_u64_attr(file, n)).collect();
+    let [Some(index), Some(count), Some(start), Some(end)] = v[..] else {
+        return Err(damaged("some are missing or not numbers"));
+    };
+    if count == 0 || index >= count {
+        return Err(damaged(&format!("shard {index} of {count}")));
+    }
+    let list = ListInfo {
+        sha256,
+        len,
+        shard: Some(Shard { index, count }),
+    };
+    if list.range() != (start..end) {
+        return Err(damaged(&format!(
+            "files {start}..{end} recorded, but shard {index}/{count} of {len} files is {:?}",
+            list.range()
+        )));
+    }
+    Ok(Some(list))
+}
+
+/// How a file's list differs from a run's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mismatch {
+    /// Another shard (or a shard against a whole extraction).
+    Shard,
+    /// Another file list: the dataset changed.
+    List,
+}
+
+/// Whether a file that records `old` can stand for (or be continued by) a run
+/// over `new`, and if not, why ("holds shard 1/3 …, this run is shard 2/3 …").
+/// Shards must match exactly; whole runs are not compared here (a whole run
+/// may continue a file whose list changed after its resume point).
+pub fn list_mismatch(old: Option<&ListInfo>, new: &ListInfo) -> Option<(Mismatch, String)> {
+    let old_shard = old.and_then(|l| l.shard);
+    if new.shard.is_none() && old_shard.is_none() {
+        return None;
+    }
+    let Some(old) = old else {
+        return Some((
+            Mismatch::Shard,
+            format!(
+                "records no file list (written by an older xfer, not as a shard), this run is {}",
+                new.describe_shard()
+            ),
+        ));
+    };
+    if old.shard != new.shard {
+        let old_what = match old.shard {
+            Some(_) => old.describe_shard(),
+            None => "a whole extraction".into(),
+        };
+        let new_what = match new.shard {
+            Some(_) => new.describe_shard(),
+            None => "a whole extraction (no --shard)".into(),
+        };
+        return Some((
+            Mismatch::Shard,
+            format!("holds {old_what}, this run is {new_what}"),
+        ));
+    }
+    if old.sha256 != new.sha256 || old.len != new.len {
+        return Some((
+            Mismatch::List,
+            format!(
+                "was made from another file list ({}) than today's ({}): the dataset changed since",
+                old.describe_list(),
+                new.describe_list()
+            ),
+        ));
+    }
+    None
+}
+
 /// Appends rows to a feature file being written.
 pub struct FeatureWriter {
     file: File,
@@ -126,6 +317,8 @@ pub struct FeatureWriter {
     path: Dataset,
     skipped_path: Dataset,
     skipped_reason: Dataset,
+    /// The list this run covers; written again by [`FeatureWriter::finish`].
+    list: Option<ListInfo>,
 }
 
 /// What a resumed writer already holds.
@@ -144,6 +337,18 @@ impl FeatureWriter {
     /// `<out>.partial` once its structure is on disk, so a run killed while
     /// creating it never leaves a `.partial` that `--resume` cannot open.
     pub fn create(out: &Path, dim: usize, prov: &Provenance) -> Result<FeatureWriter> {
+        FeatureWriter::create_for(out, dim, prov, None)
+    }
+
+    /// [`FeatureWriter::create`], recording which list (and shard of it) the
+    /// file covers. A shard file is format version 3 from its creation, so
+    /// nothing takes a partial shard for a whole dataset.
+    pub fn create_for(
+        out: &Path,
+        dim: usize,
+        prov: &Provenance,
+        list: Option<&ListInfo>,
+    ) -> Result<FeatureWriter> {
         let partial = partial_path(out);
         let tmp = crate::atomic::TempFile::new(&partial)?;
         let err = h5(&partial);
@@ -187,7 +392,14 @@ impl FeatureWriter {
         for (k, v) in attrs {
             write_str_attr(&file, k, &v).map_err(&err)?;
         }
-        write_u64_attr(&file, "format_version", FORMAT_VERSION).map_err(&err)?;
+        let version = match list {
+            Some(ListInfo { shard: Some(_), .. }) => FORMAT_VERSION,
+            _ => WHOLE_FORMAT_VERSION,
+        };
+        write_u64_attr(&file, "format_version", version).map_err(&err)?;
+        if let Some(list) = list {
+            write_list(&file, list).map_err(&err)?;
+        }
         write_u64_attr(&file, "rows_done", 0).map_err(&err)?;
         write_u64_attr(&file, "skipped_done", 0).map_err(&err)?;
         write_u64_attr(&file, "complete", 0).map_err(&err)?;
@@ -206,6 +418,7 @@ impl FeatureWriter {
             path,
             skipped_path,
             skipped_reason,
+            list: list.cloned(),
         })
     }
 
@@ -218,6 +431,19 @@ impl FeatureWriter {
         out: &Path,
         dim: usize,
         prov: &Provenance,
+    ) -> Result<(FeatureWriter, ResumeState)> {
+        FeatureWriter::resume_for(out, dim, prov, None)
+    }
+
+    /// [`FeatureWriter::resume`] for a run over `list`. A shard file continues
+    /// only as the same shard of the same list ([`list_mismatch`]); a whole
+    /// file takes today's list (checked by the caller's resume point) and
+    /// records it when finished.
+    pub fn resume_for(
+        out: &Path,
+        dim: usize,
+        prov: &Provenance,
+        list: Option<&ListInfo>,
     ) -> Result<(FeatureWriter, ResumeState)> {
         let partial = partial_path(out);
         let err = h5(&partial);
@@ -232,22 +458,16 @@ impl FeatureWriter {
         })?;
         let old = read_provenance(&file)
             .ok_or_else(|| store_err(&partial, "has no provenance; delete it"))?;
-        let same = |a: &str, b: &str, what: &str| {
-            if a == b {
-                Ok(())
-            } else {
-                Err(store_err(
+        match job_difference(&old, prov) {
+            None => {}
+            Some(("classes", ..)) => {}
+            Some((what, a, b)) => {
+                return Err(store_err(
                     &partial,
                     format!("was started with {what} `{a}`, this run has `{b}`; rerun with the same settings or delete it"),
                 ))
             }
-        };
-        same(&old.backbone, &prov.backbone, "backbone")?;
-        same(&old.model_sha256, &prov.model_sha256, "model sha256")?;
-        same(&old.preprocess, &prov.preprocess, "preprocessing")?;
-        same(&old.dataset_root, &prov.dataset_root, "dataset")?;
-        same(&old.layout, &prov.layout, "layout")?;
-        same(&old.decode, &prov.decode, "image decoding")?;
+        }
         if old.class_names != prov.class_names {
             let added: Vec<&String> = prov
                 .class_names
@@ -265,6 +485,24 @@ impl FeatureWriter {
                     "was started with the classes {:?}, the dataset now has {:?} (added {added:?}, removed {removed:?}): its labels use the old numbering, so it cannot be continued. Restore the dataset as it was, or start again with --overwrite",
                     old.class_names, prov.class_names
                 ),
+            ));
+        }
+        if let Some(list) = list {
+            let old_list = read_list(&file, &partial)?;
+            if let Some((kind, what)) = list_mismatch(old_list.as_ref(), list) {
+                let next = match kind {
+                    Mismatch::List => "shards of different lists cannot be merged: restore the dataset as it was, or extract every shard again with --overwrite".to_string(),
+                    Mismatch::Shard => match old_list.as_ref().and_then(|l| l.shard) {
+                        Some(s) => format!("pass --shard {s} to continue it, or --overwrite to start afresh"),
+                        None => "run without --shard to continue it, or pass --overwrite to start afresh".to_string(),
+                    },
+                };
+                return Err(store_err(&partial, format!("{what}; {next}")));
+            }
+        } else if read_list(&file, &partial)?.is_some_and(|l| l.shard.is_some()) {
+            return Err(store_err(
+                &partial,
+                "is a shard file; continue it with the same --shard (and list) it was started with",
             ));
         }
         let rows = read_u64_attr(&file, "rows_done").unwrap_or(0) as usize;
@@ -306,6 +544,7 @@ impl FeatureWriter {
             path,
             skipped_path,
             skipped_reason,
+            list: list.cloned(),
         };
         Ok((
             w,
@@ -408,9 +647,14 @@ impl FeatureWriter {
         Ok(())
     }
 
-    /// Marks the file complete and moves it to its final name.
+    /// Marks the file complete and moves it to its final name. A whole file
+    /// records the list of the run that finished it (a resumed run's list may
+    /// differ after the resume point, and the file is that list's).
     pub fn finish(self) -> Result<PathBuf> {
         let err = h5(&self.partial);
+        if let Some(list) = &self.list {
+            write_list(&self.file, list).map_err(&err)?;
+        }
         write_u64_attr(&self.file, "complete", 1).map_err(&err)?;
         self.file.flush().map_err(&err)?;
         let FeatureWriter {
@@ -468,35 +712,16 @@ pub struct FeatureFile {
 /// An xfer file that is not marked complete is refused.
 pub fn read(path: &Path) -> Result<FeatureFile> {
     let err = h5(path);
-    if !path.exists() {
-        let partial = partial_path(path);
-        let hint = if partial.exists() {
-            format!(
-                "; {} is an interrupted extraction: finish it with `xfer extract --resume`",
-                partial.display()
-            )
-        } else {
-            String::new()
-        };
-        return Err(store_err(path, format!("does not exist{hint}")));
-    }
-    // A folder, another kind of file, a truncated copy: one line, not HDF5's stack.
-    crate::h5file::check(path)?;
-    let file = File::open(path).map_err(&err)?;
-    if let Some(v) = read_u64_attr(&file, "format_version") {
-        if v > FORMAT_VERSION {
+    let file = open_complete(path)?;
+    if let Some(list) = read_list(&file, path)? {
+        if let Some(s) = list.shard {
             return Err(store_err(
                 path,
-                format!("is feature-file format {v}; this xfer reads up to {FORMAT_VERSION}: upgrade xfer"),
-            ));
-        }
-    }
-    if file.attr("complete").is_ok() {
-        // Present but not the number 1 (or not a number at all): not complete.
-        if read_u64_attr(&file, "complete") != Some(1) {
-            return Err(store_err(
-                path,
-                "is not complete (interrupted extraction); finish it with `xfer extract --resume`",
+                format!(
+                    "is {} of a sharded extraction, not a whole dataset; merge all {} shards into one file first: xfer merge --out FILE.h5 SHARD_FILES…",
+                    list.describe_shard(),
+                    s.count
+                ),
             ));
         }
     }
@@ -504,33 +729,7 @@ pub fn read(path: &Path) -> Result<FeatureFile> {
         .dataset("data")
         .map_err(|_| store_err(path, "has no `data` dataset; is it a feature file?"))?;
     let shape = data_ds.shape();
-    if shape.len() != 2 {
-        return Err(store_err(
-            path,
-            format!("`data` has shape {shape:?}, expected [n_samples, n_features]"),
-        ));
-    }
-    // The header's shape decides the allocation: a damaged or hostile file of a
-    // few KB can claim terabytes. xfer writes every value, and other tools'
-    // compression rarely beats 64×, so a claim far beyond the file is refused.
-    let file_len = std::fs::metadata(path)
-        .map_err(|e| Error::io(path, e))?
-        .len();
-    let claimed = (shape[0] as u64)
-        .checked_mul(shape[1] as u64)
-        .and_then(|v| v.checked_mul(4));
-    match claimed {
-        Some(bytes) if bytes <= file_len.saturating_mul(64).saturating_add(64 << 20) => {}
-        _ => {
-            return Err(store_err(
-                path,
-                format!(
-                    "`data` claims {} × {} values, far more than the file's {} bytes can hold: the file is damaged or not a feature file; extract it again",
-                    shape[0], shape[1], file_len
-                ),
-            ))
-        }
-    }
+    check_shape(path, &shape)?;
     let data: Array2<f32> = data_ds.read_2d::<f32>().map_err(&err)?;
     let labels: Array1<i64> = match file.dataset("label") {
         Ok(ds) => ds.read_1d::<i64>().map_err(&err)?,
@@ -595,6 +794,196 @@ pub fn read(path: &Path) -> Result<FeatureFile> {
     })
 }
 
+/// Opens a feature file that exists, is of a version this xfer reads, and is
+/// complete (files without the attribute, like the tutorial's, count as complete).
+fn open_complete(path: &Path) -> Result<File> {
+    if !path.exists() {
+        let partial = partial_path(path);
+        let hint = if partial.exists() {
+            format!(
+                "; {} is an interrupted extraction: finish it with `xfer extract --resume`",
+                partial.display()
+            )
+        } else {
+            String::new()
+        };
+        return Err(store_err(path, format!("does not exist{hint}")));
+    }
+    // A folder, another kind of file, a truncated copy: one line, not HDF5's stack.
+    crate::h5file::check(path)?;
+    let file = File::open(path).map_err(h5(path))?;
+    if let Some(v) = read_u64_attr(&file, "format_version") {
+        if v > FORMAT_VERSION {
+            return Err(store_err(
+                path,
+                format!("is feature-file format {v}; this xfer reads up to {FORMAT_VERSION}: upgrade xfer"),
+            ));
+        }
+    }
+    if file.attr("complete").is_ok() {
+        // Present but not the number 1 (or not a number at all): not complete.
+        if read_u64_attr(&file, "complete") != Some(1) {
+            let how = match read_list(&file, path).ok().flatten().and_then(|l| l.shard) {
+                Some(s) => format!(
+                    "an interrupted shard {s}); finish it with `xfer extract --shard {s} --resume`"
+                ),
+                None => "interrupted extraction); finish it with `xfer extract --resume`".into(),
+            };
+            return Err(store_err(path, format!("is not complete ({how}")));
+        }
+    }
+    Ok(file)
+}
+
+/// Refuses a `data` shape that is not [rows, features] or that claims far
+/// more values than the file can hold.
+fn check_shape(path: &Path, shape: &[usize]) -> Result<()> {
+    if shape.len() != 2 {
+        return Err(store_err(
+            path,
+            format!("`data` has shape {shape:?}, expected [n_samples, n_features]"),
+        ));
+    }
+    // The header's shape decides the allocation: a damaged or hostile file of a
+    // few KB can claim terabytes. xfer writes every value, and other tools'
+    // compression rarely beats 64×, so a claim far beyond the file is refused.
+    let file_len = std::fs::metadata(path)
+        .map_err(|e| Error::io(path, e))?
+        .len();
+    let claimed = (shape[0] as u64)
+        .checked_mul(shape[1] as u64)
+        .and_then(|v| v.checked_mul(4));
+    match claimed {
+        Some(bytes) if bytes <= file_len.saturating_mul(64).saturating_add(64 << 20) => {}
+        _ => {
+            return Err(store_err(
+                path,
+                format!(
+                    "`data` claims {} × {} values, far more than the file's {} bytes can hold: the file is damaged or not a feature file; extract it again",
+                    shape[0], shape[1], file_len
+                ),
+            ))
+        }
+    }
+    Ok(())
+}
+
+/// A complete xfer feature file read piece by piece, so that memory stays
+/// flat however large it is (merging shards): its header when opened, then
+/// blocks of rows and the skipped files on demand.
+pub struct FileReader {
+    pub path: PathBuf,
+    pub provenance: Provenance,
+    /// `None` for files written before the list was recorded.
+    pub list: Option<ListInfo>,
+    /// Rows (images with features).
+    pub rows: usize,
+    /// Feature width.
+    pub dim: usize,
+    /// Files recorded as skipped.
+    pub skipped: usize,
+    data: Dataset,
+    label: Dataset,
+    paths: Dataset,
+    skipped_path: Dataset,
+    skipped_reason: Dataset,
+}
+
+/// Rows of a feature file: features [n, dim], labels [n], paths [n].
+pub type RowBlock = (Array2<f32>, Vec<i64>, Vec<String>);
+
+impl FileReader {
+    /// Opens a complete xfer feature file (with provenance and paths) and
+    /// checks that its datasets agree with its counters.
+    pub fn open(path: &Path) -> Result<FileReader> {
+        let file = open_complete(path)?;
+        let provenance = read_provenance(&file).ok_or_else(|| {
+            store_err(
+                path,
+                "records no provenance (a file in the tutorial's layout?); only xfer's own feature files can be merged",
+            )
+        })?;
+        let list = read_list(&file, path)?;
+        let ds = |name: &str| {
+            file.dataset(name).map_err(|_| {
+                store_err(path, format!("has no `{name}` dataset: it is damaged or not an xfer feature file; extract it again"))
+            })
+        };
+        let (data, label, paths) = (ds("data")?, ds("label")?, ds("path")?);
+        let (skipped_path, skipped_reason) = (ds("skipped_path")?, ds("skipped_reason")?);
+        let shape = data.shape();
+        check_shape(path, &shape)?;
+        let (rows, dim) = (shape[0], shape[1]);
+        let skipped = skipped_path.size();
+        let counts = [
+            ("rows_done", read_u64_attr(&file, "rows_done"), rows),
+            ("`label` rows", Some(label.size() as u64), rows),
+            ("`path` rows", Some(paths.size() as u64), rows),
+            (
+                "skipped_done",
+                read_u64_attr(&file, "skipped_done"),
+                skipped,
+            ),
+            (
+                "skipped reasons",
+                Some(skipped_reason.size() as u64),
+                skipped,
+            ),
+        ];
+        for (what, got, want) in counts {
+            if got != Some(want as u64) {
+                return Err(store_err(
+                    path,
+                    format!("{what} is {got:?} but the file holds {want}: it is damaged; extract it again"),
+                ));
+            }
+        }
+        Ok(FileReader {
+            path: path.to_owned(),
+            provenance,
+            list,
+            rows,
+            dim,
+            skipped,
+            data,
+            label,
+            paths,
+            skipped_path,
+            skipped_reason,
+        })
+    }
+
+    /// Rows `range` of the file.
+    ///
+    /// # Shapes
+    /// → features [range.len(), dim], labels and paths [range.len()]
+    pub fn block(&self, range: std::ops::Range<usize>) -> Result<RowBlock> {
+        let err = h5(&self.path);
+        let features: Array2<f32> = self
+            .data
+            .read_slice_2d(s![range.clone(), ..])
+            .map_err(&err)?;
+        let labels: Array1<i64> = self.label.read_slice_1d(range.clone()).map_err(&err)?;
+        let paths: Array1<VarLenUnicode> = self.paths.read_slice_1d(range).map_err(&err)?;
+        Ok((
+            features,
+            labels.to_vec(),
+            paths.iter().map(|p| p.as_str().to_owned()).collect(),
+        ))
+    }
+
+    /// The skipped files with their reasons, in the order recorded.
+    pub fn skipped_files(&self) -> Result<Vec<(String, String)>> {
+        let err = h5(&self.path);
+        let p: Vec<VarLenUnicode> = self.skipped_path.read_raw().map_err(&err)?;
+        let r: Vec<VarLenUnicode> = self.skipped_reason.read_raw().map_err(&err)?;
+        Ok(p.iter()
+            .zip(&r)
+            .map(|(p, r)| (p.as_str().to_owned(), r.as_str().to_owned()))
+            .collect())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -647,6 +1036,71 @@ mod tests {
         assert!(!partial_path(&out).exists());
         let chunk = File::open(&out).unwrap().dataset("data").unwrap().chunk();
         assert_eq!(chunk, Some(vec![ROW_CHUNK, 2]), "data is chunked by rows");
+    }
+
+    #[test]
+    fn shard_files_are_version_3_checked_on_resume_and_not_read_as_datasets() {
+        let t = tempfile::tempdir().unwrap();
+        let out = t.path().join("s.h5");
+        let list = ListInfo {
+            sha256: "ab".repeat(32),
+            len: 10,
+            shard: Some(Shard { index: 1, count: 3 }),
+        };
+        drop(FeatureWriter::create_for(&out, 2, &prov(), Some(&list)).unwrap());
+        let resume_err = |l: Option<&ListInfo>| {
+            FeatureWriter::resume_for(&out, 2, &prov(), l)
+                .err()
+                .unwrap()
+                .to_string()
+        };
+        let other = ListInfo {
+            shard: Some(Shard { index: 2, count: 3 }),
+            ..list.clone()
+        };
+        let e = resume_err(Some(&other));
+        assert!(
+            e.contains("holds shard 1/3 (files 3..6 of 10)") && e.contains("pass --shard 1/3"),
+            "{e}"
+        );
+        let stale = ListInfo {
+            sha256: "cd".repeat(32),
+            len: 11,
+            ..list.clone()
+        };
+        let e = resume_err(Some(&stale));
+        assert!(
+            e.contains("another file list (10 files, sha256 abababababab…)"),
+            "{e}"
+        );
+        let whole = ListInfo {
+            shard: None,
+            ..list.clone()
+        };
+        assert!(resume_err(Some(&whole)).contains("a whole extraction (no --shard)"));
+        assert!(resume_err(None).contains("is a shard file"));
+        let (w, _) = FeatureWriter::resume_for(&out, 2, &prov(), Some(&list)).unwrap();
+        w.finish().unwrap();
+        let e = read(&out).unwrap_err().to_string();
+        assert!(e.contains("shard 1/3") && e.contains("xfer merge"), "{e}");
+        let r = FileReader::open(&out).unwrap();
+        assert_eq!(r.list, Some(list));
+        assert_eq!(
+            read_u64_attr(&File::open(&out).unwrap(), "format_version"),
+            Some(3)
+        );
+        // A whole file stays version 2, and records the list of the run that finished it.
+        let whole_out = t.path().join("w.h5");
+        drop(FeatureWriter::create_for(&whole_out, 2, &prov(), Some(&whole)).unwrap());
+        let today = ListInfo {
+            shard: None,
+            ..stale
+        };
+        let (w, _) = FeatureWriter::resume_for(&whole_out, 2, &prov(), Some(&today)).unwrap();
+        w.finish().unwrap();
+        let f = File::open(&whole_out).unwrap();
+        assert_eq!(read_u64_attr(&f, "format_version"), Some(2));
+        assert_eq!(read_list(&f, &whole_out).unwrap(), Some(today));
     }
 
     #[test]

@@ -11,6 +11,7 @@ use xfer::dataset::{self, Layout};
 use xfer::extract::{self, ExtractConfig};
 use xfer::preprocess::{self, DecodeOptions, Preset};
 use xfer::runtime::Runtime;
+use xfer::shard::{self, Shard};
 use xfer::store;
 use xfer::zoo::{Manifest, Weights, Zoo};
 
@@ -19,18 +20,32 @@ use super::progress::Progress;
 use super::{Cli, EXIT_SKIPPED};
 
 #[derive(Args, Debug)]
+#[command(group = clap::ArgGroup::new("input").required(true).args(["data", "list"]))]
 #[command(after_long_help = "Examples:
   xfer extract --model efficientnet_lite0 --data photos/train --out train.h5
   xfer extract --model efficientnet_lite0 --data photos/train --out train.h5 --resume
   xfer extract --model resnet50 --data dogs-vs-cats/train --out train_resnet50.h5 --device cuda --batch 128
-  xfer extract --model efficientnet_lite0 --data photos/ --out f.h5 --json 2> extract.log")]
+  xfer extract --model efficientnet_lite0 --data photos/ --out f.h5 --json 2> extract.log
+  xfer extract --model efficientnet_lite0 --list images.csv --out f.h5
+  xfer extract --model efficientnet_lite0 --data photos/train --out shards/s1.h5 --shard 1/4   (then: xfer merge)
+  xfer extract --model efficientnet_lite0 --data photos/train --out shards/s$SLURM_ARRAY_TASK_ID.h5 --shard auto/8")]
 pub struct ExtractArgs {
     /// Backbone: a name from `xfer models`, or a manifest file (*.toml).
     #[arg(long)]
     model: String,
     /// Dataset folder: root/<class>/*.jpg (ImageFolder) or root/cat.0.jpg (Kaggle).
     #[arg(long, value_name = "DIR")]
-    data: PathBuf,
+    data: Option<PathBuf>,
+    /// A list of images instead of a folder: *.csv or *.tsv with path[,label]
+    /// records, or one path per line (any other name). Relative paths are
+    /// relative to the list's folder; classes are the labels, sorted.
+    #[arg(long, value_name = "FILE")]
+    list: Option<PathBuf>,
+    /// Extract only shard I of N (from 0) of the sorted file list, into a shard
+    /// file of its own (then `xfer merge`). auto/N takes I from
+    /// SLURM_ARRAY_TASK_ID or else JOB_COMPLETION_INDEX (Kubernetes Indexed Job).
+    #[arg(long, value_name = "I/N")]
+    shard: Option<String>,
     /// Output HDF5 feature file.
     #[arg(long, value_name = "FILE.h5")]
     out: PathBuf,
@@ -41,7 +56,7 @@ pub struct ExtractArgs {
     #[arg(long, value_enum, default_value_t = Preset::Native)]
     preset: Preset,
     /// Dataset layout (detected when not given).
-    #[arg(long, value_enum)]
+    #[arg(long, value_enum, conflicts_with = "list")]
     layout: Option<LayoutArg>,
     /// Continue an interrupted extraction (OUT.partial).
     #[arg(long)]
@@ -86,14 +101,15 @@ fn validate(args: &ExtractArgs) -> Result<()> {
     }
     args.decode.validate()?;
     let partial = store::partial_path(&args.out);
-    if args.resume {
-        if !partial.exists() {
-            bail!(
-                "--resume: there is no interrupted extraction {} to continue; run without --resume",
-                partial.display()
-            );
-        }
-    } else if !args.overwrite {
+    // A shard's rerun finds its completed file: decided once the list is known.
+    let maybe_done_shard = args.shard.is_some() && args.out.exists() && !args.overwrite;
+    if args.resume && !partial.exists() && !maybe_done_shard {
+        bail!(
+            "--resume: there is no interrupted extraction {} to continue; run without --resume",
+            partial.display()
+        );
+    }
+    if !args.resume && !args.overwrite && !maybe_done_shard {
         if args.out.exists() {
             bail!(
                 "{} already exists; pass --overwrite to replace it",
@@ -145,24 +161,92 @@ fn load_manifest_backbone(
 
 pub fn extract(cli: &Cli, args: &ExtractArgs) -> Result<i32> {
     validate(args)?;
+    let shard = args
+        .shard
+        .as_deref()
+        .map(|s| shard::parse(s, |var| std::env::var(var).ok()))
+        .transpose()?;
     // A second extraction into the same file is refused while this one runs.
     let _lock = xfer::lock::OutputLock::acquire(&args.out)?;
-    let ds = dataset::scan(&args.data, args.layout.map(Into::into))?;
+    let (ds, root) = match (&args.data, &args.list) {
+        (Some(data), _) => {
+            let ds = dataset::scan(data, args.layout.map(Into::into))?;
+            let root = std::fs::canonicalize(data).with_context(|| data.display().to_string())?;
+            (ds, root)
+        }
+        (None, Some(list)) => {
+            let ds = dataset::from_list(list)?;
+            let root = ds.root.clone();
+            (ds, root)
+        }
+        (None, None) => bail!("pass --data DIR or --list FILE"),
+    };
     let zoo = Zoo::locate(cli.zoo.as_deref());
     let manifest = zoo.find(&args.model)?;
     let recipe = manifest.preprocess.with_preset(args.preset);
-    let root =
-        std::fs::canonicalize(&args.data).with_context(|| args.data.display().to_string())?;
     let cfg = ExtractConfig {
         pipeline: args.decode.pipeline(args.batch),
         recipe: recipe.clone(),
         resume: args.resume,
+        shard,
     };
+    let list = extract::list_info(&ds, shard);
+    if !args.overwrite {
+        let job = extract::job_provenance(&ds, &root, &cfg, &manifest);
+        if let Some(f) = extract::completed_shard(&args.out, &list, &job)? {
+            if args.json {
+                let json = serde_json::json!({
+                    "command": "extract",
+                    "out": args.out,
+                    "model": manifest.name,
+                    "shard": shard.map(|s| s.to_string()),
+                    "already_complete": true,
+                    "rows": f.rows,
+                    "skipped_files": f.skipped,
+                });
+                println!("{}", serde_json::to_string_pretty(&json)?);
+            } else {
+                println!(
+                    "{} is already complete in {} (the same file list, model and settings): nothing to do ({} rows, {} skipped files)",
+                    list.describe_shard(),
+                    args.out.display(),
+                    f.rows,
+                    f.skipped
+                );
+            }
+            return Ok(0);
+        }
+    }
     for line in dataset::describe_ignored(&ds.ignored, 5) {
         eprintln!("{line}");
     }
-    let bar = Progress::new("extract", "images", ds.items.len() as u64, args.quiet);
-    let first: Vec<PathBuf> = ds.items.iter().take(64).map(|i| ds.abs_path(i)).collect();
+    if let Some(list_file) = args.list.as_ref().filter(|_| !args.quiet) {
+        if ds.classes.is_empty() {
+            eprintln!(
+                "{}: no labels, so no classes (labels −1, as an unlabelled folder)",
+                list_file.display()
+            );
+        } else {
+            eprintln!(
+                "{}: {} classes from the list's labels, sorted: {}",
+                list_file.display(),
+                ds.classes.len(),
+                ds.classes.join(", ")
+            );
+        }
+    }
+    let items = extract::items(&ds, &list);
+    if shard.is_some() && !args.quiet {
+        eprintln!(
+            "{} (list of {}) → {}",
+            list.describe_shard(),
+            list.describe_list(),
+            args.out.display()
+        );
+    }
+    report_missing(&ds, items, args.list.as_deref());
+    let bar = Progress::new("extract", "images", items.len() as u64, args.quiet);
+    let first: Vec<PathBuf> = items.iter().take(64).map(|i| ds.abs_path(i)).collect();
     let session = args.device.session_options_for(&first);
     // Runs while the decoders start on the first batches.
     let load = || -> Result<extract::LoadedBackbone> {
@@ -174,7 +258,7 @@ pub fn extract(cli: &Cli, args: &ExtractArgs) -> Result<i32> {
         bar.suspend(|| {
             eprintln!(
                 "extracting {} images ({} classes, {:?}) with {} on {} → {}",
-                ds.items.len(),
+                items.len(),
                 ds.classes.len(),
                 ds.layout,
                 manifest.name,
@@ -190,15 +274,49 @@ pub fn extract(cli: &Cli, args: &ExtractArgs) -> Result<i32> {
     })?;
     bar.finish();
     if args.json {
-        print_json(&args.out, &manifest.name, &summary)?;
+        print_json(&args.out, &manifest.name, shard, &summary)?;
     } else {
         print_summary(&args.out, &summary);
+        if let Some(s) = shard {
+            println!(
+                "shard {s} done; once all {} are, join them: xfer merge --out FILE.h5 SHARD_FILES…",
+                s.count
+            );
+        }
     }
     Ok(if summary.skipped.is_empty() {
         0
     } else {
         EXIT_SKIPPED
     })
+}
+
+/// Warns about listed files that do not exist (they are recorded as skipped).
+fn report_missing(ds: &dataset::Dataset, items: &[dataset::Item], list: Option<&Path>) {
+    let Some(list) = list else {
+        return; // a folder's walker found the files
+    };
+    let missing = dataset::missing_files(ds, items);
+    if missing.is_empty() {
+        return;
+    }
+    let shown: Vec<&str> = missing
+        .iter()
+        .take(5)
+        .map(|i| i.rel_path.as_str())
+        .collect();
+    eprintln!(
+        "warning: {} file(s) named by {} do not exist (first: {}); they are recorded as skipped",
+        missing.len(),
+        list.display(),
+        shown.join(", ")
+    );
+    let split = missing.iter().any(|i| i.rel_path.contains([',', '\t']));
+    if split && dataset::ListFormat::of(list) == dataset::ListFormat::Lines {
+        eprintln!(
+            "  (this list is read as one path per line; name it *.csv or *.tsv to read path,label records)"
+        );
+    }
 }
 
 fn print_summary(out: &Path, s: &extract::Summary) {
@@ -225,11 +343,12 @@ fn print_summary(out: &Path, s: &extract::Summary) {
     }
 }
 
-fn print_json(out: &Path, model: &str, s: &extract::Summary) -> Result<()> {
+fn print_json(out: &Path, model: &str, shard: Option<Shard>, s: &extract::Summary) -> Result<()> {
     let json = serde_json::json!({
         "command": "extract",
         "out": out,
         "model": model,
+        "shard": shard.map(|s| s.to_string()),
         "images": s.total,
         "rows": s.resumed_rows + s.written,
         "written": s.written,

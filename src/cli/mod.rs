@@ -4,6 +4,7 @@ mod common;
 mod evaluate;
 mod extract;
 mod info;
+mod merge;
 mod predict;
 mod progress;
 mod train;
@@ -38,8 +39,10 @@ enum Command {
     Info,
     /// List the backbones of the zoo.
     Models,
-    /// Turn a folder of images into an HDF5 feature file.
+    /// Turn a folder (or a list) of images into an HDF5 feature file, or one shard of it.
     Extract(extract::ExtractArgs),
+    /// Join the shard files of `xfer extract --shard I/N` into one feature file.
+    Merge(merge::MergeArgs),
     /// Time the backbone alone on random input tensors (no decoding).
     BenchModel(extract::BenchArgs),
     /// Train a classifier head (the tutorial's MLP and/or a logistic baseline) on feature files.
@@ -69,6 +72,7 @@ pub fn main() -> i32 {
         Command::Info => info::info(&cli),
         Command::Models => info::models(&cli),
         Command::Extract(args) => extract::extract(&cli, args),
+        Command::Merge(args) => merge::merge(args),
         Command::BenchModel(args) => extract::bench_model(&cli, args),
         Command::Train(args) => train::train(&cli, args),
         Command::Evaluate(args) => evaluate::evaluate(&cli, args),
