@@ -55,6 +55,8 @@ pub struct Summary {
     pub skipped_before: usize,
     pub seconds: f64,
     pub provider: String,
+    /// Where the time went (decode, backbone, writing), from the pipeline.
+    pub timings: pipeline::Timings,
 }
 
 impl Summary {
@@ -303,6 +305,7 @@ pub fn run<E: From<Error>>(
             })
         },
     )?;
+    let timings = finished.timings;
     let FileSink {
         writer,
         written,
@@ -318,5 +321,6 @@ pub fn run<E: From<Error>>(
         skipped_before,
         seconds: start.elapsed().as_secs_f64(),
         provider,
+        timings,
     })
 }

@@ -56,6 +56,7 @@ fn json_summaries_and_progress_lines() {
             "--batch",
             "4",
             "--json",
+            "-v",
         ],
         &[("XFER_PROGRESS_INTERVAL", "3600")],
     );
@@ -86,6 +87,8 @@ fn json_summaries_and_progress_lines() {
     assert_eq!(j["skipped"][0]["path"], "cat/broken.jpg");
     assert!(j["images_per_second"].as_f64().unwrap() > 0.0);
     assert_eq!(j["provider"], "CPUExecutionProvider");
+    assert!(j["timings"]["backbone_seconds"].as_f64().unwrap() > 0.0);
+    assert!(stderr.contains("timings: decoding"), "{stderr}");
 
     // --quiet: no progress lines.
     let q = t.path().join("q.h5");

@@ -67,6 +67,9 @@ pub struct ExtractArgs {
     /// No progress lines (warnings and errors still go to stderr).
     #[arg(long, short)]
     quiet: bool,
+    /// Also print where the time went (decoding, backbone, writing), on stderr.
+    #[arg(long, short)]
+    verbose: bool,
     /// Print one JSON object on stdout at the end instead of the summary: the
     /// file written, counts, skipped files, seconds, images/s, provider.
     #[arg(long)]
@@ -273,6 +276,16 @@ pub fn extract(cli: &Cli, args: &ExtractArgs) -> Result<i32> {
         bar.set(p.done as u64, p.skipped)
     })?;
     bar.finish();
+    if args.verbose {
+        let t = &summary.timings;
+        eprintln!(
+            "timings: decoding {:.2} s (summed over the decoder threads), backbone {:.2} s, writing {:.2} s, total {:.2} s",
+            t.decode.as_secs_f64(),
+            t.backbones.as_secs_f64(),
+            t.sink.as_secs_f64(),
+            t.total.as_secs_f64()
+        );
+    }
     if args.json {
         print_json(&args.out, &manifest.name, shard, &summary)?;
     } else {
@@ -358,6 +371,12 @@ fn print_json(out: &Path, model: &str, shard: Option<Shard>, s: &extract::Summar
         "seconds": s.seconds,
         "images_per_second": s.images_per_second(),
         "provider": s.provider,
+        "timings": {
+            "decode_seconds": s.timings.decode.as_secs_f64(),
+            "backbone_seconds": s.timings.backbones.as_secs_f64(),
+            "write_seconds": s.timings.sink.as_secs_f64(),
+            "total_seconds": s.timings.total.as_secs_f64(),
+        },
     });
     println!("{}", serde_json::to_string_pretty(&json)?);
     Ok(())
