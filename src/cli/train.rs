@@ -431,20 +431,14 @@ pub fn train(_cli: &Cli, args: &TrainArgs) -> Result<i32> {
             "preset": plan.preset,
             "validation": data.validation_note,
             "recommended": reports.iter().find(|r| r.recommended).map(|r| &r.bundle),
-            "heads": reports.iter().map(|r| serde_json::json!({
-                "kind": r.kind,
-                "bundle": r.bundle,
-                "recommended": r.recommended,
-                "chosen": r.chosen,
-                "temperature": r.temperature,
-                "val_accuracy": r.validation.as_ref().map(|e| e.accuracy),
-                "val_log_loss": r.validation.as_ref().map(|e| e.log_loss),
-                "val_log_loss_uncalibrated": r.uncalibrated_log_loss,
-                "cv": r.cv,
-                "train_accuracy": r.train_accuracy,
-                "train_log_loss": r.train_loss,
-                "train_seconds": r.train_seconds,
-            })).collect::<Vec<_>>(),
+            "heads": reports.iter().map(|r| {
+                let mut h = fit::final_metrics(r);
+                h["kind"] = serde_json::json!(r.kind);
+                h["bundle"] = serde_json::json!(r.bundle);
+                h["recommended"] = serde_json::json!(r.recommended);
+                h["chosen"] = serde_json::json!(r.chosen);
+                h
+            }).collect::<Vec<_>>(),
         });
         println!("{}", serde_json::to_string_pretty(&json)?);
     } else if !args.quiet {

@@ -111,7 +111,41 @@ fn held_out(
     }
 }
 
-fn final_metrics(r: &HeadReport) -> serde_json::Value {
+/// The held-out figures of a head — from out-of-fold logits when given, else
+/// from its logits on the validation rows — and its training rows' scores at
+/// the fitted temperature.
+fn score(
+    plan: &TrainPlan,
+    data: &TrainingData,
+    oof_logits: Option<ArrayView2<f32>>,
+    logits: &dyn Fn(ArrayView2<f32>) -> Array2<f32>,
+) -> (Option<HeldOut>, Evaluation) {
+    let n_classes = data.class_names.len();
+    let held = match oof_logits {
+        Some(z) => Some(held_out(
+            plan,
+            z,
+            &labels_of(data.train_rows()),
+            Some((&data.folds, data.n_folds())),
+            &data.class_names,
+        )),
+        None => data.val_rows().map(|v| {
+            let z = logits_of(v, n_classes, logits);
+            held_out(plan, z.view(), &labels_of(v), None, &data.class_names)
+        }),
+    };
+    let t = held.as_ref().map_or(1.0, |h| h.temperature.t);
+    let train = evaluate_logits(
+        logits_of(data.train_rows(), n_classes, logits).view(),
+        &labels_of(data.train_rows()),
+        t,
+        &data.class_names,
+    );
+    (held, train)
+}
+
+/// A head's final figures, as bundles, `metrics.json` and `train --json` record them.
+pub fn final_metrics(r: &HeadReport) -> serde_json::Value {
     json!({
         "train_loss": r.train_loss,
         "train_accuracy": r.train_accuracy,
@@ -273,29 +307,18 @@ pub fn fit_logistic(plan: &TrainPlan, data: &TrainingData) -> Result<Trained> {
     let fit_engine = fit.engine;
     let (head, std) = (fit.head, fit.standardize);
     let logits = |x: ArrayView2<f32>| head.forward(std.apply(x).view());
-    let held = if by_folds {
-        let p = path.as_ref().expect("folds cross-validate");
-        let y = labels_of(data.train_rows());
-        Some(held_out(
-            plan,
-            p.oof_logits.view(),
-            &y,
-            Some((&folds, k)),
-            &data.class_names,
-        ))
+    let oof = if by_folds {
+        Some(
+            path.as_ref()
+                .expect("folds cross-validate")
+                .oof_logits
+                .view(),
+        )
     } else {
-        data.val_rows().map(|v| {
-            let z = logits_of(v, n_classes, &logits);
-            held_out(plan, z.view(), &labels_of(v), None, &data.class_names)
-        })
+        None
     };
+    let (held, tr) = score(plan, data, oof, &logits);
     let t = held.as_ref().map_or(1.0, |h| h.temperature.t);
-    let tr = evaluate_logits(
-        logits_of(data.train_rows(), n_classes, &logits).view(),
-        &labels_of(data.train_rows()),
-        t,
-        &data.class_names,
-    );
     let engine = fit_engine.describe();
     let report = HeadReport {
         kind: HeadKind::Logistic,
@@ -451,7 +474,6 @@ pub fn fit_mlp(
     };
     let config = m.config(data.train.n_features(), data.class_names.len());
     config.validate()?;
-    let n_classes = data.class_names.len();
     let weights = class_weights(plan, data);
     let mut notes = Vec::new();
     let by_folds = data.n_folds() > 0;
@@ -503,29 +525,13 @@ pub fn fit_mlp(
         ));
     }
     let logits = |x: ArrayView2<f32>| mlp.forward(x);
-    let held = match &folds {
-        Some(f) => {
-            let y = labels_of(data.train_rows());
-            Some(held_out(
-                plan,
-                f.oof_logits.view(),
-                &y,
-                Some((&data.folds, data.n_folds())),
-                &data.class_names,
-            ))
-        }
-        None => data.val_rows().map(|v| {
-            let z = logits_of(v, n_classes, &logits);
-            held_out(plan, z.view(), &labels_of(v), None, &data.class_names)
-        }),
-    };
-    let t = held.as_ref().map_or(1.0, |h| h.temperature.t);
-    let tr = evaluate_logits(
-        logits_of(data.train_rows(), n_classes, &logits).view(),
-        &labels_of(data.train_rows()),
-        t,
-        &data.class_names,
+    let (held, tr) = score(
+        plan,
+        data,
+        folds.as_ref().map(|f| f.oof_logits.view()),
+        &logits,
     );
+    let t = held.as_ref().map_or(1.0, |h| h.temperature.t);
     let n_epochs = outcome.history.len().max(1);
     let report = HeadReport {
         kind: HeadKind::Mlp,
