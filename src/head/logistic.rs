@@ -111,6 +111,9 @@ impl LogisticEngine {
 }
 
 /// Fits on the given rows of `x` (standardised with statistics of those rows).
+/// With `init` (e.g. [`CvPath::mean_params`], the refit after
+/// [`cross_validate`], as LogisticRegressionCV's refit starts) the streaming
+/// engine starts from it.
 ///
 /// # Shapes
 /// `x`: [n_samples, n_features], `labels`: [n_samples] (class indices < `n_classes`),
@@ -122,15 +125,16 @@ pub fn fit(
     n_classes: usize,
     config: &LogisticConfig,
     class_weights: Option<&[f32]>,
+    init: Option<Vec<f32>>,
 ) -> Result<LogisticFit, LogisticError> {
-    // linfa-logistic has no sample weights: class-weighted fits stream.
-    let engine = match class_weights {
-        Some(_) => LogisticEngine::Streaming,
-        None => config.engine.resolve(rows.len() * x.ncols()),
+    // linfa-logistic has no sample weights and no starting point: such fits stream.
+    let engine = match (class_weights, &init) {
+        (None, None) => config.engine.resolve(rows.len() * x.ncols()),
+        _ => LogisticEngine::Streaming,
     };
     match engine {
         LogisticEngine::Streaming => {
-            streaming::fit(x, labels, rows, n_classes, config, class_weights, None)
+            streaming::fit(x, labels, rows, n_classes, config, class_weights, init)
         }
         _ => {
             let (head, standardize) = fit_linfa(x, labels, rows, n_classes, config)?;
@@ -148,34 +152,6 @@ pub fn fit(
             })
         }
     }
-}
-
-/// The refit of [`cross_validate`]: the streaming engine on all `rows`,
-/// started from the folds' mean solution (`path.mean_params`) at the chosen C.
-/// (linfa-logistic 0.8.1's multinomial fit was seen stopping far from the
-/// optimum — 78 % training accuracy where the same objective solved to
-/// convergence gives 100 % — so the cross-validated head is solved here.)
-///
-/// # Shapes
-/// as [`fit`]
-pub fn refit(
-    x: ArrayView2<f32>,
-    labels: &[usize],
-    rows: &[usize],
-    n_classes: usize,
-    config: &LogisticConfig,
-    class_weights: Option<&[f32]>,
-    path: &CvPath,
-) -> Result<LogisticFit, LogisticError> {
-    streaming::fit(
-        x,
-        labels,
-        rows,
-        n_classes,
-        config,
-        class_weights,
-        Some(path.mean_params.clone()),
-    )
 }
 
 /// scikit-learn's `LogisticRegressionCV(Cs=10)` grid: `logspace(-4, 4, 10)`.
@@ -200,7 +176,7 @@ pub struct CvPath {
     /// L-BFGS iterations, all fits together.
     pub iterations: u64,
     /// The mean over the folds of the solutions at the best C: the refit on
-    /// all rows starts there (as LogisticRegressionCV's refit does).
+    /// all rows starts there ([`fit`]'s `init`, as LogisticRegressionCV's refit does).
     pub mean_params: Vec<f32>,
 }
 
@@ -762,6 +738,7 @@ mod tests {
                 classes,
                 &LogisticConfig::default(),
                 None,
+                None,
             )
             .unwrap();
             let (head, std) = (f.head, f.standardize);
@@ -833,10 +810,10 @@ mod tests {
                 ..Default::default()
             };
             cfg.engine = LogisticEngine::Linfa;
-            let f = fit(x.view(), &y, &rows, classes, &cfg, None).unwrap();
+            let f = fit(x.view(), &y, &rows, classes, &cfg, None, None).unwrap();
             let (a, sa) = (f.head, f.standardize);
             cfg.engine = LogisticEngine::Streaming;
-            let f = fit(x.view(), &y, &rows, classes, &cfg, None).unwrap();
+            let f = fit(x.view(), &y, &rows, classes, &cfg, None, None).unwrap();
             assert!(f.iterations.unwrap() > 0 && f.passes.unwrap() > 0);
             let (b, sb) = (f.head, f.standardize);
             assert_eq!(sa, sb);

@@ -279,25 +279,20 @@ pub fn fit_logistic(plan: &TrainPlan, data: &TrainingData) -> Result<Trained> {
         }
     };
     let config = logistic_config(plan, c);
-    let fit = match (&path, fixed_c) {
-        (Some(p), None) => logistic::refit(
-            x,
-            &data.train_labels,
-            &data.train_rows,
-            n_classes,
-            &config,
-            weights.as_deref(),
-            p,
-        )?,
-        _ => logistic::fit(
-            x,
-            &data.train_labels,
-            &data.train_rows,
-            n_classes,
-            &config,
-            weights.as_deref(),
-        )?,
-    };
+    // A cross-validated C is refitted from the folds' mean solution.
+    let init = path
+        .as_ref()
+        .filter(|_| fixed_c.is_none())
+        .map(|p| p.mean_params.clone());
+    let fit = logistic::fit(
+        x,
+        &data.train_labels,
+        &data.train_rows,
+        n_classes,
+        &config,
+        weights.as_deref(),
+        init,
+    )?;
     if let (Some(it), Some(passes)) = (fit.iterations, fit.passes) {
         notes.push(format!(
             "logistic regression: {it} L-BFGS iterations, {passes} passes over the features, stopped: {}",
