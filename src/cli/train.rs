@@ -454,9 +454,9 @@ pub fn train(_cli: &Cli, args: &TrainArgs) -> Result<i32> {
 
 #[cfg(feature = "train")]
 fn train_logistic(plan: &TrainPlan, l: &LogisticPlan, data: &TrainingData) -> Result<Trained> {
+    // The engine that ran is named in the report's description (`logistic::fit` decides).
     eprintln!(
-        "logistic regression ({}, {}, max {} iterations) on standardised features…",
-        fit::logistic_engine(plan, data.train_rows.len() * data.train.n_features()),
+        "logistic regression (L-BFGS, {}, max {} iterations) on standardised features…",
         match l.c {
             Some(c) => format!("C = {c}"),
             None => "C by cross-validation".into(),

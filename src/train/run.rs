@@ -181,21 +181,6 @@ fn logistic_config(plan: &TrainPlan, c: f32) -> crate::head::logistic::LogisticC
     }
 }
 
-/// The engine the final logistic fit will run, for `n_values` feature values:
-/// streaming for class weights and for the refit after cross-validation,
-/// else linfa-logistic up to its size limit.
-#[cfg(feature = "train")]
-pub fn logistic_engine(plan: &TrainPlan, n_values: usize) -> &'static str {
-    use crate::head::logistic::LogisticEngine;
-    let cross_validated = plan.logistic.as_ref().is_some_and(|l| l.c.is_none());
-    let engine = if plan.balanced || cross_validated {
-        LogisticEngine::Streaming
-    } else {
-        logistic_config(plan, 1.0).engine.resolve(n_values)
-    };
-    engine.describe()
-}
-
 /// Folds for choosing C when validation is not by folds: stratified, as many
 /// as the smallest class allows (at most 5).
 #[cfg(feature = "train")]
