@@ -32,11 +32,35 @@ pub enum ChannelOrder {
     Bgr,
 }
 
+/// How the image is resized before the centre crop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResizeMode {
+    /// The shorter side becomes `resize`, the aspect ratio kept
+    /// (torchvision's `Resize(int)`, timm's `crop_mode = "center"`).
+    #[default]
+    ShorterSide,
+    /// The image becomes exactly `resize × resize`, the aspect ratio not kept
+    /// (Hugging Face's `size = {height, width}`, timm's `crop_mode = "squash"`).
+    Square,
+}
+
+impl ResizeMode {
+    fn is_default(&self) -> bool {
+        *self == ResizeMode::default()
+    }
+}
+
 /// How pixels become a model input. `x = u8 * pixel_scale`, then `(x - mean) / std`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Recipe {
-    /// The shorter side is resized to this (antialiased, like PIL).
+    /// The image is resized to this (antialiased, like PIL): its shorter side,
+    /// or both sides with `resize_mode = "square"`.
     pub resize: u32,
+    /// Absent from recipes (and their JSON in feature files and bundles) that
+    /// use the default, so those stay byte-identical to older ones.
+    #[serde(default, skip_serializing_if = "ResizeMode::is_default")]
+    pub resize_mode: ResizeMode,
     /// Then a centred `crop × crop` square is taken.
     pub crop: u32,
     pub interpolation: Interpolation,
@@ -85,6 +109,7 @@ impl Recipe {
             Preset::Native => self.clone(),
             Preset::Tutorial => Recipe {
                 resize: ((self.crop as f64) * 320.0 / 299.0).round() as u32,
+                resize_mode: ResizeMode::ShorterSide,
                 crop: self.crop,
                 interpolation: Interpolation::Bilinear,
                 pixel_scale: 1.0 / 255.0,
@@ -550,6 +575,7 @@ mod tests {
     fn normalise_uses_recipe_and_layout() {
         let recipe = Recipe {
             resize: 1,
+            resize_mode: ResizeMode::ShorterSide,
             crop: 1,
             interpolation: Interpolation::Bilinear,
             pixel_scale: 1.0,
@@ -597,6 +623,7 @@ mod tests {
         let img = RgbImage::from_pixel(50, 30, image::Rgb([10, 20, 30]));
         let recipe = Recipe {
             resize: 16,
+            resize_mode: ResizeMode::ShorterSide,
             crop: 8,
             interpolation: Interpolation::Bilinear,
             pixel_scale: 1.0 / 255.0,

@@ -25,10 +25,64 @@ pub struct InputSpec {
     pub shape: [i64; 4],
 }
 
+/// How the `features` output becomes one vector per image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum Pool {
+    /// The output is already `[N, D]` (or `[N, D, 1, 1]`).
+    #[default]
+    #[serde(rename = "none")]
+    None,
+    /// `[N, C, H, W]` → the mean over H × W.
+    #[serde(rename = "avg")]
+    Avg,
+    /// `[N, C, H, W]` → the maximum over H × W.
+    #[serde(rename = "max")]
+    Max,
+    /// `[N, T, D]` tokens → token 0 (the class token).
+    #[serde(rename = "cls")]
+    Cls,
+    /// `[N, T, D]` → the mean of the patch tokens, after the `prefix_tokens`
+    /// leading ones (the class token and any register tokens).
+    #[serde(rename = "mean")]
+    Mean,
+    /// `[N, T, D]` → `cls` and `mean` concatenated (2·D; DINOv2's linear probe).
+    #[serde(rename = "cls+mean")]
+    ClsMean,
+}
+
+impl Pool {
+    fn is_none(&self) -> bool {
+        *self == Pool::None
+    }
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+fn is_one(k: &usize) -> bool {
+    *k == 1
+}
+
+fn one() -> usize {
+    1
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct OutputSpec {
     pub features: String,
+    /// The width of one image's feature vector after pooling.
     pub feature_dim: usize,
+    /// What xfer does to the `features` output (absent = `none`).
+    #[serde(default, skip_serializing_if = "Pool::is_none")]
+    pub pool: Pool,
+    /// Leading tokens that are not patches (`mean`, `cls+mean`): 1 for a
+    /// class token, 1 + R with R register tokens.
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub prefix_tokens: usize,
+    /// Divide each pooled vector by its L2 norm (CLIP's image embeddings).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub l2: bool,
     #[serde(default)]
     pub logits: Option<String>,
     #[serde(default)]
