@@ -78,13 +78,20 @@ impl Backbone {
             .session
             .run(ort::inputs![self.manifest.input.name.as_str() => input])?;
         let out = &self.manifest.output;
-        let features = extract_2d(
-            &outputs[out.features.as_str()],
-            n,
-            out.feature_dim,
-            &self.manifest.name,
-            &out.features,
-        )?;
+        let mismatch = |reason: String| Error::ModelMismatch {
+            model: self.manifest.name.clone(),
+            reason: format!("output `{}` {reason}", out.features),
+        };
+        let raw = outputs[out.features.as_str()].try_extract_array::<f32>()?;
+        let features = crate::pool::pool(raw, n, out).map_err(mismatch)?;
+        if features.ncols() != out.feature_dim {
+            return Err(mismatch(format!(
+                "gives {} values per image after pooling ({}), the manifest says {}",
+                features.ncols(),
+                out.pool.name(),
+                out.feature_dim
+            )));
+        }
         let logits = match (&out.logits, with_logits) {
             (Some(name), true) => {
                 let k = out.n_logits.unwrap_or(0);
@@ -284,7 +291,10 @@ fn check_io(session: &Session, m: &Manifest) -> Result<()> {
             )));
         }
     }
-    let mut wanted = vec![(&m.output.features, Some(m.output.feature_dim))];
+    // Pooled features are checked on the first batch (`pool::pool`), where
+    // every axis is known; the graph's shapes may be symbolic.
+    let pooled = m.output.pool == crate::zoo::Pool::None;
+    let mut wanted = vec![(&m.output.features, pooled.then_some(m.output.feature_dim))];
     if let Some(l) = &m.output.logits {
         wanted.push((l, m.output.n_logits));
     }

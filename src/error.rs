@@ -113,6 +113,15 @@ pub enum Error {
     #[error(transparent)]
     Atomic(#[from] crate::atomic::AtomicError),
 
+    /// A model's own preprocessing configuration (timm, Hugging Face) that
+    /// cannot be read or reproduced.
+    #[error("model config {path}: {reason}")]
+    ModelConfig { path: PathBuf, reason: String },
+
+    /// A model file `xfer models add` cannot take; the reason says what to do.
+    #[error("cannot add {path}: {reason}")]
+    AddModel { path: PathBuf, reason: String },
+
     #[error("invalid configuration: {0}")]
     Config(String),
 

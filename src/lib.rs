@@ -19,7 +19,9 @@ pub mod lock;
 #[cfg(feature = "store")]
 pub mod merge;
 pub mod metrics;
+pub mod model_config;
 pub mod pipeline;
+pub mod pool;
 pub mod predict;
 pub mod preprocess;
 pub mod report;

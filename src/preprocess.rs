@@ -51,6 +51,23 @@ impl ResizeMode {
     }
 }
 
+/// Where a centre crop starts when the margin is odd.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CropOffset {
+    /// torchvision's (and timm's) `CenterCrop`: `int(round((len - crop) / 2))`.
+    #[default]
+    RoundHalfEven,
+    /// Hugging Face's `center_crop`: `(len - crop) // 2`.
+    Floor,
+}
+
+impl CropOffset {
+    fn is_default(&self) -> bool {
+        *self == CropOffset::default()
+    }
+}
+
 /// How pixels become a model input. `x = u8 * pixel_scale`, then `(x - mean) / std`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Recipe {
@@ -63,6 +80,8 @@ pub struct Recipe {
     pub resize_mode: ResizeMode,
     /// Then a centred `crop × crop` square is taken.
     pub crop: u32,
+    #[serde(default, skip_serializing_if = "CropOffset::is_default")]
+    pub crop_offset: CropOffset,
     pub interpolation: Interpolation,
     pub pixel_scale: f32,
     pub mean: [f32; 3],
@@ -111,6 +130,7 @@ impl Recipe {
                 resize: ((self.crop as f64) * 320.0 / 299.0).round() as u32,
                 resize_mode: ResizeMode::ShorterSide,
                 crop: self.crop,
+                crop_offset: CropOffset::RoundHalfEven,
                 interpolation: Interpolation::Bilinear,
                 pixel_scale: 1.0 / 255.0,
                 mean: [0.5; 3],
@@ -440,6 +460,22 @@ pub fn resized_size(w: u32, h: u32, size: u32) -> (u32, u32) {
     }
 }
 
+/// The output size of the recipe's resize of a `w × h` image.
+pub fn resize_to(w: u32, h: u32, recipe: &Recipe) -> (u32, u32) {
+    match recipe.resize_mode {
+        ResizeMode::ShorterSide => resized_size(w, h, recipe.resize),
+        ResizeMode::Square => (recipe.resize, recipe.resize),
+    }
+}
+
+/// A centre crop's offset along an axis of `len` pixels.
+pub fn crop_offset(len: u32, crop: u32, how: CropOffset) -> u32 {
+    match how {
+        CropOffset::RoundHalfEven => center_offset(len, crop),
+        CropOffset::Floor => len.saturating_sub(crop) / 2,
+    }
+}
+
 /// torchvision's `CenterCrop` offset: `int(round((len - crop) / 2.0))`, with
 /// Python's round-half-to-even.
 pub fn center_offset(len: u32, crop: u32) -> u32 {
@@ -462,8 +498,11 @@ pub fn to_tensor(img: &RgbImage, recipe: &Recipe, out: &mut [f32]) {
     assert_eq!(out.len(), recipe.tensor_len(), "output buffer length");
     let crop = recipe.crop;
     let (w, h) = img.dimensions();
-    let (rw, rh) = resized_size(w, h, recipe.resize);
-    let (left, top) = (center_offset(rw, crop), center_offset(rh, crop));
+    let (rw, rh) = resize_to(w, h, recipe);
+    let (left, top) = (
+        crop_offset(rw, crop, recipe.crop_offset),
+        crop_offset(rh, crop, recipe.crop_offset),
+    );
     let (sx, sy) = (w as f64 / rw as f64, h as f64 / rh as f64);
 
     let src = fir::images::ImageRef::new(w, h, img.as_raw(), fir::PixelType::U8x3)
@@ -577,6 +616,7 @@ mod tests {
             resize: 1,
             resize_mode: ResizeMode::ShorterSide,
             crop: 1,
+            crop_offset: CropOffset::RoundHalfEven,
             interpolation: Interpolation::Bilinear,
             pixel_scale: 1.0,
             mean: [127.0; 3],
@@ -625,6 +665,7 @@ mod tests {
             resize: 16,
             resize_mode: ResizeMode::ShorterSide,
             crop: 8,
+            crop_offset: CropOffset::RoundHalfEven,
             interpolation: Interpolation::Bilinear,
             pixel_scale: 1.0 / 255.0,
             mean: [0.0; 3],

@@ -54,6 +54,38 @@ impl Pool {
     fn is_none(&self) -> bool {
         *self == Pool::None
     }
+
+    /// The manifest's (and `--pool`'s) name of the mode.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Pool::None => "none",
+            Pool::Avg => "avg",
+            Pool::Max => "max",
+            Pool::Cls => "cls",
+            Pool::Mean => "mean",
+            Pool::ClsMean => "cls+mean",
+        }
+    }
+}
+
+impl OutputSpec {
+    /// What xfer does to the output, as recorded in feature files and
+    /// bundles: empty for built-in models (pooled inside the graph), else
+    /// e.g. `cls+mean, prefix_tokens 5, l2`. Features pooled one way are not
+    /// those of another.
+    pub fn pooling(&self) -> String {
+        let mut parts = Vec::new();
+        if self.pool != Pool::None {
+            parts.push(self.pool.name().to_owned());
+        }
+        if matches!(self.pool, Pool::Mean | Pool::ClsMean) {
+            parts.push(format!("prefix_tokens {}", self.prefix_tokens));
+        }
+        if self.l2 {
+            parts.push("l2".into());
+        }
+        parts.join(", ")
+    }
 }
 
 fn is_false(b: &bool) -> bool {

@@ -140,6 +140,7 @@ fn reduced_size_jpeg_decode_matches_full_decode_after_preprocessing() {
     let recipe = Recipe {
         resize: 256,
         resize_mode: preprocess::ResizeMode::ShorterSide,
+        crop_offset: preprocess::CropOffset::RoundHalfEven,
         crop: 224,
         interpolation: Interpolation::Bilinear,
         pixel_scale: 1.0 / 255.0,
