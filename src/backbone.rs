@@ -320,3 +320,52 @@ fn check_io(session: &Session, m: &Manifest) -> Result<()> {
     }
     Ok(())
 }
+
+/// A model file's graph as ONNX Runtime sees it, before any manifest exists
+/// (`xfer models add`): its inputs and outputs with their shapes (−1 for a
+/// symbolic axis), and a CPU session to probe it with.
+pub struct Graph {
+    session: Session,
+    pub inputs: Vec<(String, Vec<i64>)>,
+    pub outputs: Vec<(String, Vec<i64>)>,
+}
+
+impl Graph {
+    /// Opens `path` on the CPU.
+    pub fn open(runtime: &Runtime, path: &std::path::Path) -> Result<Graph> {
+        let session = Session::builder(&runtime.env)?
+            .with_optimization_level(GraphOptimizationLevel::Level1)?
+            .commit_from_file(path)?;
+        let shapes = |outlets: &[ort::value::Outlet]| {
+            outlets
+                .iter()
+                .map(|o| {
+                    let dims = o
+                        .dtype()
+                        .tensor_shape()
+                        .map(|s| s.iter().copied().collect())
+                        .unwrap_or_default();
+                    (o.name().to_owned(), dims)
+                })
+                .collect::<Vec<_>>()
+        };
+        let (inputs, outputs) = (shapes(session.inputs()), shapes(session.outputs()));
+        Ok(Graph {
+            session,
+            inputs,
+            outputs,
+        })
+    }
+
+    /// Runs a batch of `n` zero images of `side × side` through `input` and
+    /// returns the concrete shape of `output`.
+    pub fn probe(&mut self, input: &str, side: u32, n: usize, output: &str) -> Result<Vec<usize>> {
+        let s = side as usize;
+        let x = ndarray::Array4::<f32>::zeros((n, 3, s, s));
+        let outputs = self
+            .session
+            .run(ort::inputs![input => TensorRef::from_array_view(x.view())?])?;
+        let value = outputs[output].try_extract_array::<f32>()?;
+        Ok(value.shape().to_vec())
+    }
+}

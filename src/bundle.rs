@@ -53,6 +53,12 @@ pub struct BackboneRef {
     /// (feature files before format 2, tutorial files).
     #[serde(default)]
     pub decode: String,
+    /// What xfer did to the backbone's output ([`OutputSpec::pooling`]);
+    /// empty (and absent from the JSON) for models that pool in their graph.
+    ///
+    /// [`OutputSpec::pooling`]: crate::zoo::OutputSpec::pooling
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub pooling: String,
 }
 
 impl BackboneRef {
@@ -118,6 +124,12 @@ fn backbones_differ(
                 return Err(format!(
                     "{at}: {} was extracted with image decoding {}, but training used {}; extract again with the same JPEG decoding (--full-jpeg-decode or not)",
                     g.name, g.decode, e.decode
+                ));
+            }
+            if e.pooling != g.pooling {
+                return Err(format!(
+                    "{at}: {} was extracted with pooling `{}`, but training used `{}`; extract again with the manifest used for training",
+                    g.name, g.pooling, e.pooling
                 ));
             }
             if e.preprocess != g.preprocess {
@@ -568,6 +580,7 @@ mod tests {
                 preprocess: "{}".into(),
                 n_features: 3,
                 decode: String::new(),
+                pooling: String::new(),
             },
             BackboneRef {
                 name: "b".into(),
@@ -575,6 +588,7 @@ mod tests {
                 preprocess: "{}".into(),
                 n_features: 2,
                 decode: String::new(),
+                pooling: String::new(),
             },
         ]
     }

@@ -111,6 +111,7 @@ pub fn job_provenance(
         dataset_root: root.display().to_string(),
         layout,
         decode: cfg.pipeline.decode.mode().to_owned(),
+        pooling: manifest.output.pooling(),
     }
 }
 

@@ -19,6 +19,7 @@ pub mod lock;
 #[cfg(feature = "store")]
 pub mod merge;
 pub mod metrics;
+pub mod model_add;
 pub mod model_config;
 pub mod pipeline;
 pub mod pool;

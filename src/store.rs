@@ -39,6 +39,11 @@ pub struct Provenance {
     ///
     /// [`DecodeOptions::mode`]: crate::preprocess::DecodeOptions::mode
     pub decode: String,
+    /// What xfer did to the model's output ([`OutputSpec::pooling`]): empty
+    /// for models that pool in their graph (all files before it was recorded).
+    ///
+    /// [`OutputSpec::pooling`]: crate::zoo::OutputSpec::pooling
+    pub pooling: String,
 }
 
 /// The newest feature-file format this xfer reads and writes. 1: files without
@@ -113,6 +118,7 @@ pub fn job_difference(a: &Provenance, b: &Provenance) -> Option<(&'static str, S
         ("dataset", &a.dataset_root, &b.dataset_root),
         ("layout", &a.layout, &b.layout),
         ("image decoding", &a.decode, &b.decode),
+        ("pooling", &a.pooling, &b.pooling),
     ];
     if let Some((what, x, y)) = fields.into_iter().find(|(_, x, y)| x != y) {
         return Some((what, x.clone(), y.clone()));
@@ -388,6 +394,7 @@ impl FeatureWriter {
             ("dataset_root", prov.dataset_root.clone()),
             ("layout", prov.layout.clone()),
             ("decode", prov.decode.clone()),
+            ("pooling", prov.pooling.clone()),
         ];
         for (k, v) in attrs {
             write_str_attr(&file, k, &v).map_err(&err)?;
@@ -690,6 +697,7 @@ fn read_provenance(file: &File) -> Option<Provenance> {
         dataset_root: read_str_attr(file, "dataset_root").unwrap_or_default(),
         layout: read_str_attr(file, "layout").unwrap_or_default(),
         decode: read_str_attr(file, "decode").unwrap_or_default(),
+        pooling: read_str_attr(file, "pooling").unwrap_or_default(),
     })
 }
 
@@ -1001,6 +1009,7 @@ mod tests {
             dataset_root: "/data".into(),
             layout: "image_folder".into(),
             decode: "jpeg_scaled".into(),
+            pooling: String::new(),
         }
     }
 

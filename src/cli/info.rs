@@ -1,8 +1,8 @@
-//! `xfer info` and `xfer models`.
+//! `xfer info`.
 
 use anyhow::Result;
 use xfer::runtime::{self, Runtime};
-use xfer::zoo::{Manifest, Weights, Zoo};
+use xfer::zoo::Zoo;
 
 use super::Cli;
 
@@ -41,43 +41,6 @@ pub fn info(cli: &Cli) -> Result<i32> {
             );
         }
         Err(e) => println!("zoo: {e}"),
-    }
-    Ok(0)
-}
-
-fn status(m: &Manifest) -> String {
-    match m.verify_file() {
-        Ok(()) => "ok".into(),
-        Err(xfer::Error::ModelFileMissing { .. }) => format!("missing: run {}", m.generator_hint()),
-        Err(xfer::Error::ModelChecksum { .. }) => "sha256 MISMATCH".into(),
-        Err(e) => format!("{e}"),
-    }
-}
-
-pub fn models(cli: &Cli) -> Result<i32> {
-    let zoo = Zoo::locate(cli.zoo.as_deref());
-    let ms = zoo.manifests()?;
-    println!("zoo: {}", zoo.dir.display());
-    println!(
-        "{:<20} {:>9} {:>8} {:>11}  file",
-        "model", "input", "features", "weights"
-    );
-    for m in &ms {
-        let p = &m.preprocess;
-        println!(
-            "{:<20} {:>9} {:>8} {:>11}  {}",
-            m.name,
-            format!("{}→{}", p.resize, p.crop),
-            m.output.feature_dim,
-            match m.weights {
-                Weights::Pretrained => "pretrained",
-                Weights::Random => "RANDOM",
-            },
-            status(m)
-        );
-    }
-    if ms.iter().any(|m| m.weights == Weights::Random) {
-        println!("RANDOM: random initialisation, for structure and speed tests only; export with --weights FILE for real features");
     }
     Ok(0)
 }

@@ -5,6 +5,7 @@ mod evaluate;
 mod extract;
 mod info;
 mod merge;
+mod models;
 mod predict;
 mod progress;
 mod train;
@@ -37,8 +38,8 @@ pub struct Cli {
 enum Command {
     /// Versions, the ONNX Runtime library in use, execution providers, and the zoo's status.
     Info,
-    /// List the backbones of the zoo.
-    Models,
+    /// List the backbones of the zoo; `models add` adds your own ONNX backbone.
+    Models(models::ModelsArgs),
     /// Turn a folder (or a list) of images into an HDF5 feature file, or one shard of it.
     Extract(extract::ExtractArgs),
     /// Join the shard files of `xfer extract --shard I/N` into one feature file.
@@ -70,7 +71,7 @@ pub fn main() -> i32 {
     let cli = Cli::parse();
     let result = match &cli.command {
         Command::Info => info::info(&cli),
-        Command::Models => info::models(&cli),
+        Command::Models(args) => models::models(&cli, args),
         Command::Extract(args) => extract::extract(&cli, args),
         Command::Merge(args) => merge::merge(args),
         Command::BenchModel(args) => extract::bench_model(&cli, args),

@@ -124,6 +124,16 @@ fn resolve_one(b: &BackboneRef, zoo: &Zoo) -> std::result::Result<ResolvedBackbo
             b.n_features, b.name, manifest.name, manifest.output.feature_dim
         ));
     }
+    if manifest.output.pooling() != b.pooling {
+        let show = |p: &str| if p.is_empty() { "none (in the graph)".to_owned() } else { p.to_owned() };
+        return Err(format!(
+            "its head was trained on {} features pooled as {}, but the manifest of {} now pools as {}; use the manifest the head was trained with (--zoo DIR), or extract features again and retrain",
+            b.name,
+            show(&b.pooling),
+            manifest.name,
+            show(&manifest.output.pooling())
+        ));
+    }
     let recipe: Recipe = serde_json::from_str(&b.preprocess).map_err(|e| {
         format!(
             "its preprocessing record for {} is unreadable ({e}): {}; train the head again on features from `xfer extract`",
