@@ -103,7 +103,10 @@ pub fn add(runtime: &Runtime, zoo: &Zoo, req: &AddRequest) -> Result<Added> {
         }
         None => None,
     };
-    let from_config = config.as_ref().map(|c| c.recipe.clone()).unwrap_or_default();
+    let from_config = config
+        .as_ref()
+        .map(|c| c.recipe.clone())
+        .unwrap_or_default();
 
     let mut graph = Graph::open(runtime, &onnx)?;
     let (input, in_shape) = match graph.inputs.as_slice() {
@@ -137,8 +140,13 @@ pub fn add(runtime: &Runtime, zoo: &Zoo, req: &AddRequest) -> Result<Added> {
         }
     }
 
-    let recipe = resolve_recipe(&req.recipe, &from_config, fixed_side.map(|s| s.0 as u32), &mut decisions)
-        .map_err(fail)?;
+    let recipe = resolve_recipe(
+        &req.recipe,
+        &from_config,
+        fixed_side.map(|s| s.0 as u32),
+        &mut decisions,
+    )
+    .map_err(fail)?;
     if let Some((side, _)) = fixed_side {
         if side != i64::from(recipe.crop) {
             return Err(fail(format!(
@@ -350,10 +358,13 @@ fn resolve_recipe(
             }
         },
     };
-    let interpolation = flags.interpolation.or(config.interpolation).unwrap_or_else(|| {
-        decisions.push("interpolation: bilinear assumed (no config or --interpolation)".into());
-        Interpolation::Bilinear
-    });
+    let interpolation = flags
+        .interpolation
+        .or(config.interpolation)
+        .unwrap_or_else(|| {
+            decisions.push("interpolation: bilinear assumed (no config or --interpolation)".into());
+            Interpolation::Bilinear
+        });
     let pixel_scale = flags.pixel_scale.or(config.pixel_scale).unwrap_or_else(|| {
         decisions.push("pixel scale: 1/255 assumed (no config or --pixel-scale)".into());
         1.0 / 255.0
@@ -427,7 +438,12 @@ mod tests {
         };
         let r = resolve_recipe(&flags, &config, None, &mut d).unwrap();
         assert_eq!((r.resize, r.interpolation), (224, Interpolation::Bilinear));
-        let none = resolve_recipe(&RecipeFlags::default(), &ConfigRecipe::default(), Some(224), &mut d);
+        let none = resolve_recipe(
+            &RecipeFlags::default(),
+            &ConfigRecipe::default(),
+            Some(224),
+            &mut d,
+        );
         assert!(none.unwrap_err().contains("--mean and --std"));
     }
 

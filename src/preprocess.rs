@@ -513,11 +513,14 @@ pub fn to_tensor(img: &RgbImage, recipe: &Recipe, out: &mut [f32]) {
         Interpolation::Bilinear => fir::ResizeAlg::Convolution(fir::FilterType::Bilinear),
         Interpolation::Bicubic => fir::ResizeAlg::Convolution(fir::FilterType::CatmullRom),
     };
+    // The box in source pixels; clamped, because when the crop spans the
+    // whole resized side (resize = crop) `crop * s` can exceed it by a rounding.
+    let (x0, y0) = (left as f64 * sx, top as f64 * sy);
     let options = fir::ResizeOptions::new().resize_alg(alg).crop(
-        left as f64 * sx,
-        top as f64 * sy,
-        crop as f64 * sx,
-        crop as f64 * sy,
+        x0,
+        y0,
+        (crop as f64 * sx).min(w as f64 - x0),
+        (crop as f64 * sy).min(h as f64 - y0),
     );
     fir::Resizer::new()
         .resize(&src, &mut dst, &options)
@@ -656,6 +659,33 @@ mod tests {
         assert_eq!(thumbnail(&thin, 160).dimensions(), (160, 1));
         let small = RgbImage::new(100, 50);
         assert_eq!(thumbnail(&small, 160).dimensions(), (100, 50));
+    }
+
+    #[test]
+    fn a_crop_spanning_the_whole_resized_side_stays_inside_the_image() {
+        // 225 × 451 → shorter side 224; crop 224 spans the width, and
+        // 224 * (225 / 224) rounds above 225 (so do 232, 239, 450, …).
+        for (w, h, mode) in [
+            (225, 451, ResizeMode::ShorterSide),
+            (451, 232, ResizeMode::ShorterSide),
+            (450, 239, ResizeMode::Square),
+        ] {
+            let img = RgbImage::from_pixel(w, h, image::Rgb([9, 9, 9]));
+            let recipe = Recipe {
+                resize: 224,
+                resize_mode: mode,
+                crop: 224,
+                crop_offset: CropOffset::Floor,
+                interpolation: Interpolation::Bicubic,
+                pixel_scale: 1.0,
+                mean: [0.0; 3],
+                std: [1.0; 3],
+                channel_order: ChannelOrder::Rgb,
+            };
+            let mut out = vec![0f32; recipe.tensor_len()];
+            to_tensor(&img, &recipe, &mut out);
+            assert!(out.iter().all(|&x| x == 9.0));
+        }
     }
 
     #[test]

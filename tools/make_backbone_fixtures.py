@@ -18,6 +18,8 @@ Writes (all committed, ~0.3 MB in all):
   cnn.onnx        a tiny CNN: input `input` [batch, 3, 96, 96] -> Conv 3x3/2 (3 -> 8) ->
                   ReLU -> Conv 3x3/2 (8 -> 12) -> output `feature_map` [batch, 12, 24, 24]
                   (unpooled)
+  cnn_fixed_batch.onnx  the same CNN exported without a dynamic batch axis ([1, 3, 96, 96]),
+                  for the test that `xfer models add` refuses it with how to re-export
   timm_config.json      a timm hub `config.json` (pretrained_cfg: input_size 224, bicubic,
                         crop_pct 0.875, crop_mode center, mean/std 0.5)
   hf_clip_preprocessor_config.json   Hugging Face CLIPImageProcessor style: shortest_edge
@@ -100,12 +102,13 @@ class TinyCNN(torch.nn.Module):
         return self.c2(torch.relu(self.c1(x)))
 
 
-def export(model, side, in_name, out_name, path):
+def export(model, side, in_name, out_name, path, dynamic=True):
     model.eval()
     x = torch.zeros(1, 3, side, side)
+    axes = {in_name: {0: "batch"}, out_name: {0: "batch"}} if dynamic else None
     torch.onnx.export(
         model, x, str(path), input_names=[in_name], output_names=[out_name],
-        dynamic_axes={in_name: {0: "batch"}, out_name: {0: "batch"}}, opset_version=17,
+        dynamic_axes=axes, opset_version=17,
     )
 
 
@@ -209,7 +212,9 @@ def main():
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
     export(TinyViT(), SIDE, "pixel_values", "last_hidden_state", out / "vit.onnx")
-    export(TinyCNN(), 96, "input", "feature_map", out / "cnn.onnx")
+    cnn = TinyCNN()
+    export(cnn, 96, "input", "feature_map", out / "cnn.onnx")
+    export(cnn, 96, "input", "feature_map", out / "cnn_fixed_batch.onnx", dynamic=False)
     for name, cfg in [("timm_config.json", TIMM),
                       ("hf_clip_preprocessor_config.json", HF_CLIP),
                       ("hf_vit_preprocessor_config.json", HF_VIT)]:

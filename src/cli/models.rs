@@ -149,7 +149,11 @@ fn add(cli: &Cli, a: &AddArgs) -> Result<i32> {
     for w in &added.warnings {
         eprintln!("warning: {w}");
     }
-    println!("added {} to the zoo: {}", added.manifest.name, added.path.display());
+    println!(
+        "added {} to the zoo: {}",
+        added.manifest.name,
+        added.path.display()
+    );
     for d in &added.decisions {
         println!("  {d}");
     }
@@ -189,7 +193,11 @@ fn list(cli: &Cli) -> Result<i32> {
                 Weights::Pretrained => "pretrained",
                 Weights::Random => "RANDOM",
             },
-            if pooling.is_empty() { "in the graph" } else { &pooling },
+            if pooling.is_empty() {
+                "in the graph"
+            } else {
+                &pooling
+            },
             status(m)
         );
         if m.weights_source.starts_with("user-supplied") {

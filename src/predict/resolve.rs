@@ -125,7 +125,13 @@ fn resolve_one(b: &BackboneRef, zoo: &Zoo) -> std::result::Result<ResolvedBackbo
         ));
     }
     if manifest.output.pooling() != b.pooling {
-        let show = |p: &str| if p.is_empty() { "none (in the graph)".to_owned() } else { p.to_owned() };
+        let show = |p: &str| {
+            if p.is_empty() {
+                "none (in the graph)".to_owned()
+            } else {
+                p.to_owned()
+            }
+        };
         return Err(format!(
             "its head was trained on {} features pooled as {}, but the manifest of {} now pools as {}; use the manifest the head was trained with (--zoo DIR), or extract features again and retrain",
             b.name,
