@@ -50,6 +50,8 @@ fn prov(backbone: &str, sha: &str) -> Provenance {
         dataset_root: "/data/photos".into(),
         layout: "image_folder".into(),
         decode: "jpeg_scaled".into(),
+        views: 0,
+        augment: String::new(),
     }
 }
 
