@@ -795,7 +795,7 @@ fn views_dataset(
     let file_len = std::fs::metadata(path)
         .map_err(|e| Error::io(path, e))?
         .len();
-    if !claimed.is_some_and(|b| b <= file_len.saturating_mul(64).saturating_add(64 << 20)) {
+    if claimed.is_none_or(|b| b > file_len.saturating_mul(64).saturating_add(64 << 20)) {
         return Err(store_err(
             path,
             format!("claims {rows} × {k} × {dim} view values, far more than the file's {file_len} bytes can hold: it is damaged; extract it again"),
