@@ -21,6 +21,7 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
+use crate::augment::ViewPlan;
 use crate::backbone::Backbone;
 use crate::dataset::{Dataset, Item};
 use crate::error::{Error, Result};
@@ -38,6 +39,9 @@ pub struct ExtractConfig {
     pub resume: bool,
     /// Extract only this shard of the sorted list (into a shard file).
     pub shard: Option<Shard>,
+    /// Augmented views per image (`--views K`): `data` keeps the centre view,
+    /// `views` [N, K, D] holds all of them.
+    pub views: Option<ViewPlan>,
 }
 
 /// What a run did.
@@ -112,6 +116,12 @@ pub fn job_provenance(
         layout,
         decode: cfg.pipeline.decode.mode().to_owned(),
         pooling: manifest.output.pooling(),
+        views: cfg.views.as_ref().map_or(0, |v| v.views),
+        augment: cfg
+            .views
+            .as_ref()
+            .map(ViewPlan::to_json)
+            .unwrap_or_default(),
     }
 }
 
@@ -180,7 +190,16 @@ struct FileSink<'a> {
 impl Sink for FileSink<'_> {
     type Error = Error;
     fn consume(&mut self, batch: Batch) -> Result<()> {
-        let features = &batch.features[0]; // [n_ok, dim]
+        let all = &batch.features[0]; // [n_ok × views, dim]
+        let (k, dim) = (batch.views, all.ncols());
+        // Row i × k of the backbone's output is image i's centre view.
+        let centre = all.slice(ndarray::s![..;k, ..]);
+        let features = centre.as_standard_layout(); // [n_ok, dim]
+        let views = (k > 1).then(|| {
+            all.view()
+                .into_shape_with_order((batch.rows.len(), k, dim))
+                .expect("k rows per image") // [n_ok, k, dim]
+        });
         let labels: Vec<i64> = batch.rows.iter().map(|&i| self.items[i].label).collect();
         let paths: Vec<String> = batch
             .rows
@@ -193,7 +212,7 @@ impl Sink for FileSink<'_> {
             .map(|(i, reason)| (self.items[i].rel_path.clone(), reason))
             .collect();
         self.writer
-            .append(features.view(), &labels, &paths, &skipped)?;
+            .append_views(features.view(), views, &labels, &paths, &skipped)?;
         self.written += batch.rows.len();
         self.skipped.extend(skipped);
         Ok(())
@@ -293,19 +312,22 @@ pub fn run<E: From<Error>>(
         ))
     };
     let total = items.len();
-    let finished = pipeline::run(
-        &inputs,
-        std::slice::from_ref(&cfg.recipe),
-        open,
-        &cfg.pipeline,
-        &mut |p| {
-            progress(Progress {
-                done: already + p.done,
-                total,
-                skipped: p.skipped,
-            })
-        },
-    )?;
+    let mut report = |p: Progress| {
+        progress(Progress {
+            done: already + p.done,
+            total,
+            skipped: p.skipped,
+        })
+    };
+    let recipes = std::slice::from_ref(&cfg.recipe);
+    let finished = match &cfg.views {
+        None => pipeline::run(&inputs, recipes, open, &cfg.pipeline, &mut report)?,
+        Some(plan) => {
+            let keys: Vec<String> = todo.iter().map(|i| i.rel_path.clone()).collect();
+            let views = pipeline::Views { plan, keys: &keys };
+            pipeline::run_views(&inputs, recipes, views, open, &cfg.pipeline, &mut report)?
+        }
+    };
     let timings = finished.timings;
     let FileSink {
         writer,

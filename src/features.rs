@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 
 #[cfg(feature = "store")]
 use ndarray::s;
-use ndarray::{Array1, Array2, ArrayView1, ArrayView2};
+use ndarray::{Array1, Array2, Array3, ArrayView1, ArrayView2};
 
 use crate::bundle::BackboneRef;
 use crate::error::{Error, Result};
@@ -42,6 +42,11 @@ pub struct FeatureSet {
     pub files: Vec<PathBuf>,
     /// Things the user should know (alignment by order, differing dataset roots…).
     pub warnings: Vec<String>,
+    /// [n_samples, K, n_features]: augmented views (view 0 = `data`), from a
+    /// single feature file extracted with `--views K`.
+    pub views: Option<Array3<f32>>,
+    /// How the views were drawn (the file's `augment` attribute, JSON).
+    pub augment: Option<String>,
 }
 
 impl FeatureSet {
@@ -208,6 +213,10 @@ pub fn load(files: &[PathBuf]) -> Result<FeatureSet> {
                 "{first_name} has no `path` dataset (tutorial layout): its rows cannot be matched to images, and it records no backbone or class names"
             ));
         }
+        let augment = first
+            .views
+            .as_ref()
+            .and_then(|_| first.provenance.as_ref().map(|p| p.augment.clone()));
         return Ok(FeatureSet {
             data: first.data,
             labels: first.labels,
@@ -217,6 +226,8 @@ pub fn load(files: &[PathBuf]) -> Result<FeatureSet> {
             backbones,
             files: files.to_vec(),
             warnings,
+            views: first.views,
+            augment,
         });
     }
     // Several backbones: size the result from the files' headers, then read the
@@ -259,6 +270,10 @@ pub fn load(files: &[PathBuf]) -> Result<FeatureSet> {
     let mut data = Array2::from_shape_vec((n, total), buf).expect("n × total values");
     data.slice_mut(s![.., 0..widths[0]]).assign(&first.data);
     let mut col = widths[0];
+    let mut with_views: Vec<String> = Vec::new();
+    if first.views.is_some() {
+        with_views.push(first_name.clone());
+    }
     let labels = first.labels;
     let paths = first.paths;
     drop(first.data);
@@ -373,6 +388,9 @@ pub fn load(files: &[PathBuf]) -> Result<FeatureSet> {
                 "{this} and {first_name} have no `path` dataset (tutorial layout): rows were aligned by order after checking counts and labels"
             ));
         }
+        if f.views.is_some() {
+            with_views.push(this.clone());
+        }
         // Copy into the concatenated matrix.
         let w = f.data.ncols();
         if w != widths[k] {
@@ -386,6 +404,12 @@ pub fn load(files: &[PathBuf]) -> Result<FeatureSet> {
         }
         col += w;
         backbones.push(backbone_ref(&f));
+    }
+    if !with_views.is_empty() {
+        warnings.push(format!(
+            "{} hold(s) augmented views, but views are used only when training on one feature file: the centre views (`data`) were used",
+            with_views.join(", ")
+        ));
     }
     let names: Vec<&str> = backbones.iter().map(|b| b.name.as_str()).collect();
     for (i, a) in names.iter().enumerate() {
@@ -409,6 +433,8 @@ pub fn load(files: &[PathBuf]) -> Result<FeatureSet> {
         backbones,
         files: files.to_vec(),
         warnings,
+        views: None,
+        augment: None,
     })
 }
 

@@ -4,6 +4,7 @@
 //! the data flow and the file formats.
 
 pub mod atomic;
+pub mod augment;
 pub mod backbone;
 pub mod bundle;
 pub mod dataset;

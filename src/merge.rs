@@ -25,7 +25,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use ndarray::Array2;
+use ndarray::{Array2, Array3};
 
 use crate::error::{Error, Result};
 use crate::store::{self, FeatureWriter, FileReader, ListInfo, Provenance};
@@ -250,7 +250,8 @@ pub fn merge(
     };
     let total: usize = shards.iter().map(|f| f.rows).sum();
     let mut writer = FeatureWriter::create_for(out, first.dim, &prov, Some(&list))?;
-    let step = block_rows(first.dim);
+    // With augmented views a row holds 1 + K feature vectors.
+    let step = block_rows(first.dim * (1 + first.provenance.views));
     let (mut rows, mut skipped) = (0, 0);
     progress(0, total);
     for f in &shards {
@@ -266,7 +267,18 @@ pub fn merge(
             } else {
                 (Array2::zeros((0, f.dim)), Vec::new(), Vec::new())
             };
-            writer.append(features.view(), &labels, &paths, &skipped_files)?;
+            let views = match f.provenance.views {
+                0 => None,
+                _ if b > a => f.views_block(a..b)?,
+                k => Some(Array3::zeros((0, k, f.dim))),
+            };
+            writer.append_views(
+                features.view(),
+                views.as_ref().map(|v| v.view()),
+                &labels,
+                &paths,
+                &skipped_files,
+            )?;
             skipped_files.clear();
             rows += b - a;
             progress(rows, total);

@@ -100,6 +100,11 @@ const HF_IGNORED: &[&str] = &[
     "auto_map",
     "do_convert_rgb",
     "_processor_class",
+    "data_format",
+    "input_data_format",
+    "return_tensors",
+    "device",
+    "disable_grouping",
 ];
 
 /// Reads `path`, deciding from its keys which library wrote it.

@@ -504,29 +504,127 @@ pub fn to_tensor(img: &RgbImage, recipe: &Recipe, out: &mut [f32]) {
         crop_offset(rh, crop, recipe.crop_offset),
     );
     let (sx, sy) = (w as f64 / rw as f64, h as f64 / rh as f64);
-
     let src = fir::images::ImageRef::new(w, h, img.as_raw(), fir::PixelType::U8x3)
         .expect("RgbImage buffer has w*h*3 bytes");
-    let mut dst = fir::images::Image::new(crop, crop, fir::PixelType::U8x3);
-    let alg = match recipe.interpolation {
-        Interpolation::Nearest => fir::ResizeAlg::Nearest,
-        Interpolation::Bilinear => fir::ResizeAlg::Convolution(fir::FilterType::Bilinear),
-        Interpolation::Bicubic => fir::ResizeAlg::Convolution(fir::FilterType::CatmullRom),
-    };
     // The box in source pixels; clamped, because when the crop spans the
     // whole resized side (resize = crop) `crop * s` can exceed it by a rounding.
     let (x0, y0) = (left as f64 * sx, top as f64 * sy);
-    let options = fir::ResizeOptions::new().resize_alg(alg).crop(
+    let region = (
         x0,
         y0,
         (crop as f64 * sx).min(w as f64 - x0),
         (crop as f64 * sy).min(h as f64 - y0),
     );
-    fir::Resizer::new()
-        .resize(&src, &mut dst, &options)
-        .expect("pixel types and crop box are valid");
+    let hwc = resample(&src, Some(region), crop, recipe.interpolation);
+    normalise(&hwc, recipe, out);
+}
 
-    normalise(dst.buffer(), recipe, out);
+/// A pixel rectangle of an image: `width × height` from (`left`, `top`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CropBox {
+    pub left: u32,
+    pub top: u32,
+    pub width: u32,
+    pub height: u32,
+}
+
+/// Colour jitter factors (1 = unchanged), applied in this order.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Jitter {
+    pub brightness: f32,
+    pub contrast: f32,
+    pub saturation: f32,
+}
+
+/// What one augmented view does to an image (chosen by [`crate::augment`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ViewOps {
+    pub crop: CropBox,
+    pub flip: bool,
+    pub jitter: Option<Jitter>,
+}
+
+/// One augmented view into `out`: torchvision's `F.resized_crop(img, top,
+/// left, height, width, [crop, crop])` (the box cut out first, so the filter
+/// never reads pixels outside it, then resized with the recipe's
+/// interpolation, antialiased as PIL does), the optional colour jitter,
+/// `F.hflip` when `ops.flip`, then the recipe's normalisation.
+///
+/// # Shapes
+/// `img`: [h, w, 3] u8 → `out`: [3, crop, crop] f32
+pub fn view_tensor(img: &RgbImage, recipe: &Recipe, ops: &ViewOps, out: &mut [f32]) {
+    assert_eq!(out.len(), recipe.tensor_len(), "output buffer length");
+    let b = ops.crop;
+    let (w, h) = img.dimensions();
+    assert!(
+        b.width > 0 && b.height > 0 && b.left + b.width <= w && b.top + b.height <= h,
+        "crop box {b:?} inside a {w}×{h} image"
+    );
+    let cut = image::imageops::crop_imm(img, b.left, b.top, b.width, b.height).to_image();
+    let src = fir::images::ImageRef::new(b.width, b.height, cut.as_raw(), fir::PixelType::U8x3)
+        .expect("RgbImage buffer has w*h*3 bytes");
+    let mut hwc = resample(&src, None, recipe.crop, recipe.interpolation);
+    if let Some(j) = ops.jitter {
+        jitter(&mut hwc, j);
+    }
+    if ops.flip {
+        for row in hwc.chunks_exact_mut(3 * recipe.crop as usize) {
+            let px = row.len() / 3;
+            for x in 0..px / 2 {
+                for c in 0..3 {
+                    row.swap(3 * x + c, 3 * (px - 1 - x) + c);
+                }
+            }
+        }
+    }
+    normalise(&hwc, recipe, out);
+}
+
+/// The one resampling call: `region` (left, top, width, height in source
+/// pixels, or all of `src`) to a `size × size` RGB image, antialiased.
+fn resample(
+    src: &fir::images::ImageRef,
+    region: Option<(f64, f64, f64, f64)>,
+    size: u32,
+    interpolation: Interpolation,
+) -> Vec<u8> {
+    let mut dst = fir::images::Image::new(size, size, fir::PixelType::U8x3);
+    let alg = match interpolation {
+        Interpolation::Nearest => fir::ResizeAlg::Nearest,
+        Interpolation::Bilinear => fir::ResizeAlg::Convolution(fir::FilterType::Bilinear),
+        Interpolation::Bicubic => fir::ResizeAlg::Convolution(fir::FilterType::CatmullRom),
+    };
+    let mut options = fir::ResizeOptions::new().resize_alg(alg);
+    if let Some((l, t, w, h)) = region {
+        options = options.crop(l, t, w, h);
+    }
+    fir::Resizer::new()
+        .resize(src, &mut dst, &options)
+        .expect("pixel types and crop box are valid");
+    dst.into_vec()
+}
+
+/// Brightness, contrast and saturation as torchvision's `ColorJitter` defines
+/// them (blends with black, with the mean grey level, with the grey image;
+/// grey = 0.299 R + 0.587 G + 0.114 B), in that fixed order, on 8-bit RGB
+/// (rounded and clamped after each step, as on a PIL image).
+fn jitter(hwc: &mut [u8], j: Jitter) {
+    let grey = |p: &[u8]| 0.299 * p[0] as f32 + 0.587 * p[1] as f32 + 0.114 * p[2] as f32;
+    let q = |v: f32| v.round().clamp(0.0, 255.0) as u8;
+    for v in hwc.iter_mut() {
+        *v = q(*v as f32 * j.brightness);
+    }
+    let n = (hwc.len() / 3).max(1) as f32;
+    let mean = (hwc.chunks_exact(3).map(grey).sum::<f32>() / n).round();
+    for v in hwc.iter_mut() {
+        *v = q(mean + (*v as f32 - mean) * j.contrast);
+    }
+    for p in hwc.chunks_exact_mut(3) {
+        let g = grey(p);
+        for v in p.iter_mut() {
+            *v = q(g + (*v as f32 - g) * j.saturation);
+        }
+    }
 }
 
 /// HWC u8 → CHW f32 with `(u8 * pixel_scale - mean) / std` per channel.

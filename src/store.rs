@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use hdf5::types::VarLenUnicode;
 use hdf5::{Dataset, Extent, File};
-use ndarray::{s, Array1, Array2, ArrayView2};
+use ndarray::{s, Array1, Array2, Array3, ArrayView2, ArrayView3};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -43,7 +43,17 @@ pub struct Provenance {
     /// for models that pool in their graph (all files before it was recorded).
     ///
     /// [`OutputSpec::pooling`]: crate::zoo::OutputSpec::pooling
+    #[serde(default)]
     pub pooling: String,
+    /// Augmented views per image (`xfer extract --views K`, the centre view
+    /// counted), stored in the `views` dataset [N, K, D]; 0 for plain files.
+    /// The attribute `views` is written only when it is not 0.
+    #[serde(default)]
+    pub views: usize,
+    /// How the views were drawn: [`crate::augment::ViewPlan`] as JSON (recipe,
+    /// seed, K); empty for plain files. The attribute `augment`.
+    #[serde(default)]
+    pub augment: String,
 }
 
 /// The newest feature-file format this xfer reads and writes. 1: files without
@@ -119,6 +129,7 @@ pub fn job_difference(a: &Provenance, b: &Provenance) -> Option<(&'static str, S
         ("layout", &a.layout, &b.layout),
         ("image decoding", &a.decode, &b.decode),
         ("pooling", &a.pooling, &b.pooling),
+        ("augmented views", &a.augment, &b.augment),
     ];
     if let Some((what, x, y)) = fields.into_iter().find(|(_, x, y)| x != y) {
         return Some((what, x.clone(), y.clone()));
@@ -323,8 +334,16 @@ pub struct FeatureWriter {
     path: Dataset,
     skipped_path: Dataset,
     skipped_reason: Dataset,
+    /// `views` [N, K, D] and K, when the file holds augmented views.
+    views: Option<(Dataset, usize)>,
     /// The list this run covers; written again by [`FeatureWriter::finish`].
     list: Option<ListInfo>,
+}
+
+/// Rows per chunk of a dataset whose rows hold `row_values` f32s: at most
+/// [`ROW_CHUNK`], and chunks of at most 1 MiB.
+fn chunk_rows(row_values: usize) -> usize {
+    ROW_CHUNK.min((1 << 20) / (4 * row_values).max(1)).max(1)
 }
 
 /// What a resumed writer already holds.
@@ -365,6 +384,17 @@ impl FeatureWriter {
             .shape((Extent::resizable(0), Extent::fixed(dim)))
             .create("data")
             .map_err(&err)?;
+        let views = match prov.views {
+            0 => None,
+            k => Some((
+                file.new_dataset::<f32>()
+                    .chunk((chunk_rows(k * dim), k, dim))
+                    .shape((Extent::resizable(0), Extent::fixed(k), Extent::fixed(dim)))
+                    .create("views")
+                    .map_err(&err)?,
+                k,
+            )),
+        };
         let str_ds = |name: &str| {
             file.new_dataset::<VarLenUnicode>()
                 .chunk(ROW_CHUNK)
@@ -399,6 +429,10 @@ impl FeatureWriter {
         for (k, v) in attrs {
             write_str_attr(&file, k, &v).map_err(&err)?;
         }
+        if prov.views > 0 {
+            write_u64_attr(&file, "views", prov.views as u64).map_err(&err)?;
+            write_str_attr(&file, "augment", &prov.augment).map_err(&err)?;
+        }
         let version = match list {
             Some(ListInfo { shard: Some(_), .. }) => FORMAT_VERSION,
             _ => WHOLE_FORMAT_VERSION,
@@ -425,6 +459,7 @@ impl FeatureWriter {
             path,
             skipped_path,
             skipped_reason,
+            views,
             list: list.cloned(),
         })
     }
@@ -525,6 +560,22 @@ impl FeatureWriter {
         let path = file.dataset("path").map_err(&err)?;
         let skipped_path = file.dataset("skipped_path").map_err(&err)?;
         let skipped_reason = file.dataset("skipped_reason").map_err(&err)?;
+        let views = match prov.views {
+            0 => None,
+            k => {
+                let ds = file.dataset("views").map_err(|_| {
+                    store_err(&partial, "records augmented views but has no `views` dataset; it is damaged: delete it and run without --resume")
+                })?;
+                if ds.shape().get(1..) != Some(&[k, dim][..]) {
+                    return Err(store_err(
+                        &partial,
+                        format!("has `views` of shape {:?}, expected [_, {k}, {dim}]; delete it and run without --resume", ds.shape()),
+                    ));
+                }
+                ds.resize((rows, k, dim)).map_err(&err)?;
+                Some((ds, k))
+            }
+        };
         // Drop anything written after the last committed batch.
         for ds in [&label, &path] {
             ds.resize(rows).map_err(&err)?;
@@ -551,6 +602,7 @@ impl FeatureWriter {
             path,
             skipped_path,
             skipped_reason,
+            views,
             list: list.cloned(),
         };
         Ok((
@@ -568,6 +620,7 @@ impl FeatureWriter {
     }
 
     /// Appends one batch and the files it skipped, then commits and flushes.
+    /// For a file without views; see [`FeatureWriter::append_views`].
     ///
     /// # Shapes
     /// `features`: [n, dim], `labels`: [n], `paths`: [n]
@@ -578,8 +631,30 @@ impl FeatureWriter {
         paths: &[String],
         skipped: &[(String, String)],
     ) -> Result<()> {
+        self.append_views(features, None, labels, paths, skipped)
+    }
+
+    /// [`FeatureWriter::append`] with the augmented views of the rows, which
+    /// a file created with `views` = K needs.
+    ///
+    /// # Shapes
+    /// `features`: [n, dim], `views`: [n, K, dim], `labels`: [n], `paths`: [n]
+    pub fn append_views(
+        &mut self,
+        features: ArrayView2<f32>,
+        views: Option<ArrayView3<f32>>,
+        labels: &[i64],
+        paths: &[String],
+        skipped: &[(String, String)],
+    ) -> Result<()> {
         let n = features.nrows();
         assert_eq!(features.ncols(), self.dim, "feature dimension");
+        let k = self.views.as_ref().map_or(0, |(_, k)| *k);
+        assert_eq!(
+            views.map(|v| v.dim()),
+            (k > 0).then_some((n, k, self.dim)),
+            "views [n, K, dim] exactly when the file has them"
+        );
         assert_eq!(labels.len(), n);
         assert_eq!(paths.len(), n);
         let text: usize = paths.iter().map(String::len).sum::<usize>()
@@ -587,7 +662,7 @@ impl FeatureWriter {
                 .iter()
                 .map(|(p, r)| p.len() + r.len())
                 .sum::<usize>();
-        self.ensure_space(n * (self.dim * 4 + 8) + text)?;
+        self.ensure_space(n * ((1 + k) * self.dim * 4 + 8) + text)?;
         let err = h5(&self.partial);
         let (a, b) = (self.rows, self.rows + n);
         if n > 0 {
@@ -595,6 +670,10 @@ impl FeatureWriter {
             self.data
                 .write_slice(features, s![a..b, ..])
                 .map_err(&err)?;
+            if let (Some((ds, k)), Some(v)) = (&self.views, views) {
+                ds.resize((b, *k, self.dim)).map_err(&err)?;
+                ds.write_slice(v, s![a..b, .., ..]).map_err(&err)?;
+            }
             self.label.resize(b).map_err(&err)?;
             self.label.write_slice(labels, a..b).map_err(&err)?;
             let p: Vec<VarLenUnicode> = paths.iter().map(|p| vlen(p)).collect();
@@ -698,7 +777,49 @@ fn read_provenance(file: &File) -> Option<Provenance> {
         layout: read_str_attr(file, "layout").unwrap_or_default(),
         decode: read_str_attr(file, "decode").unwrap_or_default(),
         pooling: read_str_attr(file, "pooling").unwrap_or_default(),
+        views: read_u64_attr(file, "views").unwrap_or(0) as usize,
+        augment: read_str_attr(file, "augment").unwrap_or_default(),
     })
+}
+
+/// The `views` dataset of a file whose provenance records `k` > 0 views,
+/// checked against `rows` × `dim`; `None` when `k` is 0.
+fn views_dataset(
+    file: &File,
+    path: &Path,
+    k: usize,
+    rows: usize,
+    dim: usize,
+) -> Result<Option<Dataset>> {
+    if k == 0 {
+        return Ok(None);
+    }
+    let ds = file.dataset("views").map_err(|_| {
+        store_err(path, format!("records {k} augmented views but has no `views` dataset: it is damaged; extract it again"))
+    })?;
+    let claimed = (rows as u64)
+        .checked_mul(k as u64)
+        .and_then(|v| v.checked_mul(dim as u64))
+        .and_then(|v| v.checked_mul(4));
+    let file_len = std::fs::metadata(path)
+        .map_err(|e| Error::io(path, e))?
+        .len();
+    if claimed.is_none_or(|b| b > file_len.saturating_mul(64).saturating_add(64 << 20)) {
+        return Err(store_err(
+            path,
+            format!("claims {rows} × {k} × {dim} view values, far more than the file's {file_len} bytes can hold: it is damaged; extract it again"),
+        ));
+    }
+    if ds.shape() != [rows, k, dim] {
+        return Err(store_err(
+            path,
+            format!(
+                "has `views` of shape {:?}, expected [{rows}, {k}, {dim}] (rows × views × features): it is damaged, or was continued by an xfer that does not know views; extract it again",
+                ds.shape()
+            ),
+        ));
+    }
+    Ok(Some(ds))
 }
 
 /// A feature file read back in full.
@@ -714,6 +835,9 @@ pub struct FeatureFile {
     /// `None` for files in the tutorial's layout.
     pub provenance: Option<Provenance>,
     pub skipped: Vec<(String, String)>,
+    /// [n_samples, K, n_features]: the augmented views (view 0 = `data`), when
+    /// the file has them.
+    pub views: Option<Array3<f32>>,
 }
 
 /// Reads an xfer feature file, or a tutorial one (`data` and `label` only).
@@ -792,13 +916,20 @@ pub fn read(path: &Path) -> Result<FeatureFile> {
         }
         _ => Vec::new(),
     };
+    let provenance = read_provenance(&file);
+    let k = provenance.as_ref().map_or(0, |p| p.views);
+    let views = match views_dataset(&file, path, k, data.nrows(), data.ncols())? {
+        Some(ds) => Some(ds.read::<f32, ndarray::Ix3>().map_err(&err)?),
+        None => None,
+    };
     Ok(FeatureFile {
         file: path.to_owned(),
         data,
         labels,
         paths,
-        provenance: read_provenance(&file),
+        provenance,
         skipped,
+        views,
     })
 }
 
@@ -895,6 +1026,7 @@ pub struct FileReader {
     paths: Dataset,
     skipped_path: Dataset,
     skipped_reason: Dataset,
+    views: Option<Dataset>,
 }
 
 /// Rows of a feature file: features [n, dim], labels [n], paths [n].
@@ -946,6 +1078,7 @@ impl FileReader {
                 ));
             }
         }
+        let views = views_dataset(&file, path, provenance.views, rows, dim)?;
         Ok(FileReader {
             path: path.to_owned(),
             provenance,
@@ -958,7 +1091,19 @@ impl FileReader {
             paths,
             skipped_path,
             skipped_reason,
+            views,
         })
+    }
+
+    /// The augmented views of rows `range` ([range.len(), K, dim]), when the
+    /// file has them.
+    pub fn views_block(&self, range: std::ops::Range<usize>) -> Result<Option<Array3<f32>>> {
+        match &self.views {
+            Some(ds) => Ok(Some(
+                ds.read_slice(s![range, .., ..]).map_err(h5(&self.path))?,
+            )),
+            None => Ok(None),
+        }
     }
 
     /// Rows `range` of the file.
@@ -1010,6 +1155,8 @@ mod tests {
             layout: "image_folder".into(),
             decode: "jpeg_scaled".into(),
             pooling: String::new(),
+            views: 0,
+            augment: String::new(),
         }
     }
 

@@ -51,6 +51,8 @@ fn prov(backbone: &str, sha: &str) -> Provenance {
         layout: "image_folder".into(),
         decode: "jpeg_scaled".into(),
         pooling: String::new(),
+        views: 0,
+        augment: String::new(),
     }
 }
 

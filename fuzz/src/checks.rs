@@ -20,7 +20,8 @@ use std::path::{Path, PathBuf};
 use ndarray::Array2;
 use xfer::bundle::Bundle;
 use xfer::preprocess::{
-    decode_bytes, to_tensor, ChannelOrder, DecodeOptions, Interpolation, Recipe,
+    decode_bytes, to_tensor, ChannelOrder, CropOffset, DecodeOptions, Interpolation, Recipe,
+    ResizeMode,
 };
 use xfer::zoo::Manifest;
 
@@ -53,9 +54,20 @@ pub fn decode(data: &[u8]) -> bool {
     };
     let crop = 1 + u32::from((ctl >> 3) & 7) * 9; // 1..=64
     let resize = crop + u32::from(ctl >> 6) * 7;
+    // The resize mode and crop offset vary with the sizes' parity (no spare bits).
     let recipe = Recipe {
         resize,
+        resize_mode: if resize % 2 == 0 {
+            ResizeMode::ShorterSide
+        } else {
+            ResizeMode::Square
+        },
         crop,
+        crop_offset: if crop % 2 == 0 {
+            CropOffset::RoundHalfEven
+        } else {
+            CropOffset::Floor
+        },
         interpolation,
         pixel_scale: 1.0 / 255.0,
         mean: [0.485, 0.456, 0.406],

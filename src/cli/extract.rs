@@ -28,7 +28,8 @@ use super::{Cli, EXIT_SKIPPED};
   xfer extract --model efficientnet_lite0 --data photos/ --out f.h5 --json 2> extract.log
   xfer extract --model efficientnet_lite0 --list images.csv --out f.h5
   xfer extract --model efficientnet_lite0 --data photos/train --out shards/s1.h5 --shard 1/4   (then: xfer merge)
-  xfer extract --model efficientnet_lite0 --data photos/train --out shards/s$SLURM_ARRAY_TASK_ID.h5 --shard auto/8")]
+  xfer extract --model efficientnet_lite0 --data photos/train --out shards/s$SLURM_ARRAY_TASK_ID.h5 --shard auto/8
+  xfer extract --model efficientnet_lite0 --data photos/train --out train_views.h5 --views 8 --augment tutorial --seed 1")]
 pub struct ExtractArgs {
     /// Backbone: a name from `xfer models`, or a manifest file (*.toml).
     #[arg(long)]
@@ -58,6 +59,26 @@ pub struct ExtractArgs {
     /// Dataset layout (detected when not given).
     #[arg(long, value_enum, conflicts_with = "list")]
     layout: Option<LayoutArg>,
+    /// Also store K augmented views per image in `views` [N, K, D] (K counts
+    /// the centre view 0, which equals `data`); each image is decoded once.
+    /// With views, a backbone run holds about --batch views (--batch / K images).
+    #[arg(long, value_name = "K")]
+    views: Option<usize>,
+    /// How the views are drawn: `tutorial` (RandomResizedCrop scale 0.08–1 +
+    /// horizontal flip, the tutorial's method 1), `light` (scale 0.35–1, flip,
+    /// mild colour jitter) or a TOML file (scale, ratio, flip, brightness,
+    /// contrast, saturation).
+    #[arg(
+        long,
+        value_name = "tutorial|light|FILE.toml",
+        requires = "views",
+        default_value = "tutorial"
+    )]
+    augment: String,
+    /// Seed of the views: each view's crop, flip and jitter come from (seed,
+    /// relative image path, view index).
+    #[arg(long, requires = "views", default_value_t = 0)]
+    seed: u64,
     /// Continue an interrupted extraction (OUT.partial).
     #[arg(long)]
     resume: bool,
@@ -187,11 +208,24 @@ pub fn extract(cli: &Cli, args: &ExtractArgs) -> Result<i32> {
     let zoo = Zoo::locate(cli.zoo.as_deref());
     let manifest = zoo.find(&args.model)?;
     let recipe = manifest.preprocess.with_preset(args.preset);
+    let views = match args.views {
+        None => None,
+        Some(k) => {
+            let plan = xfer::augment::ViewPlan {
+                views: k,
+                seed: args.seed,
+                recipe: xfer::augment::AugmentRecipe::parse(&args.augment)?,
+            };
+            plan.validate()?;
+            Some(plan)
+        }
+    };
     let cfg = ExtractConfig {
         pipeline: args.decode.pipeline(args.batch),
         recipe: recipe.clone(),
         resume: args.resume,
         shard,
+        views,
     };
     let list = extract::list_info(&ds, shard);
     if !args.overwrite {

@@ -366,6 +366,12 @@ pub fn train(_cli: &Cli, args: &TrainArgs) -> Result<i32> {
         abbreviate(&data.class_names),
         data.load_seconds
     );
+    if let Some(v) = &data.train.views {
+        eprintln!(
+            "views: {} per image (augmented, view 0 = centre): the MLP trains on one drawn per image per epoch, the logistic head and all validation on the centre view",
+            v.shape()[1]
+        );
+    }
     if !data.validation_note.is_empty() {
         eprintln!("{}", data.validation_note);
     }

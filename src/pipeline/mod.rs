@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use ndarray::{Array2, Array4};
 use rayon::prelude::*;
 
+use crate::augment::ViewPlan;
 use crate::backbone::Backbone;
 use crate::error::Error;
 use crate::preprocess::{self, DecodeOptions, Recipe};
@@ -70,13 +71,26 @@ pub struct Stage {
     pub recipe: usize,
 }
 
+/// Augmented views of every input ([`run_views`]): `plan.views` tensors per
+/// image from one decode, view 0 the plain tensor, the others chosen by the
+/// plan from the image's key.
+#[derive(Debug, Clone, Copy)]
+pub struct Views<'a> {
+    pub plan: &'a ViewPlan,
+    /// Per input: the path relative to the dataset root that seeds its views.
+    pub keys: &'a [String],
+}
+
 /// One batch as it leaves the backbones.
 #[derive(Debug)]
 pub struct Batch {
     /// Indices into the run's inputs of the images that decoded, in input order.
     pub rows: Vec<usize>,
-    /// Per stage: [rows.len(), feature_dim]
+    /// Per stage: [rows.len() × views, feature_dim], image-major (row
+    /// `i * views + v` is view `v` of image `rows[i]`).
     pub features: Vec<Array2<f32>>,
+    /// Feature rows per image: 1, or K with [`run_views`].
+    pub views: usize,
     /// Inputs that could not be read or decoded (index, reason), in input order.
     pub skipped: Vec<(usize, String)>,
 }
@@ -119,7 +133,7 @@ pub struct Finished<S> {
 
 /// One preprocessed batch on its way to the backbones.
 struct Decoded {
-    /// Per recipe: [n_ok, 3, crop, crop]
+    /// Per recipe: [n_ok × views, 3, crop, crop]
     tensors: Vec<Array4<f32>>,
     rows: Vec<usize>,
     skipped: Vec<(usize, String)>,
@@ -141,10 +155,54 @@ where
     S: Sink,
     E: From<Error> + From<S::Error>,
 {
+    run_inner(inputs, recipes, None, open, cfg, progress)
+}
+
+/// [`run`] with `views.plan.views` feature rows per image: each image is
+/// decoded once per recipe and cut into all its views. A pipeline batch holds
+/// `max(1, cfg.batch / K)` images, so a backbone run still takes about
+/// `cfg.batch` tensors.
+pub fn run_views<S, E>(
+    inputs: &[PathBuf],
+    recipes: &[Recipe],
+    views: Views,
+    open: impl FnOnce() -> Result<(Vec<Stage>, S), E>,
+    cfg: &PipelineConfig,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<Finished<S>, E>
+where
+    S: Sink,
+    E: From<Error> + From<S::Error>,
+{
+    if views.keys.len() != inputs.len() {
+        return Err(Error::Config(format!(
+            "{} view keys for {} inputs",
+            views.keys.len(),
+            inputs.len()
+        ))
+        .into());
+    }
+    run_inner(inputs, recipes, Some(views), open, cfg, progress)
+}
+
+fn run_inner<S, E>(
+    inputs: &[PathBuf],
+    recipes: &[Recipe],
+    views: Option<Views>,
+    open: impl FnOnce() -> Result<(Vec<Stage>, S), E>,
+    cfg: &PipelineConfig,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<Finished<S>, E>
+where
+    S: Sink,
+    E: From<Error> + From<S::Error>,
+{
     let start = Instant::now();
     if cfg.batch == 0 {
         return Err(Error::Config("the batch size must be at least 1".into()).into());
     }
+    let k = views.map_or(1, |v| v.plan.views);
+    let images_per_batch = (cfg.batch / k).max(1);
     let priority = DecoderPriority::new(cfg.background_decoders);
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(cfg.threads())
@@ -158,9 +216,10 @@ where
     let finished = std::thread::scope(|scope| -> Result<(Vec<Stage>, S), E> {
         let producer = scope.spawn(|| {
             let mut first = 0;
-            for chunk in inputs.chunks(cfg.batch) {
-                let decoded =
-                    pool.install(|| decode_batch(chunk, first, recipes, &cfg.decode, &priority));
+            for chunk in inputs.chunks(images_per_batch) {
+                let keys = views.map(|v| (v.plan, &v.keys[first..first + chunk.len()]));
+                let decoded = pool
+                    .install(|| decode_batch(chunk, first, recipes, keys, &cfg.decode, &priority));
                 first += chunk.len();
                 if tx.send(decoded).is_err() {
                     break; // the consumer stopped on an error
@@ -227,6 +286,7 @@ where
                 sink.consume(Batch {
                     rows: batch.rows,
                     features,
+                    views: k,
                     skipped: batch.skipped,
                 })?;
                 timings.sink += t.elapsed();
@@ -254,27 +314,45 @@ where
 /// Decodes a batch once per recipe with [`preprocess::load_tensor`] (the one
 /// preprocessing function, so extraction and prediction make the same tensor
 /// of the same file), and keeps the images that every recipe could read.
-/// `first` is the input index of `paths[0]`.
+/// `first` is the input index of `paths[0]`. With `views` (the plan and the
+/// keys of `paths`), each decoded image also gives its augmented views
+/// ([`preprocess::view_tensor`]) after the plain tensor.
 fn decode_batch(
     paths: &[PathBuf],
     first: usize,
     recipes: &[Recipe],
+    views: Option<(&ViewPlan, &[String])>,
     opts: &DecodeOptions,
     priority: &DecoderPriority,
 ) -> Decoded {
     let t = Instant::now();
     let n = paths.len();
+    let k = views.map_or(1, |(plan, _)| plan.views);
     let mut errors: Vec<Option<String>> = vec![None; n];
     let mut bufs = Vec::with_capacity(recipes.len());
     for recipe in recipes {
         let len = recipe.tensor_len();
-        let mut buf = vec![0f32; n * len];
+        let mut buf = vec![0f32; n * k * len];
         let results: Vec<crate::Result<()>> = buf
-            .par_chunks_mut(len)
+            .par_chunks_mut(k * len)
             .zip(paths.par_iter())
-            .map(|(out, p)| {
+            .enumerate()
+            .map(|(i, (out, p))| {
                 priority.apply();
-                preprocess::load_tensor(p, recipe, opts, out)
+                match views {
+                    None => preprocess::load_tensor(p, recipe, opts, out),
+                    Some((plan, keys)) => {
+                        let img = preprocess::decode(p, opts, recipe.resize)?;
+                        let (w, h) = img.dimensions();
+                        for (v, slot) in out.chunks_exact_mut(len).enumerate() {
+                            match plan.ops(&keys[i], v, w, h) {
+                                None => preprocess::to_tensor(&img, recipe, slot),
+                                Some(ops) => preprocess::view_tensor(&img, recipe, &ops, slot),
+                            }
+                        }
+                        Ok(())
+                    }
+                }
             })
             .collect();
         for (e, r) in errors.iter_mut().zip(results) {
@@ -292,7 +370,7 @@ fn decode_batch(
         .iter()
         .zip(bufs)
         .map(|(recipe, mut buf)| {
-            let len = recipe.tensor_len();
+            let len = k * recipe.tensor_len();
             for (k, &i) in keep.iter().enumerate() {
                 if k != i {
                     buf.copy_within(i * len..(i + 1) * len, k * len);
@@ -300,8 +378,9 @@ fn decode_batch(
             }
             buf.truncate(keep.len() * len);
             let c = recipe.crop as usize;
-            Array4::from_shape_vec((keep.len(), 3, c, c), buf).expect("buffer holds kept images")
-            // [n_ok, 3, c, c]
+            Array4::from_shape_vec((keep.len() * k, 3, c, c), buf)
+                .expect("buffer holds kept images")
+            // [n_ok × k, 3, c, c]
         })
         .collect();
     let skipped = errors

@@ -158,6 +158,7 @@ impl TrainingData {
             x: self.train.data.view(),
             labels: &self.train_labels,
             rows: &self.train_rows,
+            views: self.train.views.as_ref().map(|v| v.view()),
         }
     }
 
@@ -187,15 +188,18 @@ impl TrainingData {
             return None;
         }
         Some(match &self.val {
+            // Validation uses the centre view (`data`) only.
             Some(v) => Rows {
                 x: v.data.view(),
                 labels: &self.val_labels,
                 rows: &self.val_rows,
+                views: None,
             },
             None => Rows {
                 x: self.train.data.view(),
                 labels: &self.train_labels,
                 rows: &self.val_rows,
+                views: None,
             },
         })
     }

@@ -5,7 +5,7 @@
 
 use std::time::Instant;
 
-use ndarray::{Array2, ArrayView2};
+use ndarray::{Array2, ArrayView2, ArrayView3};
 use serde::{Deserialize, Serialize};
 
 use crate::head::mlp::{Activations, Mlp, MlpGrads, Mode};
@@ -123,6 +123,10 @@ pub struct Rows<'a> {
     pub labels: &'a [usize],
     /// Which rows of `x` belong to the split.
     pub rows: &'a [usize],
+    /// [n_samples, K, n_features]: augmented views of every row of `x` (view 0
+    /// = `x`). When present, [`train_mlp`] trains each epoch on one view per
+    /// row, drawn afresh (seeded); scoring always uses `x`.
+    pub views: Option<ArrayView3<'a, f32>>,
 }
 
 impl Rows<'_> {
@@ -151,6 +155,20 @@ pub fn score(mlp: &Mlp, data: Rows) -> (f64, f64) {
     (total / n, correct as f64 / n)
 }
 
+/// Copies view `picks[i]` of row `rows[i]` into row i of `out`.
+///
+/// # Shapes
+/// `views`: [n_samples, K, n_features] → `out`: [rows.len(), n_features]
+fn gather_views(views: ArrayView3<f32>, rows: &[usize], picks: &[usize], out: &mut Array2<f32>) {
+    let d = views.shape()[2];
+    if out.dim() != (rows.len(), d) {
+        *out = Array2::zeros((rows.len(), d));
+    }
+    for (i, (&r, &v)) in rows.iter().zip(picks).enumerate() {
+        out.row_mut(i).assign(&views.slice(ndarray::s![r, v, ..]));
+    }
+}
+
 /// Trains `mlp` in place; on return it holds the best epoch's weights.
 pub fn train_mlp(
     mlp: &mut Mlp,
@@ -163,6 +181,9 @@ pub fn train_mlp(
     let mut rng = Rng::new(config.seed);
     let mut shuffle_rng = rng.fork();
     let mut dropout_rng = rng.fork();
+    // Forked after the others, so that runs without views draw as before.
+    let mut view_rng = rng.fork();
+    let mut picks: Vec<usize> = Vec::with_capacity(config.batch_size);
     let mut opt = Optimizer::new(config.optimizer, mlp.param_sizes());
     // Plain SGD: the update is fused into the backward pass (no gradient buffers).
     let fused_sgd = matches!(config.optimizer, OptimizerConfig::Sgd(c) if c.momentum == 0.0 && c.weight_decay == 0.0);
@@ -191,7 +212,16 @@ pub fn train_mlp(
         shuffle_rng.shuffle(&mut order);
         let (mut total, mut correct) = (0f64, 0usize);
         for (b, batch) in order.chunks(config.batch_size).enumerate() {
-            Mlp::gather_rows(train.x, batch, &mut xb); // [batch, n_features]
+            match train.views {
+                None => Mlp::gather_rows(train.x, batch, &mut xb), // [batch, n_features]
+                Some(v) => {
+                    // One view per row, as per-epoch augmentation would give.
+                    let k = v.shape()[1] as u64;
+                    picks.clear();
+                    picks.extend(batch.iter().map(|_| (view_rng.next_u64() % k) as usize));
+                    gather_views(v, batch, &picks, &mut xb);
+                }
+            }
             yb.clear();
             yb.extend(batch.iter().map(|&r| train.labels[r]));
             let (loss, ok) = if fused_sgd {
@@ -314,11 +344,13 @@ mod tests {
                 x: x.view(),
                 labels: &y,
                 rows: &rows,
+                views: None,
             },
             Some(Rows {
                 x: x.view(),
                 labels: &y,
                 rows: &vrows,
+                views: None,
             }),
             &tc,
             &mut |p| {
@@ -334,6 +366,7 @@ mod tests {
                 x: x.view(),
                 labels: &y,
                 rows: &vrows,
+                views: None,
             },
         );
         assert!(va > 0.9, "val accuracy {va}");
@@ -373,6 +406,7 @@ mod tests {
                     x: x.view(),
                     labels: &y,
                     rows: &rows,
+                    views: None,
                 },
                 None,
                 &tc,

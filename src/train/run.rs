@@ -324,9 +324,13 @@ pub fn fit_logistic(plan: &TrainPlan, data: &TrainingData) -> Result<Trained> {
         Some(std),
         data.class_names.clone(),
         data.train.backbones.clone(),
-        plan.training_json(
-            &data.validation,
-            json!({"kind": "logistic", "config": config, "c_by_cv": fixed_c.is_none()}),
+        with_views(
+            plan.training_json(
+                &data.validation,
+                json!({"kind": "logistic", "config": config, "c_by_cv": fixed_c.is_none()}),
+            ),
+            data,
+            "centre view only (the logistic head does not use the augmented views)",
         ),
         final_metrics(&report),
     );
@@ -336,6 +340,29 @@ pub fn fit_logistic(plan: &TrainPlan, data: &TrainingData) -> Result<Trained> {
         bundle,
         notes,
     })
+}
+
+/// The training metadata with `views` added when the training features hold
+/// augmented views: their number, how they were drawn (the file's `augment`
+/// JSON) and how this head used them.
+fn with_views(
+    mut training: serde_json::Value,
+    data: &TrainingData,
+    used: &str,
+) -> serde_json::Value {
+    if let (Some(v), Some(obj)) = (&data.train.views, training.as_object_mut()) {
+        let augment: serde_json::Value = data
+            .train
+            .augment
+            .as_deref()
+            .and_then(|a| serde_json::from_str(a).ok())
+            .unwrap_or(serde_json::Value::Null);
+        obj.insert(
+            "views".into(),
+            json!({"k": v.shape()[1], "augment": augment, "used": used}),
+        );
+    }
+    training
 }
 
 /// The MLP's cross-validation: one run per fold, held-out loss every epoch;
@@ -383,6 +410,7 @@ fn cross_validate_mlp(
             x,
             labels: &data.train_labels,
             rows: &inside,
+            views: None,
         };
         let mut per_epoch = Vec::new();
         let mut hook = |p: Progress| match p {
@@ -397,6 +425,7 @@ fn cross_validate_mlp(
                 x,
                 labels: &data.train_labels,
                 rows: &outside,
+                views: data.train.views.as_ref().map(|v| v.view()),
             },
             Some(held),
             &tc,
@@ -445,6 +474,14 @@ pub fn fit_mlp(
     let std = if m.standardize {
         let s = Standardize::fit(data.train.data.view(), Some(&data.train_rows));
         s.apply_inplace(data.train.data.view_mut());
+        if let Some(v) = &mut data.train.views {
+            let (n, k, d) = v.dim();
+            let flat = v
+                .view_mut()
+                .into_shape_with_order((n * k, d))
+                .expect("views are contiguous"); // [n × K, d]
+            s.apply_inplace(flat);
+        }
         if let Some(v) = &mut data.val {
             s.apply_inplace(v.data.view_mut());
         }
@@ -541,15 +578,19 @@ pub fn fit_mlp(
         std,
         data.class_names.clone(),
         data.train.backbones.clone(),
-        plan.training_json(
-            &data.validation,
-            json!({
-                "kind": "mlp",
-                "architecture": config,
-                "config": tc,
-                "standardize": m.standardize,
-                "step_budget": m.steps,
-            }),
+        with_views(
+            plan.training_json(
+                &data.validation,
+                json!({
+                    "kind": "mlp",
+                    "architecture": config,
+                    "config": tc,
+                    "standardize": m.standardize,
+                    "step_budget": m.steps,
+                }),
+            ),
+            data,
+            "one view per image per epoch, drawn at random (seeded); validation and held-out folds on the centre view",
         ),
         final_metrics(&report),
     );
