@@ -6,6 +6,7 @@
 pub mod atomic;
 pub mod backbone;
 pub mod bundle;
+pub mod cpu;
 pub mod dataset;
 pub mod error;
 #[cfg(feature = "store")]
@@ -22,6 +23,8 @@ pub mod metrics;
 pub mod pipeline;
 pub mod predict;
 pub mod preprocess;
+#[cfg(feature = "store")]
+pub mod quantize;
 pub mod report;
 pub mod runtime;
 pub mod shard;

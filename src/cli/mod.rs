@@ -7,6 +7,7 @@ mod info;
 mod merge;
 mod predict;
 mod progress;
+mod quantize;
 mod train;
 
 use std::path::PathBuf;
@@ -43,6 +44,8 @@ enum Command {
     Extract(extract::ExtractArgs),
     /// Join the shard files of `xfer extract --shard I/N` into one feature file.
     Merge(merge::MergeArgs),
+    /// Make a calibrated INT8 copy of a zoo model, with its measured agreement report.
+    Quantize(quantize::QuantizeArgs),
     /// Time the backbone alone on random input tensors (no decoding).
     BenchModel(extract::BenchArgs),
     /// Train a classifier head (the tutorial's MLP and/or a logistic baseline) on feature files.
@@ -73,6 +76,7 @@ pub fn main() -> i32 {
         Command::Models => info::models(&cli),
         Command::Extract(args) => extract::extract(&cli, args),
         Command::Merge(args) => merge::merge(args),
+        Command::Quantize(args) => quantize::quantize(&cli, args),
         Command::BenchModel(args) => extract::bench_model(&cli, args),
         Command::Train(args) => train::train(&cli, args),
         Command::Evaluate(args) => evaluate::evaluate(&cli, args),
