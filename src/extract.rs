@@ -111,6 +111,11 @@ pub fn job_provenance(
         dataset_root: root.display().to_string(),
         layout,
         decode: cfg.pipeline.decode.mode().to_owned(),
+        precision: manifest
+            .quantization
+            .as_ref()
+            .map(|q| q.precision.clone())
+            .unwrap_or_default(),
     }
 }
 

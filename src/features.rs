@@ -159,6 +159,7 @@ fn backbone_ref(f: &crate::store::FeatureFile) -> BackboneRef {
             preprocess: p.preprocess.clone(),
             n_features: f.data.ncols(),
             decode: p.decode.clone(),
+            precision: p.precision.clone(),
         },
         None => BackboneRef {
             name: name_from_file(&f.file),
@@ -166,6 +167,7 @@ fn backbone_ref(f: &crate::store::FeatureFile) -> BackboneRef {
             preprocess: String::new(),
             n_features: f.data.ncols(),
             decode: String::new(),
+            precision: String::new(),
         },
     }
 }

@@ -39,6 +39,10 @@ pub struct Provenance {
     ///
     /// [`DecodeOptions::mode`]: crate::preprocess::DecodeOptions::mode
     pub decode: String,
+    /// `int8` for features of a quantised model (`xfer quantize`); empty for
+    /// fp32 models (the attribute is written only when set).
+    #[serde(default)]
+    pub precision: String,
 }
 
 /// The newest feature-file format this xfer reads and writes. 1: files without
@@ -392,6 +396,9 @@ impl FeatureWriter {
         for (k, v) in attrs {
             write_str_attr(&file, k, &v).map_err(&err)?;
         }
+        if !prov.precision.is_empty() {
+            write_str_attr(&file, "precision", &prov.precision).map_err(&err)?;
+        }
         let version = match list {
             Some(ListInfo { shard: Some(_), .. }) => FORMAT_VERSION,
             _ => WHOLE_FORMAT_VERSION,
@@ -690,6 +697,7 @@ fn read_provenance(file: &File) -> Option<Provenance> {
         dataset_root: read_str_attr(file, "dataset_root").unwrap_or_default(),
         layout: read_str_attr(file, "layout").unwrap_or_default(),
         decode: read_str_attr(file, "decode").unwrap_or_default(),
+        precision: read_str_attr(file, "precision").unwrap_or_default(),
     })
 }
 
@@ -1001,6 +1009,7 @@ mod tests {
             dataset_root: "/data".into(),
             layout: "image_folder".into(),
             decode: "jpeg_scaled".into(),
+            precision: String::new(),
         }
     }
 

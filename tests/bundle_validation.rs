@@ -19,6 +19,7 @@ fn refs() -> Vec<BackboneRef> {
             preprocess: "{}".into(),
             n_features: 3,
             decode: String::new(),
+            precision: String::new(),
         },
         BackboneRef {
             name: "b".into(),
@@ -26,6 +27,7 @@ fn refs() -> Vec<BackboneRef> {
             preprocess: "{}".into(),
             n_features: 2,
             decode: String::new(),
+            precision: String::new(),
         },
     ]
 }

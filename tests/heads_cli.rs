@@ -50,6 +50,7 @@ fn prov(backbone: &str, sha: &str) -> Provenance {
         dataset_root: "/data/photos".into(),
         layout: "image_folder".into(),
         decode: "jpeg_scaled".into(),
+        precision: String::new(),
     }
 }
 
