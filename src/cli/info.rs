@@ -64,22 +64,42 @@ pub fn models(cli: &Cli) -> Result<i32> {
     let ms = zoo.manifests()?;
     println!("zoo: {}", zoo.dir.display());
     println!(
-        "{:<20} {:>9} {:>8} {:>11}  file",
-        "model", "input", "features", "weights"
+        "{:<24} {:>9} {:>8} {:>9} {:>11}  file",
+        "model", "input", "features", "precision", "weights"
     );
     for m in &ms {
         let p = &m.preprocess;
         println!(
-            "{:<20} {:>9} {:>8} {:>11}  {}",
+            "{:<24} {:>9} {:>8} {:>9} {:>11}  {}",
             m.name,
             format!("{}→{}", p.resize, p.crop),
             m.output.feature_dim,
+            m.precision(),
             match m.weights {
                 Weights::Pretrained => "pretrained",
                 Weights::Random => "RANDOM",
             },
             status(m)
         );
+    }
+    for m in &ms {
+        if let Some(q) = &m.quantization {
+            let agreement = q.agreement.as_ref().map_or(String::new(), |a| {
+                format!(
+                    "; feature cosine with it mean {:.4}, min {:.4} on {} held-back images",
+                    a.cosine_mean, a.cosine_min, a.images
+                )
+            });
+            println!(
+                "{}: {} of {} ({} calibration, {} images{}){agreement}",
+                m.name,
+                q.precision,
+                q.source,
+                q.method,
+                q.calibration_images,
+                if q.reduce_range { ", reduce_range" } else { "" }
+            );
+        }
     }
     if ms.iter().any(|m| m.weights == Weights::Random) {
         println!("RANDOM: random initialisation, for structure and speed tests only; export with --weights FILE for real features");
