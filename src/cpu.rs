@@ -173,10 +173,7 @@ mod tests {
                 "{flags}"
             );
         }
-        assert_eq!(
-            int8_warning("m", &q(false), &Int8Support::from_flags(LOOKALIKE)).is_some(),
-            true
-        );
+        assert!(int8_warning("m", &q(false), &Int8Support::from_flags(LOOKALIKE)).is_some());
         // Nothing known: no guess.
         assert_eq!(int8_warning("m", &q(false), &Int8Support::default()), None);
         // The report is quoted with the CPU that measured it.
