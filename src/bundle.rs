@@ -59,11 +59,25 @@ pub struct BackboneRef {
     /// [`OutputSpec::pooling`]: crate::zoo::OutputSpec::pooling
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub pooling: String,
+    /// `int8` when the features came from a quantised model (`xfer
+    /// quantize`); empty for fp32 models (and not written).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub precision: String,
 }
 
 impl BackboneRef {
     pub fn known(&self) -> bool {
         !self.model_sha256.is_empty()
+    }
+
+    /// "efficientnet_lite0_int8 (int8)", "efficientnet_lite0 (fp32)"; the name
+    /// alone when nothing is recorded (tutorial files).
+    pub fn describe(&self) -> String {
+        match (self.known(), self.precision.as_str()) {
+            (false, _) => self.name.clone(),
+            (true, "") => format!("{} (fp32)", self.name),
+            (true, p) => format!("{} ({p})", self.name),
+        }
     }
 }
 
@@ -106,6 +120,14 @@ fn backbones_differ(
             ));
         }
         if e.known() && g.known() {
+            if e.precision != g.precision {
+                return Err(format!(
+                    "{at}: features of {}, but the head was trained on features of {}: an int8 model's features and its fp32 source's differ; extract with {} (or train the head again on these features)",
+                    g.describe(),
+                    e.describe(),
+                    e.name
+                ));
+            }
             if e.name != g.name {
                 return Err(format!(
                     "{at}: features of {}, expected {}; pass the files in the training order ({})",
@@ -581,6 +603,7 @@ mod tests {
                 n_features: 3,
                 decode: String::new(),
                 pooling: String::new(),
+                precision: String::new(),
             },
             BackboneRef {
                 name: "b".into(),
@@ -589,6 +612,7 @@ mod tests {
                 n_features: 2,
                 decode: String::new(),
                 pooling: String::new(),
+                precision: String::new(),
             },
         ]
     }

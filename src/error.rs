@@ -125,6 +125,11 @@ pub enum Error {
     #[error("invalid configuration: {0}")]
     Config(String),
 
+    /// `xfer quantize` could not make or measure the int8 model; the message
+    /// says what to do.
+    #[error("quantize: {0}")]
+    Quantize(String),
+
     /// Features that do not come from the backbones (or images) expected; the
     /// message says what differs and what to pass instead.
     #[error("{0}")]

@@ -122,6 +122,11 @@ pub fn job_provenance(
             .as_ref()
             .map(ViewPlan::to_json)
             .unwrap_or_default(),
+        precision: manifest
+            .quantization
+            .as_ref()
+            .map(|q| q.precision.clone())
+            .unwrap_or_default(),
     }
 }
 

@@ -165,6 +165,7 @@ fn backbone_ref(f: &crate::store::FeatureFile) -> BackboneRef {
             n_features: f.data.ncols(),
             decode: p.decode.clone(),
             pooling: p.pooling.clone(),
+            precision: p.precision.clone(),
         },
         None => BackboneRef {
             name: name_from_file(&f.file),
@@ -173,6 +174,7 @@ fn backbone_ref(f: &crate::store::FeatureFile) -> BackboneRef {
             n_features: f.data.ncols(),
             decode: String::new(),
             pooling: String::new(),
+            precision: String::new(),
         },
     }
 }

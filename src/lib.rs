@@ -7,6 +7,7 @@ pub mod atomic;
 pub mod augment;
 pub mod backbone;
 pub mod bundle;
+pub mod cpu;
 pub mod dataset;
 pub mod error;
 #[cfg(feature = "store")]
@@ -26,6 +27,8 @@ pub mod pipeline;
 pub mod pool;
 pub mod predict;
 pub mod preprocess;
+#[cfg(feature = "store")]
+pub mod quantize;
 pub mod report;
 pub mod runtime;
 pub mod shard;

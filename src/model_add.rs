@@ -272,6 +272,7 @@ pub fn add(runtime: &Runtime, zoo: &Zoo, req: &AddRequest) -> Result<Added> {
         },
         output: spec,
         preprocess: recipe,
+        quantization: None,
         dir: zoo.dir.clone(),
     };
     let text = toml::to_string(&manifest).map_err(|e| fail(format!("manifest: {e}")))?;

@@ -54,6 +54,10 @@ pub struct Provenance {
     /// seed, K); empty for plain files. The attribute `augment`.
     #[serde(default)]
     pub augment: String,
+    /// `int8` for features of a quantised model (`xfer quantize`); empty for
+    /// fp32 models (the attribute is written only when set).
+    #[serde(default)]
+    pub precision: String,
 }
 
 /// The newest feature-file format this xfer reads and writes. 1: files without
@@ -433,6 +437,9 @@ impl FeatureWriter {
             write_u64_attr(&file, "views", prov.views as u64).map_err(&err)?;
             write_str_attr(&file, "augment", &prov.augment).map_err(&err)?;
         }
+        if !prov.precision.is_empty() {
+            write_str_attr(&file, "precision", &prov.precision).map_err(&err)?;
+        }
         let version = match list {
             Some(ListInfo { shard: Some(_), .. }) => FORMAT_VERSION,
             _ => WHOLE_FORMAT_VERSION,
@@ -779,6 +786,7 @@ fn read_provenance(file: &File) -> Option<Provenance> {
         pooling: read_str_attr(file, "pooling").unwrap_or_default(),
         views: read_u64_attr(file, "views").unwrap_or(0) as usize,
         augment: read_str_attr(file, "augment").unwrap_or_default(),
+        precision: read_str_attr(file, "precision").unwrap_or_default(),
     })
 }
 
@@ -1157,6 +1165,7 @@ mod tests {
             pooling: String::new(),
             views: 0,
             augment: String::new(),
+            precision: String::new(),
         }
     }
 

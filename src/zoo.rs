@@ -121,6 +121,58 @@ pub struct OutputSpec {
     pub n_logits: Option<usize>,
 }
 
+/// How a quantised model was made from its source, and how closely it agrees
+/// with it (`[quantization]` of a manifest written by `xfer quantize`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Quantization {
+    /// `int8`.
+    pub precision: String,
+    /// ONNX Runtime's `QDQ` format, per-channel int8 weights, uint8 activations.
+    pub format: String,
+    pub weights: String,
+    pub activations: String,
+    pub per_channel: bool,
+    /// ONNX Runtime's `reduce_range`: 7-bit weights, for CPUs without VNNI.
+    pub reduce_range: bool,
+    /// The calibration method: `minmax`, `entropy` or `percentile`.
+    pub method: String,
+    /// The fp32 model it was made from (its manifest name and model sha256).
+    pub source: String,
+    pub source_sha256: String,
+    /// How many images calibrated it, and the SHA-256 over their sorted
+    /// relative paths (each followed by a NUL).
+    pub calibration_images: usize,
+    pub calibration_sha256: String,
+    #[serde(default)]
+    pub calibration_root: String,
+    /// The ONNX Runtime (Python) version whose quantiser made it.
+    pub ort_version: String,
+    /// The int8 instructions of the CPU that quantised it and measured the
+    /// agreement (`xfer info` shows this machine's).
+    #[serde(default)]
+    pub cpu_int8: String,
+    #[serde(default)]
+    pub xfer_version: String,
+    /// Agreement with the source model on held-back calibration images.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agreement: Option<Agreement>,
+}
+
+/// Agreement of a quantised model with its source on the same input tensors.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Agreement {
+    /// Held-back images (not used for calibration) it was measured on.
+    pub images: usize,
+    /// Cosine similarity of the pooled features, per image: mean, minimum and
+    /// 5th percentile (nearest rank).
+    pub cosine_mean: f64,
+    pub cosine_min: f64,
+    pub cosine_p5: f64,
+    /// Fraction of images whose top-1 class is the same, when the model has logits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top1_agreement: Option<f64>,
+}
+
 /// One backbone, as committed in `onnx/<name>.toml`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Manifest {
@@ -143,6 +195,10 @@ pub struct Manifest {
     pub input: InputSpec,
     pub output: OutputSpec,
     pub preprocess: Recipe,
+    /// Present when the model is a quantised copy of another (`xfer quantize`);
+    /// absent for fp32 models.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quantization: Option<Quantization>,
     /// Folder the manifest was read from; `file` is relative to it.
     #[serde(skip)]
     pub dir: PathBuf,
@@ -190,6 +246,13 @@ impl Manifest {
         // (Non-finite means are refused by the recipe: they would become
         // `null` in the JSON of feature files and bundles.)
         self.preprocess.validate().map_err(|e| e.to_string())
+    }
+
+    /// `int8` for quantised models, else `fp32`.
+    pub fn precision(&self) -> &str {
+        self.quantization
+            .as_ref()
+            .map_or("fp32", |q| q.precision.as_str())
     }
 
     pub fn onnx_path(&self) -> PathBuf {

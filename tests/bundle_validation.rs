@@ -20,6 +20,7 @@ fn refs() -> Vec<BackboneRef> {
             n_features: 3,
             decode: String::new(),
             pooling: String::new(),
+            precision: String::new(),
         },
         BackboneRef {
             name: "b".into(),
@@ -28,6 +29,7 @@ fn refs() -> Vec<BackboneRef> {
             n_features: 2,
             decode: String::new(),
             pooling: String::new(),
+            precision: String::new(),
         },
     ]
 }

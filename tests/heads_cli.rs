@@ -53,6 +53,7 @@ fn prov(backbone: &str, sha: &str) -> Provenance {
         pooling: String::new(),
         views: 0,
         augment: String::new(),
+        precision: String::new(),
     }
 }
 

@@ -419,6 +419,7 @@ fn bundle_is_checked_against_the_backbone() {
         n_features: 8,
         decode: String::new(),
         pooling: String::new(),
+        precision: String::new(),
     }];
     let mut cfg = MlpConfig::tutorial(8, 2);
     cfg.hidden = vec![4];

@@ -2,7 +2,7 @@
 # Sets up everything xfer and its tests need on a fresh Debian machine, offline
 # except for the package registries (Debian, PyPI, crates.io):
 #   - system packages: libhdf5-dev, pkg-config, nasm (libjpeg-turbo's SIMD decoder), Python 3.11 with numpy/PIL/h5py
-#   - a Python venv (.venv) with onnxruntime==1.31.1 and onnx
+#   - a Python venv (.venv) with onnxruntime==1.31.1, onnx and ml_dtypes (onnxruntime.quantization, for xfer quantize)
 #   - the ONNX Runtime shared library, copied to $XFER_HOME/onnxruntime/
 #   - EfficientNet-Lite0 with real ImageNet weights, converted into onnx/
 #   - a few real photos into data/photos/ (scikit-image's chelsea and coffee)
@@ -78,6 +78,11 @@ fi
 if ! .venv/bin/python -c "import onnxruntime, onnx; assert onnxruntime.__version__ == '$ORT_VERSION'" 2>/dev/null; then
   say "installing onnxruntime==$ORT_VERSION and onnx into .venv"
   .venv/bin/pip install -q --disable-pip-version-check "onnxruntime==$ORT_VERSION" "onnx==1.17.0" "numpy<2"
+fi
+# `xfer quantize` runs onnxruntime.quantization (tools/quantize.py), which imports ml_dtypes.
+if ! .venv/bin/python -c "import onnxruntime.quantization" 2>/dev/null; then
+  say "installing ml_dtypes into .venv (for onnxruntime.quantization)"
+  .venv/bin/pip install -q --disable-pip-version-check "numpy<2" "ml_dtypes==0.5.4"
 fi
 
 # --- the ONNX Runtime library, where xfer looks for it -------------------------

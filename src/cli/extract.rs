@@ -292,6 +292,12 @@ pub fn extract(cli: &Cli, args: &ExtractArgs) -> Result<i32> {
         if manifest.weights == Weights::Random {
             bar.suspend(|| eprintln!("warning: {} has RANDOM weights (structure and speed tests only): these features mean nothing", manifest.name));
         }
+        if let Some(q) = &manifest.quantization {
+            let cpu = xfer::cpu::Int8Support::detect();
+            if let Some(w) = xfer::cpu::int8_warning(&manifest.name, q, &cpu) {
+                bar.suspend(|| eprintln!("warning: {w}"));
+            }
+        }
         bar.suspend(|| {
             eprintln!(
                 "extracting {} images ({} classes, {:?}) with {} on {} → {}",

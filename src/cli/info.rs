@@ -29,6 +29,11 @@ pub fn info(cli: &Cli) -> Result<i32> {
         Err(e @ xfer::Error::OrtLibraryNamed { .. }) => return Err(e.into()),
         Err(e) => println!("ONNX Runtime: {e}"),
     }
+    let cpu = xfer::cpu::Int8Support::detect();
+    println!("CPU int8 instructions: {}", cpu.describe());
+    if cpu.known && !cpu.has_dot_product() {
+        println!("  int8 models run without a dot-product instruction here; quantise for this CPU with `xfer quantize --reduce-range`");
+    }
     let zoo = Zoo::locate(cli.zoo.as_deref());
     match zoo.manifests() {
         Ok(ms) => {

@@ -8,6 +8,7 @@ mod merge;
 mod models;
 mod predict;
 mod progress;
+mod quantize;
 mod train;
 
 use std::path::PathBuf;
@@ -44,6 +45,8 @@ enum Command {
     Extract(extract::ExtractArgs),
     /// Join the shard files of `xfer extract --shard I/N` into one feature file.
     Merge(merge::MergeArgs),
+    /// Make a calibrated INT8 copy of a zoo model, with its measured agreement report.
+    Quantize(quantize::QuantizeArgs),
     /// Time the backbone alone on random input tensors (no decoding).
     BenchModel(extract::BenchArgs),
     /// Train a classifier head (the tutorial's MLP and/or a logistic baseline) on feature files.
@@ -74,6 +77,7 @@ pub fn main() -> i32 {
         Command::Models(args) => models::models(&cli, args),
         Command::Extract(args) => extract::extract(&cli, args),
         Command::Merge(args) => merge::merge(args),
+        Command::Quantize(args) => quantize::quantize(&cli, args),
         Command::BenchModel(args) => extract::bench_model(&cli, args),
         Command::Train(args) => train::train(&cli, args),
         Command::Evaluate(args) => evaluate::evaluate(&cli, args),

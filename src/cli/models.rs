@@ -178,17 +178,18 @@ fn list(cli: &Cli) -> Result<i32> {
     let ms = zoo.manifests()?;
     println!("zoo: {}", zoo.dir.display());
     println!(
-        "{:<20} {:>9} {:>8} {:>11} {:<16} file",
-        "model", "input", "features", "weights", "pooling"
+        "{:<24} {:>9} {:>8} {:>9} {:>11} {:<14} file",
+        "model", "input", "features", "precision", "weights", "pooling"
     );
     for m in &ms {
         let p = &m.preprocess;
         let pooling = m.output.pooling();
         println!(
-            "{:<20} {:>9} {:>8} {:>11} {:<16} {}",
+            "{:<24} {:>9} {:>8} {:>9} {:>11} {:<14} {}",
             m.name,
             format!("{}→{}", p.resize, p.crop),
             m.output.feature_dim,
+            m.precision(),
             match m.weights {
                 Weights::Pretrained => "pretrained",
                 Weights::Random => "RANDOM",
@@ -200,8 +201,27 @@ fn list(cli: &Cli) -> Result<i32> {
             },
             status(m)
         );
+    }
+    for m in &ms {
         if m.weights_source.starts_with("user-supplied") {
-            println!("{:<20} source: {}", "", m.weights_source);
+            println!("{}: {}", m.name, m.weights_source);
+        }
+        if let Some(q) = &m.quantization {
+            let agreement = q.agreement.as_ref().map_or(String::new(), |a| {
+                format!(
+                    "; feature cosine with it mean {:.4}, min {:.4} on {} held-back images",
+                    a.cosine_mean, a.cosine_min, a.images
+                )
+            });
+            println!(
+                "{}: {} of {} ({} calibration, {} images{}){agreement}",
+                m.name,
+                q.precision,
+                q.source,
+                q.method,
+                q.calibration_images,
+                if q.reduce_range { ", reduce_range" } else { "" }
+            );
         }
     }
     if ms.iter().any(|m| m.weights == Weights::Random) {

@@ -30,6 +30,15 @@ impl ResolvedBackbone {
     }
 }
 
+/// The precision a bundle recorded for a backbone (`fp32` when none).
+fn precision(b: &BackboneRef) -> &str {
+    if b.precision.is_empty() {
+        "fp32"
+    } else {
+        &b.precision
+    }
+}
+
 fn short(sha: &str) -> &str {
     &sha[..sha.len().min(16)]
 }
@@ -98,18 +107,31 @@ fn resolve_one(b: &BackboneRef, zoo: &Zoo) -> std::result::Result<ResolvedBackbo
                 (Some(m), _) => m,
                 (None, Some(m)) => {
                     return Err(format!(
-                        "its head was trained on features of {} with model sha256 {}…, but the zoo's {} ({}) is model sha256 {}…: a different model. Pass --zoo DIR holding the manifest and ONNX file used for training, or extract features with this model and train the head again",
-                        b.name,
+                        "its head was trained on features of {} with model sha256 {}…, but the zoo's {} ({}) is {}model sha256 {}…: a different model. Pass --zoo DIR holding the manifest and ONNX file used for training, or extract features with this model and train the head again",
+                        b.describe(),
                         short(&b.model_sha256),
                         m.name,
                         zoo_file.display(),
+                        if m.precision() == precision(b) {
+                            String::new()
+                        } else {
+                            format!("the {} ", m.precision())
+                        },
                         short(&m.sha256)
                     ))
                 }
                 (None, None) => {
+                    let made = if b.precision.is_empty() {
+                        "generate it (see `xfer models`)".to_string()
+                    } else {
+                        format!(
+                            "it is an {} model made by `xfer quantize`: copy its {}.toml and {}.onnx into the zoo, or quantise again and train the head again (a new quantisation is a new model)",
+                            b.precision, b.name, b.name
+                        )
+                    };
                     return Err(format!(
-                        "its head needs backbone {} (model sha256 {}…), which is not in the zoo {}; pass --zoo DIR holding its manifest ({}.toml) and ONNX file, or generate it (see `xfer models`)",
-                        b.name,
+                        "its head needs backbone {} (model sha256 {}…), which is not in the zoo {}; pass --zoo DIR holding its manifest ({}.toml) and ONNX file, or {made}",
+                        b.describe(),
                         short(&b.model_sha256),
                         zoo.dir.display(),
                         b.name

@@ -1,0 +1,93 @@
+#!/usr/bin/env python3
+"""Static INT8 quantisation of an ONNX model with ONNX Runtime's quantiser.
+
+`xfer quantize` runs this script; it is not meant to be run by hand. It never
+decodes or preprocesses images: xfer writes the calibration images, already
+preprocessed by its one pixel function, as a float32 .npy tensor [N, 3, S, S],
+and this script only feeds that tensor to `onnxruntime.quantization.quantize_static`.
+
+Output: the QDQ model (per-channel int8 weights, uint8 activations) at --out,
+and one line of JSON on stdout: {"ort_version", "onnx_version", "method", ...}.
+Errors go to stderr with a non-zero exit status.
+"""
+
+import argparse
+import json
+import sys
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", required=True, help="fp32 ONNX model")
+    ap.add_argument("--calib", required=True, help="float32 .npy [N, 3, S, S], preprocessed by xfer")
+    ap.add_argument("--input-name", required=True, help="the model's image input")
+    ap.add_argument("--out", required=True, help="where to write the int8 QDQ model")
+    ap.add_argument("--method", choices=["minmax", "entropy", "percentile"], default="minmax")
+    ap.add_argument("--reduce-range", action="store_true",
+                    help="7-bit weights (ORT's reduce_range), for CPUs without VNNI")
+    ap.add_argument("--batch", type=int, default=8, help="calibration batch size")
+    args = ap.parse_args()
+
+    try:
+        import numpy as np
+        import onnx
+        import onnxruntime as ort
+        from onnxruntime.quantization import (
+            CalibrationDataReader,
+            CalibrationMethod,
+            QuantFormat,
+            QuantType,
+            quantize_static,
+        )
+    except ImportError as e:
+        sys.exit(f"cannot import onnxruntime.quantization ({e}); run tools/setup.sh to install it into .venv")
+
+    calib = np.load(args.calib, mmap_mode="r")
+    if calib.dtype != np.float32 or calib.ndim != 4 or calib.shape[1] != 3:
+        sys.exit(f"{args.calib}: expected float32 [N, 3, S, S], got {calib.dtype} {calib.shape}")
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.i = 0
+
+        def get_next(self):
+            if self.i >= len(calib):
+                return None
+            batch = np.ascontiguousarray(calib[self.i:self.i + args.batch])
+            self.i += args.batch
+            return {args.input_name: batch}
+
+        def rewind(self):
+            self.i = 0
+
+    method = {
+        "minmax": CalibrationMethod.MinMax,
+        "entropy": CalibrationMethod.Entropy,
+        "percentile": CalibrationMethod.Percentile,
+    }[args.method]
+    quantize_static(
+        args.model,
+        args.out,
+        Reader(),
+        quant_format=QuantFormat.QDQ,
+        per_channel=True,
+        reduce_range=args.reduce_range,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+        calibrate_method=method,
+    )
+    print(json.dumps({
+        "ort_version": ort.__version__,
+        "onnx_version": onnx.__version__,
+        "method": args.method,
+        "reduce_range": bool(args.reduce_range),
+        "per_channel": True,
+        "format": "qdq",
+        "weights": "int8",
+        "activations": "uint8",
+        "images": int(len(calib)),
+    }))
+
+
+if __name__ == "__main__":
+    main()
