@@ -8,6 +8,8 @@ pub mod backbone;
 pub mod bundle;
 pub mod dataset;
 pub mod error;
+#[cfg(feature = "ship")]
+pub mod export;
 #[cfg(feature = "store")]
 pub mod extract;
 pub mod features;
@@ -19,6 +21,8 @@ pub mod lock;
 #[cfg(feature = "store")]
 pub mod merge;
 pub mod metrics;
+#[cfg(feature = "ship")]
+pub mod package;
 pub mod pipeline;
 pub mod predict;
 pub mod preprocess;
