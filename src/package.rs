@@ -200,8 +200,9 @@ fn set_executable(path: &Path) -> Result<()> {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).map_err(io(path))
 }
 
-/// `predict.sh`: the predictor with the package's library, zoo and bundle,
-/// found relative to the script (a POSIX shell and its built-ins only).
+/// `predict.sh`: the predictor with the package's library, zoo, model cache
+/// and bundle, found relative to the script (a POSIX shell and its built-ins
+/// only).
 fn predict_sh(lib_name: &str) -> String {
     format!(
         r#"#!/bin/sh
@@ -212,7 +213,8 @@ case "$0" in
   *) here=. ;;
 esac
 here=$(cd "$here" && pwd) || exit 1
-exec "$here/xfer-predict" --ort-lib "$here/lib/{lib_name}" --zoo "$here/zoo" --bundle "$here/{BUNDLE}" "$@"
+exec "$here/xfer-predict" --ort-lib "$here/lib/{lib_name}" --zoo "$here/zoo" \
+  --model-cache "$here/cache" --bundle "$here/{BUNDLE}" "$@"
 "#
     )
 }
@@ -253,6 +255,9 @@ Files that cannot be read are skipped and listed on stderr; the exit status is
   (`libonnxruntime.so.*` and `libonnxruntime_providers_*.so`) in `lib/` instead and pass
   `--device cuda`.
 - `zoo/`: each backbone's manifest and ONNX file (checked against its sha256 on load).
+- `cache/` (made by the first run, when this folder is writable): ONNX Runtime's
+  optimised graph of each backbone for this machine's CPU, which makes later
+  starts faster. Safe to delete.
 - `{BUNDLE}`: the head (safetensors; its metadata record the preprocessing).
 "#,
         xfer = crate::VERSION,

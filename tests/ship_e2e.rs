@@ -262,38 +262,46 @@ fn exported_onnx_and_package_give_the_probabilities_of_xfer_predict() {
         std::fs::create_dir_all(dst.parent().unwrap()).unwrap();
         std::fs::copy(&e, &dst).unwrap();
     }
-    let out_csv = cwd.join("out.csv");
-    let o = Command::new(unpacked.join("classifier/predict.sh"))
-        .args([s(&photos), "--csv", "out.csv", "--quiet"])
-        .current_dir(&cwd)
-        .env_clear()
-        .env("HOME", &home)
-        .env("PATH", "/usr/bin:/bin")
-        .output()
-        .unwrap();
-    assert!(
-        o.status.success(),
-        "packaged predict.sh\n{}",
-        common::text(&o)
-    );
-    let (_, got) = common::read_predictions_csv(&out_csv, Some(&photos));
-    let reference = &predicted["mlp"];
-    assert_eq!(
-        got.keys().collect::<Vec<_>>(),
-        reference.keys().collect::<Vec<_>>()
-    );
-    let worst = got
-        .iter()
-        .flat_map(|(k, v)| v.iter().zip(&reference[k]).map(|(a, b)| (a - b).abs()))
-        .fold(0f32, f32::max);
-    eprintln!(
-        "package under env -i vs xfer predict, {} photos: max |Δp| {worst:e}",
-        got.len()
-    );
-    assert!(
-        worst <= 1e-5,
-        "the package differs from xfer predict by {worst}"
-    );
+    // Twice: the first run fills the package's model cache, the second starts from it.
+    for run in ["first", "second (cached optimised graph)"] {
+        let out_csv = cwd.join("out.csv");
+        let o = Command::new(unpacked.join("classifier/predict.sh"))
+            .args([s(&photos), "--csv", "out.csv", "--quiet", "--overwrite"])
+            .current_dir(&cwd)
+            .env_clear()
+            .env("HOME", &home)
+            .env("PATH", "/usr/bin:/bin")
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "packaged predict.sh\n{}",
+            common::text(&o)
+        );
+        assert!(o.stderr.is_empty(), "{}", common::text(&o));
+        let (_, got) = common::read_predictions_csv(&out_csv, Some(&photos));
+        let reference = &predicted["mlp"];
+        assert_eq!(
+            got.keys().collect::<Vec<_>>(),
+            reference.keys().collect::<Vec<_>>()
+        );
+        let worst = got
+            .iter()
+            .flat_map(|(k, v)| v.iter().zip(&reference[k]).map(|(a, b)| (a - b).abs()))
+            .fold(0f32, f32::max);
+        eprintln!(
+            "package under env -i, {run} run, vs xfer predict, {} photos: max |Δp| {worst:e}",
+            got.len()
+        );
+        assert!(
+            worst <= 1e-5,
+            "the package differs from xfer predict by {worst}"
+        );
+        let cached = std::fs::read_dir(unpacked.join("classifier/cache"))
+            .unwrap()
+            .count();
+        assert_eq!(cached, 1, "one optimised graph in the package's cache");
+    }
 }
 
 /// Files under `root`, symlinks followed.
