@@ -34,7 +34,7 @@ def run(cmd: list[str], home: str) -> tuple[float, str]:
     return dt, p.stderr
 
 
-PHASE = re.compile(r"([a-zA-Z][a-zA-Z ()+,=-]*?) ([0-9.]+) ms")
+PHASE = re.compile(r"([a-zA-Z][a-zA-Z0-9 ()+,=-]*?) ([0-9.]+) ms")
 
 
 def main() -> None:
