@@ -61,6 +61,7 @@ pub fn export(cli: &Cli, args: &ExportArgs) -> Result<i32> {
     let mb = exported.bytes.len() as f64 / 1e6;
     if args.json {
         let j = serde_json::json!({
+            "command": "export",
             "onnx": args.onnx,
             "bytes": exported.bytes.len(),
             "opset": exported.opset,

@@ -86,6 +86,7 @@ pub fn package(cli: &Cli, args: &PackageArgs) -> Result<i32> {
     )?;
     if args.json {
         let j = serde_json::json!({
+            "command": "package",
             "dir": packaged.dir,
             "bytes": packaged.total_bytes(),
             "files": packaged.files.iter().map(|(p, n)| serde_json::json!({"path": p, "bytes": n})).collect::<Vec<_>>(),
