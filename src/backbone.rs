@@ -20,6 +20,9 @@ pub struct SessionOptions {
     /// faster when little else needs the cores (cheap decoding), slower when
     /// decoders do (large photos). Off by default.
     pub intra_op_spinning: bool,
+    /// A folder for ONNX Runtime's optimised graphs (CPU sessions only): see
+    /// [`optimized_cache_file`].
+    pub optimized_cache: Option<std::path::PathBuf>,
 }
 
 /// A loaded backbone.
@@ -177,7 +180,17 @@ fn build_session(
             }
         }
     }
-    let session = builder.commit_from_file(manifest.onnx_path())?;
+    let cache = match (
+        &opts.optimized_cache,
+        provider == provider_name(Device::Cpu),
+    ) {
+        (Some(dir), true) => Some(optimized_cache_file(dir, runtime, manifest)),
+        _ => None,
+    };
+    let session = match cache {
+        None => builder.commit_from_file(manifest.onnx_path())?,
+        Some(cached) => commit_cached(builder, manifest, &cached)?,
+    };
     Ok((session, provider, fallback_reason))
 }
 
@@ -368,4 +381,79 @@ impl Graph {
         let value = outputs[output].try_extract_array::<f32>()?;
         Ok(value.shape().to_vec())
     }
+}
+
+/// Where the optimised graph of `manifest`'s model is kept in `dir`: named by
+/// the model's sha256 and a key of what the optimised graph depends on (the
+/// ONNX Runtime library and the CPU's features: ONNX Runtime's level-3
+/// optimisations lay out tensors for this CPU).
+pub fn optimized_cache_file(
+    dir: &std::path::Path,
+    runtime: &Runtime,
+    manifest: &Manifest,
+) -> std::path::PathBuf {
+    use sha2::{Digest, Sha256};
+    let flags = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("flags"))
+                .map(str::to_owned)
+        })
+        .unwrap_or_default();
+    let mut h = Sha256::new();
+    h.update(runtime.library.to_string_lossy().as_bytes());
+    h.update(runtime.version.as_bytes());
+    if let Ok(m) = std::fs::metadata(&runtime.library) {
+        h.update(m.len().to_le_bytes());
+    }
+    h.update(flags.as_bytes());
+    let key = format!("{:x}", h.finalize());
+    dir.join(format!(
+        "{}-{}-{}.ort.onnx",
+        manifest.name,
+        &manifest.sha256[..manifest.sha256.len().min(16)],
+        &key[..16]
+    ))
+}
+
+/// Builds the session from the cached optimised graph (no optimisation to
+/// redo); without one, from the model, saving its optimised graph for next
+/// time (written under a temporary name, then renamed; not at all where the
+/// folder cannot be written). A cached graph ONNX Runtime cannot load is
+/// removed and the model used instead.
+fn commit_cached(
+    builder: Builder,
+    manifest: &Manifest,
+    cached: &std::path::Path,
+) -> Result<Session> {
+    if cached.is_file() {
+        let mut b = builder.with_optimization_level(GraphOptimizationLevel::Disable)?;
+        if let Ok(s) = b.commit_from_file(cached) {
+            return Ok(s);
+        }
+        let _ = std::fs::remove_file(cached);
+        let mut b = b.with_optimization_level(GraphOptimizationLevel::Level3)?;
+        return Ok(b.commit_from_file(manifest.onnx_path())?);
+    }
+    let tmp = cached.with_extension(format!("tmp-{}", std::process::id()));
+    let writable = cached
+        .parent()
+        .is_some_and(|d| std::fs::create_dir_all(d).is_ok())
+        && std::fs::File::create(&tmp).is_ok();
+    let mut b = if writable {
+        builder.with_optimized_model_path(&tmp)?
+    } else {
+        builder
+    };
+    let session = b.commit_from_file(manifest.onnx_path());
+    if writable {
+        let saved = session.is_ok()
+            && std::fs::metadata(&tmp).is_ok_and(|m| m.len() > 0)
+            && std::fs::rename(&tmp, cached).is_ok();
+        if !saved {
+            let _ = std::fs::remove_file(&tmp);
+        }
+    }
+    Ok(session?)
 }

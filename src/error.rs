@@ -155,6 +155,16 @@ pub enum Error {
     #[error("bundle {bundle}: {reason}")]
     BundleMismatch { bundle: PathBuf, reason: String },
 
+    /// `xfer export` cannot make one ONNX graph of these backbones and head;
+    /// the message says why and what to do.
+    #[error("export: {0}")]
+    Export(String),
+
+    /// `xfer package` cannot gather what a package needs; the message says
+    /// what is missing and how to provide it.
+    #[error("package: {0}")]
+    Package(String),
+
     #[error("{} and {} both have the id {id}; a submission needs one row per id: predict one test folder", first.display(), second.display())]
     DuplicateId {
         first: PathBuf,

@@ -10,6 +10,8 @@ pub mod bundle;
 pub mod cpu;
 pub mod dataset;
 pub mod error;
+#[cfg(feature = "ship")]
+pub mod export;
 #[cfg(feature = "store")]
 pub mod extract;
 pub mod features;
@@ -23,6 +25,8 @@ pub mod merge;
 pub mod metrics;
 pub mod model_add;
 pub mod model_config;
+#[cfg(feature = "ship")]
+pub mod package;
 pub mod pipeline;
 pub mod pool;
 pub mod predict;

@@ -11,18 +11,11 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
+use std::process::Output;
 
 fn run(exe: &str, args: &[&str]) -> Output {
-    let o = Command::new(exe)
-        .args(args)
-        .current_dir(common::repo())
-        .env("HDF5_USE_FILE_LOCKING", "FALSE")
-        .output()
-        .expect("run the binary");
-    assert!(o.status.success(), "{exe} {args:?}\n{}", common::text(&o));
-    o
+    common::run_ok(exe, args)
 }
 
 fn xfer(args: &[&str]) -> Output {
@@ -33,59 +26,17 @@ fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
-/// `path → probabilities` of a predictions CSV, paths made relative to `root`.
 fn read_csv(path: &Path, root: Option<&Path>) -> (Vec<String>, BTreeMap<String, Vec<f32>>) {
-    let text = std::fs::read_to_string(path).unwrap();
-    let mut lines = text.lines();
-    let header: Vec<String> = lines.next().unwrap().split(',').map(String::from).collect();
-    let mut rows = BTreeMap::new();
-    for line in lines {
-        assert!(!line.contains('"'), "{line}");
-        let f: Vec<&str> = line.split(',').collect();
-        let mut p = PathBuf::from(f[0]);
-        if let Some(r) = root {
-            p = p.strip_prefix(r).map(Path::to_path_buf).unwrap_or(p);
-        }
-        rows.insert(
-            p.display().to_string(),
-            f[2..].iter().map(|v| v.parse().unwrap()).collect(),
-        );
-    }
-    (header[2..].to_vec(), rows)
+    common::read_predictions_csv(path, root)
 }
 
 #[test]
 fn stamps_extract_train_predict_agree_and_beat_chance() {
-    let stamps = common::repo().join("data/stamps");
-    assert!(
-        stamps.join(".complete").exists(),
-        "{} is missing: run tools/fetch_stamps.sh (the test command's set-up should)",
-        stamps.display()
-    );
     common::setup_file("onnx/efficientnet_lite0.onnx");
     let t = tempfile::tempdir().unwrap();
     // A reproducible split: every third image of each class (sorted) is held back.
-    let (train, test) = (t.path().join("train"), t.path().join("test"));
-    let mut classes: Vec<PathBuf> = std::fs::read_dir(&stamps)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.is_dir())
-        .collect();
-    classes.sort();
+    let (train, test, classes) = common::stamps_split(t.path());
     assert_eq!(classes.len(), 4, "flowers, fruit, vegetables, vehicles");
-    for c in &classes {
-        let name = c.file_name().unwrap();
-        let mut files: Vec<PathBuf> = std::fs::read_dir(c)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .collect();
-        files.sort();
-        for (i, f) in files.iter().enumerate() {
-            let dir = if i % 3 == 2 { &test } else { &train }.join(name);
-            std::fs::create_dir_all(&dir).unwrap();
-            std::os::unix::fs::symlink(f, dir.join(f.file_name().unwrap())).unwrap();
-        }
-    }
     let (ftrain, ftest) = (t.path().join("train.h5"), t.path().join("test.h5"));
     for (data, out) in [(&train, &ftrain), (&test, &ftest)] {
         xfer(&[

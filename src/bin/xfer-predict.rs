@@ -18,11 +18,21 @@ mod predict;
 #[path = "../cli/progress.rs"]
 mod progress;
 
+/// The version line says which build this is: `xfer package` ships only the
+/// slim one, and a full build must not be mistaken for it (it links HDF5).
+#[cfg(not(feature = "store"))]
+const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (slim)");
+#[cfg(feature = "store")]
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (full build: links HDF5, not for shipping; `xfer package` builds and ships the slim one)"
+);
+
 /// Classify images with a trained head (a bundle from `xfer train`) and the
 /// backbone(s) it was trained on. Bad files are skipped and listed; the exit
 /// status is 3 when any was skipped, 1 on errors.
 #[derive(Parser)]
-#[command(name = "xfer-predict", version)]
+#[command(name = "xfer-predict", version = VERSION)]
 struct Cli {
     /// ONNX Runtime library (else $ORT_DYLIB_PATH, else where tools/setup.sh put it).
     #[arg(long, value_name = "FILE")]

@@ -2,10 +2,14 @@
 
 mod common;
 mod evaluate;
+#[cfg(feature = "ship")]
+mod export;
 mod extract;
 mod info;
 mod merge;
 mod models;
+#[cfg(feature = "ship")]
+mod package;
 mod predict;
 mod progress;
 mod quantize;
@@ -55,6 +59,12 @@ enum Command {
     Evaluate(evaluate::EvaluateArgs),
     /// Classify images with a trained head and its backbone(s); CSV and Kaggle output.
     Predict(predict::PredictArgs),
+    /// Write the bundle and its backbone(s) as one ONNX file (backbone, pooling, head, softmax).
+    #[cfg(feature = "ship")]
+    Export(export::ExportArgs),
+    /// Gather what classifies images on another machine: the slim xfer-predict, ONNX Runtime, the backbone(s), the bundle, predict.sh.
+    #[cfg(feature = "ship")]
+    Package(package::PackageArgs),
     /// Print a shell completion script (e.g. `xfer completions bash > ~/.local/share/bash-completion/completions/xfer`).
     Completions {
         #[arg(value_enum)]
@@ -84,6 +94,10 @@ pub fn main() -> i32 {
         Command::Predict(args) => {
             predict::predict(args, cli.ort_lib.as_deref(), cli.zoo.as_deref())
         }
+        #[cfg(feature = "ship")]
+        Command::Export(args) => export::export(&cli, args),
+        #[cfg(feature = "ship")]
+        Command::Package(args) => package::package(&cli, args),
         Command::Completions { shell } => {
             use clap::CommandFactory;
             clap_complete::generate(*shell, &mut Cli::command(), "xfer", &mut std::io::stdout());

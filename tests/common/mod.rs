@@ -94,3 +94,74 @@ pub fn assert_missing_ort_is_clear(cmd: &mut Command) {
     );
     assert!(!txt.contains("panicked"), "{txt}");
 }
+
+/// The real photos of `data/stamps` split reproducibly into `root/train` and
+/// `root/test` (symlinks): every third image of each class (sorted) is held
+/// back. Returns (train, test, class folders).
+pub fn stamps_split(root: &Path) -> (PathBuf, PathBuf, Vec<PathBuf>) {
+    let stamps = repo().join("data/stamps");
+    assert!(
+        stamps.join(".complete").exists(),
+        "{} is missing: run tools/fetch_stamps.sh (the test command's set-up should)",
+        stamps.display()
+    );
+    let (train, test) = (root.join("train"), root.join("test"));
+    let mut classes: Vec<PathBuf> = std::fs::read_dir(&stamps)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir())
+        .collect();
+    classes.sort();
+    for c in &classes {
+        let name = c.file_name().unwrap();
+        let mut files: Vec<PathBuf> = std::fs::read_dir(c)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        files.sort();
+        for (i, f) in files.iter().enumerate() {
+            let dir = if i % 3 == 2 { &test } else { &train }.join(name);
+            std::fs::create_dir_all(&dir).unwrap();
+            std::os::unix::fs::symlink(f, dir.join(f.file_name().unwrap())).unwrap();
+        }
+    }
+    (train, test, classes)
+}
+
+/// `path → probabilities` of a predictions CSV (`xfer predict --csv`, `xfer
+/// evaluate --csv`), paths made relative to `root`; and the class names.
+pub fn read_predictions_csv(
+    path: &Path,
+    root: Option<&Path>,
+) -> (Vec<String>, std::collections::BTreeMap<String, Vec<f32>>) {
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut lines = text.lines();
+    let header: Vec<String> = lines.next().unwrap().split(',').map(String::from).collect();
+    let mut rows = std::collections::BTreeMap::new();
+    for line in lines {
+        assert!(!line.contains('"'), "{line}");
+        let f: Vec<&str> = line.split(',').collect();
+        let mut p = PathBuf::from(f[0]);
+        if let Some(r) = root {
+            p = p.strip_prefix(r).map(Path::to_path_buf).unwrap_or(p);
+        }
+        rows.insert(
+            p.display().to_string(),
+            f[2..].iter().map(|v| v.parse().unwrap()).collect(),
+        );
+    }
+    (header[2..].to_vec(), rows)
+}
+
+/// Runs `exe args` in the repository and asserts success (HDF5 file locking
+/// off, as on shared file systems).
+pub fn run_ok(exe: &str, args: &[&str]) -> Output {
+    let o = Command::new(exe)
+        .args(args)
+        .current_dir(repo())
+        .env("HDF5_USE_FILE_LOCKING", "FALSE")
+        .output()
+        .expect("run the binary");
+    assert!(o.status.success(), "{exe} {args:?}\n{}", text(&o));
+    o
+}
