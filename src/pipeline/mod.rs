@@ -182,7 +182,7 @@ where
             priority.enable(
                 stages
                     .iter()
-                    .all(|s| s.backbone.provider == "CPUExecutionProvider"),
+                    .all(|s| s.backbone.on_cpu()),
             );
             let (mut done, mut skipped) = (0, 0);
             progress(Progress {
