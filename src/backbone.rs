@@ -130,13 +130,10 @@ impl Placement {
         self.providers
             .iter()
             .enumerate()
-            .map(|(i, p)| {
-                format!(
-                    "{}{} on {}",
-                    p.nodes,
-                    if i == 0 { " nodes" } else { "" },
-                    p.provider
-                )
+            .map(|(i, p)| match (i, p.nodes) {
+                (0, 1) => format!("1 node on {}", p.provider),
+                (0, n) => format!("{n} nodes on {}", p.provider),
+                (_, n) => format!("{n} on {}", p.provider),
             })
             .collect::<Vec<_>>()
             .join(", ")
