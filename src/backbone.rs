@@ -168,6 +168,11 @@ impl Backbone {
     /// session error it may have caused.
     pub fn load(runtime: &Runtime, manifest: &Manifest, opts: &SessionOptions) -> Result<Backbone> {
         manifest.check_present()?;
+        if opts.device.device == Device::Tensorrt {
+            // A cache folder that cannot be made is the user's to fix, never a
+            // reason to fall back to the CPU.
+            runtime::trt_cache_dir(&opts.device)?;
+        }
         let profile = trt_profile(manifest, opts.max_batch);
         let path = manifest.onnx_path();
         let model = ModelSource::File(&path);

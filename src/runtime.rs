@@ -237,6 +237,19 @@ impl Default for DeviceRequest {
     }
 }
 
+/// The request's TensorRT engine cache folder ([`default_trt_cache_dir`] when none
+/// is named), created and absolute ([`prepare_cache_dir`]).
+pub fn trt_cache_dir(request: &DeviceRequest) -> Result<PathBuf> {
+    let dir = match &request.trt_cache_dir {
+        Some(d) => d.clone(),
+        None => default_trt_cache_dir().ok_or_else(|| Error::TrtCache {
+            path: PathBuf::from("trt-cache"),
+            reason: "HOME is not set, so xfer has no data folder".into(),
+        })?,
+    };
+    prepare_cache_dir(&dir)
+}
+
 /// TensorRT's optimisation profile for the model's one input, whose first axis
 /// (the batch) is dynamic: one engine serves every batch from 1 to `max_batch`,
 /// tuned for `max_batch` (a last, shorter batch needs no second engine).
@@ -314,12 +327,7 @@ pub fn gpu_providers(
             #[cfg(feature = "tensorrt")]
             {
                 let profile = profile.ok_or("no input profile for TensorRT")?;
-                let dir = match &request.trt_cache_dir {
-                    Some(d) => d.clone(),
-                    None => default_trt_cache_dir()
-                        .ok_or("no TensorRT cache folder: HOME is not set; pass --trt-cache DIR")?,
-                };
-                let dir = prepare_cache_dir(&dir).map_err(|e| e.to_string())?;
+                let dir = trt_cache_dir(request).map_err(|e| e.to_string())?;
                 out.push(
                     tensorrt_provider(request, profile, &dir)
                         .build()
