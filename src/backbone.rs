@@ -146,7 +146,11 @@ impl Placement {
             registered
                 .iter()
                 .position(|r| *r == p)
-                .unwrap_or(if p == CPU_PROVIDER { registered.len() } else { usize::MAX })
+                .unwrap_or(if p == CPU_PROVIDER {
+                    registered.len()
+                } else {
+                    usize::MAX
+                })
         };
         used.sort_by_key(|p| rank(&p.provider));
         used.into_iter().map(|p| p.provider.clone()).collect()
@@ -377,11 +381,13 @@ fn open(
         .map_err(setup)?
         .with_log_level(LogLevel::Verbose)
         .map_err(setup)?
-        .with_logger(Arc::new(move |level, _category, _id, _location, message| {
-            sink.lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .record(level, message)
-        }))
+        .with_logger(Arc::new(
+            move |level, _category, _id, _location, message| {
+                sink.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .record(level, message)
+            },
+        ))
         .map_err(setup)?;
     if opts.threads > 0 {
         builder = builder.with_intra_threads(opts.threads).map_err(setup)?;
@@ -517,7 +523,11 @@ fn gpu_hint(device: Device) -> String {
          (PyPI onnxruntime-gpu==1.31.1) is the one --ort-lib names, with CUDA 13 and cuDNN 9{} \
          on LD_LIBRARY_PATH (`xfer info` tries each provider; README \"GPUs\"); \
          xfer must be built with --features {feature}; or pass --allow-cpu-fallback to run on CPU",
-        if device == Device::Tensorrt { " and TensorRT 10" } else { "" }
+        if device == Device::Tensorrt {
+            " and TensorRT 10"
+        } else {
+            ""
+        }
     )
 }
 
@@ -568,9 +578,13 @@ pub fn probe(runtime: &Runtime, device: Device, device_id: i32) -> Probe {
     } else {
         Mode::Strict
     };
-    let result = open(runtime, ModelSource::Memory(PROBE_MODEL), &opts, mode, || {
-        runtime::gpu_providers(&opts.device, Some(&profile))
-    })
+    let result = open(
+        runtime,
+        ModelSource::Memory(PROBE_MODEL),
+        &opts,
+        mode,
+        || runtime::gpu_providers(&opts.device, Some(&profile)),
+    )
     .map_err(|f| f.reason())
     .and_then(|mut o| {
         let x = ndarray::Array4::from_shape_vec((1, 1, 2, 2), vec![-1f32, 0.0, 1.0, 2.0])
@@ -743,13 +757,19 @@ mod tests {
         };
         let trt = Device::Tensorrt;
         // ONNX Runtime lists providers in its own order; the record follows preference.
-        let both = placed(&[("CUDAExecutionProvider", 2), ("TensorrtExecutionProvider", 3)]);
+        let both = placed(&[
+            ("CUDAExecutionProvider", 2),
+            ("TensorrtExecutionProvider", 3),
+        ]);
         assert_eq!(
             recorded_provider(&both, Mode::Strict, trt),
             "TensorrtExecutionProvider+CUDAExecutionProvider"
         );
         // TensorRT took everything: CUDA, registered but idle, is not named.
-        let all_trt = placed(&[("TensorrtExecutionProvider", 3), ("CUDAExecutionProvider", 0)]);
+        let all_trt = placed(&[
+            ("TensorrtExecutionProvider", 3),
+            ("CUDAExecutionProvider", 0),
+        ]);
         assert_eq!(
             recorded_provider(&all_trt, Mode::Strict, trt),
             "TensorrtExecutionProvider"
@@ -761,8 +781,14 @@ mod tests {
         );
         // No placement in the log: what the mode guarantees.
         let none = Placement::default();
-        assert_eq!(recorded_provider(&none, Mode::Strict, Device::Cuda), "CUDAExecutionProvider");
-        assert_eq!(recorded_provider(&none, Mode::Cpu, Device::Cuda), "CPUExecutionProvider");
+        assert_eq!(
+            recorded_provider(&none, Mode::Strict, Device::Cuda),
+            "CUDAExecutionProvider"
+        );
+        assert_eq!(
+            recorded_provider(&none, Mode::Cpu, Device::Cuda),
+            "CPUExecutionProvider"
+        );
         assert_eq!(
             recorded_provider(&none, Mode::Mixed, trt),
             "TensorrtExecutionProvider+CUDAExecutionProvider+CPUExecutionProvider"
@@ -803,10 +829,12 @@ mod tests {
 
         let opts = request(Device::Cuda, false);
         let mut modes = Vec::new();
-        let e = open_with_fallback(&opts.device, "tiny", |mode| attempt(&opts, &mut modes, mode))
-            .err()
-            .expect("strict build must fail")
-            .to_string();
+        let e = open_with_fallback(&opts.device, "tiny", |mode| {
+            attempt(&opts, &mut modes, mode)
+        })
+        .err()
+        .expect("strict build must fail")
+        .to_string();
         assert_eq!(modes, [Mode::Strict]);
         assert!(
             e.contains("CUDAExecutionProvider cannot run every node of tiny")
@@ -817,14 +845,19 @@ mod tests {
 
         let opts = request(Device::Cuda, true);
         let mut modes = Vec::new();
-        let b = open_with_fallback(&opts.device, "tiny", |mode| attempt(&opts, &mut modes, mode))
-            .unwrap();
+        let b = open_with_fallback(&opts.device, "tiny", |mode| {
+            attempt(&opts, &mut modes, mode)
+        })
+        .unwrap();
         assert_eq!(modes, [Mode::Strict, Mode::Mixed]);
         // Every node ended on the CPU, and that is what is recorded.
         assert_eq!(b.provider, CPU_PROVIDER);
         assert_eq!(b.opened.placement.nodes_on(CPU_PROVIDER), 5);
         let why = b.fallback_reason.unwrap();
-        assert!(why.contains("5 of the 5 nodes of tiny have no kernel on CUDAExecutionProvider"), "{why}");
+        assert!(
+            why.contains("5 of the 5 nodes of tiny have no kernel on CUDAExecutionProvider"),
+            "{why}"
+        );
     }
 
     /// A device failure at session build (no GPU, a bad --device id, cuDNN
@@ -846,10 +879,12 @@ mod tests {
         for device in [Device::Cuda, Device::Tensorrt] {
             let opts = request(device, false);
             let mut modes = Vec::new();
-            let e = open_with_fallback(&opts.device, "tiny", |mode| attempt(&opts, &mut modes, mode))
-                .err()
-                .expect("no fallback allowed")
-                .to_string();
+            let e = open_with_fallback(&opts.device, "tiny", |mode| {
+                attempt(&opts, &mut modes, mode)
+            })
+            .err()
+            .expect("no fallback allowed")
+            .to_string();
             assert_eq!(modes, [Mode::Strict]);
             assert!(
                 e.contains(&format!("{} is not available", device.provider_name()))
@@ -861,8 +896,10 @@ mod tests {
 
             let opts = request(device, true);
             let mut modes = Vec::new();
-            let b = open_with_fallback(&opts.device, "tiny", |mode| attempt(&opts, &mut modes, mode))
-                .unwrap();
+            let b = open_with_fallback(&opts.device, "tiny", |mode| {
+                attempt(&opts, &mut modes, mode)
+            })
+            .unwrap();
             assert_eq!(modes, [Mode::Strict, Mode::Cpu]);
             assert_eq!(b.provider, CPU_PROVIDER);
             assert!(b.fallback_reason.unwrap().contains(cuda_error));

@@ -49,7 +49,9 @@ pub enum Error {
         reason: String,
     },
 
-    #[error("TensorRT engine cache folder {path}: {reason}; pass --trt-cache a folder you can write to")]
+    #[error(
+        "TensorRT engine cache folder {path}: {reason}; pass --trt-cache a folder you can write to"
+    )]
     TrtCache { path: PathBuf, reason: String },
 
     #[error("manifest {path}: {reason}")]

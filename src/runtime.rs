@@ -154,7 +154,6 @@ impl Runtime {
             library,
         })
     }
-
 }
 
 /// The version in a library's (resolved) file name: `libonnxruntime.so.1.31.1` → `1.31.1`.
@@ -457,10 +456,16 @@ mod tests {
             ("trt_profile_opt_shapes", "input:16x3x240x240"),
             ("trt_profile_max_shapes", "input:16x3x240x240"),
         ] {
-            assert!(trt.contains(&format!("{k:?}: {v:?}")), "{k}={v} not in {trt}");
+            assert!(
+                trt.contains(&format!("{k:?}: {v:?}")),
+                "{k}={v} not in {trt}"
+            );
         }
         let cuda = format!("{:?}", cuda_provider(&request));
-        assert!(cuda.contains("\"cudnn_conv_algo_search\": \"HEURISTIC\""), "{cuda}");
+        assert!(
+            cuda.contains("\"cudnn_conv_algo_search\": \"HEURISTIC\""),
+            "{cuda}"
+        );
         assert!(cuda.contains("\"device_id\": \"1\""), "{cuda}");
         assert_eq!(
             Device::Tensorrt.registered_providers(),

@@ -269,7 +269,10 @@ fn tensorrt_flags_without_tensorrt_are_errors_not_ignored() {
     common::make_image_folder(&data, &["a", "b"], 1);
     let out = t.path().join("f.h5");
     for (extra, named) in [
-        (&["--device", "cuda", "--trt-fp16"][..], "--trt-fp16 only apply"),
+        (
+            &["--device", "cuda", "--trt-fp16"][..],
+            "--trt-fp16 only apply",
+        ),
         (&["--trt-cache", "c"][..], "--trt-cache only apply"),
         (
             &["--device", "cuda", "--trt-cache", "c", "--trt-fp16"][..],
@@ -287,7 +290,11 @@ fn tensorrt_flags_without_tensorrt_are_errors_not_ignored() {
     }
     // bench-model checks them too.
     let o = common::xfer(&["bench-model", "--model", &tiny(), "--trt-fp16"]);
-    assert!(common::text(&o).contains("--trt-fp16 only apply"), "{}", common::text(&o));
+    assert!(
+        common::text(&o).contains("--trt-fp16 only apply"),
+        "{}",
+        common::text(&o)
+    );
 }
 
 /// The TensorRT engine cache, named relative to another working folder, is created

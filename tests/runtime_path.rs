@@ -117,7 +117,8 @@ fn info_reports_a_real_try_of_each_provider() {
             .to_owned()
     };
     assert!(
-        line("CPUExecutionProvider").contains("works: a test session ran (2 nodes on CPUExecutionProvider)"),
+        line("CPUExecutionProvider")
+            .contains("works: a test session ran (2 nodes on CPUExecutionProvider)"),
         "{txt}"
     );
     for p in ["CUDAExecutionProvider", "TensorrtExecutionProvider"] {

@@ -44,6 +44,14 @@ tree_bytes() { # what a transfer carries besides its carry paths: tracked + untr
     awk '{s+=$1} END{print s+0}'
 }
 
+unxz_cat() { # decompress the concatenation of its arguments to stdout
+  if command -v xz >/dev/null; then
+    cat "$@" | xz -dc
+  else
+    cat "$@" | "$PY" -c 'import lzma,shutil,sys; shutil.copyfileobj(lzma.LZMAFile(sys.stdin.buffer), sys.stdout.buffer, 1<<20)'
+  fi
+}
+
 # ----------------------------------------------------------------------------------- prepare
 prepare() {
   local prep_py=${PREP_PYTHON:-.venv/bin/python}
@@ -112,8 +120,16 @@ PY
     while read -r l; do cp -L "$l" "$t/hostlibs/"; done
   tar -C "$t/hostlibs" -cf - . | xz "-$XZ_LEVEL" -T0 >"$b/hostlibs.tar.xz"
 
-  echo "gpu_check: compressing libonnxruntime_providers_cuda.so (284 MB; xz -$XZ_LEVEL takes minutes)"
-  xz "-$XZ_LEVEL" -T0 -c "$t/libonnxruntime_providers_cuda.so" >"$t/cuda.xz"
+  # The compressed CUDA provider is kept beside the wheel: compressing it takes minutes.
+  local cxz=$WHEELS/libonnxruntime_providers_cuda.so.$ORT_VER.xz$XZ_LEVEL
+  if [ ! -s "$cxz" ] || [ "$whl" -nt "$cxz" ]; then
+    echo "gpu_check: compressing libonnxruntime_providers_cuda.so (284 MB; xz -$XZ_LEVEL takes minutes)"
+    xz "-$XZ_LEVEL" -T0 -c "$t/libonnxruntime_providers_cuda.so" >"$cxz.tmp" && mv "$cxz.tmp" "$cxz" ||
+      die "xz failed"
+  fi
+  (cd "$t" && unxz_cat "$OLDPWD/$cxz" | cmp -s - libonnxruntime_providers_cuda.so) ||
+    die "$cxz does not decompress to the wheel's libonnxruntime_providers_cuda.so; delete it and run again"
+  cp "$cxz" "$t/cuda.xz"
   (cd "$t" && split -b "${PART_MIB}M" -d -a 2 cuda.xz cuda.xz.part && sha256sum cuda.xz.part*) >"$b/PARTS"
 
   # What each transfer carries: the tree plus its carry paths.
@@ -158,14 +174,6 @@ stage() {
 }
 
 # --------------------------------------------------------------------------------------- run
-unxz_cat() { # decompress the concatenation of its arguments to stdout
-  if command -v xz >/dev/null; then
-    cat "$@" | xz -dc
-  else
-    cat "$@" | "$PY" -c 'import lzma,shutil,sys; shutil.copyfileobj(lzma.LZMAFile(sys.stdin.buffer), sys.stdout.buffer, 1<<20)'
-  fi
-}
-
 run() {
   local START DEADLINE O G B X DRY=${DRY_RUN:-0}
   START=$(date +%s); DEADLINE=$((START + ${RUN_BUDGET_S:-450}))

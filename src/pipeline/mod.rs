@@ -179,11 +179,7 @@ where
                 ))
                 .into());
             }
-            priority.enable(
-                stages
-                    .iter()
-                    .all(|s| s.backbone.on_cpu()),
-            );
+            priority.enable(stages.iter().all(|s| s.backbone.on_cpu()));
             let (mut done, mut skipped) = (0, 0);
             progress(Progress {
                 done,
