@@ -359,8 +359,8 @@ impl SessionLog {
 
 /// One attempt at a session: the providers `gpu_providers` gives (for the GPU
 /// modes), verbose session log into a [`SessionLog`] (the placement is logged
-/// only at that level; nothing is logged per run), no automatic provider
-/// selection (only what xfer registers runs).
+/// only at that level; nothing is logged per run), on the CPU no automatic
+/// provider selection (only what xfer registers runs).
 fn open(
     runtime: &Runtime,
     model: ModelSource,
@@ -373,8 +373,6 @@ fn open(
     let setup = |e: ort::Error<_>| Failure::new("setting up the session", e);
     let mut builder = Session::builder(&runtime.env)
         .map_err(|e| Failure::new("setting up the session", e))?
-        .with_auto_device(AutoDevicePolicy::PreferCPU)
-        .map_err(setup)?
         .with_optimization_level(GraphOptimizationLevel::Level3)
         .map_err(setup)?
         .with_intra_op_spinning(opts.intra_op_spinning)
@@ -392,7 +390,13 @@ fn open(
     if opts.threads > 0 {
         builder = builder.with_intra_threads(opts.threads).map_err(setup)?;
     }
-    if mode != Mode::Cpu {
+    if mode == Mode::Cpu {
+        // No automatic provider selection (ort asks for one by default): the CPU.
+        // With providers registered ONNX Runtime selects none anyway.
+        builder = builder
+            .with_auto_device(AutoDevicePolicy::PreferCPU)
+            .map_err(setup)?;
+    } else {
         let eps = gpu_providers().map_err(|e| Failure::new("registering the provider", e))?;
         builder = builder
             .with_execution_providers(eps)

@@ -332,14 +332,14 @@ pub fn gpu_providers(
                         .build()
                         .error_on_failure(),
                 );
+                #[cfg(feature = "cuda")]
+                out.push(cuda_provider(request).build().error_on_failure());
             }
             #[cfg(not(feature = "tensorrt"))]
             {
                 let _ = profile;
                 return Err("this xfer was built without the `tensorrt` feature".into());
             }
-            #[cfg(feature = "cuda")]
-            out.push(cuda_provider(request).build().error_on_failure());
         }
         Device::Cuda => {
             #[cfg(feature = "cuda")]

@@ -493,8 +493,9 @@ dry_run() {
     (cd "$T/tree" && STAGE_DIR=$T/stage bash tools/gpu_check.sh stage "p$i") || die "stage p$i failed"
   done
   send "$CARRY/base" "onnx/$MODEL.onnx" "$DATA"
-  local rc
-  (cd "$T/tree" && STAGE_DIR=$T/stage GPU_WORK=$T/work OUT=$T/out DRY_RUN=1 bash tools/gpu_check.sh run)
+  local rc py=$PY
+  [ -x "$PWD/.venv/bin/python" ] && py=$PWD/.venv/bin/python # h5py, torch, onnx: every branch runs
+  (cd "$T/tree" && PYTHON=$py STAGE_DIR=$T/stage GPU_WORK=$T/work OUT=$T/out DRY_RUN=1 bash tools/gpu_check.sh run)
   rc=$?
   echo "dry-run: run exited $rc; table in $T/out/summary.txt"
   exit "$rc"
