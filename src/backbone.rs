@@ -317,7 +317,14 @@ struct Failure {
 
 impl Failure {
     fn new(stage: &str, e: impl std::fmt::Display) -> Failure {
-        let message = e.to_string();
+        // ONNX Runtime's messages start with its source location and can end with
+        // a newline (the loader's): one line, from its own error text on.
+        let full = e.to_string();
+        let from = full.find("[ONNXRuntimeError]").unwrap_or(0);
+        let message = full[from..]
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
         Failure {
             cpu_nodes: message.contains("assigned to the default CPU EP"),
             error: Error::Session(format!("{stage}: {message}")),
