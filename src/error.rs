@@ -29,12 +29,30 @@ pub enum Error {
     #[error("ONNX Runtime: {0}")]
     Ort(#[from] ort::Error),
 
+    /// ONNX Runtime could not build a session; the message names the stage.
+    #[error("ONNX Runtime, {0}")]
+    Session(String),
+
     #[error("execution provider {requested} is not available: {reason}; {hint}")]
     ProviderUnavailable {
         requested: String,
         reason: String,
         hint: String,
     },
+
+    /// The GPU providers cannot take every node of the model, and CPU fallback
+    /// was not allowed (ONNX Runtime's `session.disable_cpu_ep_fallback`).
+    #[error("{requested} cannot run every node of {model}: {reason}; pass --allow-cpu-fallback to run those nodes on the CPU (xfer then records which providers ran), or use --device cpu")]
+    ProviderPartial {
+        requested: String,
+        model: String,
+        reason: String,
+    },
+
+    #[error(
+        "TensorRT engine cache folder {path}: {reason}; pass --trt-cache a folder you can write to"
+    )]
+    TrtCache { path: PathBuf, reason: String },
 
     #[error("manifest {path}: {reason}")]
     Manifest { path: PathBuf, reason: String },

@@ -11,22 +11,52 @@ use crate::error::{Error, Result};
 /// The ONNX Runtime version this build targets (ort rc.15 = API 31).
 pub const ORT_VERSION: &str = "1.31.1";
 
-/// Where `tools/setup.sh` installs the library: `$XFER_HOME/onnxruntime/`,
-/// `XFER_HOME` defaulting to `$XDG_DATA_HOME/xfer` or `~/.local/share/xfer`.
-pub fn default_library_path() -> Option<PathBuf> {
-    let home = std::env::var_os("XFER_HOME")
+/// xfer's per-user data folder: `$XFER_HOME`, else `$XDG_DATA_HOME/xfer`, else
+/// `~/.local/share/xfer` (None when none of them is set).
+pub fn xfer_home() -> Option<PathBuf> {
+    std::env::var_os("XFER_HOME")
+        .filter(|v| !v.is_empty())
         .map(PathBuf::from)
         .or_else(|| {
             std::env::var_os("XDG_DATA_HOME")
+                .filter(|v| !v.is_empty())
                 .map(|d| PathBuf::from(d).join("xfer"))
-                .or_else(|| {
-                    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share/xfer"))
-                })
-        })?;
+        })
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share/xfer")))
+}
+
+/// Where `tools/setup.sh` installs the library: `<xfer_home>/onnxruntime/`.
+pub fn default_library_path() -> Option<PathBuf> {
     Some(
-        home.join("onnxruntime")
+        xfer_home()?
+            .join("onnxruntime")
             .join(format!("libonnxruntime.so.{ORT_VERSION}")),
     )
+}
+
+/// The TensorRT engine cache when `--trt-cache` is not given: `<xfer_home>/trt-cache`,
+/// one per user whatever the working folder (engines take minutes to build).
+pub fn default_trt_cache_dir() -> Option<PathBuf> {
+    Some(xfer_home()?.join("trt-cache"))
+}
+
+/// Creates the TensorRT engine cache folder with its parents (ONNX Runtime creates
+/// only the last level) and returns it absolute, so the provider finds it whatever
+/// the working folder.
+pub fn prepare_cache_dir(dir: &Path) -> Result<PathBuf> {
+    let fail = |e: std::io::Error| Error::TrtCache {
+        path: dir.to_owned(),
+        reason: e.to_string(),
+    };
+    std::fs::create_dir_all(dir).map_err(fail)?;
+    let abs = std::fs::canonicalize(dir).map_err(fail)?;
+    if !abs.is_dir() {
+        return Err(Error::TrtCache {
+            path: dir.to_owned(),
+            reason: "it is not a folder".into(),
+        });
+    }
+    Ok(abs)
 }
 
 /// `explicit` (--ort-lib), else `ORT_DYLIB_PATH` (when set and not empty), else
@@ -124,27 +154,6 @@ impl Runtime {
             library,
         })
     }
-
-    /// Providers this library was built with, by ONNX Runtime's names.
-    pub fn available_providers(&self) -> Vec<(&'static str, bool)> {
-        use ort::ep::ExecutionProvider;
-        #[allow(unused_mut)]
-        let mut out = vec![(
-            "CPUExecutionProvider",
-            ort::ep::CPU::is_available().unwrap_or(false),
-        )];
-        #[cfg(feature = "cuda")]
-        out.push((
-            "CUDAExecutionProvider",
-            ort::ep::CUDA::is_available().unwrap_or(false),
-        ));
-        #[cfg(feature = "tensorrt")]
-        out.push((
-            "TensorrtExecutionProvider",
-            ort::ep::TensorRT::is_available().unwrap_or(false),
-        ));
-        out
-    }
 }
 
 /// The version in a library's (resolved) file name: `libonnxruntime.so.1.31.1` → `1.31.1`.
@@ -169,14 +178,47 @@ pub enum Device {
     Tensorrt,
 }
 
+/// ONNX Runtime's name of the CPU provider.
+pub const CPU_PROVIDER: &str = "CPUExecutionProvider";
+/// ONNX Runtime's name of the CUDA provider.
+pub const CUDA_PROVIDER: &str = "CUDAExecutionProvider";
+/// ONNX Runtime's name of the TensorRT provider.
+pub const TENSORRT_PROVIDER: &str = "TensorrtExecutionProvider";
+
+impl Device {
+    /// ONNX Runtime's name of the device's own provider.
+    pub fn provider_name(self) -> &'static str {
+        match self {
+            Device::Cpu => CPU_PROVIDER,
+            Device::Cuda => CUDA_PROVIDER,
+            Device::Tensorrt => TENSORRT_PROVIDER,
+        }
+    }
+
+    /// The providers registered for this device, in ONNX Runtime's order of
+    /// preference: TensorRT is followed by CUDA, which takes the nodes TensorRT
+    /// rejects (ONNX Runtime's documented set-up). Empty for the CPU, which ONNX
+    /// Runtime adds by itself.
+    pub fn registered_providers(self) -> &'static [&'static str] {
+        match self {
+            Device::Cpu => &[],
+            Device::Cuda => &[CUDA_PROVIDER],
+            Device::Tensorrt => &[TENSORRT_PROVIDER, CUDA_PROVIDER],
+        }
+    }
+}
+
 /// A device request, with what to do when it cannot be honoured.
 #[derive(Debug, Clone)]
 pub struct DeviceRequest {
     pub device: Device,
     pub device_id: i32,
-    /// Fall back to CPU (and say so) instead of failing when the device is unavailable.
+    /// Instead of failing, fall back (and say so) when the GPU session cannot be
+    /// built: to a session with the unsupported nodes on CPU when ONNX Runtime
+    /// refuses only those, else to a CPU session. See `backbone`'s `open_with_fallback`.
     pub allow_cpu_fallback: bool,
-    /// TensorRT: where built engines are cached (they take minutes to build).
+    /// TensorRT: where built engines are cached (they take minutes to build); None:
+    /// [`default_trt_cache_dir`]. Made absolute and created by [`prepare_cache_dir`].
     pub trt_cache_dir: Option<PathBuf>,
     /// TensorRT: build fp16 engines.
     pub trt_fp16: bool,
@@ -192,6 +234,121 @@ impl Default for DeviceRequest {
             trt_fp16: false,
         }
     }
+}
+
+/// The request's TensorRT engine cache folder ([`default_trt_cache_dir`] when none
+/// is named), created and absolute ([`prepare_cache_dir`]).
+pub fn trt_cache_dir(request: &DeviceRequest) -> Result<PathBuf> {
+    let dir = match &request.trt_cache_dir {
+        Some(d) => d.clone(),
+        None => default_trt_cache_dir().ok_or_else(|| Error::TrtCache {
+            path: PathBuf::from("trt-cache"),
+            reason: "HOME is not set, so xfer has no data folder".into(),
+        })?,
+    };
+    prepare_cache_dir(&dir)
+}
+
+/// TensorRT's optimisation profile for the model's one input, whose first axis
+/// (the batch) is dynamic: one engine serves every batch from 1 to `max_batch`,
+/// tuned for `max_batch` (a last, shorter batch needs no second engine).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrtProfile {
+    pub input: String,
+    /// The input's other axes (channels, height, width).
+    pub dims: Vec<i64>,
+    pub max_batch: usize,
+}
+
+impl TrtProfile {
+    fn shape(&self, batch: usize) -> String {
+        let mut s = format!("{}:{batch}", self.input);
+        for d in &self.dims {
+            s.push_str(&format!("x{d}"));
+        }
+        s
+    }
+
+    /// `trt_profile_min_shapes`, `trt_profile_opt_shapes`, `trt_profile_max_shapes`,
+    /// in ONNX Runtime's form `input:1x3x224x224`.
+    pub fn min_opt_max(&self) -> [String; 3] {
+        let max = self.max_batch.max(1);
+        [self.shape(1), self.shape(max), self.shape(max)]
+    }
+}
+
+/// The CUDA provider as xfer registers it: the device, and cuDNN's convolution
+/// algorithm chosen by its heuristic (`cudnn_conv_algo_search = HEURISTIC`)
+/// instead of ONNX Runtime's default exhaustive benchmark, which runs again for
+/// every new input shape (a last, shorter batch, another `--batch`).
+#[cfg(feature = "cuda")]
+pub fn cuda_provider(request: &DeviceRequest) -> ort::ep::CUDA {
+    ort::ep::CUDA::default()
+        .with_device_id(request.device_id)
+        .with_conv_algorithm_search(ort::ep::cuda::ConvAlgorithmSearch::Heuristic)
+}
+
+/// The TensorRT provider as xfer registers it: the device, fp16 when asked, the
+/// engine and timing caches in `cache` (absolute, existing: [`prepare_cache_dir`]),
+/// and the batch profile, so one engine is built per model, precision and `--batch`.
+#[cfg(feature = "tensorrt")]
+pub fn tensorrt_provider(
+    request: &DeviceRequest,
+    profile: &TrtProfile,
+    cache: &Path,
+) -> ort::ep::TensorRT {
+    let [min, opt, max] = profile.min_opt_max();
+    let cache = cache.display().to_string();
+    ort::ep::TensorRT::default()
+        .with_device_id(request.device_id)
+        .with_fp16(request.trt_fp16)
+        .with_engine_cache(true)
+        .with_engine_cache_path(&cache)
+        .with_timing_cache(true)
+        .with_timing_cache_path(&cache)
+        .with_profile_min_shapes(min)
+        .with_profile_opt_shapes(opt)
+        .with_profile_max_shapes(max)
+}
+
+/// The providers to register for a GPU request, in order ([`Device::registered_providers`]),
+/// each failing loudly at registration (never skipped in silence). `Err`: this
+/// xfer cannot register them (built without the feature; the cache folder).
+pub fn gpu_providers(
+    request: &DeviceRequest,
+    profile: Option<&TrtProfile>,
+) -> std::result::Result<Vec<ort::ep::ExecutionProviderDispatch>, String> {
+    #[allow(unused_mut)]
+    let mut out = Vec::new();
+    match request.device {
+        Device::Cpu => {}
+        Device::Tensorrt => {
+            #[cfg(feature = "tensorrt")]
+            {
+                let profile = profile.ok_or("no input profile for TensorRT")?;
+                let dir = trt_cache_dir(request).map_err(|e| e.to_string())?;
+                out.push(
+                    tensorrt_provider(request, profile, &dir)
+                        .build()
+                        .error_on_failure(),
+                );
+                #[cfg(feature = "cuda")]
+                out.push(cuda_provider(request).build().error_on_failure());
+            }
+            #[cfg(not(feature = "tensorrt"))]
+            {
+                let _ = profile;
+                return Err("this xfer was built without the `tensorrt` feature".into());
+            }
+        }
+        Device::Cuda => {
+            #[cfg(feature = "cuda")]
+            out.push(cuda_provider(request).build().error_on_failure());
+            #[cfg(not(feature = "cuda"))]
+            return Err("this xfer was built without the `cuda` feature".into());
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -248,5 +405,110 @@ mod tests {
             Some("1.31.1")
         );
         assert_eq!(v("/nonexistent/libonnxruntime.so"), None);
+    }
+
+    #[test]
+    fn tensorrt_profile_is_in_onnx_runtimes_form() {
+        let p = TrtProfile {
+            input: "input".into(),
+            dims: vec![3, 224, 224],
+            max_batch: 32,
+        };
+        assert_eq!(
+            p.min_opt_max(),
+            [
+                "input:1x3x224x224".to_string(),
+                "input:32x3x224x224".into(),
+                "input:32x3x224x224".into()
+            ]
+        );
+        let p = TrtProfile { max_batch: 0, ..p };
+        assert_eq!(p.min_opt_max()[2], "input:1x3x224x224");
+    }
+
+    /// The options really handed to ort's provider objects (their Debug shows the
+    /// key/value map ONNX Runtime receives).
+    #[cfg(all(feature = "cuda", feature = "tensorrt"))]
+    #[test]
+    fn provider_options_carry_profile_cache_and_cudnn_search() {
+        let t = tempfile::tempdir().unwrap();
+        let request = DeviceRequest {
+            device: Device::Tensorrt,
+            device_id: 1,
+            trt_fp16: true,
+            ..DeviceRequest::default()
+        };
+        let profile = TrtProfile {
+            input: "input".into(),
+            dims: vec![3, 240, 240],
+            max_batch: 16,
+        };
+        let trt = format!("{:?}", tensorrt_provider(&request, &profile, t.path()));
+        let dir = t.path().display().to_string();
+        for (k, v) in [
+            ("device_id", "1"),
+            ("trt_fp16_enable", "true"),
+            ("trt_engine_cache_enable", "true"),
+            ("trt_engine_cache_path", dir.as_str()),
+            ("trt_timing_cache_enable", "true"),
+            ("trt_timing_cache_path", dir.as_str()),
+            ("trt_profile_min_shapes", "input:1x3x240x240"),
+            ("trt_profile_opt_shapes", "input:16x3x240x240"),
+            ("trt_profile_max_shapes", "input:16x3x240x240"),
+        ] {
+            assert!(
+                trt.contains(&format!("{k:?}: {v:?}")),
+                "{k}={v} not in {trt}"
+            );
+        }
+        let cuda = format!("{:?}", cuda_provider(&request));
+        assert!(
+            cuda.contains("\"cudnn_conv_algo_search\": \"HEURISTIC\""),
+            "{cuda}"
+        );
+        assert!(cuda.contains("\"device_id\": \"1\""), "{cuda}");
+        assert_eq!(
+            Device::Tensorrt.registered_providers(),
+            [TENSORRT_PROVIDER, CUDA_PROVIDER]
+        );
+    }
+
+    #[test]
+    fn the_trt_cache_is_created_with_its_parents_and_made_absolute() {
+        let t = tempfile::tempdir().unwrap();
+        let cwd = std::env::current_dir().unwrap();
+        let rel = pathdiff(t.path(), &cwd).join("a/b/c");
+        assert!(rel.is_relative());
+        let abs = prepare_cache_dir(&rel).unwrap();
+        assert!(abs.is_absolute() && abs.is_dir(), "{}", abs.display());
+        assert_eq!(abs, std::fs::canonicalize(t.path()).unwrap().join("a/b/c"));
+        // Again: it exists, same answer.
+        assert_eq!(prepare_cache_dir(&rel).unwrap(), abs);
+        // A file in the way: an error naming the folder and what to do.
+        let file = t.path().join("f");
+        std::fs::write(&file, b"").unwrap();
+        let e = prepare_cache_dir(&file.join("x")).unwrap_err().to_string();
+        assert!(e.contains("--trt-cache") && e.contains("f/x"), "{e}");
+    }
+
+    /// `to` relative to `from` (both absolute), through `..` as needed.
+    fn pathdiff(to: &Path, from: &Path) -> PathBuf {
+        let (to, from) = (
+            std::fs::canonicalize(to).unwrap(),
+            std::fs::canonicalize(from).unwrap(),
+        );
+        let common = to
+            .components()
+            .zip(from.components())
+            .take_while(|(a, b)| a == b)
+            .count();
+        let mut out = PathBuf::new();
+        for _ in from.components().skip(common) {
+            out.push("..");
+        }
+        for c in to.components().skip(common) {
+            out.push(c);
+        }
+        out
     }
 }

@@ -263,6 +263,82 @@ fn cuda_request_on_cpu_library_fails_loudly_unless_fallback_is_allowed() {
 }
 
 #[test]
+fn tensorrt_flags_without_tensorrt_are_errors_not_ignored() {
+    let t = tempfile::tempdir().unwrap();
+    let data = t.path().join("data");
+    common::make_image_folder(&data, &["a", "b"], 1);
+    let out = t.path().join("f.h5");
+    for (extra, named) in [
+        (
+            &["--device", "cuda", "--trt-fp16"][..],
+            "--trt-fp16 only apply",
+        ),
+        (&["--trt-cache", "c"][..], "--trt-cache only apply"),
+        (
+            &["--device", "cuda", "--trt-cache", "c", "--trt-fp16"][..],
+            "--trt-cache and --trt-fp16 only apply",
+        ),
+    ] {
+        let o = xfer_extract(&data, &out, extra);
+        let txt = common::text(&o);
+        assert_eq!(o.status.code(), Some(1), "{txt}");
+        assert!(
+            txt.contains(named) && txt.contains("pass --device tensorrt"),
+            "{txt}"
+        );
+        assert!(!out.exists() && !common::repo().join("c").exists());
+    }
+    // bench-model checks them too.
+    let o = common::xfer(&["bench-model", "--model", &tiny(), "--trt-fp16"]);
+    assert!(
+        common::text(&o).contains("--trt-fp16 only apply"),
+        "{}",
+        common::text(&o)
+    );
+}
+
+/// The TensorRT engine cache, named relative to another working folder, is created
+/// with its parents (ONNX Runtime makes one level only) before the provider is
+/// registered; on this CPU-only library the registration then fails, and
+/// --allow-cpu-fallback records the CPU run.
+#[test]
+fn tensorrt_cache_is_created_with_its_parents() {
+    let t = tempfile::tempdir().unwrap();
+    let data = t.path().join("data");
+    common::make_image_folder(&data, &["a", "b"], 1);
+    let out = t.path().join("f.h5");
+    let elsewhere = t.path().join("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    let mut args = extract_args(&data, &out, &[]);
+    args.extend(
+        [
+            "--device",
+            "tensorrt",
+            "--trt-cache",
+            "cache/a/b",
+            "--allow-cpu-fallback",
+        ]
+        .map(String::from),
+    );
+    let o = Command::new(env!("CARGO_BIN_EXE_xfer"))
+        .args(&args)
+        .current_dir(&elsewhere)
+        .output()
+        .unwrap();
+    let txt = common::text(&o);
+    assert!(o.status.success(), "{txt}");
+    assert!(elsewhere.join("cache/a/b").is_dir(), "{txt}");
+    assert!(
+        txt.contains("TensorrtExecutionProvider unavailable")
+            && txt.contains("not enabled in this build")
+            && txt.contains("provider recorded: CPUExecutionProvider"),
+        "{txt}"
+    );
+    let prov = store::read(&out).unwrap().provenance.unwrap();
+    assert_eq!(prov.execution_provider, "CPUExecutionProvider");
+}
+
+#[test]
 fn missing_onnx_runtime_is_a_clear_error_not_a_panic() {
     common::assert_missing_ort_is_clear(Command::new(env!("CARGO_BIN_EXE_xfer")).args([
         "bench-model",

@@ -101,3 +101,33 @@ fn the_set_up_library_still_loads_when_nothing_is_named() {
     assert!(o.status.success(), "{txt}");
     assert!(txt.contains("ONNX Runtime 1.31.1 from"), "{txt}");
 }
+
+/// `xfer info` tries each provider on a throwaway session and prints ONNX
+/// Runtime's answer: this CPU-only library runs the CPU test session and refuses
+/// CUDA and TensorRT with its own words, never "available".
+#[test]
+fn info_reports_a_real_try_of_each_provider() {
+    let o = xfer(&["info"], &[]);
+    let txt = common::text(&o);
+    assert!(o.status.success(), "{txt}");
+    let line = |p: &str| {
+        txt.lines()
+            .find(|l| l.trim_start().starts_with(p))
+            .unwrap_or_else(|| panic!("no {p} line in {txt}"))
+            .to_owned()
+    };
+    assert!(
+        line("CPUExecutionProvider")
+            .contains("works: a test session ran (2 nodes on CPUExecutionProvider)"),
+        "{txt}"
+    );
+    for p in ["CUDAExecutionProvider", "TensorrtExecutionProvider"] {
+        let l = line(p);
+        assert!(
+            l.contains("not usable: registering the provider:")
+                && l.contains("execution provider is not enabled in this build"),
+            "{l}"
+        );
+    }
+    assert!(!txt.contains("available"), "{txt}");
+}

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use xfer::backbone::SessionOptions;
+use xfer::backbone::{Backbone, SessionOptions};
 use xfer::pipeline::{schedule, PipelineConfig};
 use xfer::preprocess::DecodeOptions;
 use xfer::runtime::{Device, DeviceRequest};
@@ -16,18 +16,25 @@ pub const EXIT_SKIPPED: i32 = 3;
 /// Where the model runs.
 #[derive(Args, Debug, Clone)]
 pub struct DeviceArgs {
-    /// Execution provider.
+    /// Execution provider. cuda and tensorrt need the GPU build of ONNX Runtime
+    /// (README, "GPUs"); tensorrt registers TensorRT, then CUDA for the nodes
+    /// TensorRT rejects.
     #[arg(long, value_enum, default_value_t = Device::Cpu)]
     pub device: Device,
     /// GPU index for cuda/tensorrt.
     #[arg(long, default_value_t = 0)]
     pub device_id: i32,
-    /// Run on CPU (and say so) when the requested device is unavailable, instead of failing.
+    /// When the GPU session cannot be built (no GPU, a bad --device-id, a CUDA
+    /// library missing, a TensorRT error), run on CPU instead of failing; when
+    /// only some nodes have no GPU kernel, run those on CPU. Said on stderr, and
+    /// the providers that really ran are recorded.
     #[arg(long)]
     pub allow_cpu_fallback: bool,
-    /// TensorRT engine cache folder (engines take minutes to build).
-    #[arg(long, value_name = "DIR", default_value = "data/trt-cache")]
-    pub trt_cache: PathBuf,
+    /// TensorRT engine cache folder, created with its parents (engines take
+    /// minutes to build; one per model, GPU, precision and --batch). Default:
+    /// trt-cache in xfer's data folder ($XFER_HOME, else ~/.local/share/xfer).
+    #[arg(long, value_name = "DIR")]
+    pub trt_cache: Option<PathBuf>,
     /// TensorRT: build fp16 engines.
     #[arg(long)]
     pub trt_fp16: bool,
@@ -35,10 +42,11 @@ pub struct DeviceArgs {
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
     /// Let ONNX Runtime's threads spin between operators (CPU). auto: for
-    /// `extract`, on when the images are small files (mean under 256 KiB, from
-    /// the first 64), whose decoding leaves the cores to the model, off for large
-    /// photos, whose decoders need the time spinning would burn; for `predict`,
-    /// off (spinning measured 7 % slower there on 2 cores).
+    /// `extract` on the CPU, on when the images are small files (mean under
+    /// 256 KiB, from the first 64), whose decoding leaves the cores to the model,
+    /// off for large photos, whose decoders need the time spinning would burn;
+    /// off on a GPU (its CPU threads only wait); for `predict`, off (spinning
+    /// measured 7 % slower there on 2 cores).
     #[arg(long, value_enum, default_value_t = Spin::Auto)]
     pub ort_spin: Spin,
     /// Keep ONNX Runtime's optimised graph of each backbone in DIR (keyed by
@@ -57,34 +65,84 @@ pub enum Spin {
 }
 
 impl DeviceArgs {
-    /// The session options for a run over `inputs` (`--ort-spin auto` looks at their sizes).
+    /// Flags that would be ignored are errors: the TensorRT ones need --device tensorrt.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.device != Device::Tensorrt {
+            let given: Vec<&str> = [
+                ("--trt-cache", self.trt_cache.is_some()),
+                ("--trt-fp16", self.trt_fp16),
+            ]
+            .into_iter()
+            .filter_map(|(f, on)| on.then_some(f))
+            .collect();
+            if !given.is_empty() {
+                anyhow::bail!(
+                    "{} only apply to --device tensorrt (this run uses --device {}); drop {} or pass --device tensorrt",
+                    given.join(" and "),
+                    format!("{:?}", self.device).to_lowercase(),
+                    if given.len() == 1 { "it" } else { "them" }
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// The session options for a run of `batch` images per backbone run over
+    /// `inputs` (`--ort-spin auto` looks at their sizes, and at the device).
     #[allow(dead_code)] // used by `xfer extract`; xfer-predict includes this file too
-    pub fn session_options_for(&self, inputs: &[PathBuf]) -> SessionOptions {
+    pub fn session_options_for(&self, batch: usize, inputs: &[PathBuf]) -> SessionOptions {
         SessionOptions {
             intra_op_spinning: match self.ort_spin {
                 Spin::On => true,
                 Spin::Off => false,
-                Spin::Auto => schedule::spin_suits(inputs),
+                Spin::Auto => schedule::auto_spin(self.device, inputs),
             },
-            ..self.session_options()
+            ..self.session_options(batch)
         }
     }
 
     /// The session options, spinning off (`--ort-spin on` turns it on).
-    pub fn session_options(&self) -> SessionOptions {
+    pub fn session_options(&self, batch: usize) -> SessionOptions {
         SessionOptions {
             device: DeviceRequest {
                 device: self.device,
                 device_id: self.device_id,
                 allow_cpu_fallback: self.allow_cpu_fallback,
-                trt_cache_dir: Some(self.trt_cache.clone()),
+                trt_cache_dir: self.trt_cache.clone(),
                 trt_fp16: self.trt_fp16,
             },
             threads: self.threads,
             intra_op_spinning: self.ort_spin == Spin::On,
             optimized_cache: self.model_cache.clone(),
+            max_batch: batch,
         }
     }
+}
+
+/// What a front end says on stderr about a loaded backbone: a fallback that
+/// --allow-cpu-fallback allowed, and ONNX Runtime's own warnings.
+pub fn backbone_warnings(device: Device, backbone: &Backbone) -> Vec<String> {
+    let name = &backbone.manifest.name;
+    let mut out: Vec<String> = backbone
+        .ort_warnings
+        .iter()
+        .map(|w| format!("onnxruntime ({name}): {w}"))
+        .collect();
+    if let Some(reason) = &backbone.fallback_reason {
+        out.push(if backbone.on_cpu() {
+            format!(
+                "warning: {} unavailable for {name} ({reason}); running on CPU as --allow-cpu-fallback asked (provider recorded: {})",
+                device.provider_name(),
+                backbone.provider
+            )
+        } else {
+            format!(
+                "warning: {reason}; running those nodes on CPU as --allow-cpu-fallback asked (provider recorded: {})",
+                backbone.provider
+            )
+        });
+    }
+    out
 }
 
 /// How images are decoded.

@@ -15,7 +15,7 @@ use xfer::shard::{self, Shard};
 use xfer::store;
 use xfer::zoo::{Manifest, Weights, Zoo};
 
-use super::common::{DecodeArgs, DeviceArgs};
+use super::common::{backbone_warnings, DecodeArgs, DeviceArgs};
 use super::progress::Progress;
 use super::{Cli, EXIT_SKIPPED};
 
@@ -124,6 +124,7 @@ fn validate(args: &ExtractArgs) -> Result<()> {
         bail!("--batch must be at least 1");
     }
     args.decode.validate()?;
+    args.device.validate()?;
     let partial = store::partial_path(&args.out);
     // A shard's rerun finds its completed file: decided once the list is known.
     let maybe_done_shard = args.shard.is_some() && args.out.exists() && !args.overwrite;
@@ -159,11 +160,12 @@ fn load_backbone(
     cli: &Cli,
     model: &str,
     device: &DeviceArgs,
+    batch: usize,
 ) -> Result<(Runtime, Manifest, Backbone)> {
     let zoo = Zoo::locate(cli.zoo.as_deref());
     let manifest = zoo.find(model)?;
     let runtime = Runtime::init(cli.ort_lib.as_deref())?;
-    let backbone = load_manifest_backbone(&runtime, &manifest, &device.session_options())?;
+    let backbone = load_manifest_backbone(&runtime, &manifest, &device.session_options(batch))?;
     Ok((runtime, manifest, backbone))
 }
 
@@ -174,11 +176,8 @@ fn load_manifest_backbone(
 ) -> Result<Backbone> {
     let backbone = Backbone::load(runtime, manifest, session)
         .with_context(|| format!("loading backbone {}", manifest.name))?;
-    if let Some(reason) = &backbone.fallback_reason {
-        eprintln!(
-            "warning: {:?} unavailable ({reason}); running on CPU as --allow-cpu-fallback asked",
-            session.device.device
-        );
+    for line in backbone_warnings(session.device.device, &backbone) {
+        eprintln!("{line}");
     }
     Ok(backbone)
 }
@@ -284,7 +283,7 @@ pub fn extract(cli: &Cli, args: &ExtractArgs) -> Result<i32> {
     report_missing(&ds, items, args.list.as_deref());
     let bar = Progress::new("extract", "images", items.len() as u64, args.quiet);
     let first: Vec<PathBuf> = items.iter().take(64).map(|i| ds.abs_path(i)).collect();
-    let session = args.device.session_options_for(&first);
+    let session = args.device.session_options_for(args.batch, &first);
     // Runs while the decoders start on the first batches.
     let load = || -> Result<extract::LoadedBackbone> {
         let runtime = Runtime::init(cli.ort_lib.as_deref())?;
@@ -446,7 +445,8 @@ pub fn bench_model(cli: &Cli, args: &BenchArgs) -> Result<i32> {
     if args.batch == 0 || args.batches == 0 {
         bail!("--batch and --batches must be at least 1");
     }
-    let (_rt, manifest, mut backbone) = load_backbone(cli, &args.model, &args.device)?;
+    args.device.validate()?;
+    let (_rt, manifest, mut backbone) = load_backbone(cli, &args.model, &args.device, args.batch)?;
     let c = manifest.preprocess.crop as usize;
     let input = match &args.data {
         Some(dir) => real_batch(dir, &manifest, args.batch)?,
@@ -473,6 +473,8 @@ pub fn bench_model(cli: &Cli, args: &BenchArgs) -> Result<i32> {
         serde_json::json!({
             "model": manifest.name,
             "provider": backbone.provider,
+            "placement": backbone.placement.providers.iter().map(|p| (p.provider.clone(), serde_json::json!(p.nodes))).collect::<serde_json::Map<_, _>>(),
+            "fallback_reason": backbone.fallback_reason,
             "batch": args.batch,
             "images": images,
             "seconds": secs,

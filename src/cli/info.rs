@@ -1,7 +1,7 @@
 //! `xfer info`.
 
 use anyhow::Result;
-use xfer::runtime::{self, Runtime};
+use xfer::runtime::{self, Device, Runtime};
 use xfer::zoo::Zoo;
 
 use super::Cli;
@@ -15,15 +15,18 @@ pub fn info(cli: &Cli) -> Result<i32> {
     match Runtime::init(cli.ort_lib.as_deref()) {
         Ok(rt) => {
             println!("ONNX Runtime {} from {}", rt.version, rt.library.display());
-            for (name, ok) in rt.available_providers() {
-                println!(
-                    "  {name:<28} {}",
-                    if ok {
-                        "available"
-                    } else {
-                        "not in this library"
-                    }
-                );
+            // Each provider is tried for real (a tiny session built strictly on it and
+            // run once), not taken as usable because the library was built with it.
+            for device in [Device::Cpu, Device::Cuda, Device::Tensorrt] {
+                let probe = xfer::backbone::probe(&rt, device, 0);
+                match probe.result {
+                    Ok(placement) => println!(
+                        "  {:<28} works: a test session ran ({})",
+                        device.provider_name(),
+                        placement.describe()
+                    ),
+                    Err(e) => println!("  {:<28} not usable: {e}", device.provider_name()),
+                }
             }
         }
         Err(e @ xfer::Error::OrtLibraryNamed { .. }) => return Err(e.into()),

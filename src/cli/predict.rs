@@ -91,6 +91,7 @@ fn validate(args: &PredictArgs) -> Result<()> {
         );
     }
     args.decode.validate()?;
+    args.device.validate()?;
     if args.positive.is_some() && args.kaggle.is_none() {
         bail!("--positive chooses the class of a Kaggle submission: pass --kaggle FILE too");
     }
@@ -186,18 +187,15 @@ pub fn predict(args: &PredictArgs, ort_lib: Option<&Path>, zoo: Option<&Path>) -
     let opts = PredictorOptions {
         // --ort-spin auto is off for prediction: measured slower on small files
         // too (tools/bench/compare_builds.sh --predict), unlike extraction.
-        session: args.device.session_options(),
+        session: args.device.session_options(args.batch),
         pipeline: args.decode.pipeline(args.batch),
     };
     let mut predictor = Predictor::load(&runtime, bundle, resolved, opts)
         .with_context(|| format!("loading the backbone(s) of {}", args.bundle.display()))?;
     let t_loaded = t0.elapsed();
     for (b, r) in predictor.backbones().zip(predictor.resolved()) {
-        if let Some(reason) = &b.fallback_reason {
-            eprintln!(
-                "warning: {:?} unavailable ({reason}); running {} on CPU as --allow-cpu-fallback asked",
-                args.device.device, r.manifest.name
-            );
+        for line in super::common::backbone_warnings(args.device.device, b) {
+            eprintln!("{line}");
         }
         if r.manifest.weights == Weights::Random {
             eprintln!(

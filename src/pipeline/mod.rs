@@ -238,11 +238,7 @@ where
                 ))
                 .into());
             }
-            priority.enable(
-                stages
-                    .iter()
-                    .all(|s| s.backbone.provider == "CPUExecutionProvider"),
-            );
+            priority.enable(stages.iter().all(|s| s.backbone.on_cpu()));
             let (mut done, mut skipped) = (0, 0);
             progress(Progress {
                 done,

@@ -26,6 +26,13 @@ pub fn spin_suits(paths: &[PathBuf]) -> bool {
     !sizes.is_empty() && sizes.iter().sum::<u64>() / (sizes.len() as u64) <= SMALL_FILE_BYTES
 }
 
+/// `--ort-spin auto`: spin only when the model runs on the CPU and
+/// [`spin_suits`] the inputs. On a GPU, ONNX Runtime's CPU threads only wait for
+/// the device: spinning would take cores from the decoders and gain nothing.
+pub fn auto_spin(device: crate::runtime::Device, paths: &[PathBuf]) -> bool {
+    device == crate::runtime::Device::Cpu && spin_suits(paths)
+}
+
 /// The decoders' scheduling priority: `SCHED_IDLE` while the backbone is busy,
 /// normal while it waits for decoded images. The consumer sets
 /// `backbone_waiting`; each decoder thread adjusts its own policy before every
@@ -120,5 +127,17 @@ mod tests {
         paths.push(write("3.jpg", 3_000_000));
         assert!(!spin_suits(&paths));
         assert!(!spin_suits(&[]));
+    }
+
+    #[test]
+    fn auto_never_spins_on_a_gpu() {
+        use crate::runtime::Device;
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("small.jpg");
+        std::fs::write(&p, vec![0u8; 10_000]).unwrap();
+        let paths = vec![p];
+        assert!(auto_spin(Device::Cpu, &paths));
+        assert!(!auto_spin(Device::Cuda, &paths));
+        assert!(!auto_spin(Device::Tensorrt, &paths));
     }
 }
