@@ -579,39 +579,91 @@ impl FeatureWriter {
                         format!("has `views` of shape {:?}, expected [_, {k}, {dim}]; delete it and run without --resume", ds.shape()),
                     ));
                 }
-                ds.resize((rows, k, dim)).map_err(&err)?;
-                Some((ds, k))
+                Some(ds)
             }
         };
-        // Drop anything written after the last committed batch.
-        for ds in [&label, &path] {
-            ds.resize(rows).map_err(&err)?;
+        let short = [
+            ("data", data.shape()[0], rows),
+            ("label", label.size(), rows),
+            ("path", path.size(), rows),
+            ("skipped_path", skipped_path.size(), n_skipped),
+            ("skipped_reason", skipped_reason.size(), n_skipped),
+        ];
+        if let Some((name, has, want)) = short.into_iter().find(|(_, has, want)| has < want) {
+            return Err(store_err(
+                &partial,
+                format!("commits {want} rows of `{name}` but holds {has}: it is damaged; delete it and run without --resume"),
+            ));
         }
-        data.resize((rows, dim)).map_err(&err)?;
-        for ds in [&skipped_path, &skipped_reason] {
-            ds.resize(n_skipped).map_err(&err)?;
-        }
-        write_str_attr(&file, "execution_provider", &prov.execution_provider).map_err(&err)?;
-        let mut done: HashSet<String> = HashSet::new();
-        for ds in [&path, &skipped_path] {
-            let v: Vec<VarLenUnicode> = ds.read_raw().map_err(&err)?;
-            done.extend(v.iter().map(|s| s.as_str().to_owned()));
-        }
-        let w = FeatureWriter {
-            file,
-            out: out.to_owned(),
-            partial,
-            dim,
-            rows,
-            n_skipped,
-            data,
-            label,
-            path,
-            skipped_path,
-            skipped_reason,
-            views,
-            list: list.cloned(),
+        // The committed rows are copied into a fresh file, which then replaces
+        // the partial one; nothing past them is kept. Appending to the old file
+        // instead is not safe: a process killed inside HDF5 can leave its heap
+        // of variable-length strings inconsistent past the committed rows, and
+        // new rows appended after a reopen then read back with an old row's
+        // path (the kill matrix found it). The old file stays the partial file
+        // until the copy is whole, so a kill during the copy loses nothing.
+        let skipped: Vec<(String, String)> = {
+            let p: Vec<VarLenUnicode> = skipped_path
+                .read_slice_1d(0..n_skipped)
+                .map_err(&err)?
+                .to_vec();
+            let r: Vec<VarLenUnicode> = skipped_reason
+                .read_slice_1d(0..n_skipped)
+                .map_err(&err)?
+                .to_vec();
+            p.iter()
+                .zip(&r)
+                .map(|(p, r)| (p.as_str().to_owned(), r.as_str().to_owned()))
+                .collect()
         };
+        let mut done: HashSet<String> = skipped.iter().map(|(p, _)| p.clone()).collect();
+        let kept = Provenance {
+            execution_provider: prov.execution_provider.clone(),
+            ..old
+        };
+        let name = out.file_name().unwrap_or_default().to_string_lossy();
+        let fresh_out = out.with_file_name(format!("{name}.resume-{}", std::process::id()));
+        let mut w = FeatureWriter::create_for(&fresh_out, dim, &kept, list)?;
+        let copy = |w: &mut FeatureWriter, done: &mut HashSet<String>| -> Result<()> {
+            let step = ((32 << 20) / (dim.max(1) * 4 * (1 + prov.views))).max(1);
+            let mut a = 0;
+            loop {
+                let b = (a + step).min(rows);
+                let features: Array2<f32> = data.read_slice_2d(s![a..b, ..]).map_err(&err)?;
+                let labels: Array1<i64> = label.read_slice_1d(a..b).map_err(&err)?;
+                let paths: Vec<String> = path
+                    .read_slice_1d::<VarLenUnicode, _>(a..b)
+                    .map_err(&err)?
+                    .iter()
+                    .map(|p| p.as_str().to_owned())
+                    .collect();
+                let block_views: Option<Array3<f32>> = match &views {
+                    Some(ds) => Some(ds.read_slice(s![a..b, .., ..]).map_err(&err)?),
+                    None => None,
+                };
+                let first: &[(String, String)] = if a == 0 { &skipped } else { &[] };
+                w.append_views(
+                    features.view(),
+                    block_views.as_ref().map(|v| v.view()),
+                    labels.as_slice().expect("a fresh array is contiguous"),
+                    &paths,
+                    first,
+                )?;
+                done.extend(paths);
+                if b == rows {
+                    return Ok(());
+                }
+                a = b;
+            }
+        };
+        if let Err(e) = copy(&mut w, &mut done) {
+            let _ = std::fs::remove_file(&w.partial);
+            return Err(e);
+        }
+        drop(file);
+        std::fs::rename(&w.partial, &partial).map_err(|e| Error::io(&partial, e))?;
+        w.partial = partial;
+        w.out = out.to_owned();
         Ok((
             w,
             ResumeState {

@@ -19,6 +19,7 @@ pub enum Weights {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct InputSpec {
     pub name: String,
     /// NCHW; -1 marks the dynamic batch axis.
@@ -101,6 +102,7 @@ fn one() -> usize {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct OutputSpec {
     pub features: String,
     /// The width of one image's feature vector after pooling.
@@ -175,6 +177,7 @@ pub struct Agreement {
 
 /// One backbone, as committed in `onnx/<name>.toml`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Manifest {
     pub name: String,
     pub file: String,
@@ -371,5 +374,26 @@ impl Zoo {
             name: name_or_path.to_owned(),
             known,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_misspelt_key_is_refused_not_ignored() {
+        let text = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("onnx/efficientnet_lite0.toml"),
+        )
+        .unwrap();
+        let path = Path::new("onnx/x.toml");
+        assert!(Manifest::from_toml_str(&text, path).is_ok());
+        let bad = text.replace(
+            "feature_dim = 1280",
+            "feature_dim = 1280\npooling = \"cls\"",
+        );
+        let e = Manifest::from_toml_str(&bad, path).unwrap_err().to_string();
+        assert!(e.contains("unknown field `pooling`"), "{e}");
     }
 }

@@ -594,7 +594,10 @@ fn device_index_selects_the_gpu_of_a_shard() {
         ],
     ));
     let txt = common::text(&o);
-    assert!(txt.contains("warning") && txt.contains("Cuda"), "{txt}");
+    assert!(
+        txt.contains("warning") && txt.contains("CUDAExecutionProvider"),
+        "{txt}"
+    );
     let r = FileReader::open(&out).unwrap();
     assert_eq!(r.provenance.execution_provider, "CPUExecutionProvider");
 }
