@@ -11,33 +11,10 @@
 
 mod common;
 
-use std::path::Path;
-
 use ndarray::Array4;
 use xfer::backbone::{Backbone, SessionOptions};
 use xfer::preprocess::{self, DecodeOptions};
 use xfer::zoo::Manifest;
-
-fn read_f16(path: &Path) -> Vec<f32> {
-    let b = std::fs::read(path).unwrap();
-    b.chunks_exact(2)
-        .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
-        .collect()
-}
-
-fn read_f32(path: &Path) -> Vec<f32> {
-    let b = std::fs::read(path).unwrap();
-    b.chunks_exact(4)
-        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect()
-}
-
-fn cosine(a: &[f32], b: &[f32]) -> f64 {
-    let dot: f64 = a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum();
-    let na: f64 = a.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
-    let nb: f64 = b.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
-    dot / (na * nb)
-}
 
 #[test]
 fn lite0_matches_torchvision_pipeline_on_real_photos() {
@@ -69,7 +46,7 @@ fn lite0_matches_torchvision_pipeline_on_real_photos() {
         };
         let mut ours = vec![0f32; recipe.tensor_len()];
         preprocess::load_tensor(&source, recipe, &opts, &mut ours).unwrap();
-        let theirs = read_f16(&fixture.join(case["input_file"].as_str().unwrap()));
+        let theirs = common::read_f16(&fixture.join(case["input_file"].as_str().unwrap()));
         assert_eq!(ours.len(), theirs.len());
         let mean_abs: f64 = ours
             .iter()
@@ -83,8 +60,8 @@ fn lite0_matches_torchvision_pipeline_on_real_photos() {
         let c = recipe.crop as usize;
         let input = Array4::from_shape_vec((1, 3, c, c), ours).unwrap();
         let out = backbone.run(input.view(), true).unwrap();
-        let reference = read_f32(&fixture.join(case["features_file"].as_str().unwrap()));
-        let cos = cosine(out.features.as_slice().unwrap(), &reference);
+        let reference = common::read_f32(&fixture.join(case["features_file"].as_str().unwrap()));
+        let cos = common::cosine(out.features.as_slice().unwrap(), &reference);
         println!("{stem}: feature cosine = {cos:.6}");
         assert!(cos >= 0.999, "{stem}: feature cosine {cos} < 0.999");
     }

@@ -31,20 +31,11 @@ fn s(p: &Path) -> &str {
 }
 
 fn ok(args: &[&str]) -> std::process::Output {
-    let o = common::xfer(args);
-    assert!(o.status.success(), "xfer {args:?}\n{}", common::text(&o));
-    o
+    common::run_ok(env!("CARGO_BIN_EXE_xfer"), args)
 }
 
 fn pool_of(name: &str) -> Pool {
     serde_json::from_value(Value::String(name.into())).unwrap()
-}
-
-fn cosine(a: &[f32], b: &[f64]) -> f64 {
-    let dot: f64 = a.iter().zip(b).map(|(x, y)| *x as f64 * y).sum();
-    let na: f64 = a.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
-    let nb: f64 = b.iter().map(|y| y * y).sum::<f64>().sqrt();
-    dot / (na * nb)
 }
 
 /// The README's claim: features of a user-added model agree with the
@@ -110,11 +101,11 @@ fn features_match_timm_and_transformers_on_real_photos() {
             manifest.output.pooling()
         );
         for (photo, want) in photos.iter().zip(case["features"].as_array().unwrap()) {
-            let want: Vec<f64> = want
+            let want: Vec<f32> = want
                 .as_array()
                 .unwrap()
                 .iter()
-                .map(|v| v.as_f64().unwrap())
+                .map(|v| v.as_f64().unwrap() as f32)
                 .collect();
             let row = f
                 .paths
@@ -125,7 +116,7 @@ fn features_match_timm_and_transformers_on_real_photos() {
                 .unwrap();
             let got = f.data.row(row).to_vec();
             assert_eq!(got.len(), want.len(), "{name}");
-            let c = cosine(&got, &want);
+            let c = common::cosine(&got, &want);
             eprintln!("{name} {photo}: cosine {c:.7}");
             assert!(c >= 0.9999, "{name} on {photo}: cosine {c}");
         }
@@ -314,7 +305,6 @@ fn models_add_refuses_what_it_cannot_run_and_says_why() {
 /// whose pooling changed since training is refused.
 #[test]
 fn bundle_on_a_user_backbone_predicts_through_all_three_paths() {
-    let stamps = common::setup_file("data/stamps");
     let t = tempfile::tempdir().unwrap();
     let zoo = t.path().join("zoo");
     let fx = fixtures();
@@ -344,20 +334,8 @@ fn bundle_on_a_user_backbone_predicts_through_all_three_paths() {
         ok(&a);
     };
     add("mean", false);
-    // Eight photos per class of three classes; every fourth held back.
-    let (train, test) = (t.path().join("train"), t.path().join("test"));
-    for class in ["flowers", "fruit", "vegetables"] {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(stamps.join(class))
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .collect();
-        files.sort();
-        for (i, f) in files.iter().take(8).enumerate() {
-            let dir = if i % 4 == 3 { &test } else { &train }.join(class);
-            std::fs::create_dir_all(&dir).unwrap();
-            std::os::unix::fs::symlink(f, dir.join(f.file_name().unwrap())).unwrap();
-        }
-    }
+    // The stamp photos, every third held back.
+    let (train, test, _) = common::stamps_split(t.path());
     let (ftrain, ftest) = (t.path().join("train.h5"), t.path().join("test.h5"));
     for (data, out) in [(&train, &ftrain), (&test, &ftest)] {
         ok(&[
@@ -412,8 +390,9 @@ fn bundle_on_a_user_backbone_predicts_through_all_three_paths() {
         s(&p1),
         "--quiet",
     ]);
-    let o = std::process::Command::new(env!("CARGO_BIN_EXE_xfer-predict"))
-        .args([
+    common::run_ok(
+        env!("CARGO_BIN_EXE_xfer-predict"),
+        &[
             "--zoo",
             s(&zoo),
             "--bundle",
@@ -422,38 +401,21 @@ fn bundle_on_a_user_backbone_predicts_through_all_three_paths() {
             "--csv",
             s(&p2),
             "--quiet",
-        ])
-        .current_dir(common::repo())
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", common::text(&o));
-    let probs = |p: &Path| -> Vec<(String, Vec<f32>)> {
-        let mut rows: Vec<(String, Vec<f32>)> = std::fs::read_to_string(p)
-            .unwrap()
-            .lines()
-            .skip(1)
-            .map(|l| {
-                let f: Vec<&str> = l.split(',').collect();
-                let name = Path::new(f[0])
-                    .file_name()
-                    .unwrap()
-                    .to_str()
-                    .unwrap()
-                    .to_owned();
-                (name, f[2..].iter().map(|v| v.parse().unwrap()).collect())
-            })
-            .collect();
-        rows.sort_by(|a, b| a.0.cmp(&b.0));
-        rows
-    };
-    let (e, a, b) = (probs(&ev), probs(&p1), probs(&p2));
-    assert_eq!(e.len(), 6);
-    for ((x, y), z) in e.iter().zip(&a).zip(&b) {
-        assert_eq!((&x.0, &x.0), (&y.0, &z.0));
-        for ((p, q), r) in x.1.iter().zip(&y.1).zip(&z.1) {
+        ],
+    );
+    let (_, e) = common::read_predictions_csv(&ev, None);
+    let (_, a) = common::read_predictions_csv(&p1, Some(&test));
+    let (_, b) = common::read_predictions_csv(&p2, Some(&test));
+    assert!(e.len() >= 20, "{} held-out photos", e.len());
+    assert_eq!(e.keys().collect::<Vec<_>>(), a.keys().collect::<Vec<_>>());
+    assert_eq!(e.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
+    for (path, pe) in &e {
+        for ((p, q), r) in pe.iter().zip(&a[path]).zip(&b[path]) {
             assert!(
                 (p - q).abs() <= 1e-5 && (p - r).abs() <= 1e-5,
-                "{x:?} {y:?} {z:?}"
+                "{path}: {pe:?} {:?} {:?}",
+                a[path],
+                b[path]
             );
         }
     }

@@ -23,27 +23,6 @@ use xfer::preprocess::{self, CropBox, DecodeOptions, ViewOps};
 use xfer::store::{self, FeatureWriter};
 use xfer::zoo::Manifest;
 
-fn read_f16(path: &Path) -> Vec<f32> {
-    let b = std::fs::read(path).unwrap();
-    b.chunks_exact(2)
-        .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
-        .collect()
-}
-
-fn read_f32(path: &Path) -> Vec<f32> {
-    let b = std::fs::read(path).unwrap();
-    b.chunks_exact(4)
-        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect()
-}
-
-fn cosine(a: &[f32], b: &[f32]) -> f64 {
-    let dot: f64 = a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum();
-    let na: f64 = a.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
-    let nb: f64 = b.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
-    dot / (na * nb)
-}
-
 #[test]
 fn augmented_views_match_torchvision_resized_crop_and_flip() {
     let repo = common::repo();
@@ -84,7 +63,7 @@ fn augmented_views_match_torchvision_resized_crop_and_flip() {
         };
         let mut ours = vec![0f32; recipe.tensor_len()];
         preprocess::view_tensor(&img, recipe, &ops, &mut ours);
-        let theirs = read_f16(&fixture.join(case["input_file"].as_str().unwrap()));
+        let theirs = common::read_f16(&fixture.join(case["input_file"].as_str().unwrap()));
         assert_eq!(ours.len(), theirs.len());
         let diffs: Vec<f64> = ours
             .iter()
@@ -105,8 +84,8 @@ fn augmented_views_match_torchvision_resized_crop_and_flip() {
         let c = recipe.crop as usize;
         let input = Array4::from_shape_vec((1, 3, c, c), ours).unwrap();
         let out = backbone.run(input.view(), false).unwrap();
-        let reference = read_f32(&fixture.join(case["features_file"].as_str().unwrap()));
-        let cos = cosine(out.features.as_slice().unwrap(), &reference);
+        let reference = common::read_f32(&fixture.join(case["features_file"].as_str().unwrap()));
+        let cos = common::cosine(out.features.as_slice().unwrap(), &reference);
         println!("{name}: feature cosine = {cos:.6}");
         assert!(cos >= 0.999, "{name}: feature cosine {cos} < 0.999");
     }

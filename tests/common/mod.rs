@@ -165,3 +165,27 @@ pub fn run_ok(exe: &str, args: &[&str]) -> Output {
     assert!(o.status.success(), "{exe} {args:?}\n{}", text(&o));
     o
 }
+
+/// Raw little-endian float16 values of a fixture file, as f32.
+pub fn read_f16(path: &Path) -> Vec<f32> {
+    let b = std::fs::read(path).unwrap();
+    b.chunks_exact(2)
+        .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
+        .collect()
+}
+
+/// Raw little-endian float32 values of a fixture file.
+pub fn read_f32(path: &Path) -> Vec<f32> {
+    let b = std::fs::read(path).unwrap();
+    b.chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
+}
+
+/// Cosine similarity, summed in f64.
+pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
+    let dot: f64 = a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum();
+    let na: f64 = a.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+    let nb: f64 = b.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+    dot / (na * nb)
+}
