@@ -6,6 +6,14 @@ decodes or preprocesses images: xfer writes the calibration images, already
 preprocessed by its one pixel function, as a float32 .npy tensor [N, 3, S, S],
 and this script only feeds that tensor to `onnxruntime.quantization.quantize_static`.
 
+The model first goes through ONNX Runtime's own quantisation pre-processing
+(`quant_pre_process`: shape inference and ONNX Runtime's basic graph optimisations,
+which fold constants such as the Identity nodes PyTorch's exporter puts in front
+of shared initialisers). Without it a Conv whose bias comes through such a node
+keeps a float bias, ONNX Runtime cannot fuse it into an integer convolution, and
+the "int8" model runs slower than fp32 (a torchvision ResNet-50: x0.6 of fp32
+without, x3.2 with, on an AVX-512 VNNI CPU).
+
 Output: the QDQ model (per-channel int8 weights, uint8 activations) at --out,
 and one line of JSON on stdout: {"ort_version", "onnx_version", "method", ...}.
 Errors go to stderr with a non-zero exit status.
@@ -13,7 +21,41 @@ Errors go to stderr with a non-zero exit status.
 
 import argparse
 import json
+import os
 import sys
+
+
+def unshare_biases(onnx, path):
+    """Gives every Conv / ConvTranspose / Gemm its own copy of a bias initialiser
+    that several nodes share (what pre-processing makes of PyTorch's Identity
+    nodes). ONNX Runtime's quantiser quantises a bias at its node's input x weight
+    scale, but hands all consumers of a shared one the copy made for the last:
+    the others get a bias at a foreign scale, cannot become integer convolutions
+    and stay float."""
+    model = onnx.load(path)
+    g = model.graph
+    inits = {i.name: i for i in g.initializer}
+    uses = {}
+    for n in g.node:
+        for name in n.input:
+            uses[name] = uses.get(name, 0) + 1
+    changed = False
+    for n in g.node:
+        if n.op_type in ("Conv", "ConvTranspose", "Gemm") and len(n.input) > 2:
+            b = n.input[2]
+            if b in inits and uses[b] > 1:
+                copy = onnx.TensorProto()
+                copy.CopyFrom(inits[b])
+                copy.name = f"{b}_{n.name or len(g.initializer)}"
+                while copy.name in inits:
+                    copy.name += "_"
+                g.initializer.append(copy)
+                inits[copy.name] = copy
+                uses[b] -= 1
+                n.input[2] = copy.name
+                changed = True
+    if changed:
+        onnx.save(model, path)
 
 
 def main():
@@ -37,6 +79,7 @@ def main():
             CalibrationMethod,
             QuantFormat,
             QuantType,
+            quant_pre_process,
             quantize_static,
         )
     except ImportError as e:
@@ -65,8 +108,20 @@ def main():
         "entropy": CalibrationMethod.Entropy,
         "percentile": CalibrationMethod.Percentile,
     }[args.method]
+    pre = args.out + ".pre.onnx"
+    try:
+        try:
+            quant_pre_process(args.model, pre)
+        except Exception as e:  # symbolic shape inference fails on some graphs
+            print(f"quantize.py: pre-processing with symbolic shape inference failed ({e}); "
+                  "retrying without it", file=sys.stderr)
+            quant_pre_process(args.model, pre, skip_symbolic_shape=True)
+    except Exception as e:
+        sys.exit(f"cannot pre-process {args.model} for quantisation ({e}); "
+                 "check that ONNX Runtime can load the model (`xfer bench-model`)")
+    unshare_biases(onnx, pre)
     quantize_static(
-        args.model,
+        pre,
         args.out,
         Reader(),
         quant_format=QuantFormat.QDQ,
@@ -76,6 +131,7 @@ def main():
         weight_type=QuantType.QInt8,
         calibrate_method=method,
     )
+    os.remove(pre)
     print(json.dumps({
         "ort_version": ort.__version__,
         "onnx_version": onnx.__version__,

@@ -4,7 +4,8 @@
   e2e mode (default): the images of --list (one path per line) decoded and
       preprocessed by a multiprocessing pool (--workers processes; the same PIL
       recipe as tools/bench/peer_ort.py: decode, RGB, bilinear resize of the
-      shorter side, centre crop, normalise), batches of --batch run by an OpenVINO
+      shorter side, centre crop, normalise; large JPEGs reduced in the IDCT by PIL's
+      draft to at least twice the resize target, as xfer does, unless --no-draft), batches of --batch run by an OpenVINO
       CompiledModel (CPU plugin, its default precision hint) on the manifest's ONNX
       file; features collected. Timed by the caller as a whole process.
   model mode (--mode model): random tensors, --batches batches of --batch after one
@@ -42,6 +43,8 @@ def main():
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--batches", type=int, default=3)
+    ap.add_argument("--no-draft", action="store_true",
+                    help="decode JPEGs at full size (default: PIL draft, as peer_ort.py --draft)")
     args = ap.parse_args()
 
     import openvino as ov
@@ -49,7 +52,7 @@ def main():
     with open(args.manifest, "rb") as f:
         man = tomllib.load(f)
     onnx_path = os.path.join(os.path.dirname(args.manifest), man["file"])
-    recipe = Recipe(man["preprocess"])
+    recipe = Recipe(man["preprocess"], draft=not args.no_draft)
     core = ov.Core()
     compiled = core.compile_model(core.read_model(onnx_path), "CPU")
     out = compiled.output(man["output"]["features"])
@@ -84,6 +87,7 @@ def main():
         "peer": "openvino",
         "openvino": ov.__version__,
         "inference_precision": str(precision),
+        "draft": not args.no_draft,
         "mode": args.mode,
         "model": man["name"],
         "n_images": n,

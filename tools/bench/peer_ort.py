@@ -10,6 +10,10 @@
       HDF5 file `data` [N, D] with h5py if --out is given).
       Timed from the first image opened to the last batch out (the session is created
       and warmed up with one batch beforehand, which favours the peer).
+      The expert's version: --workers N decodes in a multiprocessing pool of N
+      processes (imap, chunks of 4) while the main process runs the model, and
+      --draft lets libjpeg reduce large JPEGs in the IDCT (PIL's Image.draft) to
+      at least twice the resize target, as xfer does.
   model mode (--mode model): the same session on pre-decoded tensors (the images
       under --data, preprocessed once up front; random ones if --data is absent),
       --batches batches of --batch, after one warm-up batch.
@@ -18,6 +22,7 @@ Prints a human line on stderr and, as its last stdout line, a JSON object with
 images_per_s, n_images, seconds, ...
 
 Usage: peer_ort.py --model efficientnet_lite0 --data DIR [--threads 2] [--batch 32]
+                   [--workers 2 --draft]
        peer_ort.py --model resnet18 --mode model --data DIR --batches 8
 """
 import argparse
@@ -26,6 +31,7 @@ import os
 import sys
 import time
 import tomllib
+from multiprocessing import Pool
 
 import numpy as np
 import onnxruntime as ort
@@ -49,7 +55,8 @@ def list_images(root):
 
 
 class Recipe:
-    def __init__(self, pp):
+    def __init__(self, pp, draft=False):
+        self.draft = draft
         self.resize = int(pp["resize"])
         self.crop = int(pp["crop"])
         self.resample = RESAMPLE[pp.get("interpolation", "bilinear")]
@@ -62,9 +69,15 @@ class Recipe:
         self.bgr = pp.get("channel_order", "rgb") == "bgr"
 
     def __call__(self, path):
-        im = Image.open(path).convert("RGB")
-        w, h = im.size
+        im = Image.open(path)
         s = self.resize
+        if self.draft and im.format == "JPEG":
+            # libjpeg's reduced IDCT (1/2, 1/4, 1/8), keeping both sides >= 2 x resize:
+            # the same margin xfer keeps (src/preprocess.rs), so both sides do the same
+            # amount of antialiased resizing afterwards.
+            im.draft("RGB", (2 * s, 2 * s))
+        im = im.convert("RGB")
+        w, h = im.size
         if w <= h:
             size = (s, int(s * h / w))
         else:
@@ -107,10 +120,13 @@ def main():
     ap.add_argument("--batches", type=int, default=8, help="model mode: timed batches")
     ap.add_argument("--limit", type=int, default=0, help="use only the first N images")
     ap.add_argument("--out", help="e2e mode: write features to this HDF5 file")
+    ap.add_argument("--workers", type=int, default=0,
+                    help="e2e mode: decode in a multiprocessing pool of this many processes (0: in-process)")
+    ap.add_argument("--draft", action="store_true", help="reduce large JPEGs while decoding (PIL draft)")
     args = ap.parse_args()
 
     man, onnx_path = load_manifest(args.model)
-    recipe = Recipe(man["preprocess"])
+    recipe = Recipe(man["preprocess"], draft=args.draft)
     in_name = man["input"]["name"]
     feat_name = man["output"]["features"]
     sess = make_session(onnx_path, args.threads)
@@ -129,13 +145,18 @@ def main():
         t0 = time.perf_counter()
         feats = []
         batch = []
-        for p in paths:
-            batch.append(recipe(p))
+        decoders = Pool(args.workers) if args.workers > 0 else None
+        tensors = decoders.imap(recipe, paths, chunksize=4) if decoders else map(recipe, paths)
+        for x in tensors:
+            batch.append(x)
             if len(batch) == args.batch:
                 feats.append(sess.run([feat_name], {in_name: np.stack(batch)})[0])
                 batch = []
         if batch:
             feats.append(sess.run([feat_name], {in_name: np.stack(batch)})[0])
+        if decoders:
+            decoders.close()
+            decoders.join()
         feats = np.concatenate(feats)  # [n, d]
         if args.out:
             import h5py
@@ -164,6 +185,8 @@ def main():
         "n_images": n,
         "seconds": dt,
         "threads": args.threads,
+        "workers": args.workers,
+        "draft": args.draft,
         "batch": args.batch,
         "feature_shape": list(feats.shape),
         "onnxruntime": ort.__version__,

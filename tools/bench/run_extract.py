@@ -9,6 +9,8 @@ For each model and image set, R rounds, each round running side by side:
             (the first 32 small photos, preprocessed once: real tensors, as the py peer uses)
             (last stdout line: JSON with images_per_s) -- once per model per round
   py        tools/bench/peer_ort.py (e2e) and, once per model per round, --mode model
+  pyx       the expert's peer: tools/bench/peer_ort.py --workers T --draft (decoders in
+            a multiprocessing pool, JPEGs reduced in the IDCT by PIL's draft)
   torch     tools/bench/peer_torch.py (resnet18, small set only)
 and, per model, xfer extract on the rss-200 and rss-2000 sets for peak RSS.
 XFER_BIN=/path/to/xfer overrides target/release/xfer.
@@ -36,6 +38,7 @@ TARGETS = {
     "xfer_over_ort_alone": 0.85,
     "xfer_over_py_small": 1.15,
     "xfer_over_py_large": 3.0,
+    "xfer_over_py_expert": 1.0,
     "xfer_over_torch": 1.5,
 }
 
@@ -261,6 +264,12 @@ def main():
                           f"py-{m}-{s}-r{rnd}", a.timeout)
                 j = last_json(res["stdout"]) if res["rc"] == 0 else None
                 add((m, s, "py"), j.get("images_per_s") if j else None)
+                res = run([PY, "tools/bench/peer_ort.py", "--model", m, "--data", dirs[s],
+                           "--batch", str(a.batch), "--threads", str(T),
+                           "--workers", str(T), "--draft"],
+                          f"pyx-{m}-{s}-r{rnd}", a.timeout)
+                j = last_json(res["stdout"]) if res["rc"] == 0 else None
+                add((m, s, "pyx"), j.get("images_per_s") if j else None)
                 if m == "resnet18" and s == "small" and not a.no_torch:
                     res = run([PY, "tools/bench/peer_torch.py", "--data", dirs[s],
                                "--batch", str(a.batch), "--threads", str(T), "--workers", "2"],
@@ -300,16 +309,19 @@ def main():
                 "xfer_img_s": x,
                 "xfer_self_reported_img_s": M(m, s, "xfer_self_reported"),
                 "ort_alone_img_s": o, "py_ort_img_s": p,
+                "py_expert_img_s": M(m, s, "pyx"),
                 "py_ort_alone_img_s": M(m, "py_alone"), "torch_img_s": t,
                 "xfer_peak_rss_mb": (M(m, s, "xfer_rss_kb") or 0) / 1024 or None,
                 "xfer_over_ort_alone": R((m, s, "xfer"), (m, "ort_alone")),
                 "xfer_over_py_ort": R((m, s, "xfer"), (m, s, "py")),
+                "xfer_over_py_expert": R((m, s, "xfer"), (m, s, "pyx")),
                 "xfer_over_torch": R((m, s, "xfer"), (m, s, "torch")) if t is not None else None,
             }
             tgt_py = TARGETS["xfer_over_py_small" if s == "small" else "xfer_over_py_large"]
             row["targets"] = {
                 "xfer_over_ort_alone": TARGETS["xfer_over_ort_alone"],
                 "xfer_over_py_ort": tgt_py,
+                "xfer_over_py_expert": TARGETS["xfer_over_py_expert"],
                 **({"xfer_over_torch": TARGETS["xfer_over_torch"]} if t is not None else {}),
             }
             row["pass"] = {k: (row[k] >= v if row[k] is not None else None)
@@ -337,11 +349,11 @@ def main():
 
     print()
     print(f"xfer extraction benchmark: {T} threads, batch {a.batch}, median of {runs} run(s); "
-          f"img/s;\nxfer = whole process (start-up included), (self) = xfer's own summary (after the "
+          f"img/s; py-x = the expert's peer (multiprocessing decoders + PIL draft);\nxfer = whole process (start-up included), (self) = xfer's own summary (after the "
           f"model is loaded);\nratios = median of within-round ratios (target in brackets, '!' = below "
           f"target); RSS = xfer peak RSS")
     hdr = (f"{'model':<20}{'set':<7}{'n':>5} {'xfer':>7} {'(self)':>6} {'ORT-alone':>9} {'py-ORT':>7} "
-           f"{'py-alone':>8} {'torch':>6} {'xfer/ORT(.85)':>13} {'xfer/py':>11} "
+           f"{'py-alone':>8} {'py-x':>6} {'torch':>6} {'xfer/ORT(.85)':>13} {'xfer/py':>11} {'xfer/py-x(1)':>12} "
            f"{'xfer/torch(1.5)':>15} {'RSS MB':>7}")
     print(hdr)
     print("-" * len(hdr))
@@ -349,9 +361,10 @@ def main():
         tp = r["targets"]["xfer_over_py_ort"]
         print(f"{r['model']:<20}{r['set']:<7}{r['n_images']:>5} {f(r['xfer_img_s']):>7} "
               f"{f(r['xfer_self_reported_img_s']):>6} {f(r['ort_alone_img_s']):>9} {f(r['py_ort_img_s']):>7} "
-              f"{f(r['py_ort_alone_img_s']):>8} {f(r['torch_img_s']):>6} "
+              f"{f(r['py_ort_alone_img_s']):>8} {f(r['py_expert_img_s']):>6} {f(r['torch_img_s']):>6} "
               f"{fr(r['xfer_over_ort_alone'], .85):>13} "
               f"{fr(r['xfer_over_py_ort'], tp) + f'({tp:g})':>11} "
+              f"{fr(r['xfer_over_py_expert'], 1.0):>12} "
               f"{fr(r['xfer_over_torch'], 1.5):>15} {f(r['xfer_peak_rss_mb'], '{:.0f}'):>7}")
     if rss_sizes:
         print()
