@@ -4,8 +4,9 @@
 //! xfer walks the calibration folder with the dataset walker, holds some images
 //! back, preprocesses the rest with the one pixel function (the model's own
 //! recipe) into a float32 `.npy` tensor, and has ONNX Runtime's Python
-//! quantiser (`tools/quantize.py`: `quantize_static`, QDQ, per-channel int8
-//! weights, uint8 activations) turn the model into an int8 one. The script
+//! quantiser (`tools/quantize.py`: `quant_pre_process`, one copy of a shared
+//! bias per Conv, then `quantize_static`, QDQ, per-channel int8 weights, uint8
+//! activations) turn the model into an int8 one. The script
 //! reads tensors only: there is no second copy of the preprocessing. xfer then
 //! runs both models on the held-back images and measures how far they agree
 //! (feature cosine, top-1 agreement), and writes the int8 model, a manifest

@@ -12,7 +12,7 @@ which fold constants such as the Identity nodes PyTorch's exporter puts in front
 of shared initialisers). Without it a Conv whose bias comes through such a node
 keeps a float bias, ONNX Runtime cannot fuse it into an integer convolution, and
 the "int8" model runs slower than fp32 (a torchvision ResNet-50: x0.6 of fp32
-without, x3.2 with, on an AVX-512 VNNI CPU).
+without, x3.1 with, on an AVX-512 VNNI CPU).
 
 Output: the QDQ model (per-channel int8 weights, uint8 activations) at --out,
 and one line of JSON on stdout: {"ort_version", "onnx_version", "method", ...}.
@@ -119,19 +119,21 @@ def main():
     except Exception as e:
         sys.exit(f"cannot pre-process {args.model} for quantisation ({e}); "
                  "check that ONNX Runtime can load the model (`xfer bench-model`)")
-    unshare_biases(onnx, pre)
-    quantize_static(
-        pre,
-        args.out,
-        Reader(),
-        quant_format=QuantFormat.QDQ,
-        per_channel=True,
-        reduce_range=args.reduce_range,
-        activation_type=QuantType.QUInt8,
-        weight_type=QuantType.QInt8,
-        calibrate_method=method,
-    )
-    os.remove(pre)
+    try:
+        unshare_biases(onnx, pre)
+        quantize_static(
+            pre,
+            args.out,
+            Reader(),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            reduce_range=args.reduce_range,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            calibrate_method=method,
+        )
+    finally:
+        os.remove(pre)
     print(json.dumps({
         "ort_version": ort.__version__,
         "onnx_version": onnx.__version__,

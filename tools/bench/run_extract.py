@@ -221,8 +221,9 @@ def main():
         if not have_xfer or (m, set_key) in xfer_broken:
             return None, None
         out = os.path.join(out_dir, f"xfer-{m}-{set_key}.h5")
-        if os.path.exists(out):
-            os.remove(out)
+        for f in (out, out + ".partial", out + ".lock"):  # a killed earlier run leaves these
+            if os.path.exists(f):
+                os.remove(f)
         res = run([XFER, "extract", "--model", m, "--data", dirs[set_key], "--out", out,
                    "--batch", str(a.batch), "--threads", str(T)], tag, a.timeout,
                   measure_rss=True)
