@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Extraction speed benchmark: xfer end to end vs ORT alone (xfer's own session) vs the
-# Python-ORT peer vs torchvision's ImageFolder/DataLoader, side by side, on the same
+# Python-ORT peer, plain and the expert's (multiprocessing decoders, PIL draft) vs
+# torchvision's ImageFolder/DataLoader, side by side, on the same
 # images (data/bench/, made from data/photos/ by tools/bench/make_images.py) with the
 # same thread count. Prints one table and writes data/bench/results-extract.json.
 #
@@ -33,7 +34,7 @@ for arg in "$@"; do
   case "$arg" in
     --no-build) BUILD=0 ;;
     --select-openblas) SELECT_OPENBLAS=1 ;;
-    -h|--help) sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
   esac
 done
 
