@@ -221,11 +221,9 @@ def main():
         if not have_xfer or (m, set_key) in xfer_broken:
             return None, None
         out = os.path.join(out_dir, f"xfer-{m}-{set_key}.h5")
-        for f in (out, out + ".partial", out + ".lock"):  # a killed earlier run leaves these
-            if os.path.exists(f):
-                os.remove(f)
+        # --overwrite: also starts afresh over what a killed earlier run left (.partial, .lock)
         res = run([XFER, "extract", "--model", m, "--data", dirs[set_key], "--out", out,
-                   "--batch", str(a.batch), "--threads", str(T)], tag, a.timeout,
+                   "--batch", str(a.batch), "--threads", str(T), "--overwrite"], tag, a.timeout,
                   measure_rss=True)
         if res["rc"] != 0:
             xfer_broken[(m, set_key)] = f"xfer extract exited {res['rc']} (see data/bench/logs/{tag}.log)"
