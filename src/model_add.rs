@@ -66,16 +66,9 @@ pub fn add(runtime: &Runtime, zoo: &Zoo, req: &AddRequest) -> Result<Added> {
         path: req.onnx.clone(),
         reason,
     };
-    if req.name.is_empty()
-        || !req
-            .name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
-        || req.name.starts_with('.')
-    {
+    if let Err(e) = crate::zoo::check_name(&req.name) {
         return Err(fail(format!(
-            "--name `{}` must be letters, digits, `_`, `-` or `.` (it names the file {}.toml)",
-            req.name, req.name
+            "--name: {e} (it names the file NAME.toml in the zoo); choose another --name"
         )));
     }
     let onnx = std::fs::canonicalize(&req.onnx).map_err(|e| Error::io(&req.onnx, e))?;
