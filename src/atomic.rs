@@ -116,7 +116,7 @@ pub fn write_atomic<T>(
             source,
         }
     };
-    let file = tmp.file.take().expect("a new TempFile holds its file");
+    let file = tmp.take_file().expect("a new TempFile holds its file");
     let mut w = BufWriter::new(file);
     let out = write(&mut w).map_err(err("writing"))?;
     w.flush().map_err(err("writing"))?;
@@ -202,6 +202,11 @@ impl TempFile {
     /// Where to write.
     pub fn path(&self) -> &Path {
         &self.tmp
+    }
+
+    /// The open temporary file, to write through (once; `None` after).
+    pub fn take_file(&mut self) -> Option<File> {
+        self.file.take()
     }
 
     /// Syncs the temporary file to disk, renames it over the target, and syncs
