@@ -549,3 +549,80 @@ fn models_add_refuses_a_name_that_is_a_path() {
     assert!(e.contains("--name") && e.contains("letters, digits"), "{e}");
     assert_eq!(names(&f.zoo), ["tiny.onnx", "tiny.toml"]);
 }
+
+#[test]
+fn extract_merge_and_quantize_refuse_an_output_that_is_an_input() {
+    let f = fixture(false);
+    let model = f.zoo.join("tiny.onnx");
+    let model_bytes = std::fs::read(&model).unwrap();
+    let image = f.data.join("dog").read_dir().unwrap().next().unwrap().unwrap().path();
+    let image_bytes = std::fs::read(&image).unwrap();
+    for out in [&model, &image] {
+        let e = refused(&xfer(&[
+            "extract",
+            "--model",
+            s(&f.zoo.join("tiny.toml")),
+            "--data",
+            s(&f.data),
+            "--out",
+            s(out),
+            "--overwrite",
+            "--quiet",
+        ]));
+        assert!(e.contains("--out") && e.contains("an input of this run"), "{e}");
+    }
+    assert_eq!(std::fs::read(&model).unwrap(), model_bytes);
+    assert_eq!(std::fs::read(&image).unwrap(), image_bytes);
+
+    // merge: the output named through a link to a shard.
+    let shards: Vec<PathBuf> = (0..2).map(|i| f.dir.join(format!("s{i}.h5"))).collect();
+    for (i, sh) in shards.iter().enumerate() {
+        let o = xfer(&[
+            "extract",
+            "--model",
+            s(&f.zoo.join("tiny.toml")),
+            "--data",
+            s(&f.data),
+            "--out",
+            s(sh),
+            "--shard",
+            &format!("{i}/2"),
+            "--quiet",
+        ]);
+        assert!(o.status.success(), "{}", common::text(&o));
+    }
+    let shard_bytes = std::fs::read(&shards[0]).unwrap();
+    let link = f.dir.join("merged.h5");
+    symlink(&shards[0], &link).unwrap();
+    let e = refused(&xfer(&[
+        "merge",
+        "--out",
+        s(&link),
+        "--overwrite",
+        s(&shards[0]),
+        s(&shards[1]),
+    ]));
+    assert!(e.contains("a shard file"), "{e}");
+    assert_eq!(std::fs::read(&shards[0]).unwrap(), shard_bytes);
+
+    // quantize: the int8 model's name is the source's own model file.
+    std::fs::copy(&model, f.zoo.join("tiny_int8.onnx")).unwrap();
+    let text = std::fs::read_to_string(f.zoo.join("tiny.toml")).unwrap();
+    std::fs::write(
+        f.zoo.join("tiny.toml"),
+        text.replacen("file = \"tiny.onnx\"", "file = \"tiny_int8.onnx\"", 1),
+    )
+    .unwrap();
+    let e = refused(&xfer(&[
+        "--zoo",
+        s(&f.zoo),
+        "quantize",
+        "--model",
+        "tiny",
+        "--calib",
+        s(&f.data),
+        "--overwrite",
+    ]));
+    assert!(e.contains("model tiny's ONNX file"), "{e}");
+    assert_eq!(std::fs::read(f.zoo.join("tiny_int8.onnx")).unwrap(), model_bytes);
+}
