@@ -333,6 +333,15 @@ pub fn write_package(
         .filter(|n| *n != "..")
         .ok_or_else(|| err(format!("{} names no folder; pass --out DIR", out.display())))?;
     let tarball = out.with_file_name(format!("{}.tar.gz", name.to_string_lossy()));
+    if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
+        if !parent.is_dir() {
+            return Err(err(format!(
+                "the folder of --out {}, {}, does not exist; create it or choose another --out",
+                out.display(),
+                parent.display()
+            )));
+        }
+    }
     let _lock = crate::lock::OutputLock::acquire(out)?;
     let replace = check_out(out, overwrite)?;
     if tar {
@@ -463,6 +472,7 @@ fn make_tarball(dir: &Path, tarball: &Path) -> Result<u64> {
         .arg("-")
         .arg("-C")
         .arg(parent)
+        .arg("--") // a folder named like an option stays a name
         .arg(name)
         .stdout(file)
         .output()

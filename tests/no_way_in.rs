@@ -626,3 +626,24 @@ fn extract_merge_and_quantize_refuse_an_output_that_is_an_input() {
     assert!(e.contains("model tiny's ONNX file"), "{e}");
     assert_eq!(std::fs::read(f.zoo.join("tiny_int8.onnx")).unwrap(), model_bytes);
 }
+
+#[test]
+fn package_folder_named_like_an_option_and_a_missing_parent() {
+    let f = fixture(true);
+    // `tar … -v` would take the folder's name for a flag.
+    let pkg = f.dir.join("-v");
+    let o = package(&f, &pkg, &["--tar"]);
+    assert!(o.status.success(), "{}", common::text(&o));
+    let list = Command::new("tar")
+        .arg("-tzf")
+        .arg(f.dir.join("-v.tar.gz"))
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&list.stdout).contains("-v/predict.sh"),
+        "{}",
+        common::text(&list)
+    );
+    let e = refused(&package(&f, &f.dir.join("no/such/pkg"), &[]));
+    assert!(e.contains("does not exist") && e.contains("no/such"), "{e}");
+}
