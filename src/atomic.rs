@@ -26,13 +26,13 @@ use std::path::{Path, PathBuf};
 pub enum AtomicError {
     /// The file system refused a step. (The OS error is part of the message,
     /// not a separate source, so a chain of errors prints it once.)
-    #[error("could not write {path} ({step}: {source}); check the folder exists, is writable and has free space, then run again")]
+    #[error("could not write {path} ({step}: {error}); check the folder exists, is writable and has free space, then run again")]
     Io {
         /// The file being written (not the temporary one).
         path: PathBuf,
         /// "creating the temporary file", "writing", "syncing", "renaming".
         step: &'static str,
-        source: io::Error,
+        error: io::Error,
     },
     /// Something xfer did not make sits at the temporary name: a symbolic
     /// link (which could point at any file) or a folder. Left alone.
@@ -110,10 +110,10 @@ pub fn write_atomic<T>(
 ) -> Result<T, AtomicError> {
     let mut tmp = TempFile::new(path)?;
     let err = |step: &'static str| {
-        move |source: io::Error| AtomicError::Io {
+        move |error: io::Error| AtomicError::Io {
             path: path.to_owned(),
             step,
-            source,
+            error,
         }
     };
     let file = tmp.take_file().expect("a new TempFile holds its file");
@@ -147,10 +147,10 @@ pub struct TempFile {
 /// anything else (a symbolic link, a folder) is refused and left alone.
 fn reserve(target: &Path, tmp: &Path) -> Result<File, AtomicError> {
     let io_err = |step: &'static str| {
-        move |source: io::Error| AtomicError::Io {
+        move |error: io::Error| AtomicError::Io {
             path: target.to_owned(),
             step,
-            source,
+            error,
         }
     };
     for _ in 0..2 {
@@ -174,7 +174,7 @@ fn reserve(target: &Path, tmp: &Path) -> Result<File, AtomicError> {
     Err(AtomicError::Io {
         path: target.to_owned(),
         step: "creating the temporary file",
-        source: io::Error::other("another process keeps making it"),
+        error: io::Error::other("another process keeps making it"),
     })
 }
 
@@ -185,10 +185,10 @@ impl TempFile {
     pub fn new(path: &Path) -> Result<TempFile, AtomicError> {
         let tmp = temp_path(path);
         let file = reserve(path, &tmp)?;
-        let m = file.metadata().map_err(|source| AtomicError::Io {
+        let m = file.metadata().map_err(|error| AtomicError::Io {
             path: path.to_owned(),
             step: "creating the temporary file",
-            source,
+            error,
         })?;
         Ok(TempFile {
             target: path.to_owned(),
@@ -215,10 +215,10 @@ impl TempFile {
     pub fn commit(mut self) -> Result<(), AtomicError> {
         let err = |step: &'static str| {
             let target = self.target.clone();
-            move |source: io::Error| AtomicError::Io {
+            move |error: io::Error| AtomicError::Io {
                 path: target,
                 step,
-                source,
+                error,
             }
         };
         self.file = None;
@@ -282,9 +282,9 @@ impl TempDir {
         let path = target;
         // mkdir never follows a link at the last component: whatever is there
         // (an old folder of a reused pid included) is refused, not deleted.
-        if let Err(source) = fs::create_dir(&tmp) {
+        if let Err(error) = fs::create_dir(&tmp) {
             return Err(match fs::symlink_metadata(&tmp) {
-                Ok(m) if source.kind() == io::ErrorKind::AlreadyExists => AtomicError::Taken {
+                Ok(m) if error.kind() == io::ErrorKind::AlreadyExists => AtomicError::Taken {
                     path: path.to_owned(),
                     tmp,
                     what: describe_kind(&m),
@@ -292,14 +292,14 @@ impl TempDir {
                 _ => AtomicError::Io {
                     path: path.to_owned(),
                     step: "creating the temporary folder",
-                    source,
+                    error,
                 },
             });
         }
         let id = link_id(&tmp).ok_or_else(|| AtomicError::Io {
             path: path.to_owned(),
             step: "creating the temporary folder",
-            source: io::Error::other("it vanished"),
+            error: io::Error::other("it vanished"),
         })?;
         Ok(TempDir {
             target: path.to_owned(),
@@ -321,16 +321,16 @@ impl TempDir {
             return Err(AtomicError::Io {
                 path: self.target.clone(),
                 step: "renaming",
-                source: io::Error::other(format!(
+                error: io::Error::other(format!(
                     "{} was replaced by another program",
                     self.tmp.display()
                 )),
             });
         }
-        fs::rename(&self.tmp, &self.target).map_err(|source| AtomicError::Io {
+        fs::rename(&self.tmp, &self.target).map_err(|error| AtomicError::Io {
             path: self.target.clone(),
             step: "renaming",
-            source,
+            error,
         })?;
         self.committed = true;
         Ok(())
