@@ -821,10 +821,18 @@ fn commit_cached(
         return Ok(b.commit_from_file(model)?);
     }
     let tmp = cached.with_extension(format!("tmp-{}", std::process::id()));
-    let writable = cached
+    // Made new (never through a link planted at the name); only that file is
+    // removed again.
+    let made = cached
         .parent()
         .is_some_and(|d| std::fs::create_dir_all(d).is_ok())
-        && std::fs::File::create(&tmp).is_ok();
+        .then(|| crate::atomic::create_new(&tmp).ok())
+        .flatten()
+        .and_then(|f| {
+            use std::os::unix::fs::MetadataExt;
+            f.metadata().ok().map(|m| (m.dev(), m.ino()))
+        });
+    let writable = made.is_some();
     let mut b = if writable {
         builder.with_optimized_model_path(&tmp)?
     } else {
@@ -835,8 +843,8 @@ fn commit_cached(
         let saved = session.is_ok()
             && std::fs::metadata(&tmp).is_ok_and(|m| m.len() > 0)
             && std::fs::rename(&tmp, cached).is_ok();
-        if !saved {
-            let _ = std::fs::remove_file(&tmp);
+        if let (false, Some(id)) = (saved, made) {
+            crate::atomic::remove_if_same(&tmp, id);
         }
     }
     Ok(session?)

@@ -94,6 +94,24 @@ pub enum Error {
         command: String,
     },
 
+    /// Something xfer did not make at a fixed name it writes beside an output
+    /// (a `.lock`, `.partial`): refused and left alone, never followed.
+    #[error("{path} is {what}, where xfer keeps its {role}: xfer never makes one there and will not follow or delete it (it could point at another file); remove it if you know what it is, or choose another output, then run again")]
+    Planted {
+        path: PathBuf,
+        what: String,
+        role: &'static str,
+    },
+
+    /// An output that is one of the run's inputs (the same file).
+    #[error("{flag} {output} is {what} ({input}), an input of this run: writing it would destroy that input, so it is refused even with --overwrite; give {flag} another path")]
+    OutputIsInput {
+        flag: String,
+        output: PathBuf,
+        what: String,
+        input: PathBuf,
+    },
+
     #[error("dataset {root}: {reason}")]
     Dataset { root: PathBuf, reason: String },
 

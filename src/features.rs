@@ -155,6 +155,21 @@ fn peek_shape(path: &Path) -> Option<(usize, usize)> {
     (shape.len() == 2).then(|| (shape[0], shape[1]))
 }
 
+/// A feature file's backbone name must be a model name (it is later looked up
+/// in the zoo by name): one written from a hostile manifest is refused.
+#[cfg(feature = "store")]
+fn check_backbone_name(f: &crate::store::FeatureFile) -> Result<()> {
+    match &f.provenance {
+        Some(p) => crate::zoo::check_name(&p.backbone).map_err(|e| {
+            store_err(
+                &f.file,
+                format!("records a backbone whose name is not valid ({e}); extract it again with a model of the zoo"),
+            )
+        }),
+        None => Ok(()),
+    }
+}
+
 #[cfg(feature = "store")]
 fn backbone_ref(f: &crate::store::FeatureFile) -> BackboneRef {
     match &f.provenance {
@@ -199,6 +214,7 @@ pub fn load(files: &[PathBuf]) -> Result<FeatureSet> {
     }
     let first = store::read(&files[0])?;
     check_file(&first)?;
+    check_backbone_name(&first)?;
     let mut warnings = Vec::new();
     let n = first.data.nrows();
     let first_name = files[0].display().to_string();
@@ -285,6 +301,7 @@ pub fn load(files: &[PathBuf]) -> Result<FeatureSet> {
     for (k, file) in files.iter().enumerate().skip(1) {
         let f = store::read(file)?;
         check_file(&f)?;
+        check_backbone_name(&f)?;
         let this = file.display().to_string();
         // Row alignment: order[r] = the row of `f` that holds image r of the first file.
         let order: Vec<usize> = match (&index, &f.paths) {

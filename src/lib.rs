@@ -7,6 +7,7 @@ pub mod atomic;
 pub mod augment;
 pub mod backbone;
 pub mod bundle;
+pub mod clobber;
 pub mod cpu;
 pub mod dataset;
 pub mod error;

@@ -11,13 +11,20 @@
 //!   before: a locker therefore checks, once it holds the lock, that the file it
 //!   locked is still the one at the path, and starts over if not.
 //!
+//! - The lock file is opened with `O_NOFOLLOW | O_CLOEXEC`: a symbolic link at
+//!   `<out>.lock` (planted in a shared folder to make xfer overwrite another
+//!   file) is refused with [`Error::Planted`] and left alone, as is anything
+//!   but a regular file with one name (a hard link to another file). On
+//!   release only the file this process locked is removed (device and inode
+//!   compared), never what another program put at the path since.
+//!
 //! flock locks are per open file description: two `OutputLock`s on one output
 //! in the same process also exclude each other.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
@@ -50,6 +57,26 @@ fn command_line() -> String {
 pub struct OutputLock {
     file: File,
     path: PathBuf,
+    /// (device, inode) of the locked file.
+    id: (u64, u64),
+}
+
+/// Refuses a lock path that is not a plain file of its own.
+fn planted(path: &Path, m: &fs::Metadata) -> Option<Error> {
+    let what = if m.file_type().is_symlink() {
+        "a symbolic link"
+    } else if !m.file_type().is_file() {
+        crate::atomic::describe_kind(m)
+    } else if m.nlink() > 1 {
+        "a hard link to another file"
+    } else {
+        return None;
+    };
+    Some(Error::Planted {
+        path: path.to_owned(),
+        what: what.into(),
+        role: "lock file",
+    })
 }
 
 impl OutputLock {
@@ -59,13 +86,30 @@ impl OutputLock {
         // A few rounds at most: each retry means another process released the
         // lock (and removed the file) between our open and our flock.
         for _ in 0..100 {
-            let mut file = OpenOptions::new()
+            let mut file = match OpenOptions::new()
                 .read(true)
                 .write(true)
                 .create(true)
                 .truncate(false)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
                 .open(&path)
-                .map_err(|e| Error::io(&path, e))?;
+            {
+                Ok(f) => f,
+                Err(e) => {
+                    // ELOOP: the path is a symbolic link (O_NOFOLLOW).
+                    if let Some(p) = fs::symlink_metadata(&path)
+                        .ok()
+                        .and_then(|m| planted(&path, &m))
+                    {
+                        return Err(p);
+                    }
+                    return Err(Error::io(&path, e));
+                }
+            };
+            let ours = file.metadata().map_err(|e| Error::io(&path, e))?;
+            if let Some(p) = planted(&path, &ours) {
+                return Err(p);
+            }
             // SAFETY: flock on a file descriptor this function owns.
             let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
             if rc != 0 {
@@ -94,8 +138,7 @@ impl OutputLock {
                 return Err(Error::io(&path, err));
             }
             // Still the file at the path? (Not removed by a holder releasing it.)
-            let ours = file.metadata().map_err(|e| Error::io(&path, e))?;
-            match fs::metadata(&path) {
+            match fs::symlink_metadata(&path) {
                 Ok(now) if now.dev() == ours.dev() && now.ino() == ours.ino() => {}
                 _ => continue,
             }
@@ -106,7 +149,11 @@ impl OutputLock {
                 file.flush()
             };
             write(&mut file).map_err(|e| Error::io(&path, e))?;
-            return Ok(OutputLock { file, path });
+            return Ok(OutputLock {
+                file,
+                path,
+                id: (ours.dev(), ours.ino()),
+            });
         }
         Err(Error::Io {
             path: path.clone(),
@@ -125,8 +172,9 @@ impl OutputLock {
 impl Drop for OutputLock {
     fn drop(&mut self) {
         // Remove while still holding the lock; lockers that opened the old file
-        // see it is gone from the path and start over.
-        let _ = fs::remove_file(&self.path);
+        // see it is gone from the path and start over. Only our own file:
+        // whatever else is at the path now is left alone.
+        crate::atomic::remove_if_same(&self.path, self.id);
         // SAFETY: unlocking our own descriptor; closing it would release it too.
         unsafe {
             libc::flock(self.file.as_raw_fd(), libc::LOCK_UN);
@@ -163,6 +211,51 @@ mod tests {
         assert!(!t.path().join("f.h5.lock").exists());
         let b = OutputLock::acquire(&out).unwrap();
         drop(b);
+    }
+
+    #[test]
+    fn a_symlink_or_hard_link_at_the_lock_path_is_refused_and_left_alone() {
+        let t = tempfile::tempdir().unwrap();
+        let victim = t.path().join("victim.txt");
+        fs::write(&victim, "precious\n").unwrap();
+        let out = t.path().join("f.h5");
+        std::os::unix::fs::symlink(&victim, lock_path(&out)).unwrap();
+        let e = OutputLock::acquire(&out).unwrap_err().to_string();
+        assert!(
+            e.contains("f.h5.lock") && e.contains("symbolic link") && e.contains("not follow or delete"),
+            "{e}"
+        );
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "precious\n");
+        assert!(fs::symlink_metadata(lock_path(&out))
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        // A dangling link: nothing is created at its target.
+        let out2 = t.path().join("g.h5");
+        let target = t.path().join("made-through-link");
+        std::os::unix::fs::symlink(&target, lock_path(&out2)).unwrap();
+        assert!(OutputLock::acquire(&out2).is_err());
+        assert!(!target.exists());
+        // A hard link to another file.
+        let out3 = t.path().join("h.h5");
+        fs::hard_link(&victim, lock_path(&out3)).unwrap();
+        let e = OutputLock::acquire(&out3).unwrap_err().to_string();
+        assert!(e.contains("hard link"), "{e}");
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "precious\n");
+    }
+
+    #[test]
+    fn release_leaves_a_file_put_at_the_path_since() {
+        let t = tempfile::tempdir().unwrap();
+        let out = t.path().join("f.h5");
+        let l = OutputLock::acquire(&out).unwrap();
+        fs::remove_file(lock_path(&out)).unwrap();
+        fs::write(lock_path(&out), "someone else's\n").unwrap();
+        drop(l);
+        assert_eq!(
+            fs::read_to_string(lock_path(&out)).unwrap(),
+            "someone else's\n"
+        );
     }
 
     #[test]

@@ -66,21 +66,19 @@ pub fn add(runtime: &Runtime, zoo: &Zoo, req: &AddRequest) -> Result<Added> {
         path: req.onnx.clone(),
         reason,
     };
-    if req.name.is_empty()
-        || !req
-            .name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
-        || req.name.starts_with('.')
-    {
+    if let Err(e) = crate::zoo::check_name(&req.name) {
         return Err(fail(format!(
-            "--name `{}` must be letters, digits, `_`, `-` or `.` (it names the file {}.toml)",
-            req.name, req.name
+            "--name: {e} (it names the file NAME.toml in the zoo); choose another --name"
         )));
     }
     let onnx = std::fs::canonicalize(&req.onnx).map_err(|e| Error::io(&req.onnx, e))?;
     std::fs::create_dir_all(&zoo.dir).map_err(|e| Error::io(&zoo.dir, e))?;
     let path = zoo.dir.join(format!("{}.toml", req.name));
+    let mut inputs = vec![crate::clobber::Input::new("the ONNX file", &onnx)];
+    if let Some(c) = &req.config {
+        inputs.push(crate::clobber::Input::new("the model's config", c));
+    }
+    crate::clobber::refuse_inputs("--name", &path, &inputs)?;
     if path.exists() && !req.force {
         return Err(fail(format!(
             "the zoo already has {}; choose another --name, or pass --force to replace it",

@@ -10,10 +10,15 @@
 //! DIR/README.md                     the command and its output
 //! ```
 //!
-//! The folder is written as `DIR.tmp-<pid>` and renamed at the end, so a
-//! half-written package never looks complete. Finding or building the slim
-//! predictor is [`find_slim_predictor`]; the caller decides which ONNX Runtime
-//! library and which resolved backbones go in.
+//! The folder is written as `.DIR.tmp-<pid>` (made new: never through a link
+//! planted at that name) and renamed at the end, so a half-written package
+//! never looks complete; it is removed on every error. A run holds the lock
+//! `DIR.lock` ([`crate::lock`]), so two packages into one folder cannot both
+//! be written. `--overwrite` replaces only a folder that `xfer package` made
+//! (it holds the marker file [`MARKER`]), never another folder, file or link.
+//! Every value written into `predict.sh` is single-quoted for the shell.
+//! Finding or building the slim predictor is [`find_slim_predictor`]; the
+//! caller decides which ONNX Runtime library and which resolved backbones go in.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -35,6 +40,10 @@ pub const SLIM_MARK: &str = "(slim)";
 
 /// The bundle's name inside a package.
 pub const BUNDLE: &str = "bundle.safetensors";
+
+/// The file that marks a folder as made by `xfer package`: `--overwrite`
+/// replaces only such a folder.
+pub const MARKER: &str = ".xfer-package";
 
 fn err(msg: impl Into<String>) -> Error {
     Error::Package(msg.into())
@@ -200,10 +209,18 @@ fn set_executable(path: &Path) -> Result<()> {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).map_err(io(path))
 }
 
+/// `s` as one word for a POSIX shell: single-quoted, a `'` inside written as
+/// `'\''`. Nothing in it is expanded (`$(…)`, backticks, newlines stay text).
+pub fn sh_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
 /// `predict.sh`: the predictor with the package's library, zoo, model cache
 /// and bundle, found relative to the script (a POSIX shell and its built-ins
-/// only).
+/// only). Names are quoted ([`sh_quote`]).
 fn predict_sh(lib_name: &str) -> String {
+    let lib_name = sh_quote(lib_name);
+    let bundle = sh_quote(BUNDLE);
     format!(
         r#"#!/bin/sh
 # Classify images with this package: ./predict.sh PATHS... [xfer-predict flags]
@@ -213,8 +230,8 @@ case "$0" in
   *) here=. ;;
 esac
 here=$(cd "$here" && pwd) || exit 1
-exec "$here/xfer-predict" --ort-lib "$here/lib/{lib_name}" --zoo "$here/zoo" \
-  --model-cache "$here/cache" --bundle "$here/{BUNDLE}" "$@"
+exec "$here/xfer-predict" --ort-lib "$here/lib/"{lib_name} --zoo "$here/zoo" \
+  --model-cache "$here/cache" --bundle "$here/"{bundle} "$@"
 "#
     )
 }
@@ -259,6 +276,8 @@ Files that cannot be read are skipped and listed on stderr; the exit status is
   optimised graph of each backbone for this machine's CPU, which makes later
   starts faster. Safe to delete.
 - `{BUNDLE}`: the head (safetensors; its metadata record the preprocessing).
+- `{MARKER}`: marks this folder as made by `xfer package`; `xfer package --overwrite`
+  replaces only such a folder.
 "#,
         xfer = crate::VERSION,
         bundle = inputs.bundle_path.display(),
@@ -268,8 +287,41 @@ Files that cannot be read are skipped and listed on stderr; the exit status is
     )
 }
 
-/// Writes the package into `out` (which must not exist unless `overwrite`),
-/// and `out.tar.gz` beside it with `tar`.
+/// Refuses an `out` that is there and is not a package folder `overwrite`
+/// may replace.
+fn check_out(out: &Path, overwrite: bool) -> Result<bool> {
+    let m = match std::fs::symlink_metadata(out) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(Error::io(out, e)),
+    };
+    if !m.file_type().is_dir() {
+        return Err(err(format!(
+            "--out {} is {}, not a package folder: xfer replaces only a folder that `xfer package` made, even with --overwrite; choose another --out, or remove it yourself",
+            out.display(),
+            crate::atomic::describe_kind(&m)
+        )));
+    }
+    let marked = std::fs::symlink_metadata(out.join(MARKER)).is_ok_and(|m| m.is_file());
+    if !marked {
+        return Err(err(format!(
+            "--out {} is a folder that `xfer package` did not make (it has no {MARKER}): it is not replaced, even with --overwrite; choose another --out, or remove it yourself",
+            out.display()
+        )));
+    }
+    if !overwrite {
+        return Err(err(format!(
+            "{} exists (a package); pass --overwrite to replace it, or another --out",
+            out.display()
+        )));
+    }
+    Ok(true)
+}
+
+/// Writes the package into `out` (which must not exist, or with `overwrite`
+/// be a package folder an earlier `xfer package` made), and `out.tar.gz` beside
+/// it with `tar`. Holds the lock `out.lock` while it works; the staging folder
+/// is removed on every error.
 pub fn write_package(
     inputs: &PackageInputs,
     out: &Path,
@@ -278,37 +330,61 @@ pub fn write_package(
 ) -> Result<Packaged> {
     let name = out
         .file_name()
+        .filter(|n| *n != "..")
         .ok_or_else(|| err(format!("{} names no folder; pass --out DIR", out.display())))?;
     let tarball = out.with_file_name(format!("{}.tar.gz", name.to_string_lossy()));
-    for p in std::iter::once(out).chain(tar.then_some(tarball.as_path())) {
-        if p.exists() && !overwrite {
+    if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
+        if !parent.is_dir() {
             return Err(err(format!(
-                "{} exists; pass --overwrite to replace it, or another --out",
-                p.display()
+                "the folder of --out {}, {}, does not exist; create it or choose another --out",
+                out.display(),
+                parent.display()
             )));
         }
     }
-    let version = predictor_version(inputs.predictor)?;
-    let tmp = out.with_file_name(format!(
-        ".{}.tmp-{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    if tmp.exists() {
-        std::fs::remove_dir_all(&tmp).map_err(io(&tmp))?;
-    }
-    let result = fill(inputs, &tmp, &version);
-    let files = match result {
-        Ok(f) => f,
-        Err(e) => {
-            let _ = std::fs::remove_dir_all(&tmp);
-            return Err(e);
+    let _lock = crate::lock::OutputLock::acquire(out)?;
+    let replace = check_out(out, overwrite)?;
+    if tar {
+        if let Ok(m) = std::fs::symlink_metadata(&tarball) {
+            if !m.file_type().is_file() {
+                return Err(err(format!(
+                    "{} is {}, not a tarball xfer wrote; choose another --out, or remove it yourself",
+                    tarball.display(),
+                    crate::atomic::describe_kind(&m)
+                )));
+            }
+            if !overwrite {
+                return Err(err(format!(
+                    "{} exists; pass --overwrite to replace it, or another --out",
+                    tarball.display()
+                )));
+            }
         }
-    };
-    if out.exists() {
-        std::fs::remove_dir_all(out).map_err(io(out))?;
     }
-    std::fs::rename(&tmp, out).map_err(io(out))?;
+    let version = predictor_version(inputs.predictor)?;
+    let staging = crate::atomic::TempDir::new(out)?;
+    let files = fill(inputs, staging.path(), &version)?;
+    write(
+        &staging.path().join(MARKER),
+        &format!("made by `xfer package` (xfer {})\n", crate::VERSION),
+    )?;
+    if replace {
+        // The old package moves aside, and comes back if the new one cannot
+        // take its place.
+        let old = out.with_file_name(format!(
+            ".{}.old-{}",
+            name.to_string_lossy(),
+            std::process::id()
+        ));
+        std::fs::rename(out, &old).map_err(io(out))?;
+        if let Err(e) = staging.commit() {
+            let _ = std::fs::rename(&old, out);
+            return Err(e.into());
+        }
+        std::fs::remove_dir_all(&old).map_err(io(&old))?;
+    } else {
+        staging.commit()?;
+    }
     let tarball = if tar {
         Some((tarball.clone(), make_tarball(out, &tarball)?))
     } else {
@@ -381,21 +457,24 @@ fn fill(inputs: &PackageInputs, dir: &Path, version: &str) -> Result<Vec<(PathBu
     Ok(files)
 }
 
-/// `tar -czf` of the package folder (its name as the top folder), written
-/// under a temporary name and renamed.
+/// `tar -cz` of the package folder (its name as the top folder), written to a
+/// temporary file of xfer's own ([`crate::atomic::TempFile`]) and renamed.
 fn make_tarball(dir: &Path, tarball: &Path) -> Result<u64> {
     let parent = dir
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     let name = dir.file_name().expect("checked above");
-    let tmp = tarball.with_extension(format!("gz.tmp-{}", std::process::id()));
+    let mut tmp = crate::atomic::TempFile::new(tarball)?;
+    let file = tmp.take_file().expect("a new TempFile holds its file");
     let o = Command::new("tar")
         .arg("-czf")
-        .arg(&tmp)
+        .arg("-")
         .arg("-C")
         .arg(parent)
+        .arg("--") // a folder named like an option stays a name
         .arg(name)
+        .stdout(file)
         .output()
         .map_err(|e| {
             err(format!(
@@ -403,7 +482,6 @@ fn make_tarball(dir: &Path, tarball: &Path) -> Result<u64> {
             ))
         })?;
     if !o.status.success() {
-        let _ = std::fs::remove_file(&tmp);
         return Err(err(format!(
             "tar failed ({}): {}; the folder {} is complete, leave out --tar or fix the cause",
             o.status,
@@ -411,6 +489,6 @@ fn make_tarball(dir: &Path, tarball: &Path) -> Result<u64> {
             dir.display()
         )));
     }
-    std::fs::rename(&tmp, tarball).map_err(io(tarball))?;
+    tmp.commit()?;
     Ok(std::fs::metadata(tarball).map_err(io(tarball))?.len())
 }

@@ -372,15 +372,6 @@ pub enum Phase {
     Measuring,
 }
 
-/// Removes the working folder on every exit path.
-struct WorkDir(PathBuf);
-
-impl Drop for WorkDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
     move |e| Error::io(path, e)
 }
@@ -424,15 +415,18 @@ pub fn quantize(
     }
     let side = source.preprocess.crop as usize;
 
-    let work = WorkDir(cfg.zoo_dir.join(format!(
+    // The working folder: made new (never through a planted link), removed
+    // on every exit path.
+    let work_dir = cfg.zoo_dir.join(format!(
         ".xfer-quantize-{}-{}",
         cfg.name,
         std::process::id()
-    )));
-    std::fs::create_dir_all(&work.0).map_err(io(&work.0))?;
-    let npy = work.0.join("calib.npy");
+    ));
+    let work = crate::atomic::TempDir::at(work_dir, &cfg.zoo_dir)?;
+    let work_path = work.path().to_owned();
+    let npy = work_path.join("calib.npy");
     {
-        let f = std::fs::File::create(&npy).map_err(io(&npy))?;
+        let f = crate::atomic::create_new(&npy).map_err(io(&npy))?;
         let mut w = std::io::BufWriter::new(f);
         write_npy(&mut w, &[calib_used.len(), 3, side, side], &calib_data)
             .and_then(|()| w.flush())
@@ -442,7 +436,7 @@ pub fn quantize(
 
     on_phase(Phase::Quantizing);
     let file = format!("{}.onnx", cfg.name);
-    let tmp_model = work.0.join(&file);
+    let tmp_model = work_path.join(&file);
     let started = std::time::Instant::now();
     let mut cmd = Command::new(&cfg.python);
     cmd.arg(&cfg.script)
@@ -524,7 +518,7 @@ pub fn quantize(
         xfer_version: crate::VERSION.into(),
         agreement: None,
     });
-    manifest.dir = work.0.clone();
+    manifest.dir = work_path.clone();
 
     on_phase(Phase::Measuring);
     let opts = SessionOptions::default();

@@ -495,6 +495,16 @@ impl FeatureWriter {
         list: Option<&ListInfo>,
     ) -> Result<(FeatureWriter, ResumeState)> {
         let partial = partial_path(out);
+        // HDF5 opens by name and would follow a link planted there.
+        if let Ok(m) = std::fs::symlink_metadata(&partial) {
+            if !m.file_type().is_file() {
+                return Err(Error::Planted {
+                    path: partial,
+                    what: crate::atomic::describe_kind(&m).into(),
+                    role: "interrupted extraction",
+                });
+            }
+        }
         let err = h5(&partial);
         let file = File::open_rw(&partial).map_err(|e| {
             let text = e.to_string();

@@ -175,6 +175,29 @@ pub struct Agreement {
     pub top1_agreement: Option<f64>,
 }
 
+/// What a model name may be, in words (for errors).
+pub const NAME_RULE: &str = "one file name of ASCII letters, digits, `_`, `-` and `.`, not starting with `.` or `-`, at most 100 characters";
+
+/// Checks a model name: it names the files `<name>.toml` (and often
+/// `<name>.onnx`) in the zoo and in packages, so it must be one path component
+/// of safe characters ([`NAME_RULE`]); `Err` says what is wrong.
+pub fn check_name(name: &str) -> std::result::Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 100
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        && !name.starts_with(['.', '-']);
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "the model name {:?} is not allowed: a name is {NAME_RULE}",
+            name.chars().take(120).collect::<String>()
+        ))
+    }
+}
+
 /// One backbone, as committed in `onnx/<name>.toml`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -229,6 +252,7 @@ impl Manifest {
     }
 
     fn validate(&self) -> std::result::Result<(), String> {
+        check_name(&self.name).map_err(|e| format!("{e} (it names files in the zoo and in packages); fix `name`"))?;
         let [_, c, h, w] = self.input.shape;
         if c != 3 || h != w || h <= 0 {
             return Err(format!(
@@ -260,6 +284,19 @@ impl Manifest {
 
     pub fn onnx_path(&self) -> PathBuf {
         self.dir.join(&self.file)
+    }
+
+    /// The model file and the manifest `<dir>/<name>.toml`, as inputs a
+    /// command's outputs must not overwrite ([`crate::clobber`]).
+    pub fn inputs(&self) -> Vec<crate::clobber::Input> {
+        use crate::clobber::Input;
+        vec![
+            Input::new(format!("model {}'s ONNX file", self.name), self.onnx_path()),
+            Input::new(
+                format!("model {}'s manifest", self.name),
+                self.dir.join(format!("{}.toml", self.name)),
+            ),
+        ]
     }
 
     pub fn generator_hint(&self) -> String {
@@ -357,6 +394,11 @@ impl Zoo {
         if name_or_path.ends_with(".toml") {
             return Manifest::from_file(Path::new(name_or_path));
         }
+        check_name(name_or_path).map_err(|e| {
+            Error::Config(format!(
+                "{e}; pass a model of the zoo (`xfer models` lists them) or a manifest file NAME.toml"
+            ))
+        })?;
         let path = self.dir.join(format!("{name_or_path}.toml"));
         if path.exists() {
             return Manifest::from_file(&path);

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use clap::Args;
 use xfer::bundle::{check_backbones, Bundle};
+use xfer::clobber::{refuse_inputs, Input};
 use xfer::{features, metrics};
 
 use super::common::check_output;
@@ -89,6 +90,18 @@ pub fn evaluate(_cli: &Cli, args: &EvaluateArgs) -> Result<i32> {
         Some(dir) => Some(report_page(dir, args.overwrite)?),
         None => None,
     };
+    let mut inputs = vec![Input::new("the bundle", &args.bundle)];
+    inputs.extend(
+        args.features
+            .iter()
+            .map(|f| Input::new("a feature file", f)),
+    );
+    if let Some(csv) = &args.csv {
+        refuse_inputs("--csv", csv, &inputs)?;
+    }
+    if let Some(page) = &page {
+        refuse_inputs("--report", page, &inputs)?;
+    }
     let bundle = Bundle::load(&args.bundle)?;
     let set = features::load(&args.features).context("loading the features")?;
     for w in &set.warnings {

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Result};
 use clap::Args;
 use xfer::bundle::Bundle;
+use xfer::clobber::{refuse_inputs, Input};
 use xfer::export::{self, ExportOptions};
 use xfer::predict;
 use xfer::zoo::Zoo;
@@ -56,6 +57,9 @@ pub fn export(cli: &Cli, args: &ExportArgs) -> Result<i32> {
     let bundle = Bundle::load(&args.bundle)?;
     let zoo = Zoo::locate(cli.zoo.as_deref());
     let resolved = predict::resolve_backbones(&bundle, &args.bundle, &zoo)?;
+    let mut inputs = vec![Input::new("the bundle", &args.bundle)];
+    inputs.extend(resolved.iter().flat_map(|r| r.manifest.inputs()));
+    refuse_inputs("--onnx", &args.onnx, &inputs)?;
     let exported = export::export(&bundle, &resolved, &ExportOptions { opset: args.opset })?;
     xfer::atomic::write_bytes_atomic(&args.onnx, &exported.bytes)?;
     let mb = exported.bytes.len() as f64 / 1e6;

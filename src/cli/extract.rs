@@ -7,6 +7,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use ndarray::Array4;
 use xfer::backbone::Backbone;
+use xfer::clobber::{refuse_inputs, Input};
 use xfer::dataset::{self, Layout};
 use xfer::extract::{self, ExtractConfig};
 use xfer::preprocess::{self, DecodeOptions, Preset};
@@ -206,6 +207,18 @@ pub fn extract(cli: &Cli, args: &ExtractArgs) -> Result<i32> {
     };
     let zoo = Zoo::locate(cli.zoo.as_deref());
     let manifest = zoo.find(&args.model)?;
+    // The feature file (or its .partial) replacing one of the run's inputs.
+    let partial = store::partial_path(&args.out);
+    if args.out.exists() || partial.exists() {
+        let mut inputs = manifest.inputs();
+        if let Some(l) = &args.list {
+            inputs.push(Input::new("the image list", l));
+        }
+        inputs.extend(ds.items.iter().map(|i| Input::new("an image", ds.abs_path(i))));
+        for out in [&args.out, &partial] {
+            refuse_inputs("--out", out, &inputs)?;
+        }
+    }
     let recipe = manifest.preprocess.with_preset(args.preset);
     let views = match args.views {
         None => None,

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Result};
 use clap::Args;
+use xfer::clobber::{refuse_inputs, Input};
 use xfer::store;
 
 use super::common::check_output;
@@ -43,6 +44,12 @@ pub fn merge(args: &MergeArgs) -> Result<i32> {
             args.out.display()
         );
     }
+    let inputs: Vec<Input> = args
+        .shards
+        .iter()
+        .map(|s| Input::new("a shard file", s))
+        .collect();
+    refuse_inputs("--out", &args.out, &inputs)?;
     let _lock = xfer::lock::OutputLock::acquire(&args.out)?;
     let s = xfer::merge::merge(&args.shards, &args.out, &mut |_, _| {})?;
     if args.json {

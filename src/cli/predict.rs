@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use xfer::bundle::Bundle;
+use xfer::clobber::{refuse_inputs, Input};
 use xfer::predict::{self, output, Predictor, PredictorOptions};
 use xfer::runtime::Runtime;
 use xfer::zoo::{Weights, Zoo};
@@ -173,6 +174,15 @@ pub fn predict(args: &PredictArgs, ort_lib: Option<&Path>, zoo: Option<&Path>) -
                 .join(", "),
             xfer::dataset::IMAGE_EXTENSIONS.join(", ")
         );
+    }
+    // An output that is one of the inputs (the bundle, a backbone, an image).
+    let mut own: Vec<Input> = vec![Input::new("the bundle", &args.bundle)];
+    own.extend(resolved.iter().flat_map(|r| r.manifest.inputs()));
+    own.extend(inputs.images.iter().map(|p| Input::new("an input image", p)));
+    for (flag, p) in [("--csv", &args.csv), ("--kaggle", &args.kaggle)] {
+        if let Some(p) = p {
+            refuse_inputs(flag, p, &own)?;
+        }
     }
     // Another run writing the same output files is refused now, not after the work.
     let _locks = [&args.csv, &args.kaggle]

@@ -82,14 +82,6 @@ impl From<MethodArg> for Method {
     }
 }
 
-fn valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
-        && !name.starts_with('.')
-}
-
 pub fn quantize(cli: &Cli, args: &QuantizeArgs) -> Result<i32> {
     let zoo = Zoo::locate(cli.zoo.as_deref());
     let source = zoo.find(&args.model)?;
@@ -97,8 +89,8 @@ pub fn quantize(cli: &Cli, args: &QuantizeArgs) -> Result<i32> {
         .name
         .clone()
         .unwrap_or_else(|| format!("{}_int8", source.name));
-    if !valid_name(&name) {
-        bail!("--name {name:?}: use letters, digits, '_', '-' and '.' only (it names the files NAME.onnx and NAME.toml)");
+    if let Err(e) = xfer::zoo::check_name(&name) {
+        bail!("--name: {e} (it names the files NAME.onnx and NAME.toml); choose another --name");
     }
     if name == source.name {
         bail!("--name {name}: that is the source model's name; choose another, e.g. {name}_int8");
@@ -114,6 +106,15 @@ pub fn quantize(cli: &Cli, args: &QuantizeArgs) -> Result<i32> {
                 );
             }
         }
+    }
+    let report_path = zoo.dir.join(format!("{name}.agreement.json"));
+    let inputs = source.inputs();
+    for (flag, p) in [
+        ("--name", &manifest_path),
+        ("--name", &model_path),
+        ("--name", &report_path),
+    ] {
+        xfer::clobber::refuse_inputs(flag, p, &inputs)?;
     }
     let _lock = xfer::lock::OutputLock::acquire(&manifest_path)?;
     let python = quantize::find_python(args.python.as_deref())?;

@@ -336,12 +336,27 @@ fn abbreviate(names: &[String]) -> String {
     }
 }
 
+use xfer::clobber::{refuse_inputs, Input};
+
+/// Every feature file a run reads (--train and --val).
+fn feature_files(args: &TrainArgs) -> Vec<&PathBuf> {
+    args.train.iter().chain(&args.val).collect()
+}
+
 pub fn train(_cli: &Cli, args: &TrainArgs) -> Result<i32> {
     let plan = plan(args)?;
     // A second training run into the same folder is refused while this one runs.
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
     let _lock = xfer::lock::OutputLock::acquire(&args.out.join("run"))?;
+    // The run's files (written, or removed as an earlier run's) are none of its inputs.
+    let inputs: Vec<Input> = feature_files(args)
+        .into_iter()
+        .map(|f| Input::new("a feature file", f))
+        .collect();
+    for name in OUTPUTS {
+        refuse_inputs("--out", &args.out.join(name), &inputs)?;
+    }
     if args.threads > 0 {
         rayon::ThreadPoolBuilder::new()
             .num_threads(args.threads)

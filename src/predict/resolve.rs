@@ -90,7 +90,8 @@ fn resolve_one(b: &BackboneRef, zoo: &Zoo) -> std::result::Result<ResolvedBackbo
         ));
     }
     let zoo_file = zoo.dir.join(format!("{}.toml", b.name));
-    let by_name = if zoo_file.exists() {
+    // A name that is not a model name (`../x`) is never used as a path.
+    let by_name = if crate::zoo::check_name(&b.name).is_ok() && zoo_file.exists() {
         Some(Manifest::from_file(&zoo_file).map_err(|e| e.to_string())?)
     } else {
         None
