@@ -11,3 +11,7 @@ cargo test --release --all-targets "$@"
 cargo clippy --release --all-targets -- -D warnings
 # The slim predictor links nothing beyond the C runtime (README, "The slim binary").
 tools/check_slim.sh
+# The cluster recipes for real: a single-node Slurm (installed with apt; SKIPPED
+# loudly without root) and the Kubernetes Jobs (schema, then every pod's command).
+tools/slurm/check.sh target/release/xfer
+.venv/bin/python tools/k8s/check.py target/release/xfer
