@@ -33,7 +33,11 @@ lite=onnx/efficientnet_lite0.onnx
 [ -f "$lite" ] || fail "$lite missing: run tools/setup.sh"
 
 t=$(mktemp -d /tmp/xfer-slurm.XXXXXX)
-cleanup() { tools/slurm/local_slurm.sh stop "$t/slurm" || true; }
+passed=0
+cleanup() {  # the daemons always; the folder only after a pass (else kept for its logs)
+  tools/slurm/local_slurm.sh stop "$t/slurm" || true
+  if [ "$passed" = 1 ]; then rm -rf "$t"; else say "files and logs kept in $t"; fi
+}
 trap cleanup EXIT
 eval "$(tools/slurm/local_slurm.sh start "$t/slurm")"
 say "Slurm $(sinfo --version | cut -d' ' -f2) up: $(sinfo -h -o '%N %c CPUs %T')"
@@ -118,6 +122,13 @@ if ls "$t/work" | grep -q -e '4294967294' -e 'xfer-xfer'; then fail "odd log nam
 (cd "$t/work" && N=4 MODEL=efficientnet_lite0 DATA="$photos" OUT="$t/x.h5" PATH="$t/bin:$PATH" \
    sbatch --wait --output=direct.out "$repo/tools/slurm/extract.sbatch") >/dev/null 2>&1 || true
 grep -q "submits itself" "$t/work/direct.out" || { cat "$t/work/direct.out"; fail "sbatch extract.sbatch did not say how to submit"; }
+# Inside an allocation (salloc, an interactive job) the command submits as on a login node.
+o=$(cd "$t/work" && PATH="$t/bin:$PATH" N=2 MODEL=efficientnet_lite0 DATA="$photos" OUT="$t/s.h5" \
+      salloc -n1 bash "$repo/tools/slurm/extract.sbatch" 2>&1) || fail "submitting inside salloc: $o"
+sjid=$(echo "$o" | sed -n 's/.*as job array \([0-9]*\) .*/\1/p')
+smid=$(echo "$o" | sed -n 's/.* the merge as job \([0-9]*\).*/\1/p')
+[ -n "$sjid" ] && [ -n "$smid" ] || fail "inside salloc: $o"
+scancel "$sjid" "$smid"
 too_many=$(($(nproc) + 1))
 if o=$(cd "$t/work" && CPUS=$too_many PATH="$t/bin:$PATH" N=2 MODEL=efficientnet_lite0 DATA="$photos" OUT="$t/y.h5" \
         bash "$repo/tools/slurm/extract.sbatch" 2>&1); then fail "CPUS=$too_many was accepted: $o"; fi
@@ -130,4 +141,5 @@ if o=$(SLURM_ARRAY_TASK_ID=0 N=2 MODEL=efficientnet_lite0 DATA="$photos" SHARDS=
 if grep -nE '"\$\{(extra|gres|resume)\[@\]\}"' tools/extract_shard.sh tools/slurm/extract.sbatch | grep -v '+"'; then
   fail "an unguarded expansion of an array that may be empty (bash < 4.4)"
 fi
+passed=1
 say "passed: $n_photos photos, 4 shards, task 1 killed and recovered by rerunning the command"
