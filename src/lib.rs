@@ -25,6 +25,7 @@ pub mod merge;
 pub mod metrics;
 pub mod model_add;
 pub mod model_config;
+pub mod model_fetch;
 #[cfg(feature = "ship")]
 pub mod package;
 pub mod pipeline;
@@ -35,6 +36,7 @@ pub mod preprocess;
 pub mod quantize;
 pub mod report;
 pub mod runtime;
+pub mod scripts;
 pub mod shard;
 #[cfg(feature = "store")]
 pub mod store;

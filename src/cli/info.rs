@@ -15,6 +15,7 @@ pub fn info(cli: &Cli) -> Result<i32> {
     match Runtime::init(cli.ort_lib.as_deref()) {
         Ok(rt) => {
             println!("ONNX Runtime {} from {}", rt.version, rt.library.display());
+            println!("  found via {}", rt.source.describe());
             // Each provider is tried for real (a tiny session built strictly on it and
             // run once), not taken as usable because the library was built with it.
             for device in [Device::Cpu, Device::Cuda, Device::Tensorrt] {
