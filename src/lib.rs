@@ -26,6 +26,7 @@ pub mod metrics;
 pub mod model_add;
 pub mod model_config;
 pub mod model_fetch;
+pub mod nvidia;
 #[cfg(feature = "ship")]
 pub mod package;
 pub mod pipeline;

@@ -300,6 +300,30 @@ fn version_from_file_name(library: &Path) -> Option<String> {
     ok.then(|| version.to_owned())
 }
 
+/// NVIDIA's pip libraries beside the loaded ONNX Runtime library, loaded once
+/// ([`crate::nvidia`]); an error naming what is missing when some required one is
+/// missing or fails to load. Nothing to do for a library outside a Python
+/// environment with an `nvidia/` folder (a system CUDA is found by the loader).
+pub fn preload_nvidia() -> std::result::Result<Option<&'static crate::nvidia::Preloaded>, String> {
+    let library = RUNTIME
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .as_ref()
+        .map(|r| r.library.clone());
+    let Some(library) = library else { return Ok(None) };
+    let Some(done) = crate::nvidia::preload_once(&library) else { return Ok(None) };
+    let problems = done.problems();
+    if problems.is_empty() {
+        Ok(Some(done))
+    } else {
+        Err(format!(
+            "NVIDIA's libraries in {}/nvidia are incomplete ({}); install them with `pip install onnxruntime-gpu[cuda,cudnn]==1.31.1` in that environment",
+            done.site_packages.display(),
+            problems.join("; ")
+        ))
+    }
+}
+
 /// Which execution provider to run a backbone on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -451,6 +475,9 @@ pub fn gpu_providers(
 ) -> std::result::Result<Vec<ort::ep::ExecutionProviderDispatch>, String> {
     #[allow(unused_mut)]
     let mut out = Vec::new();
+    if request.device != Device::Cpu {
+        preload_nvidia()?;
+    }
     match request.device {
         Device::Cpu => {}
         Device::Tensorrt => {
