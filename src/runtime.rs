@@ -311,6 +311,11 @@ pub fn preload_nvidia() -> std::result::Result<Option<&'static crate::nvidia::Pr
         .as_ref()
         .map(|r| r.library.clone());
     let Some(library) = library else { return Ok(None) };
+    // Only for a GPU build of ONNX Runtime (its CUDA provider beside it): with the
+    // CPU build the provider's own "not enabled in this build" is the real reason.
+    if !library.with_file_name("libonnxruntime_providers_cuda.so").is_file() {
+        return Ok(None);
+    }
     let Some(done) = crate::nvidia::preload_once(&library) else { return Ok(None) };
     let problems = done.problems();
     if problems.is_empty() {

@@ -91,12 +91,17 @@ run_flow() {  # the README's pip path, as the user; predictions in ~/pred.csv
     xfer extract --model efficientnet_lite0 --data photos --out feats.h5 >/dev/null 2>&1
     xfer train --train feats.h5 --out run >/dev/null
     xfer-predict --bundle run/best.safetensors --csv pred.csv photos/fruit photos/vehicles
+    # NVIDIA libraries from pip, found and loaded without a GPU: the CUDA runtime alone.
+    pip install -q "nvidia-cuda-runtime~=13.0"
+    xfer info | grep -E "NVIDIA|libcudart"
     for b in xfer xfer-predict; do echo "ldd $b:"; ldd "$(command -v $b)"; done'
 }
 flow=$(run_flow 2>&1) || { echo "$flow"; fail "the pip user's flow"; }
 echo "$flow"
 echo "$flow" | grep -q "found via the onnxruntime package of the Python environment /home/xfer-user/env" ||
   fail "xfer did not take ONNX Runtime from its Python environment"
+echo "$flow" | grep -q "libcudart.so.13 loaded (/home/xfer-user/env/lib/python3.*/site-packages/nvidia/cu13/lib/libcudart.so.13)" ||
+  fail "xfer did not load NVIDIA's CUDA runtime from the environment's nvidia/ folder"
 libs=$(echo "$flow" | sed -n '/^ldd /,$p' | grep '=>\|ld-linux\|vdso' | awk '{print $1}' | sort -u)
 extra=$(echo "$libs" | grep -v -E '^(linux-vdso\.so\.1|/lib64/ld-linux-x86-64\.so\.2|libc\.so\.6|libm\.so\.6|libpthread\.so\.0|libdl\.so\.2|librt\.so\.1|libgcc_s\.so\.1)$' || true)
 [ -z "$extra" ] || fail "the installed binaries link more than the C runtime: $extra"
