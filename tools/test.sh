@@ -15,3 +15,6 @@ tools/check_slim.sh
 # loudly without root) and the Kubernetes Jobs (schema, then every pod's command).
 tools/slurm/check.sh target/release/xfer
 .venv/bin/python tools/k8s/check.py target/release/xfer
+# The pip install for real: the wheel built as documented, installed by a non-root
+# user in a clean Debian root, predictions equal to this build's (SKIPPED without root).
+tools/wheel_check.sh

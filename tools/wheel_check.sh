@@ -35,9 +35,11 @@ tools/build_wheel.sh >/tmp/xfer-wheel-build.log 2>&1 || { tail -30 /tmp/xfer-whe
 wheel=$(ls dist/xfer-*.whl)
 say "built $(basename "$wheel"), $(du -h "$wheel" | cut -f1)"
 audit=$(.venv-build/bin/auditwheel show "$wheel" 2>&1) || fail "auditwheel: $audit"
-echo "$audit" | grep -q 'consistent with the following platform tag: "manylinux_2_28_x86_64"' ||
+flat=$(echo "$audit" | tr -s ' \n' '  ')
+echo "$flat" | grep -q 'consistent with the following platform tag: "manylinux_2_28_x86_64"' ||
   fail "the wheel is not manylinux_2_28: $audit"
-say "auditwheel: $(echo "$audit" | grep -o 'requires[^.]*GLIBC[^.]*' | head -1 || true) — consistent with manylinux_2_28_x86_64"
+newest=$(echo "$flat" | grep -o "GLIBC_[0-9.]*" | sed 's/GLIBC_//' | sort -V | tail -1)
+say "auditwheel: manylinux_2_28_x86_64; the newest glibc symbol the binaries use: GLIBC_$newest"
 
 # 2. A clean root.
 make_root() {  # suite dir
@@ -90,7 +92,7 @@ run_flow() {  # the README's pip path, as the user; predictions in ~/pred.csv
     xfer models fetch efficientnet_lite0 2>&1 | tail -1
     xfer extract --model efficientnet_lite0 --data photos --out feats.h5 >/dev/null 2>&1
     xfer train --train feats.h5 --out run >/dev/null
-    xfer-predict --bundle run/best.safetensors --csv pred.csv photos/fruit photos/vehicles
+    xfer-predict --bundle run/best.safetensors --csv pred.csv photos/fruit photos/vehicles | tail -1
     # NVIDIA libraries from pip, found and loaded without a GPU: the CUDA runtime alone.
     pip install -q "nvidia-cuda-runtime~=13.0"
     xfer info | grep -E "NVIDIA|libcudart"
@@ -111,7 +113,7 @@ say "ldd: $(echo $libs)"
 ref=$(mktemp -d /tmp/xfer-wheel-ref.XXXXXX)
 target/release/xfer extract --model efficientnet_lite0 --data "$home/photos" --out "$ref/feats.h5" >/dev/null 2>&1
 target/release/xfer train --train "$ref/feats.h5" --out "$ref/run" >/dev/null
-(cd "$home" && "$repo/target/release/xfer-predict" --bundle "$ref/run/best.safetensors" --csv "$ref/pred.csv" photos/fruit photos/vehicles)
+(cd "$home" && "$repo/target/release/xfer-predict" --bundle "$ref/run/best.safetensors" --csv "$ref/pred.csv" photos/fruit photos/vehicles >/dev/null)
 cmp -s "$ref/pred.csv" "$home/pred.csv" || { diff "$ref/pred.csv" "$home/pred.csv" | head; fail "the wheel's predictions differ from the checkout build's"; }
 say "predictions of the installed xfer-predict == the checkout build's ($(($(wc -l <"$ref/pred.csv") - 1)) photos)"
 rm -rf "$ref"
@@ -135,7 +137,7 @@ if [ "$old_glibc" = 1 ]; then
     xfer info | head -2
     xfer extract --model efficientnet_lite0 --data photos --out feats.h5 >/dev/null 2>&1
     xfer train --train feats.h5 --out run >/dev/null
-    xfer-predict --bundle run/best.safetensors --csv pred.csv photos/fruit photos/vehicles" 2>&1) || { echo "$out"; fail "the binaries on Debian 11"; }
+    xfer-predict --bundle run/best.safetensors --csv pred.csv photos/fruit photos/vehicles | tail -1" 2>&1) || { echo "$out"; fail "the binaries on Debian 11"; }
   echo "$out" | head -3
   cmp -s "$old/home/xfer-user/pred.csv" "$home/pred.csv" || fail "Debian 11's predictions differ"
   say "Debian 11 (glibc 2.31): the installed binaries extract, train and predict; predictions equal"
