@@ -7,8 +7,10 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error(
-        "no ONNX Runtime library found (looked at: {searched}); run `tools/setup.sh`, \
-         or pass --ort-lib PATH / set ORT_DYLIB_PATH to a libonnxruntime.so of version 1.31"
+        "no ONNX Runtime library found (looked at: {searched}); install it into xfer's Python \
+         environment (`pip install onnxruntime==1.31.1`, or `onnxruntime-gpu==1.31.1` for CUDA), \
+         run `tools/setup.sh` in a checkout, or pass --ort-lib PATH / set ORT_DYLIB_PATH to a \
+         libonnxruntime.so of version 1.31"
     )]
     OrtLibraryMissing { searched: String },
 

@@ -26,6 +26,8 @@ pub mod merge;
 pub mod metrics;
 pub mod model_add;
 pub mod model_config;
+pub mod model_fetch;
+pub mod nvidia;
 #[cfg(feature = "ship")]
 pub mod package;
 pub mod pipeline;
@@ -36,6 +38,7 @@ pub mod preprocess;
 pub mod quantize;
 pub mod report;
 pub mod runtime;
+pub mod scripts;
 pub mod shard;
 #[cfg(feature = "store")]
 pub mod store;

@@ -288,37 +288,6 @@ pub fn measure_agreement(
     })
 }
 
-/// Where `tools/quantize.py` and the checkout's `.venv` are: the current
-/// directory when it holds `tools/quantize.py`, else the source checkout xfer
-/// was built from.
-pub fn checkout_dir() -> PathBuf {
-    if Path::new("tools/quantize.py").is_file() {
-        PathBuf::from(".")
-    } else {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-    }
-}
-
-/// The Python that runs the quantiser: `explicit` (--python), else
-/// `$XFER_PYTHON`, else the checkout's `.venv/bin/python` (made by
-/// `tools/setup.sh`).
-pub fn find_python(explicit: Option<&Path>) -> Result<PathBuf> {
-    if let Some(p) = explicit {
-        return Ok(p.to_owned());
-    }
-    if let Some(p) = std::env::var_os("XFER_PYTHON") {
-        return Ok(p.into());
-    }
-    let venv = checkout_dir().join(".venv/bin/python");
-    if venv.exists() {
-        return Ok(venv);
-    }
-    Err(err(format!(
-        "no Python with ONNX Runtime's quantiser: {} does not exist; run `tools/setup.sh` (it installs onnxruntime into .venv), or pass --python PATH / set XFER_PYTHON to a Python with onnxruntime 1.31 and ml_dtypes",
-        venv.display()
-    )))
-}
-
 /// What `tools/quantize.py` reports on stdout.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct QuantizerReport {

@@ -59,39 +59,147 @@ pub fn prepare_cache_dir(dir: &Path) -> Result<PathBuf> {
     Ok(abs)
 }
 
-/// `explicit` (--ort-lib), else `ORT_DYLIB_PATH` (when set and not empty), else
-/// [`default_library_path`]. A library the user names (the first two) must exist
-/// and be a file: it is an error naming it, never silently replaced by another
-/// library. None named and none installed is an error too.
+/// Where the ONNX Runtime library in use was found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LibrarySource {
+    /// `--ort-lib`.
+    Flag,
+    /// `ORT_DYLIB_PATH`.
+    Env,
+    /// Where `tools/setup.sh` installs it ([`default_library_path`]).
+    SetUp,
+    /// The `onnxruntime` (or `onnxruntime-gpu`) package of the Python environment
+    /// xfer is installed in: `<env>/bin/xfer` → `<env>/lib/python3.*/site-packages`.
+    PythonEnv { site_packages: PathBuf },
+}
+
+impl LibrarySource {
+    /// "ORT_DYLIB_PATH", "the onnxruntime package of the Python environment /v/lib/python3.11/site-packages", …
+    pub fn describe(&self) -> String {
+        match self {
+            LibrarySource::Flag => "--ort-lib".into(),
+            LibrarySource::Env => "ORT_DYLIB_PATH".into(),
+            LibrarySource::SetUp => "the set-up location (tools/setup.sh)".into(),
+            LibrarySource::PythonEnv { site_packages } => format!(
+                "the onnxruntime package of the Python environment {}",
+                site_packages.display()
+            ),
+        }
+    }
+}
+
+/// A library found by [`locate_library`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FoundLibrary {
+    pub path: PathBuf,
+    pub source: LibrarySource,
+}
+
+/// The path of the library [`locate_library`] finds.
 pub fn find_library(explicit: Option<&Path>) -> Result<PathBuf> {
+    locate_library(explicit).map(|f| f.path)
+}
+
+/// `explicit` (--ort-lib), else `ORT_DYLIB_PATH` (when set and not empty), else
+/// [`default_library_path`], else the `onnxruntime` package of the Python
+/// environment this binary is installed in ([`python_site_packages`]; found
+/// from the binary's own location, without running Python). A library the user
+/// names (the first two) must exist and be a file: it is an error naming it,
+/// never silently replaced by another library. None found is an error listing
+/// where it looked.
+pub fn locate_library(explicit: Option<&Path>) -> Result<FoundLibrary> {
     let env = std::env::var_os("ORT_DYLIB_PATH").filter(|v| !v.is_empty());
+    let exe = std::env::current_exe().ok();
     find_library_from(
         explicit,
         env.as_deref().map(Path::new),
         default_library_path(),
+        exe.as_deref().map(python_site_packages).unwrap_or_default(),
     )
 }
 
-/// [`find_library`] with its environment as arguments.
+/// The site-packages folders of the Python environment holding `exe`:
+/// `<env>/bin/xfer` → `<env>/lib{,64}/python3.*/site-packages`, newest Python
+/// first. A venv, `pip install --user` (`~/.local/bin`), pipx, `uv tool` and
+/// conda all lay it out so. Empty when `exe` is not in such a place.
+pub fn python_site_packages(exe: &Path) -> Vec<PathBuf> {
+    let Some(env) = exe.parent().filter(|b| b.ends_with("bin")).and_then(Path::parent) else {
+        return Vec::new();
+    };
+    let mut found: Vec<(Vec<u32>, PathBuf)> = Vec::new();
+    for lib in ["lib", "lib64"] {
+        let Ok(entries) = std::fs::read_dir(env.join(lib)) else { continue };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(version) = name.to_str().and_then(|n| n.strip_prefix("python")) else {
+                continue;
+            };
+            let site = entry.path().join("site-packages");
+            if site.is_dir() && !found.iter().any(|(_, p)| same_file(p, &site)) {
+                found.push((numeric_version(version), site));
+            }
+        }
+    }
+    found.sort_by(|a, b| b.0.cmp(&a.0));
+    found.into_iter().map(|(_, p)| p).collect()
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    matches!((std::fs::canonicalize(a), std::fs::canonicalize(b)), (Ok(x), Ok(y)) if x == y)
+}
+
+/// "3.11" → [3, 11]; "1.31.1" → [1, 31, 1]; a part that is not a number counts 0.
+fn numeric_version(v: &str) -> Vec<u32> {
+    v.split('.').map(|p| p.parse().unwrap_or(0)).collect()
+}
+
+/// The newest `onnxruntime/capi/libonnxruntime.so.<version>` in `site_packages`
+/// of a version this build can use (1.31 or newer; ort checks the API level too).
+fn python_library(site_packages: &Path) -> Option<PathBuf> {
+    let capi = site_packages.join("onnxruntime").join("capi");
+    let mut best: Option<(Vec<u32>, PathBuf)> = None;
+    for entry in std::fs::read_dir(&capi).ok()?.flatten() {
+        let name = entry.file_name();
+        let Some(version) = name.to_str().and_then(|n| n.strip_prefix("libonnxruntime.so.")) else {
+            continue;
+        };
+        let v = numeric_version(version);
+        if v.as_slice() < [1, 31].as_slice() || !entry.path().is_file() {
+            continue;
+        }
+        if best.as_ref().is_none_or(|(b, _)| v > *b) {
+            best = Some((v, entry.path()));
+        }
+    }
+    best.map(|(_, p)| p)
+}
+
+/// [`locate_library`] with its environment as arguments.
 fn find_library_from(
     explicit: Option<&Path>,
     env: Option<&Path>,
     default: Option<PathBuf>,
-) -> Result<PathBuf> {
+    site_packages: Vec<PathBuf>,
+) -> Result<FoundLibrary> {
     let named = explicit
-        .map(|p| (p, "--ort-lib", "pass --ort-lib the path of a libonnxruntime.so of version 1.31, or leave --ort-lib out to use the one `tools/setup.sh` installs"))
+        .map(|p| (p, LibrarySource::Flag, "pass --ort-lib the path of a libonnxruntime.so of version 1.31, or leave --ort-lib out to use the one `tools/setup.sh` installs"))
         .or_else(|| {
             env.map(|p| {
                 (
                     p,
-                    "ORT_DYLIB_PATH",
+                    LibrarySource::Env,
                     "set ORT_DYLIB_PATH to the path of a libonnxruntime.so of version 1.31, or unset it to use the one `tools/setup.sh` installs",
                 )
             })
         });
-    if let Some((path, via, hint)) = named {
+    if let Some((path, source, hint)) = named {
         let reason = match std::fs::metadata(path) {
-            Ok(m) if m.is_file() => return Ok(path.to_owned()),
+            Ok(m) if m.is_file() => {
+                return Ok(FoundLibrary {
+                    path: path.to_owned(),
+                    source,
+                })
+            }
             Ok(m) if m.is_dir() => "it is a folder, not the library file".to_string(),
             Ok(_) => "it is not a regular file".to_string(),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => "no such file".to_string(),
@@ -99,20 +207,37 @@ fn find_library_from(
         };
         return Err(Error::OrtLibraryNamed {
             path: path.to_owned(),
-            via: via.into(),
+            via: source.describe(),
             reason,
             hint: hint.into(),
         });
     }
+    let mut searched = Vec::new();
     match default {
-        Some(p) if p.is_file() => Ok(p),
-        Some(p) => Err(Error::OrtLibraryMissing {
-            searched: format!("{} (the set-up location)", p.display()),
-        }),
-        None => Err(Error::OrtLibraryMissing {
-            searched: "nowhere: HOME is not set".into(),
-        }),
+        Some(p) if p.is_file() => {
+            return Ok(FoundLibrary {
+                path: p,
+                source: LibrarySource::SetUp,
+            })
+        }
+        Some(p) => searched.push(format!("{} (the set-up location)", p.display())),
+        None => searched.push("no set-up location (HOME is not set)".into()),
     }
+    for site in site_packages {
+        if let Some(path) = python_library(&site) {
+            return Ok(FoundLibrary {
+                path,
+                source: LibrarySource::PythonEnv { site_packages: site },
+            });
+        }
+        searched.push(format!(
+            "{} (no onnxruntime package of version 1.31 or newer)",
+            site.join("onnxruntime/capi").display()
+        ));
+    }
+    Err(Error::OrtLibraryMissing {
+        searched: searched.join("; "),
+    })
 }
 
 /// A loaded ONNX Runtime.
@@ -120,6 +245,8 @@ fn find_library_from(
 pub struct Runtime {
     pub env: Environment,
     pub library: PathBuf,
+    /// Where [`Runtime::library`] was found.
+    pub source: LibrarySource,
     pub version: String,
 }
 
@@ -141,7 +268,10 @@ impl Runtime {
     }
 
     fn load(explicit: Option<&Path>) -> Result<Runtime> {
-        let library = find_library(explicit)?;
+        let FoundLibrary {
+            path: library,
+            source,
+        } = locate_library(explicit)?;
         let builder = ort::init_from(&library).map_err(|e| Error::OrtLibraryLoad {
             path: library.clone(),
             reason: e.to_string(),
@@ -152,6 +282,7 @@ impl Runtime {
             version: version_from_file_name(&library)
                 .unwrap_or_else(|| "1.31 or newer (API 31)".into()),
             library,
+            source,
         })
     }
 }
@@ -167,6 +298,35 @@ fn version_from_file_name(library: &Path) -> Option<String> {
         .split('.')
         .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
     ok.then(|| version.to_owned())
+}
+
+/// NVIDIA's pip libraries beside the loaded ONNX Runtime library, loaded once
+/// ([`crate::nvidia`]); an error naming what is missing when some required one is
+/// missing or fails to load. Nothing to do for a library outside a Python
+/// environment with an `nvidia/` folder (a system CUDA is found by the loader).
+pub fn preload_nvidia() -> std::result::Result<Option<&'static crate::nvidia::Preloaded>, String> {
+    let library = RUNTIME
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .as_ref()
+        .map(|r| r.library.clone());
+    let Some(library) = library else { return Ok(None) };
+    // Only for a GPU build of ONNX Runtime (its CUDA provider beside it): with the
+    // CPU build the provider's own "not enabled in this build" is the real reason.
+    if !library.with_file_name("libonnxruntime_providers_cuda.so").is_file() {
+        return Ok(None);
+    }
+    let Some(done) = crate::nvidia::preload_once(&library) else { return Ok(None) };
+    let problems = done.problems();
+    if problems.is_empty() {
+        Ok(Some(done))
+    } else {
+        Err(format!(
+            "NVIDIA's libraries in {}/nvidia are incomplete ({}); install them with `pip install onnxruntime-gpu[cuda,cudnn]==1.31.1` in that environment",
+            done.site_packages.display(),
+            problems.join("; ")
+        ))
+    }
 }
 
 /// Which execution provider to run a backbone on.
@@ -320,6 +480,9 @@ pub fn gpu_providers(
 ) -> std::result::Result<Vec<ort::ep::ExecutionProviderDispatch>, String> {
     #[allow(unused_mut)]
     let mut out = Vec::new();
+    if request.device != Device::Cpu {
+        preload_nvidia()?;
+    }
     match request.device {
         Device::Cpu => {}
         Device::Tensorrt => {
@@ -364,7 +527,9 @@ mod tests {
         std::fs::write(&other, b"").unwrap();
         let missing = Path::new("/no/such/file");
         let find = |e: Option<&Path>, v: Option<&Path>| {
-            find_library_from(e, v, Some(lib.clone())).map_err(|e| e.to_string())
+            find_library_from(e, v, Some(lib.clone()), Vec::new())
+                .map(|f| f.path)
+                .map_err(|e| e.to_string())
         };
         // Named and present: taken, before the environment and the default.
         assert_eq!(find(Some(&other), Some(missing)).unwrap(), other);
@@ -388,13 +553,60 @@ mod tests {
         assert!(e.contains("is a folder"), "{e}");
         // Nothing named, nothing installed.
         let gone = t.path().join("gone.so");
-        let e = find_library_from(None, None, Some(gone))
+        let e = find_library_from(None, None, Some(gone), Vec::new())
             .unwrap_err()
             .to_string();
         assert!(
             e.contains("no ONNX Runtime library found") && e.contains("tools/setup.sh"),
             "{e}"
         );
+    }
+
+    /// A pip install: `<env>/bin/xfer` and the onnxruntime wheel's library in
+    /// `<env>/lib/python3.X/site-packages/onnxruntime/capi/`.
+    #[test]
+    fn the_python_environment_of_the_binary_is_searched_last() {
+        let t = tempfile::tempdir().unwrap();
+        let env = t.path().join("venv");
+        let exe = env.join("bin/xfer");
+        std::fs::create_dir_all(exe.parent().unwrap()).unwrap();
+        std::fs::write(&exe, b"").unwrap();
+        // Not a Python environment yet: nothing to search.
+        assert!(python_site_packages(&exe).is_empty());
+        assert!(python_site_packages(Path::new("/usr/local/xfer")).is_empty());
+        let old = env.join("lib/python3.9/site-packages");
+        let new = env.join("lib/python3.11/site-packages");
+        for site in [&old, &new] {
+            std::fs::create_dir_all(site.join("onnxruntime/capi")).unwrap();
+        }
+        // lib64 a link to lib (as some distributions make it): each folder once.
+        std::os::unix::fs::symlink("lib", env.join("lib64")).unwrap();
+        assert_eq!(python_site_packages(&exe), vec![new.clone(), old.clone()]);
+        let setup = t.path().join("setup/libonnxruntime.so.1.31.1");
+        let find = |sites: Vec<PathBuf>| find_library_from(None, None, Some(setup.clone()), sites);
+        // Too old a library, or none: an error listing every place searched.
+        std::fs::write(old.join("onnxruntime/capi/libonnxruntime.so.1.20.0"), b"").unwrap();
+        let e = find(python_site_packages(&exe)).unwrap_err().to_string();
+        assert!(
+            e.contains("setup/libonnxruntime.so.1.31.1 (the set-up location)")
+                && e.contains("python3.11/site-packages/onnxruntime/capi")
+                && e.contains("python3.9/site-packages/onnxruntime/capi")
+                && e.contains("pip install onnxruntime==1.31.1"),
+            "{e}"
+        );
+        // The newest usable one is taken, and said where it came from.
+        for v in ["1.31.1", "1.32.0"] {
+            std::fs::write(old.join(format!("onnxruntime/capi/libonnxruntime.so.{v}")), b"").unwrap();
+        }
+        let f = find(python_site_packages(&exe)).unwrap();
+        assert_eq!(f.path, old.join("onnxruntime/capi/libonnxruntime.so.1.32.0"));
+        assert_eq!(f.source, LibrarySource::PythonEnv { site_packages: old.clone() });
+        assert!(f.source.describe().contains("python3.9/site-packages"), "{}", f.source.describe());
+        // The set-up location comes first.
+        std::fs::create_dir_all(setup.parent().unwrap()).unwrap();
+        std::fs::write(&setup, b"").unwrap();
+        let f = find(python_site_packages(&exe)).unwrap();
+        assert_eq!((f.path, f.source), (setup.clone(), LibrarySource::SetUp));
     }
 
     #[test]

@@ -361,21 +361,33 @@ pub struct Zoo {
 }
 
 impl Zoo {
-    /// `explicit`, else `$XFER_ZOO`, else `./onnx`, else `onnx/` next to the
-    /// source checkout the binary was built from.
+    /// `explicit`, else `$XFER_ZOO`, else `./onnx`, else `onnx/` of the source
+    /// checkout this binary was built in and still lives in (`target/…/xfer`),
+    /// else `<xfer_home>/zoo` (an installed xfer: `pip install`, `cargo install`,
+    /// a copied binary), where `xfer models fetch` and `models add` put models.
     pub fn locate(explicit: Option<&Path>) -> Zoo {
         if let Some(p) = explicit {
             return Zoo { dir: p.to_owned() };
         }
-        if let Some(p) = std::env::var_os("XFER_ZOO") {
+        if let Some(p) = std::env::var_os("XFER_ZOO").filter(|p| !p.is_empty()) {
             return Zoo { dir: p.into() };
         }
         let local = PathBuf::from("onnx");
         if local.is_dir() {
             return Zoo { dir: local };
         }
-        Zoo {
-            dir: Path::new(env!("CARGO_MANIFEST_DIR")).join("onnx"),
+        let built = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let inside = std::env::current_exe().is_ok_and(|e| e.starts_with(built));
+        if inside && built.join("onnx").is_dir() {
+            return Zoo {
+                dir: built.join("onnx"),
+            };
+        }
+        match crate::runtime::xfer_home() {
+            Some(home) => Zoo {
+                dir: home.join("zoo"),
+            },
+            None => Zoo { dir: local },
         }
     }
 

@@ -2,7 +2,8 @@
 # Sets up everything xfer and its tests need on a fresh Debian machine, offline
 # except for the package registries (Debian, PyPI, crates.io):
 #   - system packages: libhdf5-dev, pkg-config, nasm (libjpeg-turbo's SIMD decoder), Python 3.11 with numpy/PIL/h5py
-#   - a Python venv (.venv) with onnxruntime==1.31.1, onnx and ml_dtypes (onnxruntime.quantization, for xfer quantize)
+#   - a Python venv (.venv) with onnxruntime==1.31.1, onnx and ml_dtypes (onnxruntime.quantization, for xfer quantize),
+#     and kubernetes-validate (tools/k8s/check.py)
 #   - the ONNX Runtime shared library, copied to $XFER_HOME/onnxruntime/
 #   - EfficientNet-Lite0 with real ImageNet weights, converted into onnx/
 #   - a few real photos into data/photos/ (scikit-image's chelsea and coffee)
@@ -83,6 +84,12 @@ fi
 if ! .venv/bin/python -c "import onnxruntime.quantization" 2>/dev/null; then
   say "installing ml_dtypes into .venv (for onnxruntime.quantization)"
   .venv/bin/pip install -q --disable-pip-version-check "numpy<2" "ml_dtypes==0.5.4"
+fi
+
+# The cluster checks (tools/k8s/check.py) validate the Kubernetes Jobs offline.
+if ! .venv/bin/python -c "import kubernetes_validate" 2>/dev/null; then
+  say "installing kubernetes-validate into .venv (for tools/k8s/check.py)"
+  .venv/bin/pip install -q --disable-pip-version-check "kubernetes-validate==1.37.0"
 fi
 
 # --- the ONNX Runtime library, where xfer looks for it -------------------------

@@ -11,3 +11,10 @@ cargo test --release --all-targets "$@"
 cargo clippy --release --all-targets -- -D warnings
 # The slim predictor links nothing beyond the C runtime (README, "The slim binary").
 tools/check_slim.sh
+# The cluster recipes for real: a single-node Slurm (installed with apt; SKIPPED
+# loudly without root) and the Kubernetes Jobs (schema, then every pod's command).
+tools/slurm/check.sh target/release/xfer
+.venv/bin/python tools/k8s/check.py target/release/xfer
+# The pip install for real: the wheel built as documented, installed by a non-root
+# user in a clean Debian root, predictions equal to this build's (SKIPPED without root).
+tools/wheel_check.sh

@@ -34,10 +34,11 @@ const VERSION: &str = concat!(
 #[derive(Parser)]
 #[command(name = "xfer-predict", version = VERSION)]
 struct Cli {
-    /// ONNX Runtime library (else $ORT_DYLIB_PATH, else where tools/setup.sh put it).
+    /// ONNX Runtime library (else $ORT_DYLIB_PATH, else where tools/setup.sh put it, else the
+    /// onnxruntime package of the Python environment xfer is installed in).
     #[arg(long, value_name = "FILE")]
     ort_lib: Option<PathBuf>,
-    /// Folder of backbone manifests and ONNX files (else $XFER_ZOO, else ./onnx).
+    /// Folder of backbone manifests and ONNX files (else $XFER_ZOO, else ./onnx, else the zoo under XFER_HOME).
     #[arg(long, value_name = "DIR")]
     zoo: Option<PathBuf>,
     #[command(flatten)]

@@ -343,10 +343,16 @@ pub fn extract(cli: &Cli, args: &ExtractArgs) -> Result<i32> {
     } else {
         print_summary(&args.out, &summary);
         if let Some(s) = shard {
-            println!(
-                "shard {s} done; once all {} are, join them: xfer merge --out FILE.h5 SHARD_FILES…",
-                s.count
-            );
+            // Under a scheduler (auto/N) the recipe's own merge job joins the
+            // shards: its task logs do not tell the user to run one.
+            if args.shard.as_deref().is_some_and(|a| a.starts_with("auto/")) {
+                println!("shard {s} done; the merge step joins the {} shards once every one is done", s.count);
+            } else {
+                println!(
+                    "shard {s} done; once all {} are, join them: xfer merge --out FILE.h5 SHARD_FILES…",
+                    s.count
+                );
+            }
         }
     }
     Ok(if summary.skipped.is_empty() {

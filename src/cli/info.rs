@@ -15,6 +15,21 @@ pub fn info(cli: &Cli) -> Result<i32> {
     match Runtime::init(cli.ort_lib.as_deref()) {
         Ok(rt) => {
             println!("ONNX Runtime {} from {}", rt.version, rt.library.display());
+            println!("  found via {}", rt.source.describe());
+            if let Some(site) = xfer::nvidia::site_packages_of(&rt.library) {
+                match xfer::nvidia::find(&site) {
+                    Some(libs) => {
+                        println!("NVIDIA libraries from pip ({}/nvidia), loaded before the CUDA provider:", site.display());
+                        for line in xfer::nvidia::preload(&site, libs).describe() {
+                            println!("  {line}");
+                        }
+                    }
+                    None => println!(
+                        "NVIDIA libraries from pip: none in {} (for CUDA: pip install onnxruntime-gpu[cuda,cudnn]==1.31.1)",
+                        site.display()
+                    ),
+                }
+            }
             // Each provider is tried for real (a tiny session built strictly on it and
             // run once), not taken as usable because the library was built with it.
             for device in [Device::Cpu, Device::Cuda, Device::Tensorrt] {

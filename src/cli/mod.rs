@@ -29,10 +29,11 @@ pub use common::{die_quietly_on_closed_pipe, EXIT_SKIPPED};
     after_help = EXIT_CODES
 )]
 pub struct Cli {
-    /// ONNX Runtime library (else $ORT_DYLIB_PATH, else where tools/setup.sh put it).
+    /// ONNX Runtime library (else $ORT_DYLIB_PATH, else where tools/setup.sh put it, else the
+    /// onnxruntime package of the Python environment xfer is installed in).
     #[arg(long, global = true, value_name = "FILE")]
     ort_lib: Option<PathBuf>,
-    /// Folder of backbone manifests (else $XFER_ZOO, else ./onnx).
+    /// Folder of backbone manifests (else $XFER_ZOO, else ./onnx, else the zoo under XFER_HOME).
     #[arg(long, global = true, value_name = "DIR")]
     zoo: Option<PathBuf>,
     #[command(subcommand)]

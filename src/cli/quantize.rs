@@ -53,8 +53,8 @@ pub struct QuantizeArgs {
     /// Replace NAME's model and manifest if they exist.
     #[arg(long)]
     overwrite: bool,
-    /// The Python that runs ONNX Runtime's quantiser (else $XFER_PYTHON, else
-    /// the checkout's .venv/bin/python made by tools/setup.sh).
+    /// The Python that runs ONNX Runtime's quantiser (else $XFER_PYTHON, else the
+    /// Python beside xfer in its environment, else the checkout's .venv, else python3).
     #[arg(long, value_name = "FILE")]
     python: Option<PathBuf>,
     /// No progress lines.
@@ -117,14 +117,10 @@ pub fn quantize(cli: &Cli, args: &QuantizeArgs) -> Result<i32> {
         xfer::clobber::refuse_inputs(flag, p, &inputs)?;
     }
     let _lock = xfer::lock::OutputLock::acquire(&manifest_path)?;
-    let python = quantize::find_python(args.python.as_deref())?;
-    let script = quantize::checkout_dir().join("tools/quantize.py");
-    if !script.is_file() {
-        bail!(
-            "{} is missing; run xfer from its source checkout (the quantiser script lives in tools/)",
-            script.display()
-        );
-    }
+    // The quantiser script: the checkout's tools/quantize.py, else the copy this
+    // binary carries (an installed xfer has no checkout).
+    let python = xfer::scripts::python(args.python.as_deref());
+    let script = xfer::scripts::script("quantize.py")?;
     let calib = dataset::scan(&args.calib, None)?;
     for line in dataset::describe_ignored(&calib.ignored, 5) {
         eprintln!("{line}");
