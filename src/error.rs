@@ -77,6 +77,11 @@ pub enum Error {
     #[error("{path}: {reason}")]
     Image { path: PathBuf, reason: String },
 
+    /// A protobuf wire-format error inside an ONNX file, before the caller
+    /// names the file (it becomes an [`Error::Manifest`] naming it).
+    #[error("not a valid ONNX protobuf: {0}")]
+    Wire(String),
+
     /// A path given for prediction (a file or a folder searched for images).
     #[error("{path}: {reason}")]
     Input { path: PathBuf, reason: String },

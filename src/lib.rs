@@ -25,12 +25,14 @@ pub mod merge;
 pub mod metrics;
 pub mod model_add;
 pub mod model_config;
+pub mod onnx_data;
 #[cfg(feature = "ship")]
 pub mod package;
 pub mod pipeline;
 pub mod pool;
 pub mod predict;
 pub mod preprocess;
+pub mod proto;
 #[cfg(feature = "store")]
 pub mod quantize;
 pub mod report;
