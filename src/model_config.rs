@@ -214,7 +214,10 @@ fn timm(top: &Map<String, Value>) -> std::result::Result<ModelConfig, String> {
         [0.229, 0.224, 0.225]
     }));
     r.channel_order = Some(ChannelOrder::Rgb);
-    r.license = cfg.get("license").and_then(Value::as_str).map(str::to_owned);
+    r.license = cfg
+        .get("license")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
     for k in ["test_input_size", "test_crop_pct"] {
         if cfg.contains_key(k) {
             warnings.push(format!(
@@ -286,9 +289,11 @@ fn processor_class(cfg: &Map<String, Value>) -> Option<&str> {
 /// xfer does not know.
 fn int_size_is_square(class: Option<&str>) -> Option<bool> {
     match class? {
-        "ViT" | "DeiT" | "Beit" | "Data2VecVision" | "Swin" | "EfficientNet" | "Siglip" | "Dpt" => Some(true),
-        "CLIP" | "ConvNext" | "Bit" | "Dinov2" | "MobileViT" | "MobileNetV1" | "MobileNetV2" | "LevIT"
-        | "PoolFormer" => Some(false),
+        "ViT" | "DeiT" | "Beit" | "Data2VecVision" | "Swin" | "EfficientNet" | "Siglip" | "Dpt" => {
+            Some(true)
+        }
+        "CLIP" | "ConvNext" | "Bit" | "Dinov2" | "MobileViT" | "MobileNetV1" | "MobileNetV2"
+        | "LevIT" | "PoolFormer" => Some(false),
         _ => None,
     }
 }
@@ -298,7 +303,16 @@ fn int_size_is_square(class: Option<&str>) -> Option<bool> {
 fn crops_by_default(class: Option<&str>) -> bool {
     matches!(
         class,
-        Some("CLIP" | "Bit" | "DeiT" | "MobileViT" | "MobileNetV1" | "MobileNetV2" | "LevIT" | "PoolFormer")
+        Some(
+            "CLIP"
+                | "Bit"
+                | "DeiT"
+                | "MobileViT"
+                | "MobileNetV1"
+                | "MobileNetV2"
+                | "LevIT"
+                | "PoolFormer"
+        )
     )
 }
 
@@ -439,7 +453,8 @@ fn hugging_face(cfg: &Map<String, Value>) -> std::result::Result<ModelConfig, St
     });
     let (mut mean, mut std) = if flag("do_normalize", true) {
         (
-            triple(cfg.get("image_mean"), "image_mean")?.ok_or("do_normalize without image_mean")?,
+            triple(cfg.get("image_mean"), "image_mean")?
+                .ok_or("do_normalize without image_mean")?,
             triple(cfg.get("image_std"), "image_std")?.ok_or("do_normalize without image_std")?,
         )
     } else {

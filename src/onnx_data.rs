@@ -52,7 +52,14 @@ fn bad(path: &Path, e: WireError) -> Error {
 /// The external data of one TensorProto, if it has any.
 fn tensor_location(buf: &[u8]) -> WireResult<Option<Location>> {
     use field::tensor as t;
-    let (mut external, mut loc) = (false, Location { file: String::new(), offset: 0, length: None });
+    let (mut external, mut loc) = (
+        false,
+        Location {
+            file: String::new(),
+            offset: 0,
+            length: None,
+        },
+    );
     for x in fields(buf)? {
         match x.number {
             t::DATA_LOCATION => external = x.varint()? == EXTERNAL,
@@ -66,9 +73,9 @@ fn tensor_location(buf: &[u8]) -> WireResult<Option<Location>> {
                     }
                 }
                 let num = || {
-                    value
-                        .parse::<u64>()
-                        .map_err(|_| WireError(format!("external data {key} `{value}` is not a number")))
+                    value.parse::<u64>().map_err(|_| {
+                        WireError(format!("external data {key} `{value}` is not a number"))
+                    })
                 };
                 match key {
                     "location" => loc.file = value.to_owned(),
@@ -84,20 +91,25 @@ fn tensor_location(buf: &[u8]) -> WireResult<Option<Location>> {
         return Ok(None);
     }
     if loc.file.is_empty() {
-        return Err(WireError("a tensor's external data names no location".into()));
+        return Err(WireError(
+            "a tensor's external data names no location".into(),
+        ));
     }
     Ok(Some(loc))
 }
+
+/// A tensor visitor: its new bytes, or `None` to keep it.
+type OnTensor<'a> = dyn FnMut(&[u8]) -> Result<Option<Vec<u8>>> + 'a;
 
 /// Calls `on_tensor` on every TensorProto of the model that can hold weights
 /// (initializers, sparse initializers, node attributes, subgraphs, local
 /// functions), with a rewriter: `on_tensor` returns the tensor's new bytes,
 /// or `None` to keep it. Returns the rewritten model.
-fn walk_model(buf: &[u8], on_tensor: &mut dyn FnMut(&[u8]) -> Result<Option<Vec<u8>>>) -> Result<Vec<u8>> {
+fn walk_model(buf: &[u8], on_tensor: &mut OnTensor<'_>) -> Result<Vec<u8>> {
     fn rewrite(
         buf: &[u8],
         children: &dyn Fn(u32) -> Option<Kind>,
-        on_tensor: &mut dyn FnMut(&[u8]) -> Result<Option<Vec<u8>>>,
+        on_tensor: &mut OnTensor<'_>,
     ) -> Result<Option<Vec<u8>>> {
         let mut out = Writer::new();
         let mut changed = false;
@@ -128,11 +140,7 @@ fn walk_model(buf: &[u8], on_tensor: &mut dyn FnMut(&[u8]) -> Result<Option<Vec<
         Function,
     }
     impl Kind {
-        fn rewrite(
-            self,
-            buf: &[u8],
-            on_tensor: &mut dyn FnMut(&[u8]) -> Result<Option<Vec<u8>>>,
-        ) -> Result<Option<Vec<u8>>> {
+        fn rewrite(self, buf: &[u8], on_tensor: &mut OnTensor<'_>) -> Result<Option<Vec<u8>>> {
             use field::{attribute as a, graph as g, node as n, sparse_tensor as s};
             match self {
                 Kind::Tensor => on_tensor(buf),
@@ -146,10 +154,16 @@ fn walk_model(buf: &[u8], on_tensor: &mut dyn FnMut(&[u8]) -> Result<Option<Vec<
                     },
                     on_tensor,
                 ),
-                Kind::Node => rewrite(buf, &|f| (f == n::ATTRIBUTE).then_some(Kind::Attribute), on_tensor),
-                Kind::Function => {
-                    rewrite(buf, &|f| (f == more::FUNCTION_NODE).then_some(Kind::Node), on_tensor)
-                }
+                Kind::Node => rewrite(
+                    buf,
+                    &|f| (f == n::ATTRIBUTE).then_some(Kind::Attribute),
+                    on_tensor,
+                ),
+                Kind::Function => rewrite(
+                    buf,
+                    &|f| (f == more::FUNCTION_NODE).then_some(Kind::Node),
+                    on_tensor,
+                ),
                 Kind::Attribute => rewrite(
                     buf,
                     &|f| match f {
@@ -202,7 +216,10 @@ fn locations(model: &[u8]) -> Result<Vec<Location>> {
 /// folder (absolute, `..`), as ONNX's checker does.
 fn check_location(model_path: &Path, file: &str) -> Result<()> {
     let p = Path::new(file);
-    if p.is_absolute() || p.components().any(|c| !matches!(c, Component::Normal(_) | Component::CurDir)) {
+    if p.is_absolute()
+        || p.components()
+            .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir))
+    {
         return Err(Error::Manifest {
             path: model_path.to_owned(),
             reason: format!(
@@ -290,7 +307,9 @@ pub fn inline(model_path: &Path, model: &[u8]) -> Result<Vec<u8>> {
     let mut total = model.len() as u64;
     for f in &files {
         let p = dir.join(f);
-        total += fs::metadata(&p).map_err(|e| missing_data(model_path, &p, e))?.len();
+        total += fs::metadata(&p)
+            .map_err(|e| missing_data(model_path, &p, e))?
+            .len();
     }
     if total > PROTOBUF_LIMIT {
         return Err(Error::Manifest {

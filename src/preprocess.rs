@@ -622,7 +622,13 @@ fn resize_rgb(
     let mut dst = fir::images::Image::new(dst_w, dst_h, fir::PixelType::U8x3);
     let mut resizer = fir::Resizer::new();
     let Some(filter) = filter else {
-        one_call(&mut resizer, src, &mut dst, fir::ResizeAlg::Nearest, (left, top, width, height));
+        one_call(
+            &mut resizer,
+            src,
+            &mut dst,
+            fir::ResizeAlg::Nearest,
+            (left, top, width, height),
+        );
         return dst.into_vec();
     };
     let alg = fir::ResizeAlg::Convolution(filter);
@@ -651,7 +657,13 @@ fn resize_rgb(
         let cols = (c0 as f64, top, (c1 - c0) as f64, height);
         one_call(&mut resizer, src, &mut columns, alg, cols);
     }
-    one_call(&mut resizer, &temp, &mut dst, alg, (left, 0.0, width, dst_h as f64));
+    one_call(
+        &mut resizer,
+        &temp,
+        &mut dst,
+        alg,
+        (left, 0.0, width, dst_h as f64),
+    );
     dst.into_vec()
 }
 

@@ -58,10 +58,17 @@ fn the_model_sha256_covers_its_external_data_and_a_changed_weight_is_refused() {
     );
     // A self-contained model's sha256 is its file's, as before.
     let tiny = common::repo().join("tests/fixtures/tiny/tiny.onnx");
-    assert_eq!(onnx_data::model_sha256(&tiny).unwrap(), sha256_file(&tiny).unwrap());
+    assert_eq!(
+        onnx_data::model_sha256(&tiny).unwrap(),
+        sha256_file(&tiny).unwrap()
+    );
 
     let sha = onnx_data::model_sha256(&onnx).unwrap();
-    assert_ne!(sha, sha256_file(&onnx).unwrap(), "the data file is hashed too");
+    assert_ne!(
+        sha,
+        sha256_file(&onnx).unwrap(),
+        "the data file is hashed too"
+    );
     let manifest = ext_manifest(&onnx, &sha);
     manifest.verify_file().unwrap();
 
@@ -71,12 +78,20 @@ fn the_model_sha256_covers_its_external_data_and_a_changed_weight_is_refused() {
     });
     let rt = common::runtime();
     let opts = SessionOptions::default();
-    let want = Backbone::load(&rt, &Manifest::from_file(&common::tiny_manifest()).unwrap(), &opts)
+    let want = Backbone::load(
+        &rt,
+        &Manifest::from_file(&common::tiny_manifest()).unwrap(),
+        &opts,
+    )
+    .unwrap()
+    .run(x.view(), false)
+    .unwrap()
+    .features;
+    let got = Backbone::load(&rt, &manifest, &opts)
         .unwrap()
         .run(x.view(), false)
         .unwrap()
         .features;
-    let got = Backbone::load(&rt, &manifest, &opts).unwrap().run(x.view(), false).unwrap().features;
     assert_eq!(got, want);
 
     // One weight changed in the data file: refused, the graph unchanged.
@@ -84,13 +99,22 @@ fn the_model_sha256_covers_its_external_data_and_a_changed_weight_is_refused() {
     let mut bytes = std::fs::read(&data).unwrap();
     bytes[100] ^= 0x40;
     std::fs::write(&data, &bytes).unwrap();
-    let e = Backbone::load(&rt, &manifest, &opts).err().unwrap().to_string();
-    assert!(e.contains("has sha256") && e.contains("but its manifest says"), "{e}");
+    let e = Backbone::load(&rt, &manifest, &opts)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        e.contains("has sha256") && e.contains("but its manifest says"),
+        "{e}"
+    );
 
     // The data file missing: named, with what to do.
     std::fs::remove_file(&data).unwrap();
     let e = manifest.verify_file().unwrap_err().to_string();
-    assert!(e.contains("tiny_ext.onnx.data, which is missing") && e.contains("next to the model"), "{e}");
+    assert!(
+        e.contains("tiny_ext.onnx.data, which is missing") && e.contains("next to the model"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -111,7 +135,10 @@ fn a_location_outside_the_models_folder_is_refused() {
     }
     std::fs::write(&onnx, &out).unwrap();
     let e = onnx_data::model_sha256(&onnx).unwrap_err().to_string();
-    assert!(e.contains("../../../etc/passw") && e.contains("not a path inside the model's folder"), "{e}");
+    assert!(
+        e.contains("../../../etc/passw") && e.contains("not a path inside the model's folder"),
+        "{e}"
+    );
 }
 
 /// `models add`, extract, train, then `export` (inlined: one self-contained
@@ -128,8 +155,21 @@ fn export_inlines_and_package_carries_the_external_data() {
         o
     };
     ok(&[
-        "--zoo", s(&zoo), "models", "add", s(&onnx), "--name", "tiny_ext", "--output", "features",
-        "--resize", "36", "--mean", "0.485,0.456,0.406", "--std", "0.229,0.224,0.225",
+        "--zoo",
+        s(&zoo),
+        "models",
+        "add",
+        s(&onnx),
+        "--name",
+        "tiny_ext",
+        "--output",
+        "features",
+        "--resize",
+        "36",
+        "--mean",
+        "0.485,0.456,0.406",
+        "--std",
+        "0.229,0.224,0.225",
     ]);
     let m = Manifest::from_file(&zoo.join("tiny_ext.toml")).unwrap();
     assert_eq!(m.sha256, onnx_data::model_sha256(&onnx).unwrap());
@@ -137,28 +177,74 @@ fn export_inlines_and_package_carries_the_external_data() {
     let data = t.path().join("data");
     common::make_image_folder(&data, &["a", "b"], 6);
     let feats = t.path().join("f.h5");
-    ok(&["--zoo", s(&zoo), "extract", "--model", "tiny_ext", "--data", s(&data), "--out", s(&feats), "--quiet"]);
+    ok(&[
+        "--zoo",
+        s(&zoo),
+        "extract",
+        "--model",
+        "tiny_ext",
+        "--data",
+        s(&data),
+        "--out",
+        s(&feats),
+        "--quiet",
+    ]);
     let run = t.path().join("run");
-    ok(&["train", "--train", s(&feats), "--head", "logistic", "--cv", "2", "--out", s(&run), "--quiet"]);
+    ok(&[
+        "train",
+        "--train",
+        s(&feats),
+        "--head",
+        "logistic",
+        "--cv",
+        "2",
+        "--out",
+        s(&run),
+        "--quiet",
+    ]);
     let bundle = run.join("logistic.safetensors");
 
     let exported = t.path().join("one.onnx");
-    ok(&["--zoo", s(&zoo), "export", "--bundle", s(&bundle), "--onnx", s(&exported)]);
+    ok(&[
+        "--zoo",
+        s(&zoo),
+        "export",
+        "--bundle",
+        s(&bundle),
+        "--onnx",
+        s(&exported),
+    ]);
     let bytes = std::fs::read(&exported).unwrap();
-    assert!(onnx_data::external_files(&exported, &bytes).unwrap().is_empty());
+    assert!(onnx_data::external_files(&exported, &bytes)
+        .unwrap()
+        .is_empty());
     // It runs from another folder, where no data file lies.
     let alone = tempfile::tempdir().unwrap();
     std::fs::copy(&exported, alone.path().join("one.onnx")).unwrap();
     let rt = common::runtime();
     let mut graph = xfer::backbone::Graph::open(&rt, &alone.path().join("one.onnx")).unwrap();
-    assert_eq!(graph.probe("input", 32, 1, "probabilities").unwrap(), [1, 2]);
+    assert_eq!(
+        graph.probe("input", 32, 1, "probabilities").unwrap(),
+        [1, 2]
+    );
 
     let pkg = t.path().join("pkg");
     let o = ok(&[
-        "--zoo", s(&zoo), "package", "--bundle", s(&bundle), "--out", s(&pkg),
-        "--predictor", s(&common::build_slim()),
+        "--zoo",
+        s(&zoo),
+        "package",
+        "--bundle",
+        s(&bundle),
+        "--out",
+        s(&pkg),
+        "--predictor",
+        s(&common::build_slim()),
     ]);
-    assert!(common::text(&o).contains("tiny_ext.onnx.data"), "{}", common::text(&o));
+    assert!(
+        common::text(&o).contains("tiny_ext.onnx.data"),
+        "{}",
+        common::text(&o)
+    );
     assert_eq!(
         std::fs::read(pkg.join("zoo/tiny_ext.onnx.data")).unwrap(),
         std::fs::read(zoo.join("tiny_ext.onnx.data")).unwrap()

@@ -27,9 +27,15 @@ fn hub_processor_configs_are_read_as_transformers_reads_them() {
             "square" => ResizeMode::Square,
             _ => ResizeMode::ShorterSide,
         };
-        let interp = model_config::interpolation_by_name(want["interpolation"].as_str().unwrap()).unwrap();
+        let interp =
+            model_config::interpolation_by_name(want["interpolation"].as_str().unwrap()).unwrap();
         let f3 = |v: &serde_json::Value| -> [f32; 3] {
-            let a: Vec<f32> = v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect();
+            let a: Vec<f32> = v
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap() as f32)
+                .collect();
             [a[0], a[1], a[2]]
         };
         assert_eq!(
@@ -44,14 +50,19 @@ fn hub_processor_configs_are_read_as_transformers_reads_them() {
         );
         assert_eq!(r.crop_offset, Some(CropOffset::Floor), "{name}");
         assert_eq!(r.pixel_scale, Some(1.0 / 255.0), "{name}");
-        for (got, want) in [(r.mean.unwrap(), f3(&want["mean"])), (r.std.unwrap(), f3(&want["std"]))] {
+        for (got, want) in [
+            (r.mean.unwrap(), f3(&want["mean"])),
+            (r.std.unwrap(), f3(&want["std"])),
+        ] {
             for (g, w) in got.iter().zip(want) {
                 assert!((g - w).abs() < 1e-7, "{name}: {got:?} vs {want:?}");
             }
         }
         // Nothing in these files is left unread.
         assert!(
-            !c.warnings.iter().any(|w| w.contains("not understood") || w.contains("bare number")),
+            !c.warnings
+                .iter()
+                .any(|w| w.contains("not understood") || w.contains("bare number")),
             "{name}: {:?}",
             c.warnings
         );
@@ -64,9 +75,12 @@ fn sizes_that_cannot_be_batched_or_are_ambiguous_are_refused() {
     let read = |json: &str| {
         let p = t.path().join("preprocessor_config.json");
         std::fs::write(&p, json).unwrap();
-        model_config::read(&p).map(|c| c.recipe).map_err(|e| e.to_string())
+        model_config::read(&p)
+            .map(|c| c.recipe)
+            .map_err(|e| e.to_string())
     };
-    let e = read(r#"{"size": {"longest_edge": 512}, "image_mean": [0.5], "image_std": [0.5]}"#).unwrap_err();
+    let e = read(r#"{"size": {"longest_edge": 512}, "image_mean": [0.5], "image_std": [0.5]}"#)
+        .unwrap_err();
     assert!(e.contains("longest edge") && e.contains("--resize"), "{e}");
     let e = read(r#"{"size": {"shortest_edge": 800, "longest_edge": 1333}, "image_mean": [0.5], "image_std": [0.5]}"#)
         .unwrap_err();
@@ -76,5 +90,9 @@ fn sizes_that_cannot_be_batched_or_are_ambiguous_are_refused() {
     std::fs::write(&p, r#"{"size": 224, "image_processor_type": "NewImageProcessor", "image_mean": [0.5], "image_std": [0.5], "resample": 2}"#).unwrap();
     let c = model_config::read(&p).unwrap();
     assert_eq!(c.recipe.resize_mode, Some(ResizeMode::Square));
-    assert!(c.warnings.iter().any(|w| w.contains("New")), "{:?}", c.warnings);
+    assert!(
+        c.warnings.iter().any(|w| w.contains("New")),
+        "{:?}",
+        c.warnings
+    );
 }

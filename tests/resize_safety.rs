@@ -42,7 +42,13 @@ fn noise(w: u32, h: u32, seed: u64) -> RgbImage {
 }
 
 /// A recipe whose tensor is the resized pixel values themselves.
-fn identity(resize: u32, crop: u32, mode: ResizeMode, offset: CropOffset, i: Interpolation) -> Recipe {
+fn identity(
+    resize: u32,
+    crop: u32,
+    mode: ResizeMode,
+    offset: CropOffset,
+    i: Interpolation,
+) -> Recipe {
     Recipe {
         resize,
         resize_mode: mode,
@@ -97,7 +103,12 @@ fn weights(i: Interpolation, size: u32, x0: f64, len: f64, n: u32) -> Vec<Vec<(u
 /// The reference: `box` of `img` to `n × n`, separable in f64, the vertical
 /// pass first and rounded and clamped to u8 between the passes (as PIL and
 /// fast_image_resize both do; the order is fast_image_resize's for u8).
-fn reference(img: &RgbImage, (l, t, w, h): (f64, f64, f64, f64), n: u32, i: Interpolation) -> Vec<[f64; 3]> {
+fn reference(
+    img: &RgbImage,
+    (l, t, w, h): (f64, f64, f64, f64),
+    n: u32,
+    i: Interpolation,
+) -> Vec<[f64; 3]> {
     let q = |v: f64| v.round().clamp(0.0, 255.0);
     let wx = weights(i, img.width(), l, w, n);
     let wy = weights(i, img.height(), t, h, n);
@@ -144,7 +155,12 @@ fn source_box(w: u32, h: u32, r: &Recipe) -> (f64, f64, f64, f64) {
     );
     let (sx, sy) = (w as f64 / rw as f64, h as f64 / rh as f64);
     let (x0, y0) = (left as f64 * sx, top as f64 * sy);
-    (x0, y0, (r.crop as f64 * sx).min(w as f64 - x0), (r.crop as f64 * sy).min(h as f64 - y0))
+    (
+        x0,
+        y0,
+        (r.crop as f64 * sx).min(w as f64 - x0),
+        (r.crop as f64 * sy).min(h as f64 - y0),
+    )
 }
 
 /// Runs `to_tensor` and compares with the reference; the largest difference.
@@ -154,7 +170,12 @@ fn check_tensor(img: &RgbImage, r: &Recipe) -> f64 {
     if r.interpolation == Interpolation::Nearest {
         return 0.0;
     }
-    let want = reference(img, source_box(img.width(), img.height(), r), r.crop, r.interpolation);
+    let want = reference(
+        img,
+        source_box(img.width(), img.height(), r),
+        r.crop,
+        r.interpolation,
+    );
     let plane = (r.crop * r.crop) as usize;
     let mut worst = 0f64;
     for (p, px) in want.iter().enumerate() {
@@ -172,10 +193,46 @@ fn the_sizes_that_crashed_bicubic_resizing_resize_like_pil() {
     // timm ViT recipe on a 91×87 PNG.
     let bicubic = Interpolation::Bicubic;
     let cases = [
-        ((185, 160), identity(224, 224, ResizeMode::ShorterSide, CropOffset::Floor, bicubic)),
-        ((175, 151), identity(248, 224, ResizeMode::ShorterSide, CropOffset::RoundHalfEven, bicubic)),
-        ((91, 87), identity(248, 224, ResizeMode::ShorterSide, CropOffset::RoundHalfEven, bicubic)),
-        ((91, 87), identity(224, 224, ResizeMode::Square, CropOffset::RoundHalfEven, bicubic)),
+        (
+            (185, 160),
+            identity(
+                224,
+                224,
+                ResizeMode::ShorterSide,
+                CropOffset::Floor,
+                bicubic,
+            ),
+        ),
+        (
+            (175, 151),
+            identity(
+                248,
+                224,
+                ResizeMode::ShorterSide,
+                CropOffset::RoundHalfEven,
+                bicubic,
+            ),
+        ),
+        (
+            (91, 87),
+            identity(
+                248,
+                224,
+                ResizeMode::ShorterSide,
+                CropOffset::RoundHalfEven,
+                bicubic,
+            ),
+        ),
+        (
+            (91, 87),
+            identity(
+                224,
+                224,
+                ResizeMode::Square,
+                CropOffset::RoundHalfEven,
+                bicubic,
+            ),
+        ),
     ];
     for (k, ((w, h), r)) in cases.iter().enumerate() {
         let worst = check_tensor(&noise(*w, *h, k as u64), r);
@@ -188,23 +245,47 @@ fn the_sizes_that_crashed_bicubic_resizing_resize_like_pil() {
 /// to 2.5× the crop.
 fn sweep(n: u64, seed: u64) {
     let mut rng = Rng(seed);
-    let interps = [Interpolation::Nearest, Interpolation::Bilinear, Interpolation::Bicubic];
+    let interps = [
+        Interpolation::Nearest,
+        Interpolation::Bilinear,
+        Interpolation::Bicubic,
+    ];
     for case in 0..n {
         let (w, h) = (rng.range(1, 320), rng.range(1, 320));
         // Mostly small crops (the reference is slow), one in eight up to 256.
-        let crop = if rng.next() % 8 == 0 { rng.range(1, 256) } else { rng.range(1, 64) };
+        let crop = if rng.next().is_multiple_of(8) {
+            rng.range(1, 256)
+        } else {
+            rng.range(1, 64)
+        };
         let resize = rng.range(crop, crop * 5 / 2);
-        let mode = if rng.next() % 2 == 0 { ResizeMode::ShorterSide } else { ResizeMode::Square };
-        let offset = if rng.next() % 2 == 0 { CropOffset::RoundHalfEven } else { CropOffset::Floor };
+        let mode = if rng.next().is_multiple_of(2) {
+            ResizeMode::ShorterSide
+        } else {
+            ResizeMode::Square
+        };
+        let offset = if rng.next().is_multiple_of(2) {
+            CropOffset::RoundHalfEven
+        } else {
+            CropOffset::Floor
+        };
         let i = interps[(rng.next() % 3) as usize];
         let r = identity(resize, crop, mode, offset, i);
         let img = noise(w, h, case);
         let worst = check_tensor(&img, &r);
-        assert!(worst <= 2.0, "case {case} (seed {seed}): {w}×{h} {r:?}: off by {worst}");
+        assert!(
+            worst <= 2.0,
+            "case {case} (seed {seed}): {w}×{h} {r:?}: off by {worst}"
+        );
         // An augmented view of a random box, and a thumbnail: the other callers.
         let (bw, bh) = (rng.range(1, w), rng.range(1, h));
         let ops = ViewOps {
-            crop: CropBox { left: rng.range(0, w - bw), top: rng.range(0, h - bh), width: bw, height: bh },
+            crop: CropBox {
+                left: rng.range(0, w - bw),
+                top: rng.range(0, h - bh),
+                width: bw,
+                height: bh,
+            },
             flip: false,
             jitter: None,
         };
@@ -217,8 +298,16 @@ fn sweep(n: u64, seed: u64) {
 
 #[test]
 fn a_deterministic_slice_of_the_resize_sweep_resizes_like_pil() {
-    let n = std::env::var("XFER_RESIZE_SWEEP").ok().and_then(|v| v.parse().ok()).unwrap_or(1000);
-    let seed = std::env::var("XFER_RESIZE_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or(26);
+    let n = std::env::var("XFER_RESIZE_SWEEP")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000);
+    let seed = std::env::var("XFER_RESIZE_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(26);
     sweep(n, seed);
-    eprintln!("resize sweep: {n} cases from seed {seed}, none crashed, all within 2 of the reference");
+    eprintln!(
+        "resize sweep: {n} cases from seed {seed}, none crashed, all within 2 of the reference"
+    );
 }

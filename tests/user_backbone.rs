@@ -445,22 +445,42 @@ fn bundle_on_a_user_backbone_predicts_through_all_three_paths() {
 fn models_add_records_the_pooling_asked_random_weights_and_the_licence() {
     let t = tempfile::tempdir().unwrap();
     let zoo = t.path().join("zoo");
-    let mut cfg: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(fixtures().join("timm_config.json")).unwrap()).unwrap();
+    let mut cfg: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(fixtures().join("timm_config.json")).unwrap(),
+    )
+    .unwrap();
     cfg["pretrained_cfg"]["license"] = "apache-2.0".into();
     let config = t.path().join("config.json");
     std::fs::write(&config, cfg.to_string()).unwrap();
     let vit = fixtures().join("vit.onnx");
     let o = ok(&[
-        "--zoo", s(&zoo), "models", "add", s(&vit), "--name", "v", "--config", s(&config), "--pool", "cls",
-        "--weights", "random",
+        "--zoo",
+        s(&zoo),
+        "models",
+        "add",
+        s(&vit),
+        "--name",
+        "v",
+        "--config",
+        s(&config),
+        "--pool",
+        "cls",
+        "--weights",
+        "random",
     ]);
     let out = common::text(&o);
     assert!(out.contains("pooling: cls (--pool)"), "{out}");
     let m = Zoo { dir: zoo.clone() }.find("v").unwrap();
     assert_eq!(m.weights, xfer::zoo::Weights::Random);
-    assert!(m.weights_source.contains("random weights"), "{}", m.weights_source);
+    assert!(
+        m.weights_source.contains("random weights"),
+        "{}",
+        m.weights_source
+    );
     assert_eq!(m.license, "apache-2.0");
     let text = std::fs::read_to_string(zoo.join("v.toml")).unwrap();
-    assert!(text.contains("weights = \"random\"") && text.contains("license = \"apache-2.0\""), "{text}");
+    assert!(
+        text.contains("weights = \"random\"") && text.contains("license = \"apache-2.0\""),
+        "{text}"
+    );
 }
