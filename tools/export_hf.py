@@ -58,7 +58,9 @@ def main() -> int:
     cls = CLIPVisionModelWithProjection if args.clip else AutoModel
     if args.random_weights:
         torch.manual_seed(0)
-        model = cls.from_config(AutoConfig.from_pretrained(args.model_id)).eval()
+        config = AutoConfig.from_pretrained(args.model_id)
+        # AutoModel builds from a config with from_config; a concrete class by its constructor.
+        model = (AutoModel.from_config(config) if cls is AutoModel else cls(config)).eval()
     else:
         model = cls.from_pretrained(args.model_id).eval()
     outputs = ["image_embeds", "last_hidden_state"] if args.clip else ["last_hidden_state"]
