@@ -194,7 +194,7 @@ impl Backbone {
             None => ModelSource::File(&path),
         };
         let (sha256, built) = std::thread::scope(|s| {
-            let sha256 = s.spawn(|| crate::zoo::sha256_file(&manifest.onnx_path()));
+            let sha256 = s.spawn(|| crate::onnx_data::model_sha256(&manifest.onnx_path()));
             let built = open_with_fallback(&opts.device, &manifest.name, |mode| {
                 open(runtime, model, opts, mode, || {
                     runtime::gpu_providers(&opts.device, Some(&profile))

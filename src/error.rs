@@ -79,6 +79,11 @@ pub enum Error {
     #[error("{path}: {reason}")]
     Image { path: PathBuf, reason: String },
 
+    /// A protobuf wire-format error inside an ONNX file, before the caller
+    /// names the file (it becomes an [`Error::Manifest`] naming it).
+    #[error("not a valid ONNX protobuf: {0}")]
+    Wire(String),
+
     /// A path given for prediction (a file or a folder searched for images).
     #[error("{path}: {reason}")]
     Input { path: PathBuf, reason: String },
@@ -224,4 +229,12 @@ impl Error {
             source,
         }
     }
+}
+
+/// The message of a caught panic (`panic!` with a literal or a formatted string).
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> Option<&str> {
+    payload
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| payload.downcast_ref::<&str>().copied())
 }

@@ -110,11 +110,9 @@ pub fn decode<R: BufRead>(
     })) {
         Ok(r) => r,
         Err(payload) => Err(Failure::Corrupt(
-            payload
-                .downcast_ref::<String>()
-                .map(|s| s.trim_start_matches("libjpeg fatal error: ").to_owned())
-                .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_else(|| "libjpeg error".to_owned()),
+            crate::error::panic_message(payload.as_ref())
+                .map_or("libjpeg error", |s| s.trim_start_matches("libjpeg fatal error: "))
+                .to_owned(),
         )),
     };
     if hit_eof.get() {

@@ -28,12 +28,14 @@ pub mod model_add;
 pub mod model_config;
 pub mod model_fetch;
 pub mod nvidia;
+pub mod onnx_data;
 #[cfg(feature = "ship")]
 pub mod package;
 pub mod pipeline;
 pub mod pool;
 pub mod predict;
 pub mod preprocess;
+pub mod proto;
 #[cfg(feature = "store")]
 pub mod quantize;
 pub mod report;

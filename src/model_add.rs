@@ -46,6 +46,8 @@ pub struct AddRequest {
     pub command_line: String,
     /// Replace an existing manifest of that name.
     pub force: bool,
+    /// What the weights are (`--weights`; default pretrained).
+    pub weights: Weights,
 }
 
 /// The manifest written, and what was decided on the way.
@@ -201,7 +203,10 @@ pub fn add(runtime: &Runtime, zoo: &Zoo, req: &AddRequest) -> Result<Added> {
     ));
 
     let pool_mode = match req.pool {
-        Some(p) => p,
+        Some(p) => {
+            decisions.push(format!("pooling: {} (--pool)", p.name()));
+            p
+        }
         None => {
             let (p, why) = default_pool(&shape, from_config.global_pool.as_deref());
             decisions.push(format!("pooling: {} ({why}; --pool to choose)", p.name()));
@@ -232,7 +237,7 @@ pub fn add(runtime: &Runtime, zoo: &Zoo, req: &AddRequest) -> Result<Added> {
         if spec.l2 { ", L2-normalised" } else { "" }
     ));
 
-    let sha256 = crate::zoo::sha256_file(&onnx)?;
+    let sha256 = crate::onnx_data::model_sha256(&onnx)?;
     let dir = std::fs::canonicalize(&zoo.dir).map_err(|e| Error::io(&zoo.dir, e))?;
     let file = match onnx.strip_prefix(&dir) {
         Ok(rel) if rel.components().count() == 1 => rel.display().to_string(),
@@ -242,9 +247,20 @@ pub fn add(runtime: &Runtime, zoo: &Zoo, req: &AddRequest) -> Result<Added> {
         name: req.name.clone(),
         file,
         sha256,
-        weights: Weights::Pretrained,
-        weights_source: format!("user-supplied ONNX file {}", onnx.display()),
-        license: String::new(),
+        weights: req.weights,
+        weights_source: format!(
+            "user-supplied ONNX file {}{}",
+            onnx.display(),
+            if req.weights == Weights::Random {
+                " (random weights: a test export, not pretrained)"
+            } else {
+                ""
+            }
+        ),
+        license: config
+            .as_ref()
+            .and_then(|c| c.recipe.license.clone())
+            .unwrap_or_default(),
         generator: req.command_line.clone(),
         setup: String::new(),
         description: format!(

@@ -45,6 +45,8 @@ pub struct ConfigRecipe {
     pub global_pool: Option<String>,
     /// The patch size, when the file names it (`patch_size`).
     pub patch_size: Option<u32>,
+    /// The weights' licence, when the file names it (timm's `license`).
+    pub license: Option<String>,
 }
 
 /// A configuration file read.
@@ -105,6 +107,9 @@ const HF_IGNORED: &[&str] = &[
     "return_tensors",
     "device",
     "disable_grouping",
+    // Segmentation labels (BEiT), not pixels.
+    "reduce_labels",
+    "do_reduce_labels",
 ];
 
 /// Reads `path`, deciding from its keys which library wrote it.
@@ -209,6 +214,10 @@ fn timm(top: &Map<String, Value>) -> std::result::Result<ModelConfig, String> {
         [0.229, 0.224, 0.225]
     }));
     r.channel_order = Some(ChannelOrder::Rgb);
+    r.license = cfg
+        .get("license")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
     for k in ["test_input_size", "test_crop_pct"] {
         if cfg.contains_key(k) {
             warnings.push(format!(
@@ -258,14 +267,65 @@ fn timm(top: &Map<String, Value>) -> std::result::Result<ModelConfig, String> {
     })
 }
 
+/// The image processor class a Hugging Face config names
+/// (`image_processor_type`, or `feature_extractor_type` in older files),
+/// without its `ImageProcessor`/`ImageProcessorFast`/`FeatureExtractor` suffix.
+fn processor_class(cfg: &Map<String, Value>) -> Option<&str> {
+    let name = cfg
+        .get("image_processor_type")
+        .or_else(|| cfg.get("feature_extractor_type"))?
+        .as_str()?;
+    Some(
+        ["ImageProcessorFast", "ImageProcessor", "FeatureExtractor"]
+            .iter()
+            .find_map(|suffix| name.strip_suffix(suffix))
+            .unwrap_or(name),
+    )
+}
+
+/// How a processor class reads a bare-integer `size`: transformers'
+/// `get_size_dict(size, default_to_square=…)` in its `preprocess`. `true`:
+/// `{height: S, width: S}`; `false`: `{shortest_edge: S}`; `None`: a class
+/// xfer does not know.
+fn int_size_is_square(class: Option<&str>) -> Option<bool> {
+    match class? {
+        "ViT" | "DeiT" | "Beit" | "Data2VecVision" | "Swin" | "EfficientNet" | "Siglip" | "Dpt" => {
+            Some(true)
+        }
+        "CLIP" | "ConvNext" | "Bit" | "Dinov2" | "MobileViT" | "MobileNetV1" | "MobileNetV2"
+        | "LevIT" | "PoolFormer" => Some(false),
+        _ => None,
+    }
+}
+
+/// Whether a processor class centre-crops when its config does not say
+/// (`do_center_crop` absent): the class's own default.
+fn crops_by_default(class: Option<&str>) -> bool {
+    matches!(
+        class,
+        Some(
+            "CLIP"
+                | "Bit"
+                | "DeiT"
+                | "MobileViT"
+                | "MobileNetV1"
+                | "MobileNetV2"
+                | "LevIT"
+                | "PoolFormer"
+        )
+    )
+}
+
 fn hugging_face(cfg: &Map<String, Value>) -> std::result::Result<ModelConfig, String> {
     let mut warnings = Vec::new();
     let mut r = ConfigRecipe::default();
     let flag = |k: &str, default: bool| cfg.get(k).and_then(Value::as_bool).unwrap_or(default);
+    let class = processor_class(cfg);
+    // ConvNextImageProcessor (ConvNeXt, ConvNeXt V2, ResNet, …) ignores
+    // do_center_crop/crop_size: its crop comes from crop_pct.
+    let convnext = class == Some("ConvNext");
     let do_resize = flag("do_resize", true);
-    let do_crop = flag("do_center_crop", false);
-    // Sizes: {"shortest_edge": S}, {"height": H, "width": W} or a bare int.
-    let size = cfg.get("size");
+    let do_crop = !convnext && flag("do_center_crop", crops_by_default(class));
     let crop = match (do_crop, cfg.get("crop_size")) {
         (false, _) => None,
         (true, Some(v)) => Some(square_size(v, "crop_size")?),
@@ -274,72 +334,89 @@ fn hugging_face(cfg: &Map<String, Value>) -> std::result::Result<ModelConfig, St
     if !do_resize {
         return Err("do_resize is false: images of different sizes cannot be batched; give --resize and --crop".into());
     }
-    let (resize, mode) = match size {
-        Some(Value::Object(m)) if m.contains_key("shortest_edge") => {
-            let s = m["shortest_edge"]
-                .as_u64()
-                .ok_or("size.shortest_edge is not an integer")? as u32;
-            match cfg.get("crop_pct").and_then(Value::as_f64) {
-                // ConvNeXt's processor: below 384 it resizes the shortest edge
-                // to int(S / crop_pct) and crops S; from 384 it warps to S × S.
-                Some(pct) if s < 384 => {
-                    if crop.is_some() {
-                        return Err("both crop_pct and do_center_crop: ambiguous".into());
-                    }
-                    r.crop = Some(s);
-                    ((s as f64 / pct) as u32, ResizeMode::ShorterSide)
+    // `size`, normalised as transformers' get_size_dict does: a bare integer
+    // by the processor class, then {shortest_edge} or {height, width}.
+    let shortest = |s: u32| (s, ResizeMode::ShorterSide);
+    let (side, mode) = match cfg.get("size") {
+        Some(v @ Value::Number(_)) => {
+            let s = square_size(v, "size")?;
+            match int_size_is_square(class) {
+                Some(true) => (s, ResizeMode::Square),
+                Some(false) => shortest(s),
+                None => {
+                    // A class xfer does not know: a crop after the resize
+                    // means the shortest edge (CLIP), none a square (ViT).
+                    let mode = if crop.is_some() { ResizeMode::ShorterSide } else { ResizeMode::Square };
+                    warnings.push(format!(
+                        "size {s} is a bare number and the processor class ({}) is not one xfer knows: read as {}",
+                        class.unwrap_or("not named"),
+                        if mode == ResizeMode::Square {
+                            format!("{s}×{s}")
+                        } else {
+                            format!("the shortest edge {s}, as a centre crop follows")
+                        }
+                    ));
+                    (s, mode)
                 }
-                Some(_) => (s, ResizeMode::Square),
-                None => (s, ResizeMode::ShorterSide),
             }
         }
-        Some(Value::Object(m)) if m.contains_key("height") => (
-            square_size(&Value::Object(m.clone()), "size")?,
-            ResizeMode::Square,
+        Some(Value::Object(m)) if m.contains_key("longest_edge") || m.contains_key("max_height") => {
+            return Err(format!(
+                "size {} bounds the longest edge, so images of different shapes give different input sizes, which cannot be batched; give --resize and --crop (or --square)",
+                Value::Object(m.clone())
+            ))
+        }
+        Some(Value::Object(m)) if m.contains_key("shortest_edge") => shortest(
+            m["shortest_edge"]
+                .as_u64()
+                .ok_or("size.shortest_edge is not an integer")? as u32,
         ),
+        Some(v @ Value::Object(m)) if m.contains_key("height") => {
+            (square_size(v, "size")?, ResizeMode::Square)
+        }
         Some(Value::Object(m)) => {
             return Err(format!(
                 "size {:?} is not supported (xfer does shortest_edge and height/width)",
                 m.keys().collect::<Vec<_>>()
             ))
         }
-        Some(v @ Value::Number(_)) => {
-            let s = square_size(v, "size")?;
-            // Older processors: a bare int is the shortest edge when a crop
-            // follows (CLIP), the square otherwise (ViT).
-            let mode = if crop.is_some() {
-                ResizeMode::ShorterSide
-            } else {
-                ResizeMode::Square
-            };
-            warnings.push(format!(
-                "size {s} is a bare number: read as {} ({})",
-                if mode == ResizeMode::Square {
-                    format!("{s}×{s}")
-                } else {
-                    format!("the shortest edge {s}")
-                },
-                if crop.is_some() {
-                    "a centre crop follows"
-                } else {
-                    "no centre crop"
-                }
-            ));
-            (s, mode)
-        }
         Some(v) => return Err(format!("size {v} is not supported")),
         None => return Err("no size".into()),
     };
+    let pct = match cfg.get("crop_pct") {
+        None | Some(Value::Null) => convnext.then_some(224.0 / 256.0),
+        Some(v) => Some(
+            v.as_f64()
+                .filter(|p| *p > 0.0 && *p <= 1.0)
+                .ok_or_else(|| format!("crop_pct {v} must be a number in (0, 1]"))?,
+        ),
+    };
+    let resize = match (mode, pct) {
+        // ConvNeXt's processor (and PoolFormer's): below 384 it resizes the
+        // shortest edge to int(S / crop_pct) and crops S; from 384 on
+        // (ConvNeXt) it warps to S × S.
+        (ResizeMode::ShorterSide, Some(pct)) if !(convnext && side >= 384) => {
+            if crop.is_some() && !matches!(class, Some("PoolFormer")) {
+                return Err("both crop_pct and do_center_crop: ambiguous".into());
+            }
+            r.crop = Some(crop.unwrap_or(side));
+            r.resize_mode = Some(ResizeMode::ShorterSide);
+            (side as f64 / pct) as u32
+        }
+        (ResizeMode::ShorterSide, Some(_)) => {
+            r.resize_mode = Some(ResizeMode::Square);
+            side
+        }
+        _ => {
+            r.resize_mode = Some(mode);
+            side
+        }
+    };
     r.resize = Some(resize);
-    r.resize_mode = Some(mode);
     if r.crop.is_none() {
         r.crop = Some(crop.unwrap_or(resize));
     }
-    if mode == ResizeMode::ShorterSide
-        && crop.is_none()
-        && r.crop == Some(resize)
-        && !cfg.contains_key("crop_pct")
-    {
+    if r.resize_mode == Some(ResizeMode::ShorterSide) && crop.is_none() && r.crop == Some(resize) {
         return Err(format!(
             "resizes the shortest edge to {resize} with no centre crop: images of different shapes cannot be batched; give --crop"
         ));
@@ -374,18 +451,33 @@ fn hugging_face(cfg: &Map<String, Value>) -> std::result::Result<ModelConfig, St
     } else {
         1.0
     });
-    if flag("do_normalize", true) {
-        r.mean = Some(
+    let (mut mean, mut std) = if flag("do_normalize", true) {
+        (
             triple(cfg.get("image_mean"), "image_mean")?
                 .ok_or("do_normalize without image_mean")?,
-        );
-        r.std = Some(
             triple(cfg.get("image_std"), "image_std")?.ok_or("do_normalize without image_std")?,
-        );
+        )
     } else {
-        r.mean = Some([0.0; 3]);
-        r.std = Some([1.0; 3]);
+        ([0.0; 3], [1.0; 3])
+    };
+    if class == Some("EfficientNet") {
+        // EfficientNetImageProcessor: rescale_offset maps to [-1, 1]
+        // (x·scale − 1), and include_top (default true) normalises a second
+        // time with mean 0 and the same std: (x − mean) / std².
+        if flag("do_rescale", true) && flag("rescale_offset", false) {
+            mean = mean.map(|m| m + 1.0);
+        }
+        if flag("include_top", true) {
+            let first = std;
+            std = std.map(|s| s * s);
+            if !flag("do_normalize", true) {
+                std = first;
+                mean = [0.0; 3];
+            }
+        }
     }
+    r.mean = Some(mean);
+    r.std = Some(std);
     r.channel_order = Some(if flag("do_flip_channel_order", false) {
         ChannelOrder::Bgr
     } else {
@@ -409,6 +501,8 @@ fn hugging_face(cfg: &Map<String, Value>) -> std::result::Result<ModelConfig, St
         "image_std",
         "do_flip_channel_order",
         "patch_size",
+        "include_top",
+        "rescale_offset",
     ];
     unknown_keys(cfg, &used, HF_IGNORED, "", &mut warnings);
     Ok(ModelConfig {

@@ -432,6 +432,22 @@ fn fill(inputs: &PackageInputs, dir: &Path, version: &str) -> Result<Vec<(PathBu
             None => {
                 files.push((rel.clone(), copy(&m.onnx_path(), &dir.join(&rel))?));
                 models.push((file.clone(), m.sha256.clone()));
+                // Its weights outside the file, at the same place beside it.
+                let onnx = m.onnx_path();
+                let bytes = std::fs::read(&onnx).map_err(io(&onnx))?;
+                for data in crate::onnx_data::external_files(&onnx, &bytes)? {
+                    let rel = PathBuf::from("zoo").join(&data);
+                    if files.iter().any(|(f, _)| *f == rel) {
+                        return Err(err(format!(
+                            "two backbones keep weights in external data files both named {data}; export one of them again with its weights inside"
+                        )));
+                    }
+                    let target = dir.join(&rel);
+                    if let Some(parent) = target.parent() {
+                        std::fs::create_dir_all(parent).map_err(io(parent))?;
+                    }
+                    files.push((rel, copy(&m.dir.join(&data), &target)?));
+                }
             }
         }
         // The manifest as xfer reads it, with its model file beside it.

@@ -588,20 +588,98 @@ fn resample(
     size: u32,
     interpolation: Interpolation,
 ) -> Vec<u8> {
-    let mut dst = fir::images::Image::new(size, size, fir::PixelType::U8x3);
-    let alg = match interpolation {
-        Interpolation::Nearest => fir::ResizeAlg::Nearest,
-        Interpolation::Bilinear => fir::ResizeAlg::Convolution(fir::FilterType::Bilinear),
-        Interpolation::Bicubic => fir::ResizeAlg::Convolution(fir::FilterType::CatmullRom),
+    let filter = match interpolation {
+        Interpolation::Nearest => None,
+        Interpolation::Bilinear => Some(fir::FilterType::Bilinear),
+        Interpolation::Bicubic => Some(fir::FilterType::CatmullRom),
     };
-    let mut options = fir::ResizeOptions::new().resize_alg(alg);
-    if let Some((l, t, w, h)) = region {
-        options = options.crop(l, t, w, h);
+    resize_rgb(src, region, size, size, filter)
+}
+
+/// `region` of `src` (or all of it) to a `dst_w × dst_h` RGB image with
+/// `filter` (antialiased convolution) or nearest neighbour (`None`).
+///
+/// fast_image_resize 6.1's one-call two-pass convolution is not used: on u8
+/// images it shifts the horizontal taps by the first output pixel's first tap,
+/// and when that pixel lands on a source pixel centre its zero-weight taps are
+/// dropped, so a later pixel starts further left, the unsigned shift wraps and
+/// the horizontal pass reads far outside its buffer (a segfault, or garbage).
+/// The two passes are made here as two one-pass calls instead, which never
+/// shift taps: the vertical pass over the source columns the horizontal taps
+/// can reach, into a full-width intermediate image, then the horizontal pass
+/// over it with the original crop box. The taps, the rounding between the
+/// passes and so every output byte are the ones the one-call path computes
+/// when it does not crash.
+fn resize_rgb(
+    src: &fir::images::ImageRef,
+    region: Option<(f64, f64, f64, f64)>,
+    dst_w: u32,
+    dst_h: u32,
+    filter: Option<fir::FilterType>,
+) -> Vec<u8> {
+    let (sw, sh) = (src.width(), src.height());
+    let (left, top, width, height) = region.unwrap_or((0.0, 0.0, sw as f64, sh as f64));
+    let mut dst = fir::images::Image::new(dst_w, dst_h, fir::PixelType::U8x3);
+    let mut resizer = fir::Resizer::new();
+    let Some(filter) = filter else {
+        one_call(
+            &mut resizer,
+            src,
+            &mut dst,
+            fir::ResizeAlg::Nearest,
+            (left, top, width, height),
+        );
+        return dst.into_vec();
+    };
+    let alg = fir::ResizeAlg::Convolution(filter);
+    // fast_image_resize's own tests of whether a pass is needed.
+    let horizontal = dst_w as f64 != width || left != left.round();
+    let vertical = dst_h as f64 != height || top != top.round();
+    if !(horizontal && vertical) {
+        one_call(&mut resizer, src, &mut dst, alg, (left, top, width, height));
+        return dst.into_vec();
     }
-    fir::Resizer::new()
-        .resize(src, &mut dst, &options)
-        .expect("pixel types and crop box are valid");
+    // Every column a horizontal tap can read: the filter's radius (scaled
+    // when downsampling) either side of the box, one more for the rounding.
+    let support = match filter {
+        fir::FilterType::Box => 0.5,
+        fir::FilterType::Bilinear | fir::FilterType::Hamming => 1.0,
+        fir::FilterType::CatmullRom | fir::FilterType::Mitchell => 2.0,
+        _ => 3.0,
+    };
+    let radius = support * (width / dst_w as f64).max(1.0);
+    let c0 = ((left - radius).floor() - 1.0).max(0.0) as u32;
+    let c1 = ((left + width + radius).ceil() + 1.0).min(sw as f64) as u32;
+    let mut temp = fir::images::Image::new(sw, dst_h, fir::PixelType::U8x3);
+    {
+        let mut columns = fir::images::CroppedImageMut::new(&mut temp, c0, 0, c1 - c0, dst_h)
+            .expect("the columns lie inside the intermediate image");
+        let cols = (c0 as f64, top, (c1 - c0) as f64, height);
+        one_call(&mut resizer, src, &mut columns, alg, cols);
+    }
+    one_call(
+        &mut resizer,
+        &temp,
+        &mut dst,
+        alg,
+        (left, 0.0, width, dst_h as f64),
+    );
     dst.into_vec()
+}
+
+/// One fast_image_resize call: the `(left, top, width, height)` box of `from`
+/// into all of `to`.
+fn one_call(
+    resizer: &mut fir::Resizer,
+    from: &impl fir::IntoImageView,
+    to: &mut impl fir::IntoImageViewMut,
+    alg: fir::ResizeAlg,
+    (l, t, w, h): (f64, f64, f64, f64),
+) {
+    let options = fir::ResizeOptions::new().resize_alg(alg).crop(l, t, w, h);
+    resizer
+        .resize(from, to, &options)
+        .expect("pixel types and crop box are valid");
 }
 
 /// Brightness, contrast and saturation as torchvision's `ColorJitter` defines
@@ -670,13 +748,8 @@ pub fn thumbnail(img: &RgbImage, max_side: u32) -> RgbImage {
     };
     let src = fir::images::ImageRef::new(w, h, img.as_raw(), fir::PixelType::U8x3)
         .expect("RgbImage buffer has w*h*3 bytes");
-    let mut dst = fir::images::Image::new(tw, th, fir::PixelType::U8x3);
-    let options = fir::ResizeOptions::new()
-        .resize_alg(fir::ResizeAlg::Convolution(fir::FilterType::Lanczos3));
-    fir::Resizer::new()
-        .resize(&src, &mut dst, &options)
-        .expect("pixel types match");
-    RgbImage::from_raw(tw, th, dst.into_vec()).expect("tw*th*3 bytes")
+    let out = resize_rgb(&src, None, tw, th, Some(fir::FilterType::Lanczos3));
+    RgbImage::from_raw(tw, th, out).expect("tw*th*3 bytes")
 }
 
 /// Decode + preprocess: the whole per-image pipeline.

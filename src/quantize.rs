@@ -454,7 +454,7 @@ pub fn quantize(
             ))
         })?;
 
-    let sha256 = crate::zoo::sha256_file(&tmp_model)?;
+    let sha256 = crate::onnx_data::model_sha256(&tmp_model)?;
     let mut manifest = source.clone();
     manifest.name = cfg.name.clone();
     manifest.file = file.clone();

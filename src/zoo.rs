@@ -309,10 +309,11 @@ impl Manifest {
         }
     }
 
-    /// Checks that the ONNX file exists and has the manifest's sha256.
+    /// Checks that the ONNX file exists and has the manifest's sha256 (with
+    /// its external data files, [`crate::onnx_data::model_sha256`]).
     pub fn verify_file(&self) -> Result<()> {
         self.check_present()?;
-        self.check_sha256(&sha256_file(&self.onnx_path())?)
+        self.check_sha256(&crate::onnx_data::model_sha256(&self.onnx_path())?)
     }
 
     /// Checks that the ONNX file exists.

@@ -112,29 +112,6 @@ fn max_diff(names: &[String], probs: &Array2<f32>, reference: &BTreeMap<String, 
     worst
 }
 
-/// Builds the slim predictor as `xfer package` does (its own target folder,
-/// so the default build's xfer-predict, which other tests run, stays).
-fn build_slim() -> PathBuf {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let args: Vec<&str> = xfer::package::SLIM_BUILD
-        .split_whitespace()
-        .skip(1)
-        .collect();
-    let o = Command::new(cargo)
-        .args(&args)
-        .current_dir(common::repo())
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", common::text(&o));
-    let bin = common::repo().join(xfer::package::SLIM_BINARY);
-    assert!(
-        xfer::package::is_slim(&bin),
-        "{} is not slim",
-        bin.display()
-    );
-    bin
-}
-
 #[test]
 fn exported_onnx_and_package_give_the_probabilities_of_xfer_predict() {
     common::setup_file("onnx/efficientnet_lite0.onnx");
@@ -213,7 +190,7 @@ fn exported_onnx_and_package_give_the_probabilities_of_xfer_predict() {
     }
 
     // The package: built slim, tarred, unpacked and run elsewhere with nothing.
-    build_slim();
+    common::build_slim();
     let bundle = run_dir.join("mlp.safetensors");
     let pkg = t.path().join("classifier");
     let o = xfer(&[

@@ -161,6 +161,7 @@ fn pooling_modes_equal_numpy() {
                 recipe: RecipeFlags::default(),
                 command_line: "test".into(),
                 force: false,
+                weights: xfer::zoo::Weights::Pretrained,
             };
             let added = model_add::add(&rt, &zoo, &req).unwrap();
             let mut b = Backbone::load(&rt, &added.manifest, &SessionOptions::default()).unwrap();
@@ -435,5 +436,51 @@ fn bundle_on_a_user_backbone_predicts_through_all_three_paths() {
     assert!(
         e.contains("pooled as mean, prefix_tokens 3") && e.contains("now pools as cls"),
         "{e}"
+    );
+}
+
+/// `models add --pool` says the pooling it records; `--weights random` and
+/// the licence a timm config names go into the manifest (issue 26).
+#[test]
+fn models_add_records_the_pooling_asked_random_weights_and_the_licence() {
+    let t = tempfile::tempdir().unwrap();
+    let zoo = t.path().join("zoo");
+    let mut cfg: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(fixtures().join("timm_config.json")).unwrap(),
+    )
+    .unwrap();
+    cfg["pretrained_cfg"]["license"] = "apache-2.0".into();
+    let config = t.path().join("config.json");
+    std::fs::write(&config, cfg.to_string()).unwrap();
+    let vit = fixtures().join("vit.onnx");
+    let o = ok(&[
+        "--zoo",
+        s(&zoo),
+        "models",
+        "add",
+        s(&vit),
+        "--name",
+        "v",
+        "--config",
+        s(&config),
+        "--pool",
+        "cls",
+        "--weights",
+        "random",
+    ]);
+    let out = common::text(&o);
+    assert!(out.contains("pooling: cls (--pool)"), "{out}");
+    let m = Zoo { dir: zoo.clone() }.find("v").unwrap();
+    assert_eq!(m.weights, xfer::zoo::Weights::Random);
+    assert!(
+        m.weights_source.contains("random weights"),
+        "{}",
+        m.weights_source
+    );
+    assert_eq!(m.license, "apache-2.0");
+    let text = std::fs::read_to_string(zoo.join("v.toml")).unwrap();
+    assert!(
+        text.contains("weights = \"random\"") && text.contains("license = \"apache-2.0\""),
+        "{text}"
     );
 }

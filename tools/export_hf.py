@@ -1,14 +1,19 @@
 #!/usr/bin/env python3
 """Export a Hugging Face vision model as an xfer backbone: an ONNX file + its preprocessor config.
 
-    python tools/export_hf.py MODEL_ID [--out DIR] [--opset 17] [--clip] [--add]
+    python tools/export_hf.py MODEL [--out DIR] [--opset 18] [--clip] [--random-weights]
+                                    [--add [--xfer PATH] [--zoo DIR]]
 
-Needs the internet (weights from the hub) and `pip install transformers onnx onnxruntime`
-in a Python with torch. Documented in the README ("Your own backbone"); not run by the
-tests, which are offline.
+MODEL is a hub id, or a local folder with the model's config.json and
+preprocessor_config.json (offline). Needs `pip install torch onnx onnxscript onnxruntime
+transformers` (tools/export_common.py). --random-weights builds the model from its
+config.json with random weights (nothing downloaded beyond the two configs; for tests:
+the manifest says weights = "random"). Documented in the README ("Your own backbone");
+tools/check_exporters.py runs it offline.
 
 Writes into DIR (default: ./exported/<model id with / as _>):
-  model.onnx                 input `pixel_values` float32 [batch, 3, S, S], dynamic batch axis;
+  model.onnx                 one self-contained file (over 2 GB: model.onnx.data beside it),
+                             input `pixel_values` float32 [batch, 3, S, S], dynamic batch axis;
                              output `last_hidden_state` [batch, T, D] (ViT, DINOv2, …) or
                              [batch, C, H, W] (ConvNeXt, ResNet), and, for CLIP with --clip,
                              `image_embeds` [batch, E] (CLIPVisionModelWithProjection)
@@ -26,37 +31,39 @@ Examples:
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import export_common as common  # noqa: E402
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("model_id")
-    ap.add_argument("--out", type=Path)
-    ap.add_argument("--opset", type=int, default=17)
     ap.add_argument("--clip", action="store_true", help="CLIP: export the projected image embeddings")
-    ap.add_argument("--add", action="store_true", help="run `xfer models add` afterwards")
+    common.add_common_args(ap)
     args = ap.parse_args()
+    common.check_opset(args.opset)
 
-    import onnxruntime as ort
     import torch
-    from transformers import AutoImageProcessor, AutoModel, CLIPVisionModelWithProjection
+    from transformers import AutoConfig, AutoImageProcessor, AutoModel, CLIPVisionModelWithProjection
 
-    name = args.model_id.replace("/", "_").replace("-", "_").replace(".", "_")
+    name = Path(args.model_id).name if Path(args.model_id).is_dir() else args.model_id
+    name = name.replace("/", "_").replace("-", "_").replace(".", "_") + ("_clip" if args.clip else "")
     out = args.out or Path("exported") / name
     out.mkdir(parents=True, exist_ok=True)
     proc = AutoImageProcessor.from_pretrained(args.model_id)
     proc.save_pretrained(out)  # writes preprocessor_config.json
-    if args.clip:
-        model = CLIPVisionModelWithProjection.from_pretrained(args.model_id).eval()
-        outputs = ["image_embeds", "last_hidden_state"]
+    cls = CLIPVisionModelWithProjection if args.clip else AutoModel
+    if args.random_weights:
+        torch.manual_seed(0)
+        config = AutoConfig.from_pretrained(args.model_id)
+        # AutoModel builds from a config with from_config; a concrete class by its constructor.
+        model = (AutoModel.from_config(config) if cls is AutoModel else cls(config)).eval()
     else:
-        model = AutoModel.from_pretrained(args.model_id).eval()
-        outputs = ["last_hidden_state"]
+        model = cls.from_pretrained(args.model_id).eval()
+    outputs = ["image_embeds", "last_hidden_state"] if args.clip else ["last_hidden_state"]
     crop = getattr(proc, "crop_size", None) or proc.size
     side = crop.get("height") or crop.get("shortest_edge")
 
@@ -72,27 +79,20 @@ def main() -> int:
     wrapped = Wrap(model).eval()
     x = torch.randn(2, 3, side, side)
     onnx_path = out / "model.onnx"
-    tmp = out / "model.onnx.tmp"
-    axes = {"pixel_values": {0: "batch"}, **{k: {0: "batch"} for k in outputs}}
-    torch.onnx.export(wrapped, (x,), str(tmp), input_names=["pixel_values"], output_names=outputs,
-                      dynamic_axes=axes, opset_version=args.opset)
-    sess = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
-    got = sess.run(None, {"pixel_values": x.numpy()})
+    common.export(wrapped, (x,), onnx_path, ["pixel_values"], outputs, args.opset)
     with torch.no_grad():
-        want = wrapped(x)
-    diff = max(float(np.abs(g - w.numpy()).max()) for g, w in zip(got, want))
-    print(f"ONNX Runtime vs PyTorch on a batch of 2: outputs {[list(g.shape) for g in got]}, max |diff| {diff:.2e}")
-    if diff > 1e-3:
+        want = [w.numpy() for w in wrapped(x)]
+    if common.check_against_torch(onnx_path, {"pixel_values": x.numpy()}, want) > 1e-3:
+        onnx_path.unlink()
         print("error: the export disagrees with PyTorch; try another --opset", file=sys.stderr)
         return 1
-    tmp.replace(onnx_path)
     cmd = ["xfer", "models", "add", str(onnx_path), "--name", name,
            "--config", str(out / "preprocessor_config.json")]
-    first = got[0]
+    first = want[0]
     if args.clip:
         cmd += ["--output", "image_embeds", "--l2"]
     elif first.ndim == 3:
-        dino = "dinov2" in args.model_id.lower()
+        dino = "dinov2" in (args.model_id + model.config.model_type).lower()
         cmd += ["--pool", "cls+mean" if dino else "cls"]
         regs = getattr(model.config, "num_register_tokens", 0) or 0
         if dino:
@@ -100,10 +100,7 @@ def main() -> int:
     elif first.ndim == 4:
         cmd += ["--pool", "avg"]
     print("wrote", onnx_path, "and", out / "preprocessor_config.json")
-    print("next:", " ".join(cmd))
-    if args.add:
-        return subprocess.call(cmd)
-    return 0
+    return common.finish(args, cmd)
 
 
 if __name__ == "__main__":

@@ -1,14 +1,17 @@
 #!/usr/bin/env python3
 """Export a timm model as an xfer backbone: an ONNX file + the config `xfer models add` reads.
 
-    python tools/export_timm.py MODEL [--out DIR] [--opset 17] [--tokens] [--add]
+    python tools/export_timm.py MODEL [--out DIR] [--opset 18] [--tokens] [--random-weights]
+                                      [--add [--xfer PATH] [--zoo DIR]]
 
-Needs the internet (the weights come from the Hugging Face hub through timm) and
-`pip install timm onnx onnxruntime` in a Python with torch. It is documented in the
-README ("Your own backbone") and not run by the tests, which are offline.
+Needs `pip install torch onnx onnxscript onnxruntime timm` (tools/export_common.py). The
+pretrained weights come from the Hugging Face hub through timm; with --random-weights
+nothing is downloaded (for tests: the manifest then says weights = "random"). Documented
+in the README ("Your own backbone"); tools/check_exporters.py runs it offline.
 
-Writes into DIR (default: ./exported/MODEL):
-  MODEL.onnx    input `input` float32 [batch, 3, S, S] with a dynamic batch axis;
+Writes into DIR (default: ./exported/NAME, NAME the model with _tokens for --tokens):
+  NAME.onnx     one self-contained file (the weights inside; over 2 GB in NAME.onnx.data
+                beside it), input `input` float32 [batch, 3, S, S] with a dynamic batch axis;
                 output `features`:
                   - default: timm's pooled pre-logits features (forward_head with
                     pre_logits=True), [batch, D]: the model pools as it was trained
@@ -18,9 +21,10 @@ Writes into DIR (default: ./exported/MODEL):
   config.json   {"architecture", "num_features", "global_pool", "pretrained_cfg": the
                 model's pretrained_cfg}, as timm writes to the hub; `models add
                 --config` takes its preprocessing (input_size, interpolation, crop_pct,
-                crop_mode, mean, std) from it
+                crop_mode, mean, std) and licence from it
 Then checks ONNX Runtime against PyTorch on a batch of 2 (max |diff| printed; exits 1
-above 1e-3) and prints the `xfer models add` command (runs it with --add).
+above 1e-3) and prints the `xfer models add` command (runs it with --add: `xfer` on PATH,
+else target/release/xfer of this checkout, else --xfer).
 
 Examples:
   python tools/export_timm.py convnext_tiny.fb_in22k
@@ -31,30 +35,28 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import export_common as common  # noqa: E402
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("model")
-    ap.add_argument("--out", type=Path)
-    ap.add_argument("--opset", type=int, default=17)
     ap.add_argument("--tokens", action="store_true", help="export the unpooled tokens / feature maps")
-    ap.add_argument("--add", action="store_true", help="run `xfer models add` afterwards")
+    common.add_common_args(ap)
     args = ap.parse_args()
+    common.check_opset(args.opset)
 
-    import onnxruntime as ort
     import timm
     import torch
 
-    model = timm.create_model(args.model, pretrained=True, num_classes=0).eval()
+    model = timm.create_model(args.model, pretrained=not args.random_weights, num_classes=0).eval()
     cfg = model.pretrained_cfg
     side = cfg["input_size"][-1]
-    name = args.model.replace("/", "_").replace(".", "_")
+    name = args.model.replace("/", "_").replace(".", "_") + ("_tokens" if args.tokens else "")
     out = args.out or Path("exported") / name
     out.mkdir(parents=True, exist_ok=True)
     onnx_path = out / f"{name}.onnx"
@@ -70,21 +72,13 @@ def main() -> int:
 
     wrapped = Features(model).eval()
     x = torch.randn(2, 3, side, side)
-    tmp = onnx_path.with_suffix(".onnx.tmp")
-    torch.onnx.export(
-        wrapped, x, str(tmp), input_names=["input"], output_names=["features"],
-        dynamic_axes={"input": {0: "batch"}, "features": {0: "batch"}}, opset_version=args.opset,
-    )
-    sess = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
-    got = sess.run(None, {"input": x.numpy()})[0]
+    common.export(wrapped, (x,), onnx_path, ["input"], ["features"], args.opset)
     with torch.no_grad():
         want = wrapped(x).numpy()
-    diff = float(np.abs(got - want).max())
-    print(f"ONNX Runtime vs PyTorch on a batch of 2: output {list(got.shape)}, max |diff| {diff:.2e}")
-    if diff > 1e-3:
+    if common.check_against_torch(onnx_path, {"input": x.numpy()}, [want]) > 1e-3:
+        onnx_path.unlink()
         print("error: the export disagrees with PyTorch; try another --opset", file=sys.stderr)
         return 1
-    tmp.replace(onnx_path)
     config = {
         "architecture": model.default_cfg.get("architecture", args.model),
         "num_features": model.num_features,
@@ -95,14 +89,11 @@ def main() -> int:
     cmd = ["xfer", "models", "add", str(onnx_path), "--name", name, "--config", str(out / "config.json")]
     if args.tokens:
         prefix = getattr(model, "num_prefix_tokens", 1)
-        cmd += ["--pool", "cls+mean" if got.ndim == 3 else "avg"]
-        if got.ndim == 3:
+        cmd += ["--pool", "cls+mean" if want.ndim == 3 else "avg"]
+        if want.ndim == 3:
             cmd += ["--prefix-tokens", str(prefix)]
     print("wrote", onnx_path, "and", out / "config.json")
-    print("next:", " ".join(cmd))
-    if args.add:
-        return subprocess.call(cmd)
-    return 0
+    return common.finish(args, cmd)
 
 
 if __name__ == "__main__":

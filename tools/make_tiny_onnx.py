@@ -14,6 +14,9 @@ Writes (all committed; a few KB each):
   bad_io.onnx     the same network, but the features output is named `pooled`
   bad_io.toml     a manifest that (wrongly) says `features`: for the test that a
                   model's real inputs/outputs are checked against its manifest
+  tiny_ext.onnx   tiny.onnx with every weight in tiny_ext.onnx.data (ONNX external
+  tiny_ext.onnx.data  data, as torch >= 2.9's exporter writes): for the tests that the
+                  sha256 covers the data file, `package` carries it, `export` inlines it
   reference.json  for a fixed input, np.random.default_rng(1).standard_normal((2, 3, 32, 32))
                   as float32, the features and logits ONNX Runtime computes, so a Rust
                   test can check its session against Python's onnxruntime
@@ -47,7 +50,7 @@ C_OUT = 8
 N_LOGITS = 4
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
 IMAGENET_STD = [0.229, 0.224, 0.225]
-FILES = ["tiny.onnx", "tiny.toml", "bad_io.onnx", "bad_io.toml", "reference.json"]
+FILES = ["tiny.onnx", "tiny.toml", "bad_io.onnx", "bad_io.toml", "tiny_ext.onnx", "tiny_ext.onnx.data", "reference.json"]
 
 
 def sha256_bytes(b: bytes) -> str:
@@ -180,6 +183,8 @@ def generate(out: Path) -> dict:
     tiny_sha, bad_sha = sha256_bytes(tiny), sha256_bytes(bad)
     write_atomic(out / "tiny.onnx", tiny)
     write_atomic(out / "bad_io.onnx", bad)
+    onnx.save_model(build_model("features"), str(out / "tiny_ext.onnx"), save_as_external_data=True,
+                    all_tensors_to_one_file=True, location="tiny_ext.onnx.data", size_threshold=0)
     write_atomic(out / "tiny.toml", manifest(
         "tiny", "tiny.onnx", tiny_sha,
         "Test fixture: Conv3x3(3->8, stride 2, pad 1) -> ReLU -> global average pool -> "

@@ -103,6 +103,18 @@ struct AddArgs {
     /// Replace a manifest of that name.
     #[arg(long)]
     force: bool,
+    /// What the weights are, recorded in the manifest: pretrained, or random
+    /// (an export made with --random-weights, for tests).
+    #[arg(long, value_name = "KIND", default_value = "pretrained", value_parser = parse_weights)]
+    weights: Weights,
+}
+
+fn parse_weights(s: &str) -> Result<Weights, String> {
+    match s {
+        "pretrained" => Ok(Weights::Pretrained),
+        "random" => Ok(Weights::Random),
+        other => Err(format!("`{other}` is not pretrained or random")),
+    }
 }
 
 fn parse_pool(s: &str) -> Result<Pool, String> {
@@ -185,6 +197,7 @@ fn add(cli: &Cli, a: &AddArgs) -> Result<i32> {
         },
         command_line: std::env::args().collect::<Vec<_>>().join(" "),
         force: a.force,
+        weights: a.weights,
     };
     let added = model_add::add(&runtime, &zoo, &req)?;
     for w in &added.warnings {

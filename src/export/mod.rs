@@ -23,7 +23,7 @@
 //! otherwise export refuses and says why. Operators are not converted between
 //! opsets: the backbones must share one, which the file keeps.
 
-pub mod proto;
+pub use crate::proto;
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -263,7 +263,8 @@ fn rewrite_tensor(buf: &[u8], r: &Renamer) -> Rewrite<(Vec<u8>, String)> {
             _ => false,
         };
         if external {
-            return Err("it keeps weights in external data files, which one exported file cannot hold; save the model with its weights inside (onnx.save(model, path, save_as_external_data=False)) and update the manifest's sha256".into());
+            // Inlined by `onnx_data::inline` before the graph is read.
+            return Err("a tensor still names external data after inlining; please report it".into());
         }
     }
     rename_field(buf, t::NAME, |n| r.value(n))
@@ -619,7 +620,9 @@ pub fn export(
         .map(|b| {
             b.manifest.verify_file()?;
             let path = b.manifest.onnx_path();
-            std::fs::read(&path).map_err(|e| Error::io(&path, e))
+            let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+            // Weights in external data files are moved into the one file.
+            crate::onnx_data::inline(&path, &bytes)
         })
         .collect::<Result<_>>()?;
     let models: Vec<Model> = files

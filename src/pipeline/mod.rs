@@ -307,6 +307,24 @@ where
     })
 }
 
+/// Runs the decoding and preprocessing of `path`, a panic in it (a bug in
+/// xfer or a library) turned into that image's error, so the image is skipped
+/// with its reason and the run goes on. (A crash that is not a panic, such as
+/// a segmentation fault in a library's unsafe code, cannot be caught in the
+/// process; xfer fixes those where they live instead, as the resize of issue
+/// 26, rather than decoding in child processes.)
+fn guarded(path: &std::path::Path, f: impl FnOnce() -> crate::Result<()>) -> crate::Result<()> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|payload| {
+        Err(Error::Image {
+            path: path.to_owned(),
+            reason: format!(
+                "xfer failed inside its decoder ({}); the image was skipped, please report it",
+                crate::error::panic_message(payload.as_ref()).unwrap_or("a panic")
+            ),
+        })
+    })
+}
+
 /// Decodes a batch once per recipe with [`preprocess::load_tensor`] (the one
 /// preprocessing function, so extraction and prediction make the same tensor
 /// of the same file), and keeps the images that every recipe could read.
@@ -335,7 +353,7 @@ fn decode_batch(
             .enumerate()
             .map(|(i, (out, p))| {
                 priority.apply();
-                match views {
+                guarded(p, || match views {
                     None => preprocess::load_tensor(p, recipe, opts, out),
                     Some((plan, keys)) => {
                         let img = preprocess::decode(p, opts, recipe.resize)?;
@@ -348,7 +366,7 @@ fn decode_batch(
                         }
                         Ok(())
                     }
-                }
+                })
             })
             .collect();
         for (e, r) in errors.iter_mut().zip(results) {
@@ -389,5 +407,27 @@ fn decode_batch(
         rows: keep.iter().map(|&i| first + i).collect(),
         skipped,
         seconds: t.elapsed(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_while_decoding_is_that_images_error() {
+        let path = std::path::Path::new("photos/a.jpg");
+        let err = guarded(path, || panic!("index out of bounds")).unwrap_err();
+        match err {
+            Error::Image { path: p, reason } => {
+                assert_eq!(p, path);
+                assert_eq!(
+                    reason,
+                    "xfer failed inside its decoder (index out of bounds); the image was skipped, please report it"
+                );
+            }
+            other => panic!("{other}"),
+        }
+        assert!(guarded(path, || Ok(())).is_ok());
     }
 }

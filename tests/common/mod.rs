@@ -189,3 +189,26 @@ pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
     let nb: f64 = b.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
     dot / (na * nb)
 }
+
+/// Builds the slim predictor as `xfer package` does (its own target folder,
+/// so the default build's xfer-predict, which other tests run, stays).
+pub fn build_slim() -> PathBuf {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let args: Vec<&str> = xfer::package::SLIM_BUILD
+        .split_whitespace()
+        .skip(1)
+        .collect();
+    let o = Command::new(cargo)
+        .args(&args)
+        .current_dir(repo())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let bin = repo().join(xfer::package::SLIM_BINARY);
+    assert!(
+        xfer::package::is_slim(&bin),
+        "{} is not slim",
+        bin.display()
+    );
+    bin
+}

@@ -1,7 +1,8 @@
 //! The protobuf wire format, as far as ONNX files need it: reading a message
 //! field by field (unknown fields are copied through byte for byte) and writing
-//! the few ONNX messages `xfer export` creates. No schema compiler: the field
-//! numbers are those of `onnx/onnx.proto` (ONNX 1.17), named in [`field`].
+//! the few ONNX messages `xfer export` creates; [`crate::onnx_data`] reads
+//! external data references with it. No schema compiler: the field numbers are
+//! those of `onnx/onnx.proto` (ONNX 1.17), named in [`field`].
 
 /// A protobuf wire-format error: the file is not a valid ONNX protobuf.
 #[derive(Debug, Clone, PartialEq, Eq)]
