@@ -20,6 +20,8 @@ const SCRIPTS: &[(&str, &str)] = &[
     ("export_timm.py", include_str!("../tools/export_timm.py")),
     ("export_hf.py", include_str!("../tools/export_hf.py")),
     ("export_torchvision.py", include_str!("../tools/export_torchvision.py")),
+    // Imported by the three exporters from their own folder.
+    ("export_common.py", include_str!("../tools/export_common.py")),
 ];
 
 /// The names of the embedded helpers.
@@ -41,30 +43,34 @@ pub fn checkout() -> Option<PathBuf> {
 }
 
 /// The path of helper `name`: the checkout's `tools/NAME`, else the embedded
-/// copy written out under xfer's home folder (written once, atomically).
+/// copy written out under xfer's home folder (written once, atomically, with
+/// every other helper beside it, since the exporters import `export_common`).
 pub fn script(name: &str) -> Result<PathBuf> {
-    let text = SCRIPTS
-        .iter()
-        .find(|(n, _)| *n == name)
-        .map(|(_, t)| *t)
-        .ok_or_else(|| Error::Config(format!("no helper script named {name}")))?;
+    if !SCRIPTS.iter().any(|(n, _)| *n == name) {
+        return Err(Error::Config(format!("no helper script named {name}")));
+    }
     if let Some(dir) = checkout() {
         return Ok(dir.join("tools").join(name));
     }
     let home = crate::runtime::xfer_home().ok_or_else(|| {
         Error::Config("HOME is not set, so xfer has no folder to put its helper scripts in; set XFER_HOME".into())
     })?;
-    let hash = format!("{:x}", Sha256::digest(text.as_bytes()));
+    let mut hasher = Sha256::new();
+    for (_, t) in SCRIPTS {
+        hasher.update(t.as_bytes());
+    }
+    let hash = format!("{:x}", hasher.finalize());
     let dir = home
         .join("tools")
         .join(format!("{}-{}", crate::VERSION, &hash[..12]));
-    let path = dir.join(name);
-    if std::fs::read(&path).is_ok_and(|b| b == text.as_bytes()) {
-        return Ok(path);
-    }
     std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-    crate::atomic::write_bytes_atomic(&path, text.as_bytes())?;
-    Ok(path)
+    for (n, t) in SCRIPTS {
+        let p = dir.join(n);
+        if !std::fs::read(&p).is_ok_and(|b| b == t.as_bytes()) {
+            crate::atomic::write_bytes_atomic(&p, t.as_bytes())?;
+        }
+    }
+    Ok(dir.join(name))
 }
 
 /// The Python that runs the helpers: `explicit` (a --python flag), else
