@@ -622,26 +622,47 @@ fn unreadable_file_is_skipped_with_permission_denied() {
     let out = out_dir.join("f.h5");
     let mut cmd = extract_cmd(&data, &out, &[]);
     if let Some(mut w) = wrapper {
-        // `nobody` can neither enter /root (where tools/setup.sh put ONNX
-        // Runtime) nor the 0700 temporary folder: give it a copy of the library
-        // and open the folder.
+        // `nobody` may be unable to enter the checkout (cloned into a 0700
+        // home such as /root/project), the folder where tools/setup.sh put
+        // ONNX Runtime, or the 0700 temporary folder: give it copies of all
+        // that the child needs (the xfer binary, the model and its manifest,
+        // the library) in the opened temporary folder, and start it there, so
+        // the test does not depend on where the checkout lives.
+        let exe = t.path().join("xfer");
+        std::fs::copy(env!("CARGO_BIN_EXE_xfer"), &exe).unwrap();
+        let model_dir = t.path().join("model");
+        std::fs::create_dir(&model_dir).unwrap();
+        for f in ["tiny.toml", "tiny.onnx"] {
+            std::fs::copy(
+                common::repo().join("tests/fixtures/tiny").join(f),
+                model_dir.join(f),
+            )
+            .unwrap();
+        }
         let ort = xfer::runtime::find_library(None).unwrap();
         let lib = t.path().join("libonnxruntime.so");
         std::fs::copy(&ort, &lib).unwrap();
-        for d in [t.path(), &data, &data.join("a"), &out_dir] {
+        for d in [t.path(), &data, &data.join("a"), &out_dir, &model_dir] {
             std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o777)).unwrap();
         }
-        for f in std::fs::read_dir(data.join("a")).unwrap() {
-            let p = f.unwrap().path();
-            if !p.ends_with("secret.png") {
-                std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
-            }
+        let readable = std::fs::read_dir(data.join("a"))
+            .unwrap()
+            .chain(std::fs::read_dir(&model_dir).unwrap())
+            .map(|f| f.unwrap().path())
+            .filter(|p| !p.ends_with("secret.png"));
+        for p in readable.chain([exe.clone(), lib.clone()]) {
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
         }
-        w.current_dir(common::repo())
+        w.current_dir(t.path())
             .env("HOME", t.path())
             .env("ORT_DYLIB_PATH", &lib)
-            .arg(cmd.get_program())
-            .args(cmd.get_args());
+            .arg(&exe)
+            .args(["extract", "--model"])
+            .arg(model_dir.join("tiny.toml"))
+            .arg("--data")
+            .arg(&data)
+            .arg("--out")
+            .arg(&out);
         cmd = w;
     }
     let o = cmd.output().unwrap();
