@@ -674,6 +674,8 @@ fn split_records(
         let mut fields = Vec::new();
         loop {
             let mut field = String::new();
+            // The length of the quoted part: a `\r` inside the quotes is kept.
+            let mut quoted = 0;
             if quoting && chars.peek() == Some(&'"') {
                 let opened = line;
                 chars.next();
@@ -698,6 +700,7 @@ fn split_records(
                         }
                     }
                 }
+                quoted = field.len();
                 match chars.peek() {
                     None | Some('\n') | Some('\r') => {}
                     Some(&c) if c == delimiter => {}
@@ -720,7 +723,7 @@ fn split_records(
                 Some(c) if c == delimiter => fields.push(field),
                 end => {
                     // A line ends with `\n` or `\r\n`.
-                    if field.ends_with('\r') {
+                    if field.len() > quoted && field.ends_with('\r') {
                         field.pop();
                     }
                     fields.push(field);

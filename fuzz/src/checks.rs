@@ -369,3 +369,81 @@ pub fn feature_files(paths: &[PathBuf]) -> bool {
         }
     }
 }
+
+/// `list`: byte 0 chooses the list's extension (`.csv`, `.tsv`, `.txt`), the
+/// rest is the list file, read by `dataset::from_list` (the `--list` parser).
+/// A list that loads must name each file once (by its normalised key), sorted,
+/// with labels that index its sorted, distinct classes; and written back as a
+/// CSV (every field quoted) it must read back as the same dataset: no record
+/// lost or changed on the way. Returns whether it loaded.
+pub fn list(data: &[u8]) -> bool {
+    use xfer::dataset::from_list;
+    let Some((&ctl, bytes)) = data.split_first() else {
+        return false;
+    };
+    let ext = ["csv", "tsv", "txt"][usize::from(ctl % 3)];
+    let dir = scratch("list");
+    std::fs::create_dir_all(&dir).expect("scratch folder");
+    let path = dir.join(format!("list.{ext}"));
+    std::fs::write(&path, bytes).expect("write the scratch list");
+    let result = from_list(&path);
+    let ds = match result {
+        Ok(ds) => ds,
+        Err(e) => {
+            let text = e.to_string();
+            assert!(!text.contains("Some("), "{text}");
+            let _ = std::fs::remove_dir_all(&dir);
+            return false;
+        }
+    };
+    assert!(!ds.items.is_empty());
+    for w in ds.items.windows(2) {
+        assert!(
+            w[0].rel_path < w[1].rel_path,
+            "not sorted or listed twice: {:?}, {:?}",
+            w[0].rel_path,
+            w[1].rel_path
+        );
+    }
+    for w in ds.classes.windows(2) {
+        assert!(w[0] < w[1], "classes not sorted and distinct: {:?}", ds.classes);
+    }
+    for item in &ds.items {
+        assert!(!item.rel_path.is_empty());
+        let key = Path::new(&item.rel_path);
+        assert!(
+            !key.components().any(|c| matches!(
+                c,
+                std::path::Component::CurDir | std::path::Component::ParentDir
+            )),
+            "key not normalised: {:?}",
+            item.rel_path
+        );
+        if ds.classes.is_empty() {
+            assert_eq!(item.label, -1);
+        } else {
+            assert!(item.label >= 0 && (item.label as usize) < ds.classes.len());
+        }
+    }
+    let quote = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
+    let mut text = String::from("path,label\n");
+    for item in &ds.items {
+        text.push_str(&quote(&item.rel_path));
+        if item.label >= 0 {
+            text.push(',');
+            text.push_str(&quote(&ds.classes[item.label as usize]));
+        }
+        text.push('\n');
+    }
+    let again = dir.join("again.csv");
+    std::fs::write(&again, &text).expect("write the scratch list");
+    let back = from_list(&again);
+    let _ = std::fs::remove_dir_all(&dir);
+    let back = back.unwrap_or_else(|e| panic!("written back as {text:?}, it does not load: {e}"));
+    assert_eq!(back.classes, ds.classes, "written back as {text:?}");
+    let keys = |d: &xfer::dataset::Dataset| -> Vec<(String, i64)> {
+        d.items.iter().map(|i| (i.rel_path.clone(), i.label)).collect()
+    };
+    assert_eq!(keys(&back), keys(&ds), "written back as {text:?}");
+    true
+}
