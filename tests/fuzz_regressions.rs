@@ -228,3 +228,36 @@ fn list_inputs() {
     assert!(loads("labelled.csv") && loads("quoted.csv") && loads("cr-in-quotes.csv"));
     assert!(!loads("unclosed-quote.csv") && !loads("two-spellings.csv"));
 }
+
+/// Manifest `name`s (the fuzz seeds: path separators, `..`, empty, NUL):
+/// loading and looking them up never panics.
+#[test]
+fn manifest_name_inputs() {
+    replay(&entries("manifest_name", "", false), |p| {
+        checks::manifest_name(&bytes(p), false);
+    });
+    assert!(checks::manifest_name(b"dinov2_s-1.0", true));
+}
+
+/// ONNX files given to `models add` (the fuzz seeds): the test models, a
+/// NaN-giving graph (refused by the probe), a graph of input side 100000
+/// (refused before its probe batch is allocated), a fixed batch size.
+#[test]
+fn model_graph_inputs() {
+    let added: Vec<bool> = entries("model_graph", "", false)
+        .iter()
+        .map(|p| {
+            catch_unwind(AssertUnwindSafe(|| checks::model_graph(&bytes(p))))
+                .unwrap_or_else(|_| panic!("panicked on {}", p.display()))
+        })
+        .collect();
+    let names: Vec<String> = entries("model_graph", "", false)
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    let by_name: std::collections::HashMap<&str, bool> =
+        names.iter().map(String::as_str).zip(added).collect();
+    assert_eq!(by_name["tiny-crop32"], true);
+    assert_eq!(by_name["nan-crop8"], false);
+    assert_eq!(by_name["big-side"], false);
+}

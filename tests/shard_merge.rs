@@ -763,3 +763,49 @@ fn the_recipes_task_script_runs_resumes_and_merges() {
     assert_eq!(o.status.code(), Some(0), "{}", common::text(&o));
     assert_same_h5(&whole, &out);
 }
+
+/// Shard counts are sizes from a flag and from a file's attributes: `--shard
+/// 0/100000000` of a small list is refused before anything runs, and `merge`
+/// of a shard file claiming 10^8 shards (made here by hand) says in one short
+/// line which are missing, instead of allocating one slot per shard (48 GB,
+/// an abort; or a 41 MB error line for 10^6).
+#[test]
+fn shard_counts_beyond_the_list_are_refused_without_allocating() {
+    let t = tempfile::tempdir().unwrap();
+    let data = t.path().join("photos");
+    copy_stamps(&data, &["vegetables"]);
+    let n_files = xfer::dataset::scan(&data, None).unwrap().items.len();
+    let out = t.path().join("s.h5");
+    let txt = refused(
+        tiny_extract("--data", &data, &out, &["--shard", "0/100000000"]),
+        &["--shard 0/100000000", &format!("{n_files} files")],
+    );
+    assert!(!out.exists() && !store::partial_path(&out).exists(), "{txt}");
+    // A shard file of 2 rows that says it is shard 0 of 10^8 of a 2·10^8 list.
+    done(tiny_extract("--data", &data, &out, &["--shard", "0/2"]));
+    let r = FileReader::open(&out).unwrap();
+    let list = ListInfo {
+        len: 200_000_000,
+        shard: Some(Shard {
+            index: 0,
+            count: 100_000_000,
+        }),
+        ..r.list.clone().unwrap()
+    };
+    assert_eq!(list.range(), 0..2);
+    let (rows, labels, paths) = r.block(0..2).unwrap();
+    let forged = t.path().join("forged.h5");
+    let mut w = FeatureWriter::create_for(&forged, r.dim, &r.provenance, Some(&list)).unwrap();
+    w.append(rows.view(), &labels, &paths, &[]).unwrap();
+    w.finish().unwrap();
+    let o = merge(&t.path().join("m.h5"), &[&forged]);
+    let txt = refused(
+        o,
+        &[
+            "99999999 of 100000000 shards missing",
+            "shard 1/100000000",
+            "and 99999995 more",
+        ],
+    );
+    assert!(txt.len() < 2000, "{} bytes: {txt}", txt.len());
+}

@@ -226,6 +226,9 @@ pub fn extract(cli: &Cli, args: &ExtractArgs) -> Result<i32> {
         shard,
         views,
     };
+    if let Some(s) = shard {
+        shard::check_count(s, ds.items.len())?;
+    }
     let list = extract::list_info(&ds, shard);
     if !args.overwrite {
         let job = extract::job_provenance(&ds, &root, &cfg, &manifest);
