@@ -154,7 +154,8 @@ fn a_label_edited_in_the_list_before_the_resume_point_is_refused() {
         let mut text = String::from("path,label\n");
         for i in 0..20 {
             let label = if i == 0 { first_label } else if i % 2 == 0 { "cat" } else { "dog" };
-            text.push_str(&format!("a/{i:04}.png,{label}\n"));
+            let ext = if i % 2 == 0 { "jpg" } else { "png" };
+            text.push_str(&format!("a/{i:04}.{ext},{label}\n"));
         }
         std::fs::write(data.join("list.csv"), text).unwrap();
     };
@@ -180,7 +181,7 @@ fn a_label_edited_in_the_list_before_the_resume_point_is_refused() {
     let o = extract_list(&before, &[]);
     assert!(o.status.success(), "{}", common::text(&o));
     let reference = store::read(&before).unwrap();
-    assert_eq!(reference.paths.as_ref().unwrap()[0], "a/0000.png");
+    assert_eq!(reference.paths.as_ref().unwrap()[0], "a/0000.jpg");
     let out = t.path().join("f.h5");
     interrupted(&reference, &out, 8);
     write_list("dog");
@@ -188,7 +189,7 @@ fn a_label_edited_in_the_list_before_the_resume_point_is_refused() {
     let txt = common::text(&o);
     assert_eq!(o.status.code(), Some(1), "{txt}");
     assert!(
-        txt.contains("a/0000.png has the label \"cat\" in the file but \"dog\" today")
+        txt.contains("a/0000.jpg has the label \"cat\" in the file but \"dog\" today")
             && txt.contains("--overwrite"),
         "{txt}"
     );

@@ -804,7 +804,7 @@ fn shard_counts_beyond_the_list_are_refused_without_allocating() {
         &[
             "99999999 of 100000000 shards missing",
             "shard 1/100000000",
-            "and 99999995 more",
+            "and 99999994 more",
         ],
     );
     assert!(txt.len() < 2000, "{} bytes: {txt}", txt.len());

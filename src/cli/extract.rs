@@ -450,6 +450,7 @@ pub fn bench_model(cli: &Cli, args: &BenchArgs) -> Result<i32> {
     }
     args.device.validate()?;
     let (_rt, manifest, mut backbone) = load_backbone(cli, &args.model, &args.device, args.batch)?;
+    xfer::pipeline::check_batch_size(args.batch, 1, std::slice::from_ref(&manifest.preprocess))?;
     let c = manifest.preprocess.crop as usize;
     let input = match &args.data {
         Some(dir) => real_batch(dir, &manifest, args.batch)?,
