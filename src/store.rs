@@ -1136,7 +1136,10 @@ impl FileReader {
             if got != Some(want as u64) {
                 return Err(store_err(
                     path,
-                    format!("{what} is {got:?} but the file holds {want}: it is damaged; extract it again"),
+                    format!(
+                        "{what} is {} but the file holds {want}: it is damaged; extract it again",
+                        got.map_or("missing".to_string(), |g| g.to_string())
+                    ),
                 ));
             }
         }

@@ -261,3 +261,21 @@ fn model_graph_inputs() {
     assert_eq!(by_name["nan-crop8"], false);
     assert_eq!(by_name["big-side"], false);
 }
+
+/// Shard files as `merge` reads them (`shard_meta`, one folder of `.h5`
+/// files per case, dumped by the fuzz target with `XFER_FUZZ_KEEP`): a whole
+/// job, and shard, list, view and counter attributes set to fuzzed values.
+/// Merging never panics, an error is one short line, and what merges holds
+/// every row.
+#[test]
+fn shard_meta_inputs() {
+    let t = tempfile::tempdir().unwrap();
+    replay(&entries("shard_meta", "", true), |case| {
+        let files: Vec<PathBuf> = entries(
+            "shard_meta",
+            case.file_name().unwrap().to_str().unwrap(),
+            false,
+        );
+        checks::shard_files(&files, &t.path().join("merged.h5"));
+    });
+}

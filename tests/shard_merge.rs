@@ -809,3 +809,24 @@ fn shard_counts_beyond_the_list_are_refused_without_allocating() {
     );
     assert!(txt.len() < 2000, "{} bytes: {txt}", txt.len());
 }
+
+/// A shard file whose counters disagree with its datasets is named as
+/// damaged with plain numbers (the message used to show `Some(7)`), or
+/// "missing".
+#[test]
+fn damaged_counters_are_said_without_internal_values() {
+    let t = tempfile::tempdir().unwrap();
+    let (_, sh) = tiny_shards(t.path());
+    let f = hdf5::File::open_rw(&sh[1]).unwrap();
+    f.delete_attr("rows_done").unwrap();
+    f.new_attr::<u64>().create("rows_done").unwrap().write_scalar(&7u64).unwrap();
+    f.delete_attr("skipped_done").unwrap();
+    drop(f);
+    let out = t.path().join("m.h5");
+    let txt = refused(merge(&out, &[&sh[0], &sh[1], &sh[2]]), &["rows_done is 7 but the file holds"]);
+    assert!(!txt.contains("Some(") && !out.exists(), "{txt}");
+    let f = hdf5::File::open_rw(&sh[1]).unwrap();
+    f.delete_attr("rows_done").unwrap();
+    drop(f);
+    refused(merge(&out, &[&sh[0], &sh[1], &sh[2]]), &["rows_done is missing"]);
+}
