@@ -165,6 +165,14 @@ pub fn check(paths: &[PathBuf]) -> Result<Vec<FileReader>> {
                 f.dim, r.dim
             )));
         }
+        // (The `augment` JSON is compared above; the count is what the
+        // writer's layout follows, so it is compared on its own.)
+        if f.provenance.views != r.provenance.views {
+            return Err(stale(format!(
+                "has {} augmented views per image, not {}",
+                f.provenance.views, r.provenance.views
+            )));
+        }
         let want = l.range();
         if (f.rows + f.skipped) as u64 != want.end - want.start {
             return Err(store_err(
