@@ -784,7 +784,7 @@ pub fn from_list(list: &Path) -> Result<Dataset> {
         }
         ListFormat::Csv | ListFormat::Tsv => {
             let delimiter = if format == ListFormat::Tsv { '\t' } else { ',' };
-            let parsed = split_records(&text, delimiter, format == ListFormat::Csv)
+            let parsed = split_records(text, delimiter, format == ListFormat::Csv)
                 .map_err(|reason| list_err(list, reason))?;
             for (k, (line, fields)) in parsed.into_iter().enumerate() {
                 let fields: Vec<&str> = fields.iter().map(String::as_str).collect();
