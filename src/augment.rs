@@ -148,6 +148,10 @@ impl AugmentRecipe {
     }
 }
 
+/// The most views per image (`--views K`): tutorials use 5–10; each view is
+/// a backbone run and its features are stored ([N, K, D]).
+pub const MAX_VIEWS: usize = 256;
+
 /// A run's views: K per image (K counts the centre view 0), their recipe and seed.
 /// Recorded in the feature file's `augment` attribute as JSON.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -160,6 +164,12 @@ pub struct ViewPlan {
 
 impl ViewPlan {
     pub fn validate(&self) -> Result<()> {
+        if self.views > MAX_VIEWS {
+            return Err(Error::Config(format!(
+                "--views {} is over xfer's limit of {MAX_VIEWS} views per image (each is a backbone run, and every view's features are stored)",
+                self.views
+            )));
+        }
         if self.views < 2 {
             return Err(Error::Config(format!(
                 "--views {} must be at least 2 (view 0 is the centre crop, the others are augmented); leave it out for plain features",

@@ -754,16 +754,31 @@ impl Graph {
         })
     }
 
-    /// Runs a batch of `n` zero images of `side × side` through `input` and
-    /// returns the concrete shape of `output`.
-    pub fn probe(&mut self, input: &str, side: u32, n: usize, output: &str) -> Result<Vec<usize>> {
+    /// Runs a batch of `n` images of `side × side` through `input`: the
+    /// first all zeros, the others a fixed pattern in [−2, 2] (the range of
+    /// normalised pixels). Returns the concrete shape of `output` and how many
+    /// of its values are not finite (NaN or ±inf).
+    pub fn probe(
+        &mut self,
+        input: &str,
+        side: u32,
+        n: usize,
+        output: &str,
+    ) -> Result<(Vec<usize>, usize)> {
         let s = side as usize;
-        let x = ndarray::Array4::<f32>::zeros((n, 3, s, s));
+        let x = ndarray::Array4::<f32>::from_shape_fn((n, 3, s, s), |(i, c, y, x)| {
+            if i == 0 {
+                0.0
+            } else {
+                (((x * 7 + y * 13 + c * 29 + i * 31) % 41) as f32 / 10.0) - 2.0
+            }
+        });
         let outputs = self
             .session
             .run(ort::inputs![input => TensorRef::from_array_view(x.view())?])?;
         let value = outputs[output].try_extract_array::<f32>()?;
-        Ok(value.shape().to_vec())
+        let non_finite = value.iter().filter(|v| !v.is_finite()).count();
+        Ok((value.shape().to_vec(), non_finite))
     }
 }
 

@@ -227,9 +227,16 @@ fn check_meta(meta: &BundleMeta) -> std::result::Result<(), String> {
             return Err(format!("names the class {n:?} twice"));
         }
     }
+    let (t_min, t_max) = TEMPERATURE_RANGE;
     if !(meta.temperature.is_finite() && meta.temperature > 0.0) {
         return Err(format!(
             "has temperature {}: it must be a positive number",
+            meta.temperature
+        ));
+    }
+    if !(t_min..=t_max).contains(&meta.temperature) {
+        return Err(format!(
+            "has temperature {}, outside {t_min}..={t_max} (the range `xfer train` calibrates in; 1 is no scaling): it was edited; train it again or set it to 1",
             meta.temperature
         ));
     }
@@ -248,6 +255,31 @@ fn check_meta(meta: &BundleMeta) -> std::result::Result<(), String> {
             widths.join(" + "),
             arch.n_features
         ));
+    }
+    Ok(())
+}
+
+/// The temperatures a bundle may have: the range calibration fits in
+/// ([`crate::head::calibrate::RANGE`]).
+pub const TEMPERATURE_RANGE: (f32, f32) = (
+    crate::head::calibrate::RANGE.0 as f32,
+    crate::head::calibrate::RANGE.1 as f32,
+);
+
+/// The largest weight or bias (in magnitude) a head may have. Trained heads
+/// stay far below: the MLP's weight decay and the logistic baseline's L2
+/// penalty (C ≤ 10⁴) keep them within the hundreds; 10⁶ only comes from an
+/// edited file, whose predictions would be saturated nonsense.
+pub const MAX_WEIGHT: f32 = 1e6;
+
+/// An error naming the first weight or bias whose magnitude is over [`MAX_WEIGHT`].
+fn absurd<'a>(name: &str, values: impl Iterator<Item = &'a f32>) -> std::result::Result<(), String> {
+    for (i, v) in values.enumerate() {
+        if v.abs() > MAX_WEIGHT {
+            return Err(format!(
+                "tensor {name} holds {v} at flat index {i}, over xfer's bound of {MAX_WEIGHT:e} in magnitude for a trained head's weights: it was edited or damaged; make it again with `xfer train`"
+            ));
+        }
     }
     Ok(())
 }
@@ -505,6 +537,8 @@ impl Bundle {
             }
             non_finite(&format!("layers.{l}.weight"), layer.weight.iter())?;
             non_finite(&format!("layers.{l}.bias"), layer.bias.iter())?;
+            absurd(&format!("layers.{l}.weight"), layer.weight.iter())?;
+            absurd(&format!("layers.{l}.bias"), layer.bias.iter())?;
         }
         if self.mlp.layers.len() != arch.layer_dims().len() {
             return Err(format!(

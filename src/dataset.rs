@@ -630,16 +630,113 @@ fn list_err(list: &Path, reason: impl Into<String>) -> Error {
     }
 }
 
-/// `p` without `.` components, `/`-separated: the key stored in feature files.
-fn normalize_listed(p: &str) -> String {
-    let path = Path::new(p);
+/// The key stored in feature files for a listed path `p`: `p` normalised
+/// lexically against the list's `root` (absolute, canonical): `.` components
+/// dropped, `dir/..` resolved, then a path inside `root` made relative to it
+/// and any other kept absolute. So `a.jpg`, `./a.jpg`, `sub/../a.jpg` and
+/// `<root>/a.jpg` are one key, `a.jpg`, and a file listed under two spellings
+/// is found twice. Lexical: a `sub` that is a symlink is not followed.
+fn normalize_listed(root: &Path, p: &str) -> String {
+    use std::path::Component;
     let mut out = PathBuf::new();
-    for c in path.components() {
-        if c != std::path::Component::CurDir {
-            out.push(c);
+    for c in root.join(p).components() {
+        match c {
+            Component::CurDir => {}
+            // `/..` is `/`.
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
         }
     }
-    out.to_str().expect("made from a str").to_owned()
+    let key = match out.strip_prefix(root) {
+        Ok(rel) if !rel.as_os_str().is_empty() => rel,
+        _ => &out,
+    };
+    key.to_str().expect("made from UTF-8 text").to_owned()
+}
+
+/// The records of a `*.csv` (`quoting`: RFC 4180 quotes) or `*.tsv` list as
+/// (line where the record starts, fields). Strict, so that no record is lost
+/// silently: a quote that is never closed (which would swallow every later
+/// record) or text after a closing quote is an error naming the line.
+/// Unquoted fields are taken as written (a `"` inside one is a character).
+fn split_records(
+    text: &str,
+    delimiter: char,
+    quoting: bool,
+) -> std::result::Result<Vec<(usize, Vec<String>)>, String> {
+    let mut records = Vec::new();
+    let mut chars = text.chars().peekable();
+    let mut line = 1;
+    while chars.peek().is_some() {
+        let start = line;
+        let mut fields = Vec::new();
+        loop {
+            let mut field = String::new();
+            // The length of the quoted part: a `\r` inside the quotes is kept.
+            let mut quoted = 0;
+            if quoting && chars.peek() == Some(&'"') {
+                let opened = line;
+                chars.next();
+                loop {
+                    match chars.next() {
+                        None => {
+                            return Err(format!(
+                                "the quote opening field {} of line {opened} is never closed, so every later line would be part of it; close it (a quote inside a quoted field is written twice: \"\")",
+                                fields.len() + 1
+                            ))
+                        }
+                        Some('"') if chars.peek() == Some(&'"') => {
+                            chars.next();
+                            field.push('"');
+                        }
+                        Some('"') => break,
+                        Some(c) => {
+                            if c == '\n' {
+                                line += 1;
+                            }
+                            field.push(c);
+                        }
+                    }
+                }
+                quoted = field.len();
+                match chars.peek() {
+                    None | Some('\n') | Some('\r') => {}
+                    Some(&c) if c == delimiter => {}
+                    Some(_) => {
+                        return Err(format!(
+                            "line {line} has text after the closing quote of field {}; quote the whole field, and write a quote inside it twice (\"\")",
+                            fields.len() + 1
+                        ))
+                    }
+                }
+            }
+            while let Some(&c) = chars.peek() {
+                if c == delimiter || c == '\n' {
+                    break;
+                }
+                field.push(c);
+                chars.next();
+            }
+            match chars.next() {
+                Some(c) if c == delimiter => fields.push(field),
+                end => {
+                    // A line ends with `\n` or `\r\n`.
+                    if field.len() > quoted && field.ends_with('\r') {
+                        field.pop();
+                    }
+                    fields.push(field);
+                    if end.is_some() {
+                        line += 1;
+                    }
+                    break;
+                }
+            }
+        }
+        records.push((start, fields));
+    }
+    Ok(records)
 }
 
 /// Reads a list of images (`--list FILE`) as a dataset:
@@ -671,6 +768,8 @@ pub fn from_list(list: &Path) -> Result<Dataset> {
             ),
         )
     })?;
+    // A byte-order mark, as spreadsheet programs write, is not part of the first path.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
     // (line number, path, label)
     let mut records: Vec<(usize, String, Option<String>)> = Vec::new();
     let format = ListFormat::of(list);
@@ -684,20 +783,11 @@ pub fn from_list(list: &Path) -> Result<Dataset> {
             }
         }
         ListFormat::Csv | ListFormat::Tsv => {
-            let mut reader = csv::ReaderBuilder::new()
-                .has_headers(false)
-                .flexible(true)
-                .delimiter(if format == ListFormat::Tsv {
-                    b'\t'
-                } else {
-                    b','
-                })
-                .quoting(format == ListFormat::Csv)
-                .from_reader(text.as_bytes());
-            for (k, record) in reader.records().enumerate() {
-                let record = record.map_err(|e| list_err(list, format!("{e}; fix the line")))?;
-                let line = record.position().map_or(k + 1, |p| p.line() as usize);
-                let fields: Vec<&str> = record.iter().collect();
+            let delimiter = if format == ListFormat::Tsv { '\t' } else { ',' };
+            let parsed = split_records(text, delimiter, format == ListFormat::Csv)
+                .map_err(|reason| list_err(list, reason))?;
+            for (k, (line, fields)) in parsed.into_iter().enumerate() {
+                let fields: Vec<&str> = fields.iter().map(String::as_str).collect();
                 let is_header = k == 0
                     && fields
                         .first()
@@ -740,13 +830,18 @@ pub fn from_list(list: &Path) -> Result<Dataset> {
             format!("line {line} ({p:?}) has {has} label, but the first record {first}; label every image or none"),
         ));
     }
+    let dir = match list.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let root = fs::canonicalize(dir).map_err(|e| Error::io(dir, e))?;
     let mut seen: HashMap<String, usize> = HashMap::new();
     let mut entries: Vec<(String, Option<String>)> = Vec::with_capacity(records.len());
     for (line, p, label) in records {
         if p.is_empty() {
             return Err(list_err(list, format!("line {line} has an empty path")));
         }
-        let rel = normalize_listed(&p);
+        let rel = normalize_listed(&root, &p);
         if let Some(first) = seen.insert(rel.clone(), line) {
             return Err(list_err(
                 list,
@@ -768,11 +863,6 @@ pub fn from_list(list: &Path) -> Result<Dataset> {
             }),
         })
         .collect();
-    let dir = match list.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let root = fs::canonicalize(dir).map_err(|e| Error::io(dir, e))?;
     Ok(Dataset {
         root,
         layout: Layout::List,
@@ -1202,6 +1292,20 @@ mod tests {
             ]
         );
         assert_eq!(ds.abs_path(&ds.items[0]), Path::new("/abs/x.png"));
+        // Quoted fields across lines (RFC 4180), doubled quotes, a byte-order
+        // mark, CRLF, a path inside the root written absolute.
+        let root = fs::canonicalize(t.path()).unwrap();
+        fs::write(
+            &csv,
+            format!(
+                "\u{feff}path,label\r\n\"q\"\"1.jpg\",\"two\nlines\"\r\n{}/sub/../d.jpg,cat\r\n",
+                root.display()
+            ),
+        )
+        .unwrap();
+        let ds = from_list(&csv).unwrap();
+        assert_eq!(rels(&ds), [("d.jpg", 0), ("q\"1.jpg", 1)]);
+        assert_eq!(ds.classes, ["cat", "two\nlines"]);
         let tsv = t.path().join("l.tsv");
         fs::write(&tsv, "b.jpg\tx\na,1.jpg\ty\n").unwrap();
         assert_eq!(
@@ -1234,6 +1338,36 @@ mod tests {
         assert!(e.contains("lines 1 and 2 both name \"a.jpg\""), "{e}");
         let e = err("a.jpg,cat,extra\n");
         assert!(e.contains("line 1 has 3 fields"), "{e}");
+        // An unterminated quote used to swallow every later record silently.
+        let e = err("a.jpg,cat\n\"b.jpg,dog\nc.jpg,cat\nd.jpg,dog\n");
+        assert!(
+            e.contains("the quote opening field 1 of line 2 is never closed"),
+            "{e}"
+        );
+        let e = err("a.jpg,cat\nb.jpg,\"dog\n");
+        assert!(e.contains("field 2 of line 2 is never closed"), "{e}");
+        let e = err("a.jpg,cat\n\"b\"x.jpg,dog\n");
+        assert!(
+            e.contains("line 2 has text after the closing quote of field 1"),
+            "{e}"
+        );
+        // One file under several spellings is one file.
+        let root = fs::canonicalize(t.path()).unwrap();
+        for other in [
+            "./a.jpg".to_string(),
+            "sub/../a.jpg".to_string(),
+            "sub/./../a.jpg".to_string(),
+            root.join("a.jpg").display().to_string(),
+            format!("{}/sub/../a.jpg", root.display()),
+        ] {
+            let e = err(&format!("a.jpg,cat\n{other},cat\n"));
+            assert!(e.contains("lines 1 and 2 both name \"a.jpg\""), "{other}: {e}");
+        }
+        let e = err(&format!(
+            "../x/b.jpg,cat\n{}/x/b.jpg,cat\n",
+            root.parent().unwrap().display()
+        ));
+        assert!(e.contains("lines 1 and 2 both name"), "{e}");
         let e = err("path,label\n");
         assert!(e.contains("names no images"), "{e}");
         let e = from_list(&t.path().join("nope.txt"))

@@ -222,6 +222,25 @@ impl From<ort::Error<ort::session::builder::SessionBuilder>> for Error {
     }
 }
 
+/// The message of `err` and of its causes, joined by ": ", for printing. A
+/// cause whose text is already part of the message is left out: `Io` and
+/// `Hdf5` errors show their source in their own text (`{path}: {source}`) and
+/// also give it as their `source()`, and printing both would say the OS error
+/// twice ("Permission denied (os error 13): Permission denied (os error 13)").
+pub fn chain_message(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut message = err.to_string();
+    let mut cause = err.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !text.is_empty() && !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        cause = c.source();
+    }
+    message
+}
+
 impl Error {
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {
@@ -237,4 +256,32 @@ pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> Option<&str
         .downcast_ref::<String>()
         .map(String::as_str)
         .or_else(|| payload.downcast_ref::<&str>().copied())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("loading the model")]
+    struct Context(#[source] Error);
+
+    #[test]
+    fn chain_message_says_the_os_error_once() {
+        let io = std::io::Error::from_raw_os_error(libc::EACCES);
+        let e = Error::io("/z/tiny.toml", io);
+        assert_eq!(
+            chain_message(&e),
+            "/z/tiny.toml: Permission denied (os error 13)"
+        );
+        // Behind a context, too; a cause not yet said is kept.
+        let c = Context(Error::io(
+            "/z/tiny.toml",
+            std::io::Error::from_raw_os_error(libc::EACCES),
+        ));
+        assert_eq!(
+            chain_message(&c),
+            "loading the model: /z/tiny.toml: Permission denied (os error 13)"
+        );
+    }
 }

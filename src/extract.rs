@@ -18,7 +18,7 @@
 //! [`store::FeatureWriter`]: crate::store::FeatureWriter
 //! [`shard`]: crate::shard
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use crate::augment::ViewPlan;
@@ -226,10 +226,18 @@ impl Sink for FileSink<'_> {
 
 /// Where a resumed run starts: the number of leading dataset items that the
 /// interrupted run already wrote or skipped. They must be exactly the first
-/// files of the current (sorted) list; a file added, removed or renamed
-/// before that point would mix two datasets in one file, so it is an error
-/// naming the file. Files added after that point are simply extracted.
-pub fn resume_point(items: &[Item], done: &HashSet<String>, partial: &Path) -> Result<usize> {
+/// files of the current (sorted) list, with the labels they have today (a
+/// label edited in a `--list` would otherwise stay in the committed rows
+/// while the file records the new list's hash); a file added, removed,
+/// renamed or relabelled before that point would mix two datasets in one
+/// file, so it is an error naming the file. Files added after that point are
+/// simply extracted. `classes` name the labels in the message.
+pub fn resume_point(
+    items: &[Item],
+    done: &HashMap<String, Option<i64>>,
+    classes: &[String],
+    partial: &Path,
+) -> Result<usize> {
     let k = done.len();
     let refuse = |what: String| {
         Error::Store {
@@ -239,15 +247,33 @@ pub fn resume_point(items: &[Item], done: &HashSet<String>, partial: &Path) -> R
         ),
     }
     };
-    if let Some(added) = items.iter().take(k).find(|i| !done.contains(&i.rel_path)) {
-        return Err(refuse(format!(
-            "{} is in the dataset but not in the file",
-            added.rel_path
-        )));
+    let name = |label: i64| match usize::try_from(label).ok().and_then(|l| classes.get(l)) {
+        Some(c) => format!("{c:?}"),
+        None if label < 0 => "none".to_string(),
+        None => label.to_string(),
+    };
+    for item in items.iter().take(k) {
+        match done.get(&item.rel_path) {
+            None => {
+                return Err(refuse(format!(
+                    "{} is in the dataset but not in the file",
+                    item.rel_path
+                )))
+            }
+            Some(Some(label)) if *label != item.label => {
+                return Err(refuse(format!(
+                    "{} has the label {} in the file but {} today",
+                    item.rel_path,
+                    name(*label),
+                    name(item.label)
+                )))
+            }
+            Some(_) => {}
+        }
     }
     if items.len() < k {
         let now: HashSet<&str> = items.iter().map(|i| i.rel_path.as_str()).collect();
-        let mut gone: Vec<&String> = done.iter().filter(|p| !now.contains(p.as_str())).collect();
+        let mut gone: Vec<&String> = done.keys().filter(|p| !now.contains(p.as_str())).collect();
         gone.sort();
         return Err(refuse(format!(
             "{} file(s) of the file are no longer in the dataset (first: {})",
@@ -272,6 +298,9 @@ pub fn run<E: From<Error>>(
     progress: &mut dyn FnMut(Progress),
 ) -> std::result::Result<Summary, E> {
     let start = std::time::Instant::now();
+    if let Some(s) = cfg.shard {
+        shard::check_count(s, ds.items.len())?;
+    }
     let list = list_info(ds, cfg.shard);
     let items = items(ds, &list);
     let mut ready = None;
@@ -280,7 +309,7 @@ pub fn run<E: From<Error>>(
         let (backbone, prov) = load.take().expect("not loaded yet")()?;
         let (writer, state) =
             FeatureWriter::resume_for(out, backbone.feature_dim(), &prov, Some(&list))?;
-        let k = resume_point(items, &state.done, &crate::store::partial_path(out))?;
+        let k = resume_point(items, &state.done, &ds.classes, &crate::store::partial_path(out))?;
         ready = Some((backbone, writer));
         (k, state.skipped)
     } else {

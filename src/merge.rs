@@ -22,7 +22,7 @@
 //! and a CPU fallback): it then lists each provider once, in shard order,
 //! separated by ", ".
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use ndarray::{Array2, Array3};
@@ -47,7 +47,7 @@ pub struct MergeSummary {
 
 /// Rows copied per block: about 32 MiB of features.
 fn block_rows(dim: usize) -> usize {
-    ((32 << 20) / (dim.max(1) * 4)).max(1)
+    ((32 << 20) / dim.max(1).saturating_mul(4)).max(1)
 }
 
 fn store_err(path: &Path, reason: impl Into<String>) -> Error {
@@ -165,6 +165,14 @@ pub fn check(paths: &[PathBuf]) -> Result<Vec<FileReader>> {
                 f.dim, r.dim
             )));
         }
+        // (The `augment` JSON is compared above; the count is what the
+        // writer's layout follows, so it is compared on its own.)
+        if f.provenance.views != r.provenance.views {
+            return Err(stale(format!(
+                "has {} augmented views per image, not {}",
+                f.provenance.views, r.provenance.views
+            )));
+        }
         let want = l.range();
         if (f.rows + f.skipped) as u64 != want.end - want.start {
             return Err(store_err(
@@ -179,49 +187,45 @@ pub fn check(paths: &[PathBuf]) -> Result<Vec<FileReader>> {
             ));
         }
     }
-    let mut by_index: Vec<Option<FileReader>> = (0..n).map(|_| None).collect();
+    // N comes from the files: keyed by index, never an allocation of N.
+    let mut by_index: BTreeMap<u64, FileReader> = BTreeMap::new();
     for f in files {
-        let i = f
-            .list
-            .as_ref()
-            .and_then(|l| l.shard)
-            .expect("a shard")
-            .index as usize;
-        if let Some(first) = &by_index[i] {
+        let i = f.list.as_ref().and_then(|l| l.shard).expect("a shard").index;
+        if let Some(first) = by_index.get(&i) {
             return Err(Error::Merge(format!(
                 "{} and {} are both shard {i}/{n}; pass one file per shard",
                 first.path.display(),
                 f.path.display()
             )));
         }
-        by_index[i] = Some(f);
+        by_index.insert(i, f);
     }
-    let missing: Vec<String> = by_index
-        .iter()
-        .enumerate()
-        .filter(|(_, f)| f.is_none())
-        .map(|(i, _)| {
-            let l = ListInfo {
-                shard: Some(crate::shard::Shard {
-                    index: i as u64,
-                    count: n,
-                }),
-                ..rl.clone()
-            };
-            l.describe_shard()
-        })
-        .collect();
-    if !missing.is_empty() {
+    // Every index is below N, so N − given are missing; name the first few.
+    let missing = n - by_index.len() as u64;
+    if missing > 0 {
+        const NAMED: usize = 5;
+        let named: Vec<String> = (0..n)
+            .filter(|i| !by_index.contains_key(i))
+            .take(NAMED)
+            .map(|i| {
+                ListInfo {
+                    shard: Some(crate::shard::Shard { index: i, count: n }),
+                    ..rl.clone()
+                }
+                .describe_shard()
+            })
+            .collect();
+        let more = if missing > named.len() as u64 {
+            format!(" and {} more", missing - named.len() as u64)
+        } else {
+            String::new()
+        };
         return Err(Error::Merge(format!(
-            "{} of {n} shards missing: {}; pass every shard's file, or extract the missing ones first (xfer extract --shard I/{n} with the same flags)",
-            missing.len(),
-            missing.join(", ")
+            "{missing} of {n} shards missing: {}{more}; pass every shard's file, or extract the missing ones first (xfer extract --shard I/{n} with the same flags)",
+            named.join(", ")
         )));
     }
-    Ok(by_index
-        .into_iter()
-        .map(|f| f.expect("none missing"))
-        .collect())
+    Ok(by_index.into_values().collect())
 }
 
 /// Merges the shard files `paths` (in any order) into `out`, after
@@ -251,7 +255,7 @@ pub fn merge(
     let total: usize = shards.iter().map(|f| f.rows).sum();
     let mut writer = FeatureWriter::create_for(out, first.dim, &prov, Some(&list))?;
     // With augmented views a row holds 1 + K feature vectors.
-    let step = block_rows(first.dim * (1 + first.provenance.views));
+    let step = block_rows(first.dim.saturating_mul(first.provenance.views.saturating_add(1)));
     let (mut rows, mut skipped) = (0, 0);
     progress(0, total);
     for f in &shards {

@@ -12,7 +12,7 @@ use crate::backbone::Graph;
 use crate::error::{Error, Result};
 use crate::model_config::{self, ConfigRecipe};
 use crate::pool;
-use crate::preprocess::{ChannelOrder, CropOffset, Interpolation, Recipe, ResizeMode};
+use crate::preprocess::{ChannelOrder, CropOffset, Interpolation, Recipe, ResizeMode, MAX_SIDE};
 use crate::runtime::Runtime;
 use crate::zoo::{InputSpec, Manifest, OutputSpec, Pool, Weights, Zoo};
 
@@ -132,6 +132,11 @@ pub fn add(runtime: &Runtime, zoo: &Zoo, req: &AddRequest) -> Result<Added> {
         )));
     }
     let fixed_side = (in_shape[2] > 0 && in_shape[3] > 0).then_some((in_shape[2], in_shape[3]));
+    if let Some((h, w)) = fixed_side.filter(|&(h, w)| h.max(w) > i64::from(MAX_SIDE)) {
+        return Err(fail(format!(
+            "input `{input}` is {h}×{w}; xfer takes images of at most {MAX_SIDE}×{MAX_SIDE}"
+        )));
+    }
     if let Some((h, w)) = fixed_side {
         if h != w {
             return Err(fail(format!(
@@ -182,7 +187,7 @@ pub fn add(runtime: &Runtime, zoo: &Zoo, req: &AddRequest) -> Result<Added> {
             )))
         }
     };
-    let shape = graph
+    let (shape, non_finite) = graph
         .probe(&input, recipe.crop, 2, &output)
         .map_err(|e| {
             fail(format!(
@@ -195,6 +200,11 @@ pub fn add(runtime: &Runtime, zoo: &Zoo, req: &AddRequest) -> Result<Added> {
         return Err(fail(format!(
             "output `{output}` has shape {shape:?} for a batch of 2; {}",
             REEXPORT.replace("INPUT", &format!("'{input}'"))
+        )));
+    }
+    if non_finite > 0 {
+        return Err(fail(format!(
+            "output `{output}` has {non_finite} non-finite values (NaN or infinity) for the probe batch (a black image and a test pattern); xfer would store them as features. Fix the model (or its export) so that it gives finite outputs"
         )));
     }
     decisions.push(format!(

@@ -101,6 +101,13 @@ pub enum Preset {
     Tutorial,
 }
 
+/// The largest input side (crop) a model may take: far above any image
+/// backbone's (224–1024), far below what cannot be allocated.
+pub const MAX_SIDE: u32 = 4096;
+
+/// The largest resize (shorter side or square) of a recipe.
+pub const MAX_RESIZE: u32 = 2 * MAX_SIDE;
+
 impl Recipe {
     pub fn validate(&self) -> crate::Result<()> {
         let bad = |m: String| Err(crate::Error::Recipe(m));
@@ -108,6 +115,12 @@ impl Recipe {
             return bad(format!(
                 "resize ({}) must be ≥ crop ({}) > 0",
                 self.resize, self.crop
+            ));
+        }
+        if self.crop > MAX_SIDE || self.resize > MAX_RESIZE {
+            return bad(format!(
+                "crop {} / resize {}: xfer takes images of at most {MAX_SIDE}×{MAX_SIDE} (crop) resized to at most {MAX_RESIZE} (one 3×{MAX_SIDE}×{MAX_SIDE} tensor is 192 MiB)",
+                self.crop, self.resize
             ));
         }
         if self.std.iter().any(|&s| s == 0.0 || !s.is_finite()) {

@@ -113,6 +113,21 @@ pub fn parse(spec: &str, env: impl Fn(&str) -> Option<String>) -> Result<Shard> 
     Ok(Shard { index, count })
 }
 
+/// Refuses more shards than the list has files (a shard count is a size
+/// that later code allocates by, and such shards would be empty).
+pub fn check_count(shard: Shard, len: usize) -> Result<()> {
+    if shard.count > len as u64 {
+        return Err(spec_err(
+            &shard.to_string(),
+            format!(
+                "{} shards for a list of {len} files; the number of shards can be at most the number of files: pass --shard I/N with N ≤ {len}",
+                shard.count
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// The hash of the whole ordered file list (see the module's documentation).
 pub fn list_sha256(items: &[Item]) -> String {
     let mut h = Sha256::new();

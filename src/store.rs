@@ -8,7 +8,7 @@
 //! `complete = 1` and renames it to `<out>`. A killed run therefore never
 //! leaves a file under the final name, and `--resume` continues the partial one.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use hdf5::types::VarLenUnicode;
@@ -355,8 +355,9 @@ pub struct ResumeState {
     pub rows: usize,
     /// Files recorded as skipped by the interrupted run.
     pub skipped: usize,
-    /// Paths already written or already recorded as skipped.
-    pub done: HashSet<String>,
+    /// Paths already written, with their label, or already recorded as
+    /// skipped (label `None`).
+    pub done: HashMap<String, Option<i64>>,
 }
 
 impl FeatureWriter {
@@ -626,7 +627,8 @@ impl FeatureWriter {
                 .map(|(p, r)| (p.as_str().to_owned(), r.as_str().to_owned()))
                 .collect()
         };
-        let mut done: HashSet<String> = skipped.iter().map(|(p, _)| p.clone()).collect();
+        let mut done: HashMap<String, Option<i64>> =
+            skipped.iter().map(|(p, _)| (p.clone(), None)).collect();
         let kept = Provenance {
             execution_provider: prov.execution_provider.clone(),
             ..old
@@ -634,8 +636,8 @@ impl FeatureWriter {
         let name = out.file_name().unwrap_or_default().to_string_lossy();
         let fresh_out = out.with_file_name(format!("{name}.resume-{}", std::process::id()));
         let mut w = FeatureWriter::create_for(&fresh_out, dim, &kept, list)?;
-        let copy = |w: &mut FeatureWriter, done: &mut HashSet<String>| -> Result<()> {
-            let step = ((32 << 20) / (dim.max(1) * 4 * (1 + prov.views))).max(1);
+        let copy = |w: &mut FeatureWriter, done: &mut HashMap<String, Option<i64>>| -> Result<()> {
+            let step = ((32 << 20) / (dim.max(1) * 4).saturating_mul(prov.views.saturating_add(1))).max(1);
             let mut a = 0;
             loop {
                 let b = (a + step).min(rows);
@@ -659,7 +661,7 @@ impl FeatureWriter {
                     &paths,
                     first,
                 )?;
-                done.extend(paths);
+                done.extend(paths.into_iter().zip(labels.iter().map(|&l| Some(l))));
                 if b == rows {
                     return Ok(());
                 }
@@ -1144,7 +1146,10 @@ impl FileReader {
             if got != Some(want as u64) {
                 return Err(store_err(
                     path,
-                    format!("{what} is {got:?} but the file holds {want}: it is damaged; extract it again"),
+                    format!(
+                        "{what} is {} but the file holds {want}: it is damaged; extract it again",
+                        got.map_or("missing".to_string(), |g| g.to_string())
+                    ),
                 ));
             }
         }
@@ -1354,7 +1359,7 @@ mod tests {
         assert_eq!(state.rows, 1);
         assert_eq!(
             state.done,
-            HashSet::from(["a".to_string(), "x".to_string()])
+            HashMap::from([("a".to_string(), Some(0)), ("x".to_string(), None)])
         );
         w.append(array![[3.0, 4.0]].view(), &[1], &["b".into()], &[])
             .unwrap();

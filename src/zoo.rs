@@ -198,6 +198,10 @@ pub fn check_name(name: &str) -> std::result::Result<(), String> {
     }
 }
 
+/// The most features per image a model may give: 64 times the widest
+/// backbones' (ResNet-152's 2048, ViT-G's 1664 × 2 for cls+mean).
+pub const MAX_FEATURE_DIM: usize = 1 << 17;
+
 /// One backbone, as committed in `onnx/<name>.toml`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -267,8 +271,11 @@ impl Manifest {
                 self.preprocess.crop
             ));
         }
-        if self.output.feature_dim == 0 {
-            return Err("feature_dim must be positive".into());
+        if self.output.feature_dim == 0 || self.output.feature_dim > MAX_FEATURE_DIM {
+            return Err(format!(
+                "feature_dim {} must be 1..={MAX_FEATURE_DIM} (xfer's limit of features per image)",
+                self.output.feature_dim
+            ));
         }
         // (Non-finite means are refused by the recipe: they would become
         // `null` in the JSON of feature files and bundles.)

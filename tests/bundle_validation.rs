@@ -234,6 +234,42 @@ fn weights_that_are_not_finite() {
     );
 }
 
+/// Finite but absurd values from an edited bundle: a temperature outside the
+/// range calibration fits in (it would make every prediction 100 % or
+/// uniform), weights beyond 10⁶ in magnitude. The error says the bound.
+#[test]
+fn finite_but_absurd_temperature_and_weights() {
+    for t in [1e-30f64, 0.01, 25.0, 1e30] {
+        refused(
+            |m, _| m["temperature"] = serde_json::json!(t),
+            &["temperature", "outside 0.05..=20"],
+        );
+    }
+    refused(
+        |_, t| {
+            let w = &mut t.get_mut("layers.1.weight").unwrap().2;
+            w[8..12].copy_from_slice(&3e7f32.to_le_bytes());
+        },
+        &["layers.1.weight", "flat index 2", "bound of 1e6"],
+    );
+    refused(
+        |_, t| {
+            let b = &mut t.get_mut("layers.0.bias").unwrap().2;
+            b[0..4].copy_from_slice(&(-1e9f32).to_le_bytes());
+        },
+        &["layers.0.bias", "bound of 1e6"],
+    );
+    // The bounds themselves are accepted.
+    let t = tempfile::tempdir().unwrap();
+    let p = write_good(t.path());
+    tamper(&p, |m, t| {
+        m["temperature"] = serde_json::json!(20.0);
+        let w = &mut t.get_mut("layers.1.weight").unwrap().2;
+        w[0..4].copy_from_slice(&(-1e6f32).to_le_bytes());
+    });
+    Bundle::load(&p).unwrap();
+}
+
 #[test]
 fn other_tensor_types_and_extra_tensors() {
     refused(

@@ -199,6 +199,31 @@ fn path_mistakes_are_one_line_with_a_next_step() {
     }
 }
 
+/// An OS error is said once: `Io` errors show their source in their own text
+/// and give it as their cause too, and the printed chain used to repeat it
+/// ("Is a directory (os error 21): Is a directory (os error 21)").
+#[test]
+fn os_errors_are_printed_once() {
+    let t = tempfile::tempdir().unwrap();
+    let manifest = t.path().join("folder.toml");
+    std::fs::create_dir(&manifest).unwrap();
+    let data = t.path().join("data");
+    common::make_image_folder(&data, &["a"], 1);
+    let o = xfer(&[
+        "extract",
+        "--model",
+        s(&manifest),
+        "--data",
+        s(&data),
+        "--out",
+        s(&t.path().join("f.h5")),
+    ]);
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{}", common::text(&o));
+    assert!(e.contains(s(&manifest)), "{e}");
+    assert_eq!(e.matches("(os error 21)").count(), 1, "{e}");
+}
+
 #[test]
 fn completions_and_a_closed_pipe() {
     for shell in ["bash", "zsh", "fish"] {

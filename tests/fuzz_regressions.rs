@@ -215,3 +215,67 @@ fn header_claiming_4_tb_is_an_error_not_an_abort() {
     let e = xfer::store::read(&p).unwrap_err().to_string();
     assert!(e.contains("damaged"), "{e}");
 }
+
+/// `--list` files: the fuzz seeds, and the lists that lost records silently
+/// or took one file twice before the parser was made strict (an unclosed
+/// quote, one file under two spellings) and a `\r` inside quotes.
+#[test]
+fn list_inputs() {
+    replay(&entries("list", "", false), |p| {
+        checks::list(&bytes(p));
+    });
+    let loads = |name: &str| checks::list(&bytes(&dir("list", "").join(name)));
+    assert!(loads("labelled.csv") && loads("quoted.csv") && loads("cr-in-quotes.csv"));
+    assert!(!loads("unclosed-quote.csv") && !loads("two-spellings.csv"));
+}
+
+/// Manifest `name`s (the fuzz seeds: path separators, `..`, empty, NUL):
+/// loading and looking them up never panics.
+#[test]
+fn manifest_name_inputs() {
+    replay(&entries("manifest_name", "", false), |p| {
+        checks::manifest_name(&bytes(p), false);
+    });
+    assert!(checks::manifest_name(b"dinov2_s-1.0", true));
+}
+
+/// ONNX files given to `models add` (the fuzz seeds): the test models, a
+/// NaN-giving graph (refused by the probe), a graph of input side 100000
+/// (refused before its probe batch is allocated), a fixed batch size.
+#[test]
+fn model_graph_inputs() {
+    let added: Vec<bool> = entries("model_graph", "", false)
+        .iter()
+        .map(|p| {
+            catch_unwind(AssertUnwindSafe(|| checks::model_graph(&bytes(p))))
+                .unwrap_or_else(|_| panic!("panicked on {}", p.display()))
+        })
+        .collect();
+    let names: Vec<String> = entries("model_graph", "", false)
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    let by_name: std::collections::HashMap<&str, bool> =
+        names.iter().map(String::as_str).zip(added).collect();
+    assert!(by_name["tiny-crop32"]);
+    assert!(!by_name["nan-crop8"]);
+    assert!(!by_name["big-side"]);
+}
+
+/// Shard files as `merge` reads them (`shard_meta`, one folder of `.h5`
+/// files per case, dumped by the fuzz target with `XFER_FUZZ_KEEP`): a whole
+/// job, and shard, list, view and counter attributes set to fuzzed values.
+/// Merging never panics, an error is one short line, and what merges holds
+/// every row.
+#[test]
+fn shard_meta_inputs() {
+    let t = tempfile::tempdir().unwrap();
+    replay(&entries("shard_meta", "", true), |case| {
+        let files: Vec<PathBuf> = entries(
+            "shard_meta",
+            case.file_name().unwrap().to_str().unwrap(),
+            false,
+        );
+        checks::shard_files(&files, &t.path().join("merged.h5"));
+    });
+}

@@ -622,26 +622,47 @@ fn unreadable_file_is_skipped_with_permission_denied() {
     let out = out_dir.join("f.h5");
     let mut cmd = extract_cmd(&data, &out, &[]);
     if let Some(mut w) = wrapper {
-        // `nobody` can neither enter /root (where tools/setup.sh put ONNX
-        // Runtime) nor the 0700 temporary folder: give it a copy of the library
-        // and open the folder.
+        // `nobody` may be unable to enter the checkout (cloned into a 0700
+        // home such as /root/project), the folder where tools/setup.sh put
+        // ONNX Runtime, or the 0700 temporary folder: give it copies of all
+        // that the child needs (the xfer binary, the model and its manifest,
+        // the library) in the opened temporary folder, and start it there, so
+        // the test does not depend on where the checkout lives.
+        let exe = t.path().join("xfer");
+        std::fs::copy(env!("CARGO_BIN_EXE_xfer"), &exe).unwrap();
+        let model_dir = t.path().join("model");
+        std::fs::create_dir(&model_dir).unwrap();
+        for f in ["tiny.toml", "tiny.onnx"] {
+            std::fs::copy(
+                common::repo().join("tests/fixtures/tiny").join(f),
+                model_dir.join(f),
+            )
+            .unwrap();
+        }
         let ort = xfer::runtime::find_library(None).unwrap();
         let lib = t.path().join("libonnxruntime.so");
         std::fs::copy(&ort, &lib).unwrap();
-        for d in [t.path(), &data, &data.join("a"), &out_dir] {
+        for d in [t.path(), &data, &data.join("a"), &out_dir, &model_dir] {
             std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o777)).unwrap();
         }
-        for f in std::fs::read_dir(data.join("a")).unwrap() {
-            let p = f.unwrap().path();
-            if !p.ends_with("secret.png") {
-                std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
-            }
+        let readable = std::fs::read_dir(data.join("a"))
+            .unwrap()
+            .chain(std::fs::read_dir(&model_dir).unwrap())
+            .map(|f| f.unwrap().path())
+            .filter(|p| !p.ends_with("secret.png"));
+        for p in readable.chain([exe.clone(), lib.clone()]) {
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
         }
-        w.current_dir(common::repo())
+        w.current_dir(t.path())
             .env("HOME", t.path())
             .env("ORT_DYLIB_PATH", &lib)
-            .arg(cmd.get_program())
-            .args(cmd.get_args());
+            .arg(&exe)
+            .args(["extract", "--model"])
+            .arg(model_dir.join("tiny.toml"))
+            .arg("--data")
+            .arg(&data)
+            .arg("--out")
+            .arg(&out);
         cmd = w;
     }
     let o = cmd.output().unwrap();
@@ -656,5 +677,131 @@ fn unreadable_file_is_skipped_with_permission_denied() {
         f.skipped[0].1.contains("Permission denied"),
         "{:?}",
         f.skipped
+    );
+}
+
+/// A model that gives NaN for some images (tests/fixtures/nan, made by
+/// tools/make_nan_onnx.py: NaN for a black image): `extract` skips that image
+/// with its reason (exit 3) and stores only finite rows; `predict` skips and
+/// lists it (exit 3) and still writes the CSV of the good images; `models add`
+/// refuses the model (its probe batch starts with a black image).
+#[test]
+fn a_model_giving_nan_skips_those_images_and_is_not_added() {
+    let t = tempfile::tempdir().unwrap();
+    let data = t.path().join("data");
+    common::make_image_folder(&data, &["a", "b"], 3);
+    image::RgbImage::new(20, 20)
+        .save(data.join("a/black.png"))
+        .unwrap();
+    let nan_zoo = common::repo().join("tests/fixtures/nan");
+    let manifest = nan_zoo.join("nan.toml");
+    let f = t.path().join("f.h5");
+    let o = common::xfer(&[
+        "extract",
+        "--model",
+        manifest.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        f.to_str().unwrap(),
+    ]);
+    let txt = common::text(&o);
+    assert_eq!(o.status.code(), Some(3), "{txt}");
+    assert!(txt.contains("a/black.png") && txt.contains("non-finite"), "{txt}");
+    let file = store::read(&f).unwrap();
+    assert_eq!(file.data.nrows(), 6, "{txt}");
+    assert!(file.data.iter().all(|v| v.is_finite()));
+    assert_eq!(file.skipped.len(), 1);
+    assert_eq!(file.skipped[0].0, "a/black.png");
+    assert!(file.skipped[0].1.contains("NaN"), "{:?}", file.skipped);
+
+    let run = t.path().join("run");
+    let o = common::xfer(&[
+        "train", "--train", f.to_str().unwrap(), "--out", run.to_str().unwrap(),
+        "--head", "mlp", "--epochs", "1", "--hidden", "4",
+    ]);
+    assert!(o.status.success(), "{}", common::text(&o));
+    let csv = t.path().join("p.csv");
+    let o = common::xfer(&[
+        "--zoo",
+        nan_zoo.to_str().unwrap(),
+        "predict",
+        "--bundle",
+        run.join("mlp.safetensors").to_str().unwrap(),
+        data.to_str().unwrap(),
+        "--csv",
+        csv.to_str().unwrap(),
+    ]);
+    let txt = common::text(&o);
+    assert_eq!(o.status.code(), Some(3), "{txt}");
+    assert!(txt.contains("black.png") && txt.contains("non-finite"), "{txt}");
+    let written = std::fs::read_to_string(&csv).unwrap();
+    assert_eq!(written.lines().count(), 1 + 6, "{written}");
+    assert!(!written.contains("black.png") && !written.contains("NaN"), "{written}");
+
+    let zoo = t.path().join("zoo");
+    let o = common::xfer(&[
+        "--zoo",
+        zoo.to_str().unwrap(),
+        "models",
+        "add",
+        nan_zoo.join("nan.onnx").to_str().unwrap(),
+        "--name",
+        "nan2",
+        "--crop",
+        "8",
+        "--mean",
+        "0,0,0",
+        "--std",
+        "1,1,1",
+    ]);
+    let txt = common::text(&o);
+    assert_eq!(o.status.code(), Some(1), "{txt}");
+    assert!(txt.contains("non-finite values") && txt.contains("probe"), "{txt}");
+    assert!(!zoo.join("nan2.toml").exists(), "{txt}");
+}
+
+/// Sizes from flags and graphs are bounded before anything is allocated,
+/// with a one-line error naming the limit: `--views 100000` (60 GB of
+/// tensors for one image), `--batch 100000` (60 GB), and `models add` of a
+/// graph whose input side is 100000 (240 GB for its probe batch).
+#[test]
+fn sizes_from_flags_and_graphs_are_bounded() {
+    let t = tempfile::tempdir().unwrap();
+    let data = t.path().join("data");
+    common::make_image_folder(&data, &["a"], 2);
+    let out = t.path().join("f.h5");
+    for (extra, needle) in [
+        (&["--views", "100000"][..], "limit of 256 views"),
+        (&["--batch", "100000000"][..], "limit of 4 GiB per batch"),
+    ] {
+        let o = extract_cmd(&data, &out, extra).output().unwrap();
+        let txt = common::text(&o);
+        assert_eq!(o.status.code(), Some(1), "{txt}");
+        assert!(txt.contains(needle), "{txt}");
+        assert_eq!(String::from_utf8_lossy(&o.stderr).trim_end().lines().count(), 1, "{txt}");
+        assert!(!out.exists() && !store::partial_path(&out).exists(), "{txt}");
+    }
+    // tools/make_nan_onnx.py's graph declaring a fixed input of 100000².
+    let big = common::repo().join("tests/fixtures/nan/big_side.onnx");
+    let zoo = t.path().join("zoo");
+    let o = common::xfer(&[
+        "--zoo",
+        zoo.to_str().unwrap(),
+        "models",
+        "add",
+        big.to_str().unwrap(),
+        "--name",
+        "big",
+        "--mean",
+        "0,0,0",
+        "--std",
+        "1,1,1",
+    ]);
+    let txt = common::text(&o);
+    assert_eq!(o.status.code(), Some(1), "{txt}");
+    assert!(
+        txt.contains("is 100000×100000") && txt.contains("at most 4096×4096"),
+        "{txt}"
     );
 }

@@ -140,3 +140,62 @@ fn another_decode_mode_is_refused() {
     let prov = reference.provenance.unwrap();
     assert_eq!(prov.decode, "jpeg_scaled");
 }
+
+/// `--list` + `--resume` after a label was edited in the list: the committed
+/// rows keep the old label while the file would record the new list's hash,
+/// so it is refused, naming the file and both labels. The list as it was
+/// resumes.
+#[test]
+fn a_label_edited_in_the_list_before_the_resume_point_is_refused() {
+    let t = tempfile::tempdir().unwrap();
+    let data = t.path().join("data");
+    common::make_image_folder(&data, &["a"], 20);
+    let write_list = |first_label: &str| {
+        let mut text = String::from("path,label\n");
+        for i in 0..20 {
+            let label = if i == 0 { first_label } else if i % 2 == 0 { "cat" } else { "dog" };
+            let ext = if i % 2 == 0 { "jpg" } else { "png" };
+            text.push_str(&format!("a/{i:04}.{ext},{label}\n"));
+        }
+        std::fs::write(data.join("list.csv"), text).unwrap();
+    };
+    write_list("cat");
+    let list = data.join("list.csv");
+    let extract_list = |out: &Path, extra: &[&str]| {
+        let tiny = common::tiny_manifest();
+        let mut args = vec![
+            "extract",
+            "--model",
+            tiny.to_str().unwrap(),
+            "--list",
+            list.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--batch",
+            "4",
+        ];
+        args.extend_from_slice(extra);
+        common::xfer(&args)
+    };
+    let before = t.path().join("before.h5");
+    let o = extract_list(&before, &[]);
+    assert!(o.status.success(), "{}", common::text(&o));
+    let reference = store::read(&before).unwrap();
+    assert_eq!(reference.paths.as_ref().unwrap()[0], "a/0000.jpg");
+    let out = t.path().join("f.h5");
+    interrupted(&reference, &out, 8);
+    write_list("dog");
+    let o = extract_list(&out, &["--resume"]);
+    let txt = common::text(&o);
+    assert_eq!(o.status.code(), Some(1), "{txt}");
+    assert!(
+        txt.contains("a/0000.jpg has the label \"cat\" in the file but \"dog\" today")
+            && txt.contains("--overwrite"),
+        "{txt}"
+    );
+    assert!(!out.exists() && store::partial_path(&out).exists(), "{txt}");
+    write_list("cat");
+    let o = extract_list(&out, &["--resume"]);
+    assert!(o.status.success(), "{}", common::text(&o));
+    assert_eq!(store::read(&out).unwrap().labels, reference.labels);
+}

@@ -554,19 +554,19 @@ fn shard_arguments_are_checked() {
         tiny_extract("--data", &data, &out, &["--shard", "1/0"]),
         &["--shard 1/0"],
     );
-    // More shards than files: the extra shards are empty, and merge still works.
-    let outs: Vec<PathBuf> = (0..3).map(|i| t.path().join(format!("e{i}.h5"))).collect();
+    // More shards than files (issue 25: a shard count is a size, bounded by
+    // the list): refused, naming the list's length; N = the files works.
+    let e0 = t.path().join("e0.h5");
+    refused(
+        tiny_extract("--data", &data, &e0, &["--shard", "0/3"]),
+        &["--shard 0/3", "3 shards for a list of 2 files", "N ≤ 2"],
+    );
+    let outs: Vec<PathBuf> = (0..2).map(|i| t.path().join(format!("e{i}.h5"))).collect();
     for (i, o) in outs.iter().enumerate() {
-        done(tiny_extract(
-            "--data",
-            &data,
-            o,
-            &["--shard", &format!("{i}/3")],
-        ));
+        done(tiny_extract("--data", &data, o, &["--shard", &format!("{i}/2")]));
     }
-    assert_eq!(FileReader::open(&outs[0]).unwrap().rows, 0);
     let m = t.path().join("m.h5");
-    let o = merge(&m, &[&outs[0], &outs[1], &outs[2]]);
+    let o = merge(&m, &[&outs[0], &outs[1]]);
     assert_eq!(o.status.code(), Some(0), "{}", common::text(&o));
     let whole = t.path().join("whole.h5");
     done(tiny_extract("--data", &data, &whole, &[]));
@@ -762,4 +762,71 @@ fn the_recipes_task_script_runs_resumes_and_merges() {
         .unwrap();
     assert_eq!(o.status.code(), Some(0), "{}", common::text(&o));
     assert_same_h5(&whole, &out);
+}
+
+/// Shard counts are sizes from a flag and from a file's attributes: `--shard
+/// 0/100000000` of a small list is refused before anything runs, and `merge`
+/// of a shard file claiming 10^8 shards (made here by hand) says in one short
+/// line which are missing, instead of allocating one slot per shard (48 GB,
+/// an abort; or a 41 MB error line for 10^6).
+#[test]
+fn shard_counts_beyond_the_list_are_refused_without_allocating() {
+    let t = tempfile::tempdir().unwrap();
+    let data = t.path().join("photos");
+    copy_stamps(&data, &["vegetables"]);
+    let n_files = xfer::dataset::scan(&data, None).unwrap().items.len();
+    let out = t.path().join("s.h5");
+    let txt = refused(
+        tiny_extract("--data", &data, &out, &["--shard", "0/100000000"]),
+        &["--shard 0/100000000", &format!("{n_files} files")],
+    );
+    assert!(!out.exists() && !store::partial_path(&out).exists(), "{txt}");
+    // A shard file of 2 rows that says it is shard 0 of 10^8 of a 2·10^8 list.
+    done(tiny_extract("--data", &data, &out, &["--shard", "0/2"]));
+    let r = FileReader::open(&out).unwrap();
+    let list = ListInfo {
+        len: 200_000_000,
+        shard: Some(Shard {
+            index: 0,
+            count: 100_000_000,
+        }),
+        ..r.list.clone().unwrap()
+    };
+    assert_eq!(list.range(), 0..2);
+    let (rows, labels, paths) = r.block(0..2).unwrap();
+    let forged = t.path().join("forged.h5");
+    let mut w = FeatureWriter::create_for(&forged, r.dim, &r.provenance, Some(&list)).unwrap();
+    w.append(rows.view(), &labels, &paths, &[]).unwrap();
+    w.finish().unwrap();
+    let o = merge(&t.path().join("m.h5"), &[&forged]);
+    let txt = refused(
+        o,
+        &[
+            "99999999 of 100000000 shards missing",
+            "shard 1/100000000",
+            "and 99999994 more",
+        ],
+    );
+    assert!(txt.len() < 2000, "{} bytes: {txt}", txt.len());
+}
+
+/// A shard file whose counters disagree with its datasets is named as
+/// damaged with plain numbers (the message used to show `Some(7)`), or
+/// "missing".
+#[test]
+fn damaged_counters_are_said_without_internal_values() {
+    let t = tempfile::tempdir().unwrap();
+    let (_, sh) = tiny_shards(t.path());
+    let f = hdf5::File::open_rw(&sh[1]).unwrap();
+    f.delete_attr("rows_done").unwrap();
+    f.new_attr::<u64>().create("rows_done").unwrap().write_scalar(&7u64).unwrap();
+    f.delete_attr("skipped_done").unwrap();
+    drop(f);
+    let out = t.path().join("m.h5");
+    let txt = refused(merge(&out, &[&sh[0], &sh[1], &sh[2]]), &["rows_done is 7 but the file holds"]);
+    assert!(!txt.contains("is Some(") && !out.exists(), "{txt}");
+    let f = hdf5::File::open_rw(&sh[1]).unwrap();
+    f.delete_attr("rows_done").unwrap();
+    drop(f);
+    refused(merge(&out, &[&sh[0], &sh[1], &sh[2]]), &["rows_done is missing"]);
 }

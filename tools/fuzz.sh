@@ -3,7 +3,8 @@
 #
 #   tools/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]
 #
-# Targets (fuzz/fuzz_targets/): decode bundle manifest feature_meta kaggle_id
+# Targets (fuzz/fuzz_targets/): decode bundle manifest feature_meta kaggle_id list
+# shard_meta manifest_name model_graph
 # (default: all, one after another; 600 s each). Installs cargo-fuzz if it is
 # missing. The corpus grows in fuzz/corpus/<target> (seeded from
 # fuzz/seeds/<target>), findings go to fuzz/artifacts/<target>, libFuzzer's log
@@ -26,7 +27,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-600}
 shift || true
-all=(decode bundle manifest feature_meta kaggle_id)
+all=(decode bundle manifest feature_meta kaggle_id list shard_meta manifest_name model_graph)
 if [ $# -gt 0 ]; then targets=("$@"); else targets=("${all[@]}"); fi
 jobs=${FUZZ_JOBS:-1}
 nice_level=${FUZZ_NICE:-15}
@@ -44,7 +45,7 @@ nice -n "$nice_level" cargo fuzz build "${flags[@]}" >&2 || { echo "build failed
 max_len() {
     case $1 in
         decode) echo 65536 ;;
-        bundle) echo 16384 ;;
+        bundle | model_graph) echo 16384 ;;
         *) echo 4096 ;;
     esac
 }

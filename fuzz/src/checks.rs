@@ -369,3 +369,217 @@ pub fn feature_files(paths: &[PathBuf]) -> bool {
         }
     }
 }
+
+/// `list`: byte 0 chooses the list's extension (`.csv`, `.tsv`, `.txt`), the
+/// rest is the list file, read by `dataset::from_list` (the `--list` parser).
+/// A list that loads must name each file once (by its normalised key), sorted,
+/// with labels that index its sorted, distinct classes; and written back as a
+/// CSV (every field quoted) it must read back as the same dataset: no record
+/// lost or changed on the way. Returns whether it loaded.
+pub fn list(data: &[u8]) -> bool {
+    use xfer::dataset::from_list;
+    let Some((&ctl, bytes)) = data.split_first() else {
+        return false;
+    };
+    let ext = ["csv", "tsv", "txt"][usize::from(ctl % 3)];
+    let dir = scratch("list");
+    std::fs::create_dir_all(&dir).expect("scratch folder");
+    let path = dir.join(format!("list.{ext}"));
+    std::fs::write(&path, bytes).expect("write the scratch list");
+    let result = from_list(&path);
+    let ds = match result {
+        Ok(ds) => ds,
+        Err(e) => {
+            let text = e.to_string();
+            assert!(!text.contains("Some("), "{text}");
+            let _ = std::fs::remove_dir_all(&dir);
+            return false;
+        }
+    };
+    assert!(!ds.items.is_empty());
+    for w in ds.items.windows(2) {
+        assert!(
+            w[0].rel_path < w[1].rel_path,
+            "not sorted or listed twice: {:?}, {:?}",
+            w[0].rel_path,
+            w[1].rel_path
+        );
+    }
+    for w in ds.classes.windows(2) {
+        assert!(w[0] < w[1], "classes not sorted and distinct: {:?}", ds.classes);
+    }
+    for item in &ds.items {
+        assert!(!item.rel_path.is_empty());
+        let key = Path::new(&item.rel_path);
+        assert!(
+            !key.components().any(|c| matches!(
+                c,
+                std::path::Component::CurDir | std::path::Component::ParentDir
+            )),
+            "key not normalised: {:?}",
+            item.rel_path
+        );
+        if ds.classes.is_empty() {
+            assert_eq!(item.label, -1);
+        } else {
+            assert!(item.label >= 0 && (item.label as usize) < ds.classes.len());
+        }
+    }
+    let quote = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
+    let mut text = String::from("path,label\n");
+    for item in &ds.items {
+        text.push_str(&quote(&item.rel_path));
+        if item.label >= 0 {
+            text.push(',');
+            text.push_str(&quote(&ds.classes[item.label as usize]));
+        }
+        text.push('\n');
+    }
+    let again = dir.join("again.csv");
+    std::fs::write(&again, &text).expect("write the scratch list");
+    let back = from_list(&again);
+    let _ = std::fs::remove_dir_all(&dir);
+    let back = back.unwrap_or_else(|e| panic!("written back as {text:?}, it does not load: {e}"));
+    assert_eq!(back.classes, ds.classes, "written back as {text:?}");
+    let keys = |d: &xfer::dataset::Dataset| -> Vec<(String, i64)> {
+        d.items.iter().map(|i| (i.rel_path.clone(), i.label)).collect()
+    };
+    assert_eq!(keys(&back), keys(&ds), "written back as {text:?}");
+    true
+}
+
+/// `shard_meta`: `merge::merge` of shard files (in the order given) into
+/// `out`. A merge must not panic or allocate by a count it read (the fuzz
+/// run's memory limit catches that), and an error is one short line; a merge
+/// that succeeds writes a file that opens, holding every row of the shards.
+/// Returns whether the merge succeeded.
+#[cfg(feature = "store")]
+pub fn shard_files(paths: &[PathBuf], out: &Path) -> bool {
+    let result = xfer::merge::merge(paths, out, &mut |_, _| {});
+    match result {
+        Ok(summary) => {
+            let f = xfer::store::FileReader::open(out).expect("a merged file opens");
+            assert_eq!(f.rows, summary.rows);
+            let list = f.list.as_ref().expect("a merged file records its list");
+            assert!(list.shard.is_none());
+            assert_eq!((f.rows + f.skipped) as u64, list.len, "rows + skipped = list");
+            let _ = std::fs::remove_file(out);
+            true
+        }
+        Err(e) => {
+            let text = e.to_string();
+            assert!(text.len() < 4096, "a {}-byte error", text.len());
+            assert!(!text.contains("Some("), "{text}");
+            assert!(!out.exists(), "a failed merge left {}", out.display());
+            false
+        }
+    }
+}
+
+/// `manifest_name`: the bytes (as UTF-8, lossily) as the `name` of an
+/// otherwise valid manifest (tests/fixtures/tiny/tiny.toml's). Loading it, and
+/// looking the name up in a zoo, must not panic; with `strict`, a manifest
+/// that loads must have a name that is one path component (it names
+/// `<zoo>/<name>.toml` and a package's files), so it cannot write outside
+/// its folder. Returns whether it loaded.
+pub fn manifest_name(data: &[u8], strict: bool) -> bool {
+    use std::path::Component;
+    let name = String::from_utf8_lossy(data).into_owned();
+    let tiny = include_str!("../../tests/fixtures/tiny/tiny.toml");
+    let quoted = serde_json::to_string(&name).expect("a string serialises");
+    let text = tiny.replacen("name = \"tiny\"", &format!("name = {quoted}"), 1);
+    let dir = Path::new("/fuzz/onnx");
+    let loaded = Manifest::from_toml_str(&text, &dir.join("m.toml"));
+    let zoo = xfer::zoo::Zoo {
+        dir: scratch("manifest-name-zoo"),
+    };
+    if let Err(e) = zoo.find(&name) {
+        let _ = e.to_string();
+    }
+    let m = match loaded {
+        Ok(m) => m,
+        Err(e) => {
+            let _ = e.to_string();
+            return false;
+        }
+    };
+    assert_eq!(m.name, name);
+    if strict {
+        let file = format!("{}.toml", m.name);
+        let parts: Vec<Component> = Path::new(&file).components().collect();
+        assert!(
+            matches!(parts[..], [Component::Normal(_)]) && !m.name.contains('/'),
+            "the name {:?} is not one path component",
+            m.name
+        );
+        assert_eq!(dir.join(&file).parent(), Some(dir));
+        assert_eq!(dir.join(&m.name).parent(), Some(dir), "{:?}", m.name);
+    }
+    true
+}
+
+/// `model_graph`: byte 0 chooses the flags of `xfer models add` (--crop,
+/// --pool, --output), the rest is the ONNX file, read by ONNX Runtime and
+/// inspected by `model_add::add` (inputs, outputs, shapes, the probe batch).
+/// A model that is added must give a manifest that loads, with a recipe and
+/// feature width within xfer's bounds. Needs ONNX Runtime (tools/setup.sh).
+/// Returns whether the model was added.
+pub fn model_graph(data: &[u8]) -> bool {
+    use xfer::model_add::{add, AddRequest, RecipeFlags};
+    use xfer::zoo::Pool;
+    static RUNTIME: std::sync::OnceLock<xfer::runtime::Runtime> = std::sync::OnceLock::new();
+    let Some((&ctl, onnx)) = data.split_first() else {
+        return false;
+    };
+    let runtime = RUNTIME.get_or_init(|| {
+        xfer::runtime::Runtime::init(None).expect("ONNX Runtime (run tools/setup.sh)")
+    });
+    let dir = scratch("model-graph");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch folder");
+    let file = dir.join("model.onnx");
+    std::fs::write(&file, onnx).expect("write the scratch model");
+    let req = AddRequest {
+        onnx: file,
+        name: "fuzzed".into(),
+        config: None,
+        output: (ctl & 0x40 != 0).then(|| "features".to_string()),
+        pool: match (ctl >> 3) & 7 {
+            1 => Some(Pool::Avg),
+            2 => Some(Pool::Cls),
+            3 => Some(Pool::Mean),
+            4 => Some(Pool::ClsMean),
+            _ => None,
+        },
+        prefix_tokens: (ctl & 0x80 != 0).then_some(1),
+        l2: false,
+        recipe: RecipeFlags {
+            crop: [None, Some(8), Some(32), Some(224), Some(14), Some(1), Some(4096), Some(100_000)]
+                [usize::from(ctl & 7)],
+            mean: Some([0.5; 3]),
+            std: Some([0.5; 3]),
+            ..RecipeFlags::default()
+        },
+        command_line: "fuzz".into(),
+        force: true,
+    };
+    let zoo = xfer::zoo::Zoo { dir: dir.join("zoo") };
+    let result = add(runtime, &zoo, &req);
+    let added = match result {
+        Ok(a) => {
+            assert!(a.manifest.preprocess.validate().is_ok());
+            assert!(a.manifest.output.feature_dim > 0);
+            let back = Manifest::from_file(&a.path).expect("the manifest written loads");
+            assert_eq!(back.output.feature_dim, a.manifest.output.feature_dim);
+            true
+        }
+        Err(e) => {
+            let text = e.to_string();
+            assert!(!text.contains("Some("), "{text}");
+            assert!(text.len() < 8192, "a {}-byte error", text.len());
+            false
+        }
+    };
+    let _ = std::fs::remove_dir_all(&dir);
+    added
+}

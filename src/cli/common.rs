@@ -215,12 +215,14 @@ pub fn check_output(flag: &str, path: &std::path::Path, overwrite: bool) -> anyh
     Ok(())
 }
 
-/// Prints an error with its whole chain and gives the exit status for it.
+/// Prints an error with its whole chain (each cause once:
+/// [`xfer::error::chain_message`]) and gives the exit status for it.
 pub fn report(result: anyhow::Result<i32>) -> i32 {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            let e: &(dyn std::error::Error + 'static) = e.as_ref();
+            eprintln!("error: {}", xfer::error::chain_message(e));
             1
         }
     }

@@ -239,6 +239,9 @@ pub fn extract(cli: &Cli, args: &ExtractArgs) -> Result<i32> {
         shard,
         views,
     };
+    if let Some(s) = shard {
+        shard::check_count(s, ds.items.len())?;
+    }
     let list = extract::list_info(&ds, shard);
     if !args.overwrite {
         let job = extract::job_provenance(&ds, &root, &cfg, &manifest);
@@ -466,6 +469,7 @@ pub fn bench_model(cli: &Cli, args: &BenchArgs) -> Result<i32> {
     }
     args.device.validate()?;
     let (_rt, manifest, mut backbone) = load_backbone(cli, &args.model, &args.device, args.batch)?;
+    xfer::pipeline::check_batch_size(args.batch, 1, std::slice::from_ref(&manifest.preprocess))?;
     let c = manifest.preprocess.crop as usize;
     let input = match &args.data {
         Some(dir) => real_batch(dir, &manifest, args.batch)?,

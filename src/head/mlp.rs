@@ -83,6 +83,20 @@ impl MlpConfig {
         if self.hidden.contains(&0) {
             return bad("--hidden widths must be at least 1".into());
         }
+        // Checked: the widths come from a flag or a bundle's metadata.
+        let params = self.layer_dims().iter().try_fold(0u64, |sum, &(i, o)| {
+            (i as u64)
+                .checked_mul(o as u64)
+                .and_then(|w| w.checked_add(o as u64))
+                .and_then(|l| sum.checked_add(l))
+        });
+        if params.is_none_or(|p| p > MAX_PARAMETERS) {
+            return bad(format!(
+                "the head {} has {} parameters, over xfer's limit of {MAX_PARAMETERS} (1 GiB of float32 weights); pass smaller --hidden widths",
+                self.describe(),
+                params.map_or("more than 2^64".to_string(), |p| p.to_string())
+            ));
+        }
         if !(0.0..1.0).contains(&self.dropout) {
             return bad(format!("--dropout must be in [0, 1), got {}", self.dropout));
         }
@@ -104,6 +118,10 @@ impl MlpConfig {
         parts.join(" → ")
     }
 }
+
+/// The most parameters a head may have: 2^28 (1 GiB of float32 weights, 3 GiB
+/// with Adam's moments), 200 times the tutorial's `Linear(1280, 1000)` head.
+pub const MAX_PARAMETERS: u64 = 1 << 28;
 
 /// One fully connected layer, `y = x · weightᵀ + bias` (PyTorch's `nn.Linear`).
 ///
@@ -611,5 +629,18 @@ mod tests {
         // x = [1, 2]: z1 = [-1, 3.5] → relu [0, 3.5] → logits [4.0, 7.0]
         let out = m.forward(array![[1.0f32, 2.0]].view());
         assert_eq!(out, array![[4.0, 7.0]]);
+    }
+
+    #[test]
+    fn heads_over_the_parameter_limit_are_refused_before_allocating() {
+        let cfg = |hidden: Vec<usize>| MlpConfig {
+            hidden,
+            ..MlpConfig::tutorial(1280, 2)
+        };
+        assert!(cfg(vec![1000]).validate().is_ok());
+        let e = cfg(vec![100_000_000]).validate().unwrap_err().to_string();
+        assert!(e.contains("limit of 268435456") && e.contains("--hidden"), "{e}");
+        let e = cfg(vec![usize::MAX, usize::MAX]).validate().unwrap_err().to_string();
+        assert!(e.contains("more than 2^64"), "{e}");
     }
 }

@@ -53,6 +53,36 @@ impl Default for PipelineConfig {
     }
 }
 
+/// The most bytes of preprocessed tensors one batch may hold (up to three
+/// batches are in memory at once: two waiting, one in the backbones). A GPU
+/// run of 1024 images of 224² is 0.6 GB; 256 of 518² is 0.8 GB.
+pub const MAX_BATCH_BYTES: u64 = 4 << 30;
+
+/// Refuses a batch whose tensors would take more than [`MAX_BATCH_BYTES`]:
+/// `batch` images (`--batch`) with `views` tensors each (`--views`, 1 without)
+/// of every recipe's size, before anything is allocated.
+pub fn check_batch_size(batch: usize, views: usize, recipes: &[Recipe]) -> Result<(), Error> {
+    if batch == 0 {
+        return Err(Error::Config("--batch must be at least 1".into()));
+    }
+    let views = views.max(1);
+    // A batch holds max(1, batch / K) images of K views each.
+    let tensors = ((batch / views).max(1) as u64).saturating_mul(views as u64);
+    let per_tensor: u64 = recipes.iter().map(|r| r.tensor_len() as u64 * 4).sum();
+    let bytes = tensors.saturating_mul(per_tensor);
+    if bytes > MAX_BATCH_BYTES {
+        let sides: Vec<String> = recipes.iter().map(|r| format!("3×{0}×{0}", r.crop)).collect();
+        return Err(Error::Config(format!(
+            "a batch of {tensors} tensors ({} floats each) would take {:.1} GiB, over xfer's limit of {} GiB per batch; pass a smaller --batch{}",
+            sides.join(" + "),
+            bytes as f64 / f64::from(1u32 << 30),
+            MAX_BATCH_BYTES >> 30,
+            if views > 1 { " or fewer --views" } else { "" }
+        )));
+    }
+    Ok(())
+}
+
 impl PipelineConfig {
     /// Decoder threads, 0 resolved to one per core.
     pub fn threads(&self) -> usize {
@@ -93,6 +123,47 @@ pub struct Batch {
     pub views: usize,
     /// Inputs that could not be read or decoded (index, reason), in input order.
     pub skipped: Vec<(usize, String)>,
+}
+
+/// Moves the images whose features (any view, any backbone) are not finite
+/// to `skipped`, with the reason: a model that gives NaN or ±inf for an image
+/// must not put it into a feature file or a prediction. `names` are the
+/// stages' backbones. `skipped` stays in input order.
+pub fn skip_non_finite(batch: &mut Batch, names: &[&str]) {
+    let k = batch.views.max(1);
+    let bad_stage = |i: usize| {
+        batch.features.iter().position(|f| {
+            f.slice(ndarray::s![i * k..(i + 1) * k, ..])
+                .iter()
+                .any(|v| !v.is_finite())
+        })
+    };
+    let bad: Vec<(usize, usize)> = (0..batch.rows.len())
+        .filter_map(|i| bad_stage(i).map(|s| (i, s)))
+        .collect();
+    if bad.is_empty() {
+        return;
+    }
+    let keep: Vec<usize> = (0..batch.rows.len())
+        .filter(|i| !bad.iter().any(|(b, _)| b == i))
+        .collect();
+    for (i, stage) in &bad {
+        let backbone = if names.len() > 1 {
+            format!("backbone {} gave", names.get(*stage).copied().unwrap_or("?"))
+        } else {
+            "the backbone gave".to_string()
+        };
+        batch.skipped.push((
+            batch.rows[*i],
+            format!("{backbone} non-finite features (NaN or infinity) for this image; they are not stored or used"),
+        ));
+    }
+    batch.skipped.sort_by_key(|(index, _)| *index);
+    let rows: Vec<usize> = keep.iter().flat_map(|&i| i * k..(i + 1) * k).collect();
+    for f in &mut batch.features {
+        *f = f.select(ndarray::Axis(0), &rows);
+    }
+    batch.rows = keep.iter().map(|&i| batch.rows[i]).collect();
 }
 
 /// Where batches go: the HDF5 writer of `extract`, the head of `predict`.
@@ -198,10 +269,8 @@ where
     E: From<Error> + From<S::Error>,
 {
     let start = Instant::now();
-    if cfg.batch == 0 {
-        return Err(Error::Config("the batch size must be at least 1".into()).into());
-    }
     let k = views.map_or(1, |v| v.plan.views);
+    check_batch_size(cfg.batch, k, recipes)?;
     let images_per_batch = (cfg.batch / k).max(1);
     let priority = DecoderPriority::new(cfg.background_decoders);
     let pool = rayon::ThreadPoolBuilder::new()
@@ -276,15 +345,19 @@ where
                     });
                 }
                 timings.backbones += t.elapsed();
-                done += batch.rows.len() + batch.skipped.len();
-                skipped += batch.skipped.len();
-                let t = Instant::now();
-                sink.consume(Batch {
+                let mut out = Batch {
                     rows: batch.rows,
                     features,
                     views: k,
                     skipped: batch.skipped,
-                })?;
+                };
+                let names: Vec<&str> =
+                    stages.iter().map(|s| s.backbone.manifest.name.as_str()).collect();
+                skip_non_finite(&mut out, &names);
+                done += out.rows.len() + out.skipped.len();
+                skipped += out.skipped.len();
+                let t = Instant::now();
+                sink.consume(out)?;
                 timings.sink += t.elapsed();
                 progress(Progress {
                     done,
@@ -429,5 +502,60 @@ mod tests {
             other => panic!("{other}"),
         }
         assert!(guarded(path, || Ok(())).is_ok());
+    }
+
+    use ndarray::array;
+
+    #[test]
+    fn non_finite_images_are_skipped_in_input_order() {
+        // Images 3, 5, 8 decoded (2 views each), 4 did not; 5 has a NaN in
+        // its second view on backbone b, 8 an infinity on backbone a.
+        let mut batch = Batch {
+            rows: vec![3, 5, 8],
+            features: vec![
+                array![[1.], [2.], [3.], [4.], [f32::INFINITY], [6.]],
+                array![[1.], [2.], [3.], [f32::NAN], [5.], [6.]],
+            ],
+            views: 2,
+            skipped: vec![(4, "unreadable".into())],
+        };
+        skip_non_finite(&mut batch, &["a", "b"]);
+        assert_eq!(batch.rows, [3]);
+        assert_eq!(batch.features[0], array![[1.], [2.]]);
+        assert_eq!(batch.features[1], array![[1.], [2.]]);
+        let skipped: Vec<usize> = batch.skipped.iter().map(|s| s.0).collect();
+        assert_eq!(skipped, [4, 5, 8]);
+        assert!(batch.skipped[1].1.starts_with("backbone b gave non-finite"));
+        assert!(batch.skipped[2].1.starts_with("backbone a gave non-finite"));
+        assert_eq!(
+            check_batch_size(32, 1, &[]).map_err(|e| e.to_string()),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn batches_over_the_memory_limit_are_refused_before_allocating() {
+        use crate::preprocess::{ChannelOrder, CropOffset, Interpolation, ResizeMode};
+        let r = Recipe {
+            resize: 256,
+            resize_mode: ResizeMode::ShorterSide,
+            crop: 224,
+            crop_offset: CropOffset::RoundHalfEven,
+            interpolation: Interpolation::Bilinear,
+            pixel_scale: 1.0 / 255.0,
+            mean: [0.5; 3],
+            std: [0.5; 3],
+            channel_order: ChannelOrder::Rgb,
+        };
+        assert!(check_batch_size(1024, 1, std::slice::from_ref(&r)).is_ok());
+        let e = check_batch_size(100_000, 1, std::slice::from_ref(&r))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("limit of 4 GiB") && e.contains("--batch"), "{e}");
+        // 1 image of 100000 views is 100000 tensors.
+        let e = check_batch_size(32, 100_000, std::slice::from_ref(&r))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("100000 tensors") && e.contains("--views"), "{e}");
     }
 }

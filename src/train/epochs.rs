@@ -183,7 +183,10 @@ pub fn train_mlp(
     let mut dropout_rng = rng.fork();
     // Forked after the others, so that runs without views draw as before.
     let mut view_rng = rng.fork();
-    let mut picks: Vec<usize> = Vec::with_capacity(config.batch_size);
+    // A batch never holds more rows than the training set (`--batch` is a
+    // size from a flag: reserving it as given could abort the process).
+    let batch_rows = config.batch_size.min(train.rows.len());
+    let mut picks: Vec<usize> = Vec::with_capacity(batch_rows);
     let mut opt = Optimizer::new(config.optimizer, mlp.param_sizes());
     // Plain SGD: the update is fused into the backward pass (no gradient buffers).
     let fused_sgd = matches!(config.optimizer, OptimizerConfig::Sgd(c) if c.momentum == 0.0 && c.weight_decay == 0.0);
@@ -197,7 +200,7 @@ pub fn train_mlp(
     };
     let mut acts = Activations::default();
     let mut xb = Array2::zeros((0, 0));
-    let mut yb = Vec::with_capacity(config.batch_size);
+    let mut yb = Vec::with_capacity(batch_rows);
     let class_weights = config.class_weights.as_deref();
     let mut order: Vec<usize> = train.rows.to_vec();
     let n_batches = order.len().div_ceil(config.batch_size);
@@ -382,6 +385,28 @@ mod tests {
         if out.stopped_early {
             assert_eq!(out.history.len(), out.best_epoch + 3);
         }
+    }
+
+    /// `--batch` larger than memory can hold (a size from a flag): the
+    /// batch is the whole training set, nothing is reserved by the flag.
+    #[test]
+    fn a_huge_batch_size_is_the_whole_set() {
+        let (x, y) = blobs(16);
+        let rows: Vec<usize> = (0..16).collect();
+        let mut mlp = Mlp::new(MlpConfig::linear(8, 3), &mut Rng::new(2));
+        let tc = TrainConfig {
+            epochs: 1,
+            batch_size: usize::MAX / 2,
+            ..Default::default()
+        };
+        let rows = Rows {
+            x: x.view(),
+            labels: &y,
+            rows: &rows,
+            views: None,
+        };
+        let out = train_mlp(&mut mlp, rows, None, &tc, &mut |_| {});
+        assert_eq!(out.history.len(), 1);
     }
 
     #[test]
