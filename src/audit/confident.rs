@@ -51,8 +51,9 @@ pub fn quality(probs: ArrayView2<f32>, labels: &[usize], i: usize, by: RankBy) -
     }
 }
 
-/// The per-class thresholds: mean p(k) over the rows labelled k (2 for a
-/// class with no rows, so that nothing is confidently in it: cleanlab's `BIG_VALUE`).
+/// The per-class thresholds: mean p(k) over the rows labelled k, at least
+/// 2e-6 (2 for a class with no rows, so that nothing is confidently in it:
+/// cleanlab's `BIG_VALUE`).
 pub fn thresholds(probs: ArrayView2<f32>, labels: &[usize]) -> Vec<f32> {
     let k = probs.ncols();
     let mut sum = vec![0f64; k];
@@ -62,7 +63,7 @@ pub fn thresholds(probs: ArrayView2<f32>, labels: &[usize]) -> Vec<f32> {
         n[l] += 1;
     }
     (0..k)
-        .map(|c| if n[c] > 0 { (sum[c] / n[c] as f64) as f32 } else { 2.0 })
+        .map(|c| if n[c] > 0 { ((sum[c] / n[c] as f64) as f32).max(2.0 * EPS) } else { 2.0 })
         .collect()
 }
 
@@ -76,10 +77,13 @@ fn round_preserving_sum(v: &[f64]) -> Vec<i64> {
         let diff = (orig - int_sum).round_ties_even();
         let inc = if diff < 0.0 { -1.0 } else { 1.0 };
         let changes = (diff.abs() as usize).min(v.len());
-        // np.argsort(floats - ints)[::-1][:changes]; a stable argsort reversed.
+        // np.argsort(floats - ints)[::-increment][:changes]: the largest
+        // rounding losses first when adding, the smallest when taking away.
         let mut idx: Vec<usize> = (0..v.len()).collect();
         idx.sort_by(|&a, &b| (v[a] - ints[a]).total_cmp(&(v[b] - ints[b])));
-        idx.reverse();
+        if inc > 0.0 {
+            idx.reverse();
+        }
         for &i in idx.iter().take(changes) {
             ints[i] += inc;
         }
@@ -188,7 +192,7 @@ pub fn find_label_issues(probs: ArrayView2<f32>, labels: &[usize]) -> Vec<usize>
                 .iter()
                 .map(|&i| (probs[[i, truth]] - probs[[i, given]], i))
                 .collect();
-            by_margin.sort_by(|a, b| b.0.total_cmp(&a.0).then(b.1.cmp(&a.1)));
+            by_margin.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
             for &(_, i) in by_margin.iter().take(m) {
                 flagged[i] = true;
             }
@@ -198,10 +202,12 @@ pub fn find_label_issues(probs: ArrayView2<f32>, labels: &[usize]) -> Vec<usize>
     for (i, f) in flagged.iter_mut().enumerate() {
         if *f {
             let p = probs.row(i);
-            let mut best = labels[i];
-            let mut best_p = p[best] + EPS;
+            // argmax of p with p[given] + 1e-6 (the first on ties).
+            let mut best = 0;
+            let mut best_p = f32::NEG_INFINITY;
             for (c, &v) in p.iter().enumerate() {
-                if v > best_p || (v == best_p && c < best) {
+                let v = if c == labels[i] { v + EPS } else { v };
+                if v > best_p {
                     best = c;
                     best_p = v;
                 }
@@ -230,7 +236,8 @@ mod tests {
 
     #[test]
     fn rounding_preserves_row_sums() {
-        assert_eq!(round_preserving_sum(&[1.4, 1.4, 1.2]), vec![2, 1, 1]);
+        // numpy: argsort([.4, .4, .2])[::-1] = [1, 0, 2]: index 1 gets the unit.
+        assert_eq!(round_preserving_sum(&[1.4, 1.4, 1.2]), vec![1, 2, 1]);
         assert_eq!(round_preserving_sum(&[2.0, 3.0]), vec![2, 3]);
         let r = round_preserving_sum(&[0.6, 0.6, 0.6, 0.2]);
         assert_eq!(r.iter().sum::<i64>(), 2);

@@ -27,6 +27,6 @@ mod run;
 pub use run::*;
 
 /// Default cosine similarity at or above which two images count as near-duplicates.
-pub const DEFAULT_THRESHOLD: f32 = 0.95;
+pub const DEFAULT_THRESHOLD: f32 = 0.90;
 /// Default neighbours per row for the outlier score.
 pub const DEFAULT_K: usize = 5;

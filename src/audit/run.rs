@@ -411,8 +411,14 @@ fn match_run(splits: &Splits, oof: &OutOfFold, dir: &Path) -> Result<usize> {
                     s.name,
                     sp.len(),
                     rp.len(),
-                    if new > 0 { format!(", {new} images new since the run") } else { String::new() },
-                    if gone > 0 { format!(", {gone} of the run's images gone") } else { String::new() },
+                    if new == sp.len() {
+                        ", no image in common".to_string()
+                    } else if new > 0 {
+                        format!(", {new} images new since the run")
+                    } else {
+                        String::new()
+                    },
+                    if gone > 0 && new < sp.len() { format!(", {gone} of the run's images gone") } else { String::new() },
                     if relabelled > 0 {
                         format!(", {relabelled} images with another class")
                     } else if new == 0 && gone == 0 {
