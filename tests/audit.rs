@@ -30,7 +30,8 @@ fn fails_with(o: Output, needle: &str) -> String {
     assert_eq!(o.status.code(), Some(1), "{t}");
     let err = String::from_utf8_lossy(&o.stderr).to_string();
     assert!(err.contains(needle), "expected {needle:?} in: {t}");
-    assert_eq!(err.trim().lines().count(), 1, "one line: {t}");
+    let errors = err.lines().filter(|l| !l.starts_with("warning: ")).count();
+    assert_eq!(errors, 1, "one line (besides warnings): {t}");
     assert!(!err.contains("Some("), "{t}");
     err
 }
@@ -255,6 +256,15 @@ fn train_writes_out_of_fold_probabilities_that_audit_reads() {
     assert_eq!(v["n_label_checked"], 24);
     let v = audit_json(&["--features", s(&f), "--run", s(&run), "--head", "logistic"]);
     assert!(v["probabilities"].as_str().unwrap().contains("logistic head"), "{v}");
+    // Two backbones of one split, comma-separated, concatenated as training does.
+    let g = t.path().join("train_tiny_tutorial.h5");
+    ok(xfer(&["extract", "--model", s(&tiny), "--data", s(&data), "--out", s(&g), "--preset", "tutorial", "--quiet"]));
+    let both = format!("{},{}", s(&f), s(&g));
+    let v = audit_json(&["--features", &both]);
+    assert_eq!(v["splits"].as_array().unwrap().len(), 1, "{v}");
+    assert_eq!(v["n_rows"], 24);
+    let e = fails_with(xfer(&["audit", "--features", &both, "--run", s(&run)]), "does not match the features");
+    assert!(e.contains("backbone"), "{e}");
     // A run without cross-validation has none, and an earlier run's file goes.
     ok(xfer(&["train", "--train", s(&f), "--out", s(&run), "--val-split", "0.25", "--epochs", "3", "--quiet", "--overwrite"]));
     assert!(!run.join("out_of_fold.json").exists());

@@ -183,12 +183,12 @@ mod tests {
         want.sort();
         assert_eq!(gp, want);
         assert!(want.contains(&(3, BLOCK as u32 + 5)));
-        for i in 0..n {
+        for (i, want) in topk.iter().enumerate() {
             let g: Vec<u32> = got.topk[i].items.iter().map(|p| p.1).collect();
             // Similarities within float noise may swap order; compare the sets' sims.
             let gs: f32 = got.topk[i].items.iter().map(|p| p.0).sum();
-            let ws: f32 = topk[i].iter().map(|&j| x.row(i).dot(&x.row(j as usize))).sum();
-            assert!((gs - ws).abs() < 1e-4, "row {i}: {g:?} vs {:?}", topk[i]);
+            let ws: f32 = want.iter().map(|&j| x.row(i).dot(&x.row(j as usize))).sum();
+            assert!((gs - ws).abs() < 1e-4, "row {i}: {g:?} vs {want:?}");
         }
     }
 }
