@@ -63,7 +63,13 @@ pub fn thresholds(probs: ArrayView2<f32>, labels: &[usize]) -> Vec<f32> {
         n[l] += 1;
     }
     (0..k)
-        .map(|c| if n[c] > 0 { ((sum[c] / n[c] as f64) as f32).max(2.0 * EPS) } else { 2.0 })
+        .map(|c| {
+            if n[c] > 0 {
+                ((sum[c] / n[c] as f64) as f32).max(2.0 * EPS)
+            } else {
+                2.0
+            }
+        })
         .collect()
 }
 

@@ -23,7 +23,13 @@ pub const MAX_SHOWN: usize = 48;
 pub fn page(audit: &Audit, splits: &Splits, image_root: Option<&Path>) -> String {
     // Every row shown, thumbnailed once.
     let mut wanted: Vec<usize> = Vec::new();
-    wanted.extend(audit.duplicates.iter().take(MAX_SHOWN).flat_map(|d| [d.global.0, d.global.1]));
+    wanted.extend(
+        audit
+            .duplicates
+            .iter()
+            .take(MAX_SHOWN)
+            .flat_map(|d| [d.global.0, d.global.1]),
+    );
     wanted.extend(audit.label_issues.iter().take(MAX_SHOWN).map(|l| l.global));
     wanted.extend(audit.outliers.iter().take(MAX_SHOWN).map(|o| o.global));
     wanted.sort_unstable();
@@ -52,7 +58,10 @@ pub fn page(audit: &Audit, splits: &Splits, image_root: Option<&Path>) -> String
             "<figcaption>{}{extra}<br><span class=\"path\">{} · {}</span></figcaption>",
             r.label
                 .as_ref()
-                .map_or("unlabelled".to_string(), |l| format!("given <b>{}</b>", escape(l))),
+                .map_or("unlabelled".to_string(), |l| format!(
+                    "given <b>{}</b>",
+                    escape(l)
+                )),
             escape(&r.split),
             escape(&r.path)
         )
@@ -71,7 +80,14 @@ pub fn page(audit: &Audit, splits: &Splits, image_root: Option<&Path>) -> String
     let split_list = audit
         .splits
         .iter()
-        .map(|s| format!("<code>{}</code> ({} rows{})", escape(&s.name), s.n_rows, if s.labelled { "" } else { ", unlabelled" }))
+        .map(|s| {
+            format!(
+                "<code>{}</code> ({} rows{})",
+                escape(&s.name),
+                s.n_rows,
+                if s.labelled { "" } else { ", unlabelled" }
+            )
+        })
         .collect::<Vec<_>>()
         .join(", ");
     let _ = writeln!(
@@ -93,8 +109,16 @@ pub fn page(audit: &Audit, splits: &Splits, image_root: Option<&Path>) -> String
         ("leakage", "Leakage: the same image in two splits", true),
         ("duplicates", "Duplicates within a split", false),
     ] {
-        let list: Vec<_> = audit.duplicates.iter().filter(|d| d.leakage == leak).collect();
-        let _ = writeln!(h, "<section id=\"{id}\">\n<h2>{title} ({})</h2>", list.len());
+        let list: Vec<_> = audit
+            .duplicates
+            .iter()
+            .filter(|d| d.leakage == leak)
+            .collect();
+        let _ = writeln!(
+            h,
+            "<section id=\"{id}\">\n<h2>{title} ({})</h2>",
+            list.len()
+        );
         let _ = writeln!(
             h,
             "<p class=\"sub\">Pairs whose features have cosine similarity ≥ {} (<code>--threshold</code>), or whose files have the same bytes (<b>exact</b>). {}</p>",
@@ -119,7 +143,11 @@ pub fn page(audit: &Audit, splits: &Splits, image_root: Option<&Path>) -> String
                 "</div><p class=\"sub\">{} · similarity {:.4}{}</p></div>",
                 d.kind,
                 d.similarity,
-                if d.labels_differ { " · <b>different classes</b>" } else { "" }
+                if d.labels_differ {
+                    " · <b>different classes</b>"
+                } else {
+                    ""
+                }
             );
         }
         h += "</div>\n</section>\n";

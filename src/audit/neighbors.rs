@@ -27,8 +27,8 @@ pub fn normalize_rows(x: ArrayView2<f32>) -> Array2<f32> {
     let d = x.ncols().max(1);
     let mut flat: Vec<f32> = x.iter().copied().collect(); // row-major whatever x's layout
     flat.par_chunks_mut(d).for_each(|r| {
-            let n = r.iter().map(|v| v * v).sum::<f32>().sqrt();
-            if n > 0.0 {
+        let n = r.iter().map(|v| v * v).sum::<f32>().sqrt();
+        if n > 0.0 {
             r.iter_mut().for_each(|v| *v /= n);
         }
     });
@@ -120,7 +120,10 @@ pub fn search(x: ArrayView2<f32>, k: usize, threshold: f32) -> Neighbours {
             }
         }
         if !local_pairs.is_empty() {
-            pairs.lock().expect("no panics while locked").extend(local_pairs);
+            pairs
+                .lock()
+                .expect("no panics while locked")
+                .extend(local_pairs);
         }
     });
     let mut pairs = pairs.into_inner().expect("no panics while locked");

@@ -70,8 +70,8 @@ impl OutOfFold {
             }
             Err(e) => return Err(bad(format!("cannot be read ({e})"))),
         };
-        let oof: OutOfFold =
-            serde_json::from_str(&text).map_err(|e| bad(format!("is not a valid out-of-fold file ({e})")))?;
+        let oof: OutOfFold = serde_json::from_str(&text)
+            .map_err(|e| bad(format!("is not a valid out-of-fold file ({e})")))?;
         let n = oof.labels.len();
         let k = oof.classes.len();
         if oof.folds.len() != n || oof.paths.as_ref().is_some_and(|p| p.len() != n) {
@@ -82,7 +82,10 @@ impl OutOfFold {
         }
         for h in &oof.heads {
             if h.probabilities.len() != n || h.probabilities.iter().any(|r| r.len() != k) {
-                return Err(bad(format!("the {} head's probabilities are not {n} × {k}", h.kind)));
+                return Err(bad(format!(
+                    "the {} head's probabilities are not {n} × {k}",
+                    h.kind
+                )));
             }
         }
         if oof.heads.is_empty() {

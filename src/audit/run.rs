@@ -91,7 +91,11 @@ impl Splits {
             }
             let what = format!(
                 "features of split `{name}` ({})",
-                files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>().join(", ")
+                files
+                    .iter()
+                    .map(|f| f.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             );
             let unlabelled = set.labels.iter().all(|&l| l == -1);
             match (&class_names, set.class_names.as_deref()) {
@@ -232,7 +236,9 @@ impl Splits {
     pub fn image_file(&self, g: usize, image_root: Option<&Path>) -> Option<PathBuf> {
         let (s, r) = self.locate(g);
         let set = &self.splits[s].set;
-        let root = image_root.map(Path::to_path_buf).or_else(|| set.dataset_root.clone())?;
+        let root = image_root
+            .map(Path::to_path_buf)
+            .or_else(|| set.dataset_root.clone())?;
         let rel = set.paths.as_ref()?.get(r)?;
         Some(crate::report::thumbs::image_path(&root, rel))
     }
@@ -383,9 +389,12 @@ fn match_run(splits: &Splits, oof: &OutOfFold, dir: &Path) -> Result<usize> {
             oof.classes, splits.class_names
         )));
     }
-    check_backbones(&oof.backbones, &splits.splits[0].set.backbones, "the features").map_err(|e| {
-        audit_err(format!("the run {run} does not match the features: {e}"))
-    })?;
+    check_backbones(
+        &oof.backbones,
+        &splits.splits[0].set.backbones,
+        "the features",
+    )
+    .map_err(|e| audit_err(format!("the run {run} does not match the features: {e}")))?;
     let mut why = Vec::new();
     for (i, s) in splits.splits.iter().enumerate() {
         let Some(labels) = &s.labels else { continue };
@@ -418,7 +427,11 @@ fn match_run(splits: &Splits, oof: &OutOfFold, dir: &Path) -> Result<usize> {
                     } else {
                         String::new()
                     },
-                    if gone > 0 && new < sp.len() { format!(", {gone} of the run's images gone") } else { String::new() },
+                    if gone > 0 && new < sp.len() {
+                        format!(", {gone} of the run's images gone")
+                    } else {
+                        String::new()
+                    },
                     if relabelled > 0 {
                         format!(", {relabelled} images with another class")
                     } else if new == 0 && gone == 0 {
@@ -451,7 +464,12 @@ fn match_run(splits: &Splits, oof: &OutOfFold, dir: &Path) -> Result<usize> {
 /// The out-of-fold probabilities of the labelled rows, by the default
 /// logistic head (C by cross-validation, as `xfer train` chooses it, then
 /// temperature-scaled), cross-validated over every labelled row of every split.
-fn logistic_oof(splits: &Splits, x: ArrayView2<f32>, folds: usize, seed: u64) -> Result<Probabilities> {
+fn logistic_oof(
+    splits: &Splits,
+    x: ArrayView2<f32>,
+    folds: usize,
+    seed: u64,
+) -> Result<Probabilities> {
     use crate::head::logistic;
     let offsets = splits.offsets();
     let mut rows = Vec::new();
@@ -478,8 +496,10 @@ fn logistic_oof(splits: &Splits, x: ArrayView2<f32>, folds: usize, seed: u64) ->
         max_iterations: 100,
         ..Default::default()
     };
-    let path = logistic::cross_validate(x, &labels, &rows, &fold_of, k, n_classes, &cs, &config, None)
-        .map_err(|e| audit_err(format!("cross-validating the logistic head: {e}")))?;
+    let path = logistic::cross_validate(
+        x, &labels, &rows, &fold_of, k, n_classes, &cs, &config, None,
+    )
+    .map_err(|e| audit_err(format!("cross-validating the logistic head: {e}")))?;
     let t = crate::head::calibrate::fit_temperature(path.oof_logits.view(), &y);
     let probs = crate::head::softmax_rows((&path.oof_logits / t.t).view());
     Ok(Probabilities {
@@ -506,8 +526,8 @@ fn hash_files(splits: &Splits, root: Option<&Path>) -> (Vec<(usize, [u8; 32])>, 
             Some((*g, Sha256::digest(&bytes).into()))
         })
         .collect();
-    let unreadable = hashed.iter().filter(|h| h.is_none()).count()
-        + (splits.n_rows() - files.len());
+    let unreadable =
+        hashed.iter().filter(|h| h.is_none()).count() + (splits.n_rows() - files.len());
     (hashed.into_iter().flatten().collect(), unreadable)
 }
 
@@ -563,7 +583,7 @@ pub fn audit(splits: &Splits, settings: &Settings) -> Result<Audit> {
     }
     let t0 = std::time::Instant::now();
     let x = splits.unit_rows(); // [n, d]
-    // Out-of-fold probabilities.
+                                // Out-of-fold probabilities.
     let probs: Option<Probabilities> = if labelled == 0 {
         notes.push("no split is labelled: label issues are not checked".into());
         None
@@ -683,7 +703,8 @@ pub fn audit(splits: &Splits, settings: &Settings) -> Result<Audit> {
         .iter()
         .map(|&(a, b, s)| (a as usize, b as usize, s))
         .collect();
-    let listed: std::collections::HashSet<(usize, usize)> = pairs.iter().map(|p| (p.0, p.1)).collect();
+    let listed: std::collections::HashSet<(usize, usize)> =
+        pairs.iter().map(|p| (p.0, p.1)).collect();
     for &(a, b) in &exact {
         if !listed.contains(&(a, b)) {
             pairs.push((a, b, x.row(a).dot(&x.row(b))));
@@ -694,7 +715,11 @@ pub fn audit(splits: &Splits, settings: &Settings) -> Result<Audit> {
         .map(|(a, b, sim)| {
             let (ra, rb) = (splits.row_ref(a), splits.row_ref(b));
             Duplicate {
-                kind: if exact.contains(&(a, b)) { "exact" } else { "near" },
+                kind: if exact.contains(&(a, b)) {
+                    "exact"
+                } else {
+                    "near"
+                },
                 leakage: ra.split != rb.split,
                 similarity: sim,
                 labels_differ: ra.label.is_some() && rb.label.is_some() && ra.label != rb.label,
@@ -732,7 +757,10 @@ pub fn audit(splits: &Splits, settings: &Settings) -> Result<Audit> {
         .map(|g| Outlier {
             row: splits.row_ref(g),
             score: scores[g],
-            nearest: nb.topk[g].items.first().map(|p| splits.row_ref(p.1 as usize)),
+            nearest: nb.topk[g]
+                .items
+                .first()
+                .map(|p| splits.row_ref(p.1 as usize)),
             global: g,
         })
         .collect();
@@ -776,8 +804,17 @@ impl Audit {
         let mut c = csv::Writer::from_writer(w);
         let io = |e: csv::Error| std::io::Error::other(e.to_string());
         c.write_record([
-            "issue", "rank", "split", "path", "given", "suggested", "score", "other_split",
-            "other_path", "other_given", "similarity",
+            "issue",
+            "rank",
+            "split",
+            "path",
+            "given",
+            "suggested",
+            "score",
+            "other_split",
+            "other_path",
+            "other_given",
+            "similarity",
         ])
         .map_err(io)?;
         let f = |v: f32| format!("{v:.6}");
@@ -832,7 +869,9 @@ impl Audit {
                 f(o.score),
                 near.as_ref().map(|r| r.split.clone()).unwrap_or_default(),
                 near.as_ref().map(|r| r.path.clone()).unwrap_or_default(),
-                near.as_ref().and_then(|r| r.label.clone()).unwrap_or_default(),
+                near.as_ref()
+                    .and_then(|r| r.label.clone())
+                    .unwrap_or_default(),
                 String::new(),
             ])
             .map_err(io)?;

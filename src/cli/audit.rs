@@ -88,7 +88,10 @@ pub fn audit(args: &AuditArgs) -> Result<i32> {
     let groups = groups(args)?;
     for f in groups.iter().flatten() {
         if !f.exists() {
-            anyhow::bail!("{} does not exist; create it with `xfer extract`", f.display());
+            anyhow::bail!(
+                "{} does not exist; create it with `xfer extract`",
+                f.display()
+            );
         }
     }
     if args.cv < 2 {
@@ -100,7 +103,10 @@ pub fn audit(args: &AuditArgs) -> Result<i32> {
     let page = match &args.report {
         Some(dir) => {
             if dir.exists() && !dir.is_dir() {
-                anyhow::bail!("--report {} exists and is not a folder; give a folder", dir.display());
+                anyhow::bail!(
+                    "--report {} exists and is not a folder; give a folder",
+                    dir.display()
+                );
             }
             let p = dir.join("audit.html");
             if p.exists() && !args.overwrite {
@@ -142,7 +148,11 @@ pub fn audit(args: &AuditArgs) -> Result<i32> {
         let html = audit::html::page(&result, &splits, args.image_root.as_deref());
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         xfer::atomic::write_bytes_atomic(page, html.as_bytes())?;
-        eprintln!("report: {} ({} KB)", page.display(), html.len().div_ceil(1024));
+        eprintln!(
+            "report: {} ({} KB)",
+            page.display(),
+            html.len().div_ceil(1024)
+        );
     }
     if args.json {
         let mut v = serde_json::to_value(&result)?;
@@ -179,7 +189,12 @@ fn print_text(a: &audit::Audit, top: usize) {
         a.splits.len(),
         a.splits
             .iter()
-            .map(|s| format!("{} ({}{})", s.name, s.n_rows, if s.labelled { "" } else { ", unlabelled" }))
+            .map(|s| format!(
+                "{} ({}{})",
+                s.name,
+                s.n_rows,
+                if s.labelled { "" } else { ", unlabelled" }
+            ))
             .collect::<Vec<_>>()
             .join(", ")
     );
@@ -195,7 +210,10 @@ fn print_text(a: &audit::Audit, top: usize) {
             a.threshold
         );
     } else {
-        println!("leakage: no pair across splits at similarity ≥ {}", a.threshold);
+        println!(
+            "leakage: no pair across splits at similarity ≥ {}",
+            a.threshold
+        );
     }
     let pair = |d: &audit::Duplicate| {
         println!(
@@ -206,13 +224,25 @@ fn print_text(a: &audit::Audit, top: usize) {
             d.a.path,
             d.b.split,
             d.b.path,
-            if d.labels_differ { "  (different classes)" } else { "" }
+            if d.labels_differ {
+                "  (different classes)"
+            } else {
+                ""
+            }
         )
     };
-    a.duplicates.iter().filter(|d| d.leakage).take(top).for_each(pair);
+    a.duplicates
+        .iter()
+        .filter(|d| d.leakage)
+        .take(top)
+        .for_each(pair);
     let within = a.duplicates.len() - leaks;
     println!("duplicates within a split: {within} pair(s)");
-    a.duplicates.iter().filter(|d| !d.leakage).take(top).for_each(pair);
+    a.duplicates
+        .iter()
+        .filter(|d| !d.leakage)
+        .take(top)
+        .for_each(pair);
     println!(
         "label issues: {} of {} labelled rows (confident learning; ranked by {})",
         a.label_issues.len(),

@@ -666,10 +666,17 @@ pub fn out_of_fold(
             .paths
             .as_ref()
             .map(|p| data.train_rows.iter().map(|&r| p[r].clone()).collect()),
-        labels: data.train_rows.iter().map(|&r| data.train_labels[r]).collect(),
+        labels: data
+            .train_rows
+            .iter()
+            .map(|&r| data.train_labels[r])
+            .collect(),
         folds: data.folds.clone(),
         n_folds: data.n_folds(),
-        recommended: reports.iter().find(|r| r.recommended).map(|r| r.bundle.clone()),
+        recommended: reports
+            .iter()
+            .find(|r| r.recommended)
+            .map(|r| r.bundle.clone()),
         heads,
     })
 }
