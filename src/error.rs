@@ -134,6 +134,12 @@ pub enum Error {
     #[error("cannot merge: {0}")]
     Merge(String),
 
+    /// `xfer audit` input that cannot be audited (splits of different
+    /// backbones or datasets, a run that does not match the features, a class
+    /// with one image); the message says what differs and what to do.
+    #[error("audit: {0}")]
+    Audit(String),
+
     /// An image list (`--list`) that cannot be read; the reason names the line.
     #[error("image list {path}: {reason}")]
     List { path: PathBuf, reason: String },

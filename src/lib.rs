@@ -4,6 +4,8 @@
 //! the data flow and the file formats.
 
 pub mod atomic;
+#[cfg(feature = "store")]
+pub mod audit;
 pub mod augment;
 pub mod backbone;
 pub mod bundle;

@@ -1,5 +1,7 @@
 //! Argument parsing (clap derive), progress bars and printing.
 
+#[cfg(feature = "train")]
+mod audit;
 mod common;
 mod evaluate;
 #[cfg(feature = "ship")]
@@ -58,6 +60,9 @@ enum Command {
     Train(train::TrainArgs),
     /// Score a trained head on labelled feature files.
     Evaluate(evaluate::EvaluateArgs),
+    /// Find label errors, duplicates, leakage between splits and outliers in feature files.
+    #[cfg(feature = "train")]
+    Audit(audit::AuditArgs),
     /// Classify images with a trained head and its backbone(s); CSV and Kaggle output.
     Predict(predict::PredictArgs),
     /// Write the bundle and its backbone(s) as one ONNX file (backbone, pooling, head, softmax).
@@ -92,6 +97,8 @@ pub fn main() -> i32 {
         Command::BenchModel(args) => extract::bench_model(&cli, args),
         Command::Train(args) => train::train(&cli, args),
         Command::Evaluate(args) => evaluate::evaluate(&cli, args),
+        #[cfg(feature = "train")]
+        Command::Audit(args) => audit::audit(args),
         Command::Predict(args) => {
             predict::predict(args, cli.ort_lib.as_deref(), cli.zoo.as_deref())
         }

@@ -320,8 +320,9 @@ const DEFAULT_STEPS: usize = 1000;
 const MAX_EPOCHS: usize = 300;
 
 /// Files a run writes into --out.
-const OUTPUTS: [&str; 5] = [
+const OUTPUTS: [&str; 6] = [
     "metrics.json",
+    xfer::audit::oof::FILE,
     "mlp.safetensors",
     "logistic.safetensors",
     "best.safetensors",
@@ -432,6 +433,12 @@ pub fn train(_cli: &Cli, args: &TrainArgs) -> Result<i32> {
     let text = serde_json::to_string_pretty(&metrics)? + "\n";
     xfer::atomic::write_bytes_atomic(&p, text.as_bytes())?;
     written.push("metrics.json".into());
+    if let Some(oof) = fit::out_of_fold(&plan, &data, &trained, &reports) {
+        let p = args.out.join(xfer::audit::oof::FILE);
+        let text = serde_json::to_string(&oof)? + "\n";
+        xfer::atomic::write_bytes_atomic(&p, text.as_bytes())?;
+        written.push(xfer::audit::oof::FILE.into());
+    }
     // An earlier run's outputs that this run did not rewrite would mix two runs.
     for name in OUTPUTS {
         let p = args.out.join(name);

@@ -300,7 +300,7 @@ pub fn gather<'p, 'a>(input: &'p PageInput<'a>) -> Page<'p, 'a> {
     }
 }
 
-const STYLE: &str = r#"
+pub(crate) const STYLE: &str = r#"
 :root { color-scheme: light; }
 body { font-family: "DejaVu Sans", "Helvetica Neue", Helvetica, Arial, sans-serif; font-size: 15px;
   line-height: 1.45; color: #1a1a1a; background: #fff; max-width: 1180px; margin: 0 auto; padding: 0 24px 40px; }

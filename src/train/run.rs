@@ -28,6 +28,15 @@ pub struct Trained {
     pub bundle: Bundle,
     /// Lines worth telling the user (solver details, early stopping, …).
     pub notes: Vec<String>,
+    /// With cross-validation: every training row's out-of-fold
+    /// probabilities at the fitted temperature, [train_rows.len(), n_classes]
+    /// in `train_rows` order (`out_of_fold.json`, read by `xfer audit --run`).
+    pub oof_probs: Option<Array2<f32>>,
+}
+
+/// Out-of-fold logits as probabilities at temperature `t`.
+fn oof_probs(oof_logits: Option<ArrayView2<f32>>, t: f32) -> Option<Array2<f32>> {
+    oof_logits.map(|z| softmax_rows((&z / t).view()))
 }
 
 /// Logits of a head on some rows, gathered in blocks so memory stays small.
@@ -299,6 +308,7 @@ pub fn fit_logistic(plan: &TrainPlan, data: &TrainingData) -> Result<Trained> {
     };
     let (held, tr) = score(plan, data, oof, &logits);
     let t = held.as_ref().map_or(1.0, |h| h.temperature.t);
+    let oof_probs = oof_probs(oof, t);
     let engine = fit_engine.describe();
     let report = HeadReport {
         kind: HeadKind::Logistic,
@@ -339,6 +349,7 @@ pub fn fit_logistic(plan: &TrainPlan, data: &TrainingData) -> Result<Trained> {
         report,
         bundle,
         notes,
+        oof_probs,
     })
 }
 
@@ -549,6 +560,7 @@ pub fn fit_mlp(
         &logits,
     );
     let t = held.as_ref().map_or(1.0, |h| h.temperature.t);
+    let oof_probs = oof_probs(folds.as_ref().map(|f| f.oof_logits.view()), t);
     let n_epochs = outcome.history.len().max(1);
     let report = HeadReport {
         kind: HeadKind::Mlp,
@@ -599,6 +611,7 @@ pub fn fit_mlp(
         report,
         bundle,
         notes,
+        oof_probs,
     })
 }
 
@@ -617,6 +630,55 @@ pub fn recommend(reports: &mut [HeadReport]) -> Option<usize> {
         r.recommended = i == best;
     }
     Some(best)
+}
+
+/// `out_of_fold.json` of a run: every head's out-of-fold probabilities, with
+/// the rows' paths, labels and folds; None without cross-validation.
+pub fn out_of_fold(
+    plan: &TrainPlan,
+    data: &TrainingData,
+    trained: &[Trained],
+    reports: &[HeadReport],
+) -> Option<crate::audit::oof::OutOfFold> {
+    use crate::audit::oof::{rows, OofHead, OutOfFold};
+    let heads: Vec<OofHead> = trained
+        .iter()
+        .zip(reports)
+        .filter_map(|(t, r)| {
+            t.oof_probs.as_ref().map(|p| OofHead {
+                kind: r.kind.to_string(),
+                bundle: r.bundle.clone(),
+                temperature: r.temperature,
+                probabilities: rows(p.view()),
+            })
+        })
+        .collect();
+    if heads.is_empty() {
+        return None;
+    }
+    Some(OutOfFold {
+        xfer_version: crate::VERSION.into(),
+        files: plan.train_files.clone(),
+        backbones: data.train.backbones.clone(),
+        classes: data.class_names.clone(),
+        paths: data
+            .train
+            .paths
+            .as_ref()
+            .map(|p| data.train_rows.iter().map(|&r| p[r].clone()).collect()),
+        labels: data
+            .train_rows
+            .iter()
+            .map(|&r| data.train_labels[r])
+            .collect(),
+        folds: data.folds.clone(),
+        n_folds: data.n_folds(),
+        recommended: reports
+            .iter()
+            .find(|r| r.recommended)
+            .map(|r| r.bundle.clone()),
+        heads,
+    })
 }
 
 /// `metrics.json` of a run.
