@@ -17,7 +17,8 @@ venv=${XFER_BUILD_VENV:-.venv-build}
 if ! "$venv/bin/python" -c "import ziglang" 2>/dev/null || [ ! -x "$venv/bin/maturin" ] || [ ! -x "$venv/bin/cmake" ]; then
   echo "build_wheel: installing maturin, ziglang, cmake and auditwheel into $venv" >&2
   python3 -m venv "$venv"
-  "$venv/bin/pip" install -q --disable-pip-version-check "maturin>=1.7,<2" "ziglang>=0.13" "cmake>=3.26" auditwheel
+  # The versions the wheel was checked with (tools/wheel_check.sh).
+  "$venv/bin/pip" install -q --disable-pip-version-check "maturin==1.16.0" "ziglang==0.17.1" "cmake==4.4.5" "auditwheel==6.8.2"
 fi
 export PATH="$PWD/$venv/bin:$PATH"
 maturin build --release --zig --compatibility manylinux_2_28 --target x86_64-unknown-linux-gnu --out dist "$@"

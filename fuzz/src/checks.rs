@@ -562,6 +562,7 @@ pub fn model_graph(data: &[u8]) -> bool {
         },
         command_line: "fuzz".into(),
         force: true,
+        weights: xfer::zoo::Weights::Random,
     };
     let zoo = xfer::zoo::Zoo { dir: dir.join("zoo") };
     let result = add(runtime, &zoo, &req);
