@@ -42,13 +42,14 @@ trap cleanup EXIT
 eval "$(tools/slurm/local_slurm.sh start "$t/slurm")"
 say "Slurm $(sinfo --version | cut -d' ' -f2) up: $(sinfo -h -o '%N %c CPUs %T')"
 
-# Real photos: the stamps, five copies of each (so that a task runs a few
-# seconds and can be killed mid-run), and one broken file (skipped, status 3).
+# Real photos: the stamps, eight copies of each, and one broken file (skipped,
+# status 3). With CPUS=1 (one ONNX Runtime thread) a task of 176 photos runs a few
+# seconds, long enough to be killed mid-run however fast the machine.
 photos=$t/photos
 for c in flowers fruit vegetables vehicles; do
   mkdir -p "$photos/$c"
   for f in data/stamps/$c/*; do
-    for k in 1 2 3 4 5; do cp "$f" "$photos/$c/$k-$(basename "$f")"; done
+    for k in 1 2 3 4 5 6 7 8; do cp "$f" "$photos/$c/$k-$(basename "$f")"; done
   done
 done
 : > "$photos/fruit/broken.jpg"
@@ -63,7 +64,7 @@ mkdir -p "$t/bin" "$t/work"
 ln -s "$xfer_bin" "$t/bin/xfer"
 submit() {
   (cd "$t/work" && PATH="$t/bin:$PATH" N=4 MODEL=efficientnet_lite0 DATA="$photos" OUT="$t/feats/train_lite0.h5" \
-     XFER_PROGRESS_INTERVAL=0.2 bash "$repo/tools/slurm/extract.sbatch")
+     CPUS=1 XFER_PROGRESS_INTERVAL=0.2 bash "$repo/tools/slurm/extract.sbatch")
 }
 out1=$(submit) || fail "submitting: $out1"
 echo "$out1"
