@@ -442,7 +442,10 @@ mod tests {
             "{e}"
         );
         assert_eq!(fs::read(&victim).unwrap(), b"precious");
-        assert!(fs::symlink_metadata(&planted).unwrap().file_type().is_symlink());
+        assert!(fs::symlink_metadata(&planted)
+            .unwrap()
+            .file_type()
+            .is_symlink());
         assert!(!p.exists());
         // A dangling link too (O_CREAT alone would create its target).
         let target = t.path().join("created-through-link");
@@ -489,7 +492,10 @@ mod tests {
         let planted = t.path().join(format!(".pkg.tmp-{}", std::process::id()));
         std::os::unix::fs::symlink(&victim, &planted).unwrap();
         let e = TempDir::new(&out).unwrap_err().to_string();
-        assert!(e.contains("a symbolic link") && e.contains("left alone"), "{e}");
+        assert!(
+            e.contains("a symbolic link") && e.contains("left alone"),
+            "{e}"
+        );
         assert!(victim.join("keep").exists());
         assert!(fs::symlink_metadata(&planted).is_ok());
         fs::remove_file(&planted).unwrap();

@@ -273,7 +273,10 @@ pub const TEMPERATURE_RANGE: (f32, f32) = (
 pub const MAX_WEIGHT: f32 = 1e6;
 
 /// An error naming the first weight or bias whose magnitude is over [`MAX_WEIGHT`].
-fn absurd<'a>(name: &str, values: impl Iterator<Item = &'a f32>) -> std::result::Result<(), String> {
+fn absurd<'a>(
+    name: &str,
+    values: impl Iterator<Item = &'a f32>,
+) -> std::result::Result<(), String> {
     for (i, v) in values.enumerate() {
         if v.abs() > MAX_WEIGHT {
             return Err(format!(

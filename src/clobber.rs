@@ -63,9 +63,13 @@ mod tests {
         std::fs::create_dir(t.path().join("sub")).unwrap();
         let dotted = t.path().join("sub/../f.h5");
         for out in [&f, &link, &hard, &dotted] {
-            let e = refuse_inputs("--csv", out, &inputs).unwrap_err().to_string();
+            let e = refuse_inputs("--csv", out, &inputs)
+                .unwrap_err()
+                .to_string();
             assert!(
-                e.contains("--csv") && e.contains("the feature file") && e.contains("even with --overwrite"),
+                e.contains("--csv")
+                    && e.contains("the feature file")
+                    && e.contains("even with --overwrite"),
                 "{e}"
             );
         }

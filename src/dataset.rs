@@ -1361,7 +1361,10 @@ mod tests {
             format!("{}/sub/../a.jpg", root.display()),
         ] {
             let e = err(&format!("a.jpg,cat\n{other},cat\n"));
-            assert!(e.contains("lines 1 and 2 both name \"a.jpg\""), "{other}: {e}");
+            assert!(
+                e.contains("lines 1 and 2 both name \"a.jpg\""),
+                "{other}: {e}"
+            );
         }
         let e = err(&format!(
             "../x/b.jpg,cat\n{}/x/b.jpg,cat\n",

@@ -309,7 +309,12 @@ pub fn run<E: From<Error>>(
         let (backbone, prov) = load.take().expect("not loaded yet")()?;
         let (writer, state) =
             FeatureWriter::resume_for(out, backbone.feature_dim(), &prov, Some(&list))?;
-        let k = resume_point(items, &state.done, &ds.classes, &crate::store::partial_path(out))?;
+        let k = resume_point(
+            items,
+            &state.done,
+            &ds.classes,
+            &crate::store::partial_path(out),
+        )?;
         ready = Some((backbone, writer));
         (k, state.skipped)
     } else {

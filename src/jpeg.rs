@@ -111,7 +111,9 @@ pub fn decode<R: BufRead>(
         Ok(r) => r,
         Err(payload) => Err(Failure::Corrupt(
             crate::error::panic_message(payload.as_ref())
-                .map_or("libjpeg error", |s| s.trim_start_matches("libjpeg fatal error: "))
+                .map_or("libjpeg error", |s| {
+                    s.trim_start_matches("libjpeg fatal error: ")
+                })
                 .to_owned(),
         )),
     };

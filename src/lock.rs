@@ -222,7 +222,9 @@ mod tests {
         std::os::unix::fs::symlink(&victim, lock_path(&out)).unwrap();
         let e = OutputLock::acquire(&out).unwrap_err().to_string();
         assert!(
-            e.contains("f.h5.lock") && e.contains("symbolic link") && e.contains("not follow or delete"),
+            e.contains("f.h5.lock")
+                && e.contains("symbolic link")
+                && e.contains("not follow or delete"),
             "{e}"
         );
         assert_eq!(fs::read_to_string(&victim).unwrap(), "precious\n");

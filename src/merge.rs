@@ -190,7 +190,12 @@ pub fn check(paths: &[PathBuf]) -> Result<Vec<FileReader>> {
     // N comes from the files: keyed by index, never an allocation of N.
     let mut by_index: BTreeMap<u64, FileReader> = BTreeMap::new();
     for f in files {
-        let i = f.list.as_ref().and_then(|l| l.shard).expect("a shard").index;
+        let i = f
+            .list
+            .as_ref()
+            .and_then(|l| l.shard)
+            .expect("a shard")
+            .index;
         if let Some(first) = by_index.get(&i) {
             return Err(Error::Merge(format!(
                 "{} and {} are both shard {i}/{n}; pass one file per shard",
@@ -255,7 +260,11 @@ pub fn merge(
     let total: usize = shards.iter().map(|f| f.rows).sum();
     let mut writer = FeatureWriter::create_for(out, first.dim, &prov, Some(&list))?;
     // With augmented views a row holds 1 + K feature vectors.
-    let step = block_rows(first.dim.saturating_mul(first.provenance.views.saturating_add(1)));
+    let step = block_rows(
+        first
+            .dim
+            .saturating_mul(first.provenance.views.saturating_add(1)),
+    );
     let (mut rows, mut skipped) = (0, 0);
     progress(0, total);
     for f in &shards {

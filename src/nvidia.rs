@@ -137,7 +137,8 @@ pub fn preload_once(library: &Path) -> Option<&'static Preloaded> {
 }
 
 fn open_global(path: &Path) -> Result<(), String> {
-    let c = CString::new(path.as_os_str().as_bytes()).map_err(|_| "a NUL in the path".to_string())?;
+    let c =
+        CString::new(path.as_os_str().as_bytes()).map_err(|_| "a NUL in the path".to_string())?;
     // SAFETY: dlopen with a valid NUL-terminated path; the handle is kept open for
     // the life of the process on purpose (the libraries must stay loaded), and
     // dlerror is read right after a failure on this thread.
@@ -172,15 +173,22 @@ mod tests {
         std::fs::create_dir_all(lib.parent().unwrap()).unwrap();
         std::fs::write(&lib, b"").unwrap();
         assert_eq!(site_packages_of(&lib), Some(site.clone()));
-        assert_eq!(site_packages_of(Path::new("/opt/ort/libonnxruntime.so.1.31.1")), None);
+        assert_eq!(
+            site_packages_of(Path::new("/opt/ort/libonnxruntime.so.1.31.1")),
+            None
+        );
         // A CPU install: no nvidia/ folder, nothing to do.
         assert!(find(&site).is_none());
         let cu = site.join("nvidia/cu13/lib");
         std::fs::create_dir_all(&cu).unwrap();
-        let libm = ["/lib/x86_64-linux-gnu/libm.so.6", "/usr/lib/x86_64-linux-gnu/libm.so.6", "/lib64/libm.so.6"]
-            .into_iter()
-            .find(|p| Path::new(p).is_file())
-            .expect("a libm.so.6");
+        let libm = [
+            "/lib/x86_64-linux-gnu/libm.so.6",
+            "/usr/lib/x86_64-linux-gnu/libm.so.6",
+            "/lib64/libm.so.6",
+        ]
+        .into_iter()
+        .find(|p| Path::new(p).is_file())
+        .expect("a libm.so.6");
         std::fs::copy(libm, cu.join("libcudart.so.13")).unwrap();
         std::fs::write(cu.join("libcublas.so.13"), b"").unwrap();
         let p = preload(&site, find(&site).unwrap());

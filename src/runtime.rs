@@ -123,12 +123,18 @@ pub fn locate_library(explicit: Option<&Path>) -> Result<FoundLibrary> {
 /// first. A venv, `pip install --user` (`~/.local/bin`), pipx, `uv tool` and
 /// conda all lay it out so. Empty when `exe` is not in such a place.
 pub fn python_site_packages(exe: &Path) -> Vec<PathBuf> {
-    let Some(env) = exe.parent().filter(|b| b.ends_with("bin")).and_then(Path::parent) else {
+    let Some(env) = exe
+        .parent()
+        .filter(|b| b.ends_with("bin"))
+        .and_then(Path::parent)
+    else {
         return Vec::new();
     };
     let mut found: Vec<(Vec<u32>, PathBuf)> = Vec::new();
     for lib in ["lib", "lib64"] {
-        let Ok(entries) = std::fs::read_dir(env.join(lib)) else { continue };
+        let Ok(entries) = std::fs::read_dir(env.join(lib)) else {
+            continue;
+        };
         for entry in entries.flatten() {
             let name = entry.file_name();
             let Some(version) = name.to_str().and_then(|n| n.strip_prefix("python")) else {
@@ -160,7 +166,10 @@ fn python_library(site_packages: &Path) -> Option<PathBuf> {
     let mut best: Option<(Vec<u32>, PathBuf)> = None;
     for entry in std::fs::read_dir(&capi).ok()?.flatten() {
         let name = entry.file_name();
-        let Some(version) = name.to_str().and_then(|n| n.strip_prefix("libonnxruntime.so.")) else {
+        let Some(version) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("libonnxruntime.so."))
+        else {
             continue;
         };
         let v = numeric_version(version);
@@ -227,7 +236,9 @@ fn find_library_from(
         if let Some(path) = python_library(&site) {
             return Ok(FoundLibrary {
                 path,
-                source: LibrarySource::PythonEnv { site_packages: site },
+                source: LibrarySource::PythonEnv {
+                    site_packages: site,
+                },
             });
         }
         searched.push(format!(
@@ -310,13 +321,20 @@ pub fn preload_nvidia() -> std::result::Result<Option<&'static crate::nvidia::Pr
         .unwrap_or_else(|e| e.into_inner())
         .as_ref()
         .map(|r| r.library.clone());
-    let Some(library) = library else { return Ok(None) };
+    let Some(library) = library else {
+        return Ok(None);
+    };
     // Only for a GPU build of ONNX Runtime (its CUDA provider beside it): with the
     // CPU build the provider's own "not enabled in this build" is the real reason.
-    if !library.with_file_name("libonnxruntime_providers_cuda.so").is_file() {
+    if !library
+        .with_file_name("libonnxruntime_providers_cuda.so")
+        .is_file()
+    {
         return Ok(None);
     }
-    let Some(done) = crate::nvidia::preload_once(&library) else { return Ok(None) };
+    let Some(done) = crate::nvidia::preload_once(&library) else {
+        return Ok(None);
+    };
     let problems = done.problems();
     if problems.is_empty() {
         Ok(Some(done))
@@ -596,12 +614,28 @@ mod tests {
         );
         // The newest usable one is taken, and said where it came from.
         for v in ["1.31.1", "1.32.0"] {
-            std::fs::write(old.join(format!("onnxruntime/capi/libonnxruntime.so.{v}")), b"").unwrap();
+            std::fs::write(
+                old.join(format!("onnxruntime/capi/libonnxruntime.so.{v}")),
+                b"",
+            )
+            .unwrap();
         }
         let f = find(python_site_packages(&exe)).unwrap();
-        assert_eq!(f.path, old.join("onnxruntime/capi/libonnxruntime.so.1.32.0"));
-        assert_eq!(f.source, LibrarySource::PythonEnv { site_packages: old.clone() });
-        assert!(f.source.describe().contains("python3.9/site-packages"), "{}", f.source.describe());
+        assert_eq!(
+            f.path,
+            old.join("onnxruntime/capi/libonnxruntime.so.1.32.0")
+        );
+        assert_eq!(
+            f.source,
+            LibrarySource::PythonEnv {
+                site_packages: old.clone()
+            }
+        );
+        assert!(
+            f.source.describe().contains("python3.9/site-packages"),
+            "{}",
+            f.source.describe()
+        );
         // The set-up location comes first.
         std::fs::create_dir_all(setup.parent().unwrap()).unwrap();
         std::fs::write(&setup, b"").unwrap();

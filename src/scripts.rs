@@ -19,9 +19,15 @@ const SCRIPTS: &[(&str, &str)] = &[
     ("lite_to_onnx.py", include_str!("../tools/lite_to_onnx.py")),
     ("export_timm.py", include_str!("../tools/export_timm.py")),
     ("export_hf.py", include_str!("../tools/export_hf.py")),
-    ("export_torchvision.py", include_str!("../tools/export_torchvision.py")),
+    (
+        "export_torchvision.py",
+        include_str!("../tools/export_torchvision.py"),
+    ),
     // Imported by the three exporters from their own folder.
-    ("export_common.py", include_str!("../tools/export_common.py")),
+    (
+        "export_common.py",
+        include_str!("../tools/export_common.py"),
+    ),
 ];
 
 /// The names of the embedded helpers.
@@ -39,7 +45,8 @@ pub fn checkout() -> Option<PathBuf> {
     }
     let built = Path::new(env!("CARGO_MANIFEST_DIR"));
     let exe = std::env::current_exe().ok()?;
-    (exe.starts_with(built) && built.join("tools/lite_to_onnx.py").is_file()).then(|| built.to_owned())
+    (exe.starts_with(built) && built.join("tools/lite_to_onnx.py").is_file())
+        .then(|| built.to_owned())
 }
 
 /// The path of helper `name`: the checkout's `tools/NAME`, else the embedded
@@ -53,7 +60,10 @@ pub fn script(name: &str) -> Result<PathBuf> {
         return Ok(dir.join("tools").join(name));
     }
     let home = crate::runtime::xfer_home().ok_or_else(|| {
-        Error::Config("HOME is not set, so xfer has no folder to put its helper scripts in; set XFER_HOME".into())
+        Error::Config(
+            "HOME is not set, so xfer has no folder to put its helper scripts in; set XFER_HOME"
+                .into(),
+        )
     })?;
     let mut hasher = Sha256::new();
     for (_, t) in SCRIPTS {
@@ -91,7 +101,10 @@ pub fn python(explicit: Option<&Path>) -> PathBuf {
     if let Some(p) = beside {
         return p;
     }
-    if let Some(venv) = checkout().map(|c| c.join(".venv/bin/python")).filter(|p| p.exists()) {
+    if let Some(venv) = checkout()
+        .map(|c| c.join(".venv/bin/python"))
+        .filter(|p| p.exists())
+    {
         return venv;
     }
     PathBuf::from("python3")

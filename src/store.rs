@@ -637,7 +637,8 @@ impl FeatureWriter {
         let fresh_out = out.with_file_name(format!("{name}.resume-{}", std::process::id()));
         let mut w = FeatureWriter::create_for(&fresh_out, dim, &kept, list)?;
         let copy = |w: &mut FeatureWriter, done: &mut HashMap<String, Option<i64>>| -> Result<()> {
-            let step = ((32 << 20) / (dim.max(1) * 4).saturating_mul(prov.views.saturating_add(1))).max(1);
+            let step =
+                ((32 << 20) / (dim.max(1) * 4).saturating_mul(prov.views.saturating_add(1))).max(1);
             let mut a = 0;
             loop {
                 let b = (a + step).min(rows);

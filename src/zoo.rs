@@ -256,7 +256,8 @@ impl Manifest {
     }
 
     fn validate(&self) -> std::result::Result<(), String> {
-        check_name(&self.name).map_err(|e| format!("{e} (it names files in the zoo and in packages); fix `name`"))?;
+        check_name(&self.name)
+            .map_err(|e| format!("{e} (it names files in the zoo and in packages); fix `name`"))?;
         let [_, c, h, w] = self.input.shape;
         if c != 3 || h != w || h <= 0 {
             return Err(format!(

@@ -707,7 +707,10 @@ fn a_model_giving_nan_skips_those_images_and_is_not_added() {
     ]);
     let txt = common::text(&o);
     assert_eq!(o.status.code(), Some(3), "{txt}");
-    assert!(txt.contains("a/black.png") && txt.contains("non-finite"), "{txt}");
+    assert!(
+        txt.contains("a/black.png") && txt.contains("non-finite"),
+        "{txt}"
+    );
     let file = store::read(&f).unwrap();
     assert_eq!(file.data.nrows(), 6, "{txt}");
     assert!(file.data.iter().all(|v| v.is_finite()));
@@ -717,8 +720,17 @@ fn a_model_giving_nan_skips_those_images_and_is_not_added() {
 
     let run = t.path().join("run");
     let o = common::xfer(&[
-        "train", "--train", f.to_str().unwrap(), "--out", run.to_str().unwrap(),
-        "--head", "mlp", "--epochs", "1", "--hidden", "4",
+        "train",
+        "--train",
+        f.to_str().unwrap(),
+        "--out",
+        run.to_str().unwrap(),
+        "--head",
+        "mlp",
+        "--epochs",
+        "1",
+        "--hidden",
+        "4",
     ]);
     assert!(o.status.success(), "{}", common::text(&o));
     let csv = t.path().join("p.csv");
@@ -734,10 +746,16 @@ fn a_model_giving_nan_skips_those_images_and_is_not_added() {
     ]);
     let txt = common::text(&o);
     assert_eq!(o.status.code(), Some(3), "{txt}");
-    assert!(txt.contains("black.png") && txt.contains("non-finite"), "{txt}");
+    assert!(
+        txt.contains("black.png") && txt.contains("non-finite"),
+        "{txt}"
+    );
     let written = std::fs::read_to_string(&csv).unwrap();
     assert_eq!(written.lines().count(), 1 + 6, "{written}");
-    assert!(!written.contains("black.png") && !written.contains("NaN"), "{written}");
+    assert!(
+        !written.contains("black.png") && !written.contains("NaN"),
+        "{written}"
+    );
 
     let zoo = t.path().join("zoo");
     let o = common::xfer(&[
@@ -757,7 +775,10 @@ fn a_model_giving_nan_skips_those_images_and_is_not_added() {
     ]);
     let txt = common::text(&o);
     assert_eq!(o.status.code(), Some(1), "{txt}");
-    assert!(txt.contains("non-finite values") && txt.contains("probe"), "{txt}");
+    assert!(
+        txt.contains("non-finite values") && txt.contains("probe"),
+        "{txt}"
+    );
     assert!(!zoo.join("nan2.toml").exists(), "{txt}");
 }
 
@@ -779,8 +800,18 @@ fn sizes_from_flags_and_graphs_are_bounded() {
         let txt = common::text(&o);
         assert_eq!(o.status.code(), Some(1), "{txt}");
         assert!(txt.contains(needle), "{txt}");
-        assert_eq!(String::from_utf8_lossy(&o.stderr).trim_end().lines().count(), 1, "{txt}");
-        assert!(!out.exists() && !store::partial_path(&out).exists(), "{txt}");
+        assert_eq!(
+            String::from_utf8_lossy(&o.stderr)
+                .trim_end()
+                .lines()
+                .count(),
+            1,
+            "{txt}"
+        );
+        assert!(
+            !out.exists() && !store::partial_path(&out).exists(),
+            "{txt}"
+        );
     }
     // tools/make_nan_onnx.py's graph declaring a fixed input of 100000².
     let big = common::repo().join("tests/fixtures/nan/big_side.onnx");

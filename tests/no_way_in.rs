@@ -333,7 +333,8 @@ fn a_manifest_named_dot_dot_is_refused_by_models_extract_train_and_package() {
     );
 
     let manifest = escaped_manifest(&f.zoo);
-    let rule = |e: &str| e.contains("\"../../escaped\" is not allowed") && e.contains("letters, digits");
+    let rule =
+        |e: &str| e.contains("\"../../escaped\" is not allowed") && e.contains("letters, digits");
     let e = refused(&xfer(&["models", "--zoo", s(&f.zoo)]));
     assert!(rule(&e) && e.contains("tiny.toml"), "models: {e}");
     let out = f.dir.join("x.h5");
@@ -422,9 +423,20 @@ fn outputs_that_are_the_runs_inputs_are_refused_even_with_overwrite() {
             csv,
             "--overwrite",
         ]));
-        assert!(e.contains("--csv") && e.contains("an input of this run"), "{e}");
+        assert!(
+            e.contains("--csv") && e.contains("an input of this run"),
+            "{e}"
+        );
     }
-    let image = f.data.join("cat").read_dir().unwrap().next().unwrap().unwrap().path();
+    let image = f
+        .data
+        .join("cat")
+        .read_dir()
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
     let image_bytes = std::fs::read(&image).unwrap();
     for csv in [&image, &f.bundle, &model] {
         let e = refused(&xfer(&[
@@ -438,7 +450,10 @@ fn outputs_that_are_the_runs_inputs_are_refused_even_with_overwrite() {
             s(csv),
             "--overwrite",
         ]));
-        assert!(e.contains("--csv") && e.contains("an input of this run"), "{e}");
+        assert!(
+            e.contains("--csv") && e.contains("an input of this run"),
+            "{e}"
+        );
     }
     // train: a feature file among the run's own file names.
     let run = f.dir.join("run4");
@@ -456,7 +471,10 @@ fn outputs_that_are_the_runs_inputs_are_refused_even_with_overwrite() {
         "--overwrite",
         "--quiet",
     ]));
-    assert!(e.contains("metrics.json") && e.contains("a feature file"), "{e}");
+    assert!(
+        e.contains("metrics.json") && e.contains("a feature file"),
+        "{e}"
+    );
     assert_eq!(std::fs::read(&inside).unwrap(), feats_bytes);
     assert_eq!(std::fs::read(&model).unwrap(), model_bytes);
     assert_eq!(std::fs::read(&f.bundle).unwrap(), bundle_bytes);
@@ -476,7 +494,10 @@ fn package_overwrite_replaces_only_a_package_and_leaves_nothing_behind() {
     std::fs::create_dir(&mine).unwrap();
     std::fs::write(mine.join("thesis.tex"), "years of work").unwrap();
     let e = refused(&package(&f, &mine, &["--overwrite"]));
-    assert!(e.contains("did not make") && e.contains(".xfer-package"), "{e}");
+    assert!(
+        e.contains("did not make") && e.contains(".xfer-package"),
+        "{e}"
+    );
     assert_eq!(
         std::fs::read_to_string(mine.join("thesis.tex")).unwrap(),
         "years of work"
@@ -491,7 +512,11 @@ fn package_overwrite_replaces_only_a_package_and_leaves_nothing_behind() {
     let e = refused(&package(&f, &dangling, &["--overwrite"]));
     assert!(e.contains("symbolic link"), "{e}");
     assert!(!f.dir.join("nowhere").exists());
-    assert_eq!(names(&parent), ["dangling", "file", "mine"], "no staging folder left");
+    assert_eq!(
+        names(&parent),
+        ["dangling", "file", "mine"],
+        "no staging folder left"
+    );
 
     // A package is replaced with --overwrite, and only with it.
     let pkg = parent.join("pkg");
@@ -514,8 +539,15 @@ fn package_overwrite_replaces_only_a_package_and_leaves_nothing_behind() {
     std::fs::write(&victim, "precious").unwrap();
     let planted = parent.join("evil.tar.gz");
     symlink(&victim, &planted).unwrap();
-    let e = refused(&package(&f, &parent.join("evil"), &["--tar", "--overwrite"]));
-    assert!(e.contains("symbolic link") && e.contains("evil.tar.gz"), "{e}");
+    let e = refused(&package(
+        &f,
+        &parent.join("evil"),
+        &["--tar", "--overwrite"],
+    ));
+    assert!(
+        e.contains("symbolic link") && e.contains("evil.tar.gz"),
+        "{e}"
+    );
     assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
 }
 
@@ -530,7 +562,10 @@ fn a_package_being_written_blocks_a_second_one() {
     drop(held);
     let o = package(&f, &pkg, &[]);
     assert!(o.status.success(), "{}", common::text(&o));
-    assert_eq!(names(&f.dir).iter().filter(|n| n.contains("pkg")).count(), 1);
+    assert_eq!(
+        names(&f.dir).iter().filter(|n| n.contains("pkg")).count(),
+        1
+    );
 }
 
 #[test]
@@ -555,7 +590,15 @@ fn extract_merge_and_quantize_refuse_an_output_that_is_an_input() {
     let f = fixture(false);
     let model = f.zoo.join("tiny.onnx");
     let model_bytes = std::fs::read(&model).unwrap();
-    let image = f.data.join("dog").read_dir().unwrap().next().unwrap().unwrap().path();
+    let image = f
+        .data
+        .join("dog")
+        .read_dir()
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
     let image_bytes = std::fs::read(&image).unwrap();
     for out in [&model, &image] {
         let e = refused(&xfer(&[
@@ -569,7 +612,10 @@ fn extract_merge_and_quantize_refuse_an_output_that_is_an_input() {
             "--overwrite",
             "--quiet",
         ]));
-        assert!(e.contains("--out") && e.contains("an input of this run"), "{e}");
+        assert!(
+            e.contains("--out") && e.contains("an input of this run"),
+            "{e}"
+        );
     }
     assert_eq!(std::fs::read(&model).unwrap(), model_bytes);
     assert_eq!(std::fs::read(&image).unwrap(), image_bytes);
@@ -624,7 +670,10 @@ fn extract_merge_and_quantize_refuse_an_output_that_is_an_input() {
         "--overwrite",
     ]));
     assert!(e.contains("model tiny's ONNX file"), "{e}");
-    assert_eq!(std::fs::read(f.zoo.join("tiny_int8.onnx")).unwrap(), model_bytes);
+    assert_eq!(
+        std::fs::read(f.zoo.join("tiny_int8.onnx")).unwrap(),
+        model_bytes
+    );
 }
 
 #[test]

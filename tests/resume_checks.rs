@@ -153,7 +153,13 @@ fn a_label_edited_in_the_list_before_the_resume_point_is_refused() {
     let write_list = |first_label: &str| {
         let mut text = String::from("path,label\n");
         for i in 0..20 {
-            let label = if i == 0 { first_label } else if i % 2 == 0 { "cat" } else { "dog" };
+            let label = if i == 0 {
+                first_label
+            } else if i % 2 == 0 {
+                "cat"
+            } else {
+                "dog"
+            };
             let ext = if i % 2 == 0 { "jpg" } else { "png" };
             text.push_str(&format!("a/{i:04}.{ext},{label}\n"));
         }

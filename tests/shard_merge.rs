@@ -563,7 +563,12 @@ fn shard_arguments_are_checked() {
     );
     let outs: Vec<PathBuf> = (0..2).map(|i| t.path().join(format!("e{i}.h5"))).collect();
     for (i, o) in outs.iter().enumerate() {
-        done(tiny_extract("--data", &data, o, &["--shard", &format!("{i}/2")]));
+        done(tiny_extract(
+            "--data",
+            &data,
+            o,
+            &["--shard", &format!("{i}/2")],
+        ));
     }
     let m = t.path().join("m.h5");
     let o = merge(&m, &[&outs[0], &outs[1]]);
@@ -780,7 +785,10 @@ fn shard_counts_beyond_the_list_are_refused_without_allocating() {
         tiny_extract("--data", &data, &out, &["--shard", "0/100000000"]),
         &["--shard 0/100000000", &format!("{n_files} files")],
     );
-    assert!(!out.exists() && !store::partial_path(&out).exists(), "{txt}");
+    assert!(
+        !out.exists() && !store::partial_path(&out).exists(),
+        "{txt}"
+    );
     // A shard file of 2 rows that says it is shard 0 of 10^8 of a 2·10^8 list.
     done(tiny_extract("--data", &data, &out, &["--shard", "0/2"]));
     let r = FileReader::open(&out).unwrap();
@@ -819,14 +827,24 @@ fn damaged_counters_are_said_without_internal_values() {
     let (_, sh) = tiny_shards(t.path());
     let f = hdf5::File::open_rw(&sh[1]).unwrap();
     f.delete_attr("rows_done").unwrap();
-    f.new_attr::<u64>().create("rows_done").unwrap().write_scalar(&7u64).unwrap();
+    f.new_attr::<u64>()
+        .create("rows_done")
+        .unwrap()
+        .write_scalar(&7u64)
+        .unwrap();
     f.delete_attr("skipped_done").unwrap();
     drop(f);
     let out = t.path().join("m.h5");
-    let txt = refused(merge(&out, &[&sh[0], &sh[1], &sh[2]]), &["rows_done is 7 but the file holds"]);
+    let txt = refused(
+        merge(&out, &[&sh[0], &sh[1], &sh[2]]),
+        &["rows_done is 7 but the file holds"],
+    );
     assert!(!txt.contains("is Some(") && !out.exists(), "{txt}");
     let f = hdf5::File::open_rw(&sh[1]).unwrap();
     f.delete_attr("rows_done").unwrap();
     drop(f);
-    refused(merge(&out, &[&sh[0], &sh[1], &sh[2]]), &["rows_done is missing"]);
+    refused(
+        merge(&out, &[&sh[0], &sh[1], &sh[2]]),
+        &["rows_done is missing"],
+    );
 }

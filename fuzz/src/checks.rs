@@ -406,7 +406,11 @@ pub fn list(data: &[u8]) -> bool {
         );
     }
     for w in ds.classes.windows(2) {
-        assert!(w[0] < w[1], "classes not sorted and distinct: {:?}", ds.classes);
+        assert!(
+            w[0] < w[1],
+            "classes not sorted and distinct: {:?}",
+            ds.classes
+        );
     }
     for item in &ds.items {
         assert!(!item.rel_path.is_empty());
@@ -442,7 +446,10 @@ pub fn list(data: &[u8]) -> bool {
     let back = back.unwrap_or_else(|e| panic!("written back as {text:?}, it does not load: {e}"));
     assert_eq!(back.classes, ds.classes, "written back as {text:?}");
     let keys = |d: &xfer::dataset::Dataset| -> Vec<(String, i64)> {
-        d.items.iter().map(|i| (i.rel_path.clone(), i.label)).collect()
+        d.items
+            .iter()
+            .map(|i| (i.rel_path.clone(), i.label))
+            .collect()
     };
     assert_eq!(keys(&back), keys(&ds), "written back as {text:?}");
     true
@@ -462,7 +469,11 @@ pub fn shard_files(paths: &[PathBuf], out: &Path) -> bool {
             assert_eq!(f.rows, summary.rows);
             let list = f.list.as_ref().expect("a merged file records its list");
             assert!(list.shard.is_none());
-            assert_eq!((f.rows + f.skipped) as u64, list.len, "rows + skipped = list");
+            assert_eq!(
+                (f.rows + f.skipped) as u64,
+                list.len,
+                "rows + skipped = list"
+            );
             let _ = std::fs::remove_file(out);
             true
         }
@@ -554,8 +565,16 @@ pub fn model_graph(data: &[u8]) -> bool {
         prefix_tokens: (ctl & 0x80 != 0).then_some(1),
         l2: false,
         recipe: RecipeFlags {
-            crop: [None, Some(8), Some(32), Some(224), Some(14), Some(1), Some(4096), Some(100_000)]
-                [usize::from(ctl & 7)],
+            crop: [
+                None,
+                Some(8),
+                Some(32),
+                Some(224),
+                Some(14),
+                Some(1),
+                Some(4096),
+                Some(100_000),
+            ][usize::from(ctl & 7)],
             mean: Some([0.5; 3]),
             std: Some([0.5; 3]),
             ..RecipeFlags::default()
@@ -564,7 +583,9 @@ pub fn model_graph(data: &[u8]) -> bool {
         force: true,
         weights: xfer::zoo::Weights::Random,
     };
-    let zoo = xfer::zoo::Zoo { dir: dir.join("zoo") };
+    let zoo = xfer::zoo::Zoo {
+        dir: dir.join("zoo"),
+    };
     let result = add(runtime, &zoo, &req);
     let added = match result {
         Ok(a) => {

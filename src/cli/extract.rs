@@ -214,7 +214,11 @@ pub fn extract(cli: &Cli, args: &ExtractArgs) -> Result<i32> {
         if let Some(l) = &args.list {
             inputs.push(Input::new("the image list", l));
         }
-        inputs.extend(ds.items.iter().map(|i| Input::new("an image", ds.abs_path(i))));
+        inputs.extend(
+            ds.items
+                .iter()
+                .map(|i| Input::new("an image", ds.abs_path(i))),
+        );
         for out in [&args.out, &partial] {
             refuse_inputs("--out", out, &inputs)?;
         }
@@ -348,8 +352,15 @@ pub fn extract(cli: &Cli, args: &ExtractArgs) -> Result<i32> {
         if let Some(s) = shard {
             // Under a scheduler (auto/N) the recipe's own merge job joins the
             // shards: its task logs do not tell the user to run one.
-            if args.shard.as_deref().is_some_and(|a| a.starts_with("auto/")) {
-                println!("shard {s} done; the merge step joins the {} shards once every one is done", s.count);
+            if args
+                .shard
+                .as_deref()
+                .is_some_and(|a| a.starts_with("auto/"))
+            {
+                println!(
+                    "shard {s} done; the merge step joins the {} shards once every one is done",
+                    s.count
+                );
             } else {
                 println!(
                     "shard {s} done; once all {} are, join them: xfer merge --out FILE.h5 SHARD_FILES…",

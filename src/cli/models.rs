@@ -158,9 +158,16 @@ fn fetch(cli: &Cli, a: &FetchArgs) -> Result<i32> {
             python: python.clone(),
             force: a.force,
         })?;
-        println!("{name}: ready in the zoo {} ({})", zoo.dir.display(), manifest.display());
+        println!(
+            "{name}: ready in the zoo {} ({})",
+            zoo.dir.display(),
+            manifest.display()
+        );
     }
-    println!("next: xfer extract --model {} --data PHOTOS --out features.h5", a.names[0]);
+    println!(
+        "next: xfer extract --model {} --data PHOTOS --out features.h5",
+        a.names[0]
+    );
     Ok(0)
 }
 

@@ -178,7 +178,12 @@ pub fn predict(args: &PredictArgs, ort_lib: Option<&Path>, zoo: Option<&Path>) -
     // An output that is one of the inputs (the bundle, a backbone, an image).
     let mut own: Vec<Input> = vec![Input::new("the bundle", &args.bundle)];
     own.extend(resolved.iter().flat_map(|r| r.manifest.inputs()));
-    own.extend(inputs.images.iter().map(|p| Input::new("an input image", p)));
+    own.extend(
+        inputs
+            .images
+            .iter()
+            .map(|p| Input::new("an input image", p)),
+    );
     for (flag, p) in [("--csv", &args.csv), ("--kaggle", &args.kaggle)] {
         if let Some(p) = p {
             refuse_inputs(flag, p, &own)?;

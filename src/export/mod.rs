@@ -264,7 +264,9 @@ fn rewrite_tensor(buf: &[u8], r: &Renamer) -> Rewrite<(Vec<u8>, String)> {
         };
         if external {
             // Inlined by `onnx_data::inline` before the graph is read.
-            return Err("a tensor still names external data after inlining; please report it".into());
+            return Err(
+                "a tensor still names external data after inlining; please report it".into(),
+            );
         }
     }
     rename_field(buf, t::NAME, |n| r.value(n))

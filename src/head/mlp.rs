@@ -639,8 +639,14 @@ mod tests {
         };
         assert!(cfg(vec![1000]).validate().is_ok());
         let e = cfg(vec![100_000_000]).validate().unwrap_err().to_string();
-        assert!(e.contains("limit of 268435456") && e.contains("--hidden"), "{e}");
-        let e = cfg(vec![usize::MAX, usize::MAX]).validate().unwrap_err().to_string();
+        assert!(
+            e.contains("limit of 268435456") && e.contains("--hidden"),
+            "{e}"
+        );
+        let e = cfg(vec![usize::MAX, usize::MAX])
+            .validate()
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("more than 2^64"), "{e}");
     }
 }

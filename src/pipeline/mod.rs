@@ -71,7 +71,10 @@ pub fn check_batch_size(batch: usize, views: usize, recipes: &[Recipe]) -> Resul
     let per_tensor: u64 = recipes.iter().map(|r| r.tensor_len() as u64 * 4).sum();
     let bytes = tensors.saturating_mul(per_tensor);
     if bytes > MAX_BATCH_BYTES {
-        let sides: Vec<String> = recipes.iter().map(|r| format!("3×{0}×{0}", r.crop)).collect();
+        let sides: Vec<String> = recipes
+            .iter()
+            .map(|r| format!("3×{0}×{0}", r.crop))
+            .collect();
         return Err(Error::Config(format!(
             "a batch of {tensors} tensors ({} floats each) would take {:.1} GiB, over xfer's limit of {} GiB per batch; pass a smaller --batch{}",
             sides.join(" + "),
@@ -149,7 +152,10 @@ pub fn skip_non_finite(batch: &mut Batch, names: &[&str]) {
         .collect();
     for (i, stage) in &bad {
         let backbone = if names.len() > 1 {
-            format!("backbone {} gave", names.get(*stage).copied().unwrap_or("?"))
+            format!(
+                "backbone {} gave",
+                names.get(*stage).copied().unwrap_or("?")
+            )
         } else {
             "the backbone gave".to_string()
         };
@@ -351,8 +357,10 @@ where
                     views: k,
                     skipped: batch.skipped,
                 };
-                let names: Vec<&str> =
-                    stages.iter().map(|s| s.backbone.manifest.name.as_str()).collect();
+                let names: Vec<&str> = stages
+                    .iter()
+                    .map(|s| s.backbone.manifest.name.as_str())
+                    .collect();
                 skip_non_finite(&mut out, &names);
                 done += out.rows.len() + out.skipped.len();
                 skipped += out.skipped.len();
