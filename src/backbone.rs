@@ -563,7 +563,7 @@ fn gpu_hint(device: Device) -> String {
     format!(
         "check the GPU (nvidia-smi), --device-id, and that the GPU build of ONNX Runtime \
          (PyPI onnxruntime-gpu==1.31.1) is the one --ort-lib names, with CUDA 13 and cuDNN 9{} \
-         on LD_LIBRARY_PATH (`xfer info` tries each provider; README \"GPUs\"); \
+         on LD_LIBRARY_PATH (`xfer info` tries each provider; docs/clusters.md, \"GPUs\"); \
          xfer must be built with --features {feature}; or pass --allow-cpu-fallback to run on CPU",
         if device == Device::Tensorrt {
             " and TensorRT 10"

@@ -27,7 +27,7 @@ use crate::bundle::Bundle;
 use crate::error::{Error, Result};
 use crate::predict::ResolvedBackbone;
 
-/// The slim build command (README, "The slim binary"; tools/check_slim.sh). Its
+/// The slim build command (docs/guide.md, "The slim binary"; tools/check_slim.sh). Its
 /// own target folder keeps it apart from the default build's `xfer-predict`
 /// (which links HDF5), so neither replaces the other.
 pub const SLIM_BUILD: &str = "cargo build --release --no-default-features --features cuda,tensorrt --bin xfer-predict --target-dir target/slim";

@@ -38,7 +38,7 @@ fn pool_of(name: &str) -> Pool {
     serde_json::from_value(Value::String(name.into())).unwrap()
 }
 
-/// The README's claim: features of a user-added model agree with the
+/// docs/models.md's claim: features of a user-added model agree with the
 /// preprocessing of the library that wrote its config (timm, transformers)
 /// with cosine ≥ 0.9999 on real photos, every pooling mode.
 #[test]

@@ -8,7 +8,7 @@ MODEL is a hub id, or a local folder with the model's config.json and
 preprocessor_config.json (offline). Needs `pip install torch onnx onnxscript onnxruntime
 transformers` (tools/export_common.py). --random-weights builds the model from its
 config.json with random weights (nothing downloaded beyond the two configs; for tests:
-the manifest says weights = "random"). Documented in the README ("Your own backbone");
+the manifest says weights = "random"). Documented in docs/models.md ("Your own backbone");
 tools/check_exporters.py runs it offline.
 
 Writes into DIR (default: ./exported/<model id with / as _>):

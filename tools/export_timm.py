@@ -7,7 +7,7 @@
 Needs `pip install torch onnx onnxscript onnxruntime timm` (tools/export_common.py). The
 pretrained weights come from the Hugging Face hub through timm; with --random-weights
 nothing is downloaded (for tests: the manifest then says weights = "random"). Documented
-in the README ("Your own backbone"); tools/check_exporters.py runs it offline.
+in docs/models.md ("Your own backbone"); tools/check_exporters.py runs it offline.
 
 Writes into DIR (default: ./exported/NAME, NAME the model with _tokens for --tokens):
   NAME.onnx     one self-contained file (the weights inside; over 2 GB in NAME.onnx.data

@@ -9,7 +9,7 @@ tools/setup.sh --browser
 cargo test --release --all-targets "$@"
 # Lint: clippy with warnings as errors, on every target.
 cargo clippy --release --all-targets -- -D warnings
-# The slim predictor links nothing beyond the C runtime (README, "The slim binary").
+# The slim predictor links nothing beyond the C runtime (docs/guide.md, "The slim binary").
 tools/check_slim.sh
 # The cluster recipes for real: a single-node Slurm (installed with apt; SKIPPED
 # loudly without root) and the Kubernetes Jobs (schema, then every pod's command).

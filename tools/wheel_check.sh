@@ -85,7 +85,7 @@ in_root "$root" bash -c "cd ~ && python3 -m venv env && env/bin/pip install -q '
   fail "pip install of the wheel and onnxruntime"
 t1=$(date +%s.%N)
 say "pip install <wheel> onnxruntime==1.31.1 into a fresh venv, as uid $uid: $(python3 -c "print(f'{$t1 - $t0:.1f}')") s"
-run_flow() {  # the README's pip path, as the user; predictions in ~/pred.csv
+run_flow() {  # docs/install.md's pip path, as the user; predictions in ~/pred.csv
   in_root "$root" bash -c '
     set -e; cd ~
     xfer info | head -4

@@ -5,7 +5,7 @@
 //! row count. Each block updates the k best neighbours of its rows on both
 //! sides and collects the pairs at or above a similarity threshold. The work
 //! is n²·d/2 multiply-adds: at 100,000 × 1,280 about 6.4·10¹² — minutes on 2
-//! cores (the README has the measured figures); past a few hundred thousand
+//! cores (docs/guide.md has the measured figures); past a few hundred thousand
 //! rows an approximate index (HNSW, IVF-PQ) is the way.
 
 use std::sync::Mutex;

@@ -43,7 +43,7 @@ pub struct AuditArgs {
     /// length) at or above which two images are near-duplicates. At 0.90 (the
     /// default), on the demo photos with EfficientNet-Lite0: every mirrored
     /// copy, 99 % of JPEG re-encodes at quality 90, 92 % of 10 % crops, 58 % at
-    /// quality 50, 27 % of half-size copies; 2 false pairs of 137,736 (README).
+    /// quality 50, 27 % of half-size copies; 2 false pairs of 137,736 (docs/guide.md).
     /// Lower it to find looser copies, raise it for fewer false pairs.
     #[arg(long, value_name = "SIM", default_value_t = audit::DEFAULT_THRESHOLD)]
     threshold: f32,

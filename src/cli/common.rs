@@ -17,7 +17,7 @@ pub const EXIT_SKIPPED: i32 = 3;
 #[derive(Args, Debug, Clone)]
 pub struct DeviceArgs {
     /// Execution provider. cuda and tensorrt need the GPU build of ONNX Runtime
-    /// (README, "GPUs"); tensorrt registers TensorRT, then CUDA for the nodes
+    /// (docs/clusters.md, "GPUs"); tensorrt registers TensorRT, then CUDA for the nodes
     /// TensorRT rejects.
     #[arg(long, value_enum, default_value_t = Device::Cpu)]
     pub device: Device,

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The Slurm recipe on a real Slurm: installs slurm-wlm and munge (apt), starts a
-# single-node Slurm here (tools/slurm/local_slurm.sh), then does what the README's
+# single-node Slurm here (tools/slurm/local_slurm.sh), then does what docs/clusters.md's
 # "Sharded extraction" section tells a Slurm user to do, on real photos:
-#   1. submits the README's command (N=4, CPU partition, no GPU);
+#   1. submits docs/clusters.md's command (N=4, CPU partition, no GPU);
 #   2. kills one array task mid-run with SIGKILL: its merge job must end by
 #      itself (--kill-on-invalid-dep) instead of pending forever;
 #   3. recovers the documented way (the same command again): finished shards
@@ -59,7 +59,7 @@ n_photos=$(find "$photos" -type f | wc -l)
 "$xfer_bin" extract --model efficientnet_lite0 --data "$photos" --out "$t/whole.h5" --quiet || [ $? = 3 ] ||
   fail "the unsharded extraction failed"
 
-# 1. The README's command (xfer on PATH, as a user has it), from a work folder.
+# 1. docs/clusters.md's command (xfer on PATH, as a user has it), from a work folder.
 mkdir -p "$t/bin" "$t/work"
 ln -s "$xfer_bin" "$t/bin/xfer"
 submit() {
