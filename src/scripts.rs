@@ -43,10 +43,15 @@ pub fn checkout() -> Option<PathBuf> {
     if Path::new("tools/lite_to_onnx.py").is_file() && Path::new("Cargo.toml").is_file() {
         return Some(PathBuf::from("."));
     }
+    built_checkout().filter(|b| b.join("tools/lite_to_onnx.py").is_file())
+}
+
+/// The source checkout this binary was built in, when the binary still lives
+/// inside it (`target/…/xfer`); None for an installed or copied binary.
+pub fn built_checkout() -> Option<PathBuf> {
     let built = Path::new(env!("CARGO_MANIFEST_DIR"));
     let exe = std::env::current_exe().ok()?;
-    (exe.starts_with(built) && built.join("tools/lite_to_onnx.py").is_file())
-        .then(|| built.to_owned())
+    exe.starts_with(built).then(|| built.to_owned())
 }
 
 /// The path of helper `name`: the checkout's `tools/NAME`, else the embedded

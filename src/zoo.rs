@@ -385,12 +385,11 @@ impl Zoo {
         if local.is_dir() {
             return Zoo { dir: local };
         }
-        let built = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let inside = std::env::current_exe().is_ok_and(|e| e.starts_with(built));
-        if inside && built.join("onnx").is_dir() {
-            return Zoo {
-                dir: built.join("onnx"),
-            };
+        if let Some(dir) = crate::scripts::built_checkout()
+            .map(|b| b.join("onnx"))
+            .filter(|d| d.is_dir())
+        {
+            return Zoo { dir };
         }
         match crate::runtime::xfer_home() {
             Some(home) => Zoo {

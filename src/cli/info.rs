@@ -16,11 +16,15 @@ pub fn info(cli: &Cli) -> Result<i32> {
         Ok(rt) => {
             println!("ONNX Runtime {} from {}", rt.version, rt.library.display());
             println!("  found via {}", rt.source.describe());
+            // The same (once per process) load the CUDA provider's registration uses.
             if let Some(site) = xfer::nvidia::site_packages_of(&rt.library) {
-                match xfer::nvidia::find(&site) {
-                    Some(libs) => {
-                        println!("NVIDIA libraries from pip ({}/nvidia), loaded before the CUDA provider:", site.display());
-                        for line in xfer::nvidia::preload(&site, libs).describe() {
+                match xfer::nvidia::preload_once(&rt.library) {
+                    Some(done) => {
+                        println!(
+                            "NVIDIA libraries from pip ({}/nvidia), loaded before the CUDA provider:",
+                            site.display()
+                        );
+                        for line in done.describe() {
                             println!("  {line}");
                         }
                     }
