@@ -160,7 +160,7 @@ pub enum Error {
     },
 
     #[error(transparent)]
-    Atomic(#[from] crate::atomic::AtomicError),
+    Atomic(#[from] crate::util::atomic::AtomicError),
 
     /// A model's own preprocessing configuration (timm, Hugging Face) that
     /// cannot be read or reproduced.
@@ -198,7 +198,7 @@ pub enum Error {
 
     #[cfg(feature = "train")]
     #[error("logistic regression: {0}")]
-    Logistic(#[from] crate::head::logistic::LogisticError),
+    Logistic(#[from] crate::train::head::logistic::LogisticError),
 
     /// A bundle and a backbone of the zoo disagree; the reason names both.
     #[error("bundle {bundle}: {reason}")]

@@ -2,52 +2,19 @@
 //! Runtime turn images into pooled features, cached in HDF5, on which small
 //! classifier heads are trained. `docs/ARCHITECTURE.md` describes the parts,
 //! the data flow and the file formats.
+//!
+//! The source is grouped by layer, in the order data flows:
+//! [`images`] → [`models`] → [`features`] → [`train`] → [`eval`] → [`ship`],
+//! with [`util`] for file-system care shared by all.
 
-pub mod atomic;
-#[cfg(feature = "store")]
-pub mod audit;
-pub mod augment;
-pub mod backbone;
-pub mod bundle;
-pub mod clobber;
-pub mod cpu;
-pub mod dataset;
 pub mod error;
-#[cfg(feature = "ship")]
-pub mod export;
-#[cfg(feature = "store")]
-pub mod extract;
+pub mod eval;
 pub mod features;
-#[cfg(feature = "store")]
-pub mod h5file;
-pub mod head;
-pub mod jpeg;
-pub mod lock;
-#[cfg(feature = "store")]
-pub mod merge;
-pub mod metrics;
-pub mod model_add;
-pub mod model_config;
-pub mod model_fetch;
-pub mod nvidia;
-pub mod onnx_data;
-#[cfg(feature = "ship")]
-pub mod package;
-pub mod pipeline;
-pub mod pool;
-pub mod predict;
-pub mod preprocess;
-pub mod proto;
-#[cfg(feature = "store")]
-pub mod quantize;
-pub mod report;
-pub mod runtime;
-pub mod scripts;
-pub mod shard;
-#[cfg(feature = "store")]
-pub mod store;
+pub mod images;
+pub mod models;
+pub mod ship;
 pub mod train;
-pub mod zoo;
+pub mod util;
 
 pub use error::{Error, Result};
 

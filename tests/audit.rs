@@ -9,7 +9,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use xfer::audit::confident::{self, RankBy};
+use xfer::eval::audit::confident::{self, RankBy};
 
 fn xfer(args: &[&str]) -> Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_xfer"))
@@ -598,12 +598,12 @@ fn scale_blocked_neighbour_search() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(100_000);
     let d = 1280;
-    let mut rng = xfer::head::Rng::new(1);
+    let mut rng = xfer::train::head::Rng::new(1);
     let x = ndarray::Array2::from_shape_fn((n, d), |_| rng.uniform(0.0, 1.0).powi(4));
     let t0 = std::time::Instant::now();
-    let u = xfer::audit::neighbors::normalize_rows(x.view());
+    let u = xfer::eval::audit::neighbors::normalize_rows(x.view());
     drop(x);
-    let nb = xfer::audit::neighbors::search(u.view(), 5, 0.95);
+    let nb = xfer::eval::audit::neighbors::search(u.view(), 5, 0.95);
     let secs = t0.elapsed().as_secs_f64();
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     let hwm = status

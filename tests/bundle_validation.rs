@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 
 use ndarray::array;
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
-use xfer::bundle::{BackboneRef, Bundle};
-use xfer::head::{HeadKind, Mlp, MlpConfig, Rng, Standardize};
+use xfer::ship::bundle::{BackboneRef, Bundle};
+use xfer::train::head::{HeadKind, Mlp, MlpConfig, Rng, Standardize};
 
 fn refs() -> Vec<BackboneRef> {
     vec![

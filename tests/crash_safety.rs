@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use xfer::bundle::Bundle;
-use xfer::store;
+use xfer::features::store;
+use xfer::ship::bundle::Bundle;
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
@@ -106,7 +106,7 @@ fn a_second_writer_is_refused_naming_the_first() {
     let data = t.path().join("data");
     common::make_image_folder(&data, &["a", "b"], 3);
     let out = t.path().join("f.h5");
-    let held = xfer::lock::OutputLock::acquire(&out).unwrap();
+    let held = xfer::util::lock::OutputLock::acquire(&out).unwrap();
     let o = xfer(&extract_args(&data, &out, &["--overwrite"]));
     let txt = common::text(&o);
     assert_eq!(o.status.code(), Some(1), "{txt}");
@@ -125,7 +125,7 @@ fn a_second_writer_is_refused_naming_the_first() {
     // The same for a training run into a folder another run is writing.
     let run = t.path().join("run");
     std::fs::create_dir(&run).unwrap();
-    let held = xfer::lock::OutputLock::acquire(&run.join("run")).unwrap();
+    let held = xfer::util::lock::OutputLock::acquire(&run.join("run")).unwrap();
     let o = common::xfer(&["train", "--train", s(&out), "--out", s(&run)]);
     let txt = common::text(&o);
     assert_eq!(o.status.code(), Some(1), "{txt}");

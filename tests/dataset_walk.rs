@@ -9,8 +9,8 @@ use std::os::unix::ffi::OsStringExt;
 use std::os::unix::fs::symlink;
 use std::path::Path;
 
-use xfer::dataset::{self, IgnoredKind, Layout};
-use xfer::store;
+use xfer::features::store;
+use xfer::images::dataset::{self, IgnoredKind, Layout};
 
 fn extract(data: &Path, out: &Path) -> std::process::Output {
     common::xfer(&[

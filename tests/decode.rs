@@ -6,7 +6,7 @@ mod common;
 use std::path::Path;
 
 use image::{DynamicImage, ImageBuffer, ImageFormat, Luma, Rgb, Rgba};
-use xfer::preprocess::{self, ChannelOrder, DecodeOptions, Interpolation, Recipe};
+use xfer::images::preprocess::{self, ChannelOrder, DecodeOptions, Interpolation, Recipe};
 
 fn opts() -> DecodeOptions {
     DecodeOptions::default()

@@ -11,13 +11,13 @@ mod common;
 use std::path::PathBuf;
 
 use ndarray::{Array1, Array2, Array4, Ix2};
-use xfer::bundle::{BackboneRef, Bundle};
-use xfer::export::{self, ExportOptions};
-use xfer::head::mlp::{Linear, Mlp, MlpConfig};
-use xfer::head::{HeadKind, Standardize};
-use xfer::predict::ResolvedBackbone;
-use xfer::preprocess::Preset;
-use xfer::zoo::Manifest;
+use xfer::images::preprocess::Preset;
+use xfer::models::zoo::Manifest;
+use xfer::ship::bundle::{BackboneRef, Bundle};
+use xfer::ship::export::{self, ExportOptions};
+use xfer::ship::predict::ResolvedBackbone;
+use xfer::train::head::mlp::{Linear, Mlp, MlpConfig};
+use xfer::train::head::{HeadKind, Standardize};
 
 fn fixture() -> PathBuf {
     common::repo().join("tests/fixtures/export")

@@ -10,9 +10,9 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use ndarray::Array4;
-use xfer::backbone::{Backbone, SessionOptions};
-use xfer::onnx_data;
-use xfer::zoo::{sha256_file, Manifest};
+use xfer::models::backbone::{Backbone, SessionOptions};
+use xfer::models::onnx_data;
+use xfer::models::zoo::{sha256_file, Manifest};
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
@@ -222,7 +222,8 @@ fn export_inlines_and_package_carries_the_external_data() {
     let alone = tempfile::tempdir().unwrap();
     std::fs::copy(&exported, alone.path().join("one.onnx")).unwrap();
     let rt = common::runtime();
-    let mut graph = xfer::backbone::Graph::open(&rt, &alone.path().join("one.onnx")).unwrap();
+    let mut graph =
+        xfer::models::backbone::Graph::open(&rt, &alone.path().join("one.onnx")).unwrap();
     // (shape, non-finite values)
     assert_eq!(
         graph.probe("input", 32, 1, "probabilities").unwrap(),

@@ -8,10 +8,10 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use ndarray::Array4;
-use xfer::backbone::{Backbone, SessionOptions};
-use xfer::preprocess::{self, DecodeOptions};
-use xfer::store;
-use xfer::zoo::Manifest;
+use xfer::features::store;
+use xfer::images::preprocess::{self, DecodeOptions};
+use xfer::models::backbone::{Backbone, SessionOptions};
+use xfer::models::zoo::Manifest;
 
 fn tiny() -> String {
     common::tiny_manifest().display().to_string()

@@ -146,7 +146,9 @@ fn bundle_open_bugs() {
 #[test]
 fn zero_class_bundle_is_refused_when_loaded() {
     let p = dir("bundle", "open").join("zero_classes.safetensors");
-    let e = xfer::bundle::Bundle::load(&p).unwrap_err().to_string();
+    let e = xfer::ship::bundle::Bundle::load(&p)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("architecture"), "{e}");
 }
 
@@ -180,7 +182,7 @@ fn small_file(path: &Path) {
         .unwrap();
 }
 
-/// Hardened in src/features.rs: `load` sized the concatenated matrix from the
+/// Hardened in src/features/load.rs: `load` sized the concatenated matrix from the
 /// other files' headers before reading them, so a second file claiming 0 rows
 /// of 2^40 features made it reserve a 1 × (2 + 2^40) f32 matrix (4 TiB) before
 /// finding out that the file has no rows. (On this machine the zeroed pages are
@@ -212,7 +214,7 @@ fn header_claiming_4_tb_is_an_error_not_an_abort() {
     let p = t.path().join("bomb.h5");
     declared_only::<f32>(&p, 1_000_000, 1_000_000);
     assert!(std::fs::metadata(&p).unwrap().len() < 100_000);
-    let e = xfer::store::read(&p).unwrap_err().to_string();
+    let e = xfer::features::store::read(&p).unwrap_err().to_string();
     assert!(e.contains("damaged"), "{e}");
 }
 

@@ -5,10 +5,10 @@
 use std::time::Instant;
 
 use ndarray::Array2;
-use xfer::head::linalg::gemm;
-use xfer::head::mlp::{Activations, Mlp, MlpConfig, MlpGrads, Mode};
-use xfer::head::optim::{Optimizer, OptimizerConfig};
-use xfer::head::Rng;
+use xfer::train::head::linalg::gemm;
+use xfer::train::head::mlp::{Activations, Mlp, MlpConfig, MlpGrads, Mode};
+use xfer::train::head::optim::{Optimizer, OptimizerConfig};
+use xfer::train::head::Rng;
 
 fn time<F: FnMut()>(name: &str, reps: usize, mut f: F) -> f64 {
     f();

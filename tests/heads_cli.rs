@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use ndarray::Array2;
-use xfer::bundle::Bundle;
-use xfer::head::Rng;
-use xfer::store::{FeatureWriter, Provenance};
+use xfer::features::store::{FeatureWriter, Provenance};
+use xfer::ship::bundle::Bundle;
+use xfer::train::head::Rng;
 
 /// Runs the CLI. The tests of this file run in parallel threads that write
 /// HDF5 files in-process; a child forked meanwhile inherits the open file (HDF5

@@ -26,9 +26,9 @@
 
 use ndarray::{Array1, Array2};
 use serde::Deserialize;
-use xfer::head::cross_entropy;
-use xfer::head::mlp::{Activations, Linear, Mlp, MlpConfig, MlpGrads, Mode};
-use xfer::head::optim::{AdamConfig, Optimizer, OptimizerConfig, SgdConfig};
+use xfer::train::head::cross_entropy;
+use xfer::train::head::mlp::{Activations, Linear, Mlp, MlpConfig, MlpGrads, Mode};
+use xfer::train::head::optim::{AdamConfig, Optimizer, OptimizerConfig, SgdConfig};
 
 #[derive(Deserialize)]
 struct Fixture {

@@ -10,8 +10,8 @@
 //! slopes); the seeds below have none. `GC_H=… GC_DEBUG=1` show the worst entries.
 
 use ndarray::Array2;
-use xfer::head::mlp::{Activations, Mlp, MlpConfig, MlpGrads, Mode};
-use xfer::head::{cross_entropy, cross_entropy_with_grad, Rng};
+use xfer::train::head::mlp::{Activations, Mlp, MlpConfig, MlpGrads, Mode};
+use xfer::train::head::{cross_entropy, cross_entropy_with_grad, Rng};
 
 fn data(n: usize, d: usize, c: usize, seed: u64) -> (Array2<f32>, Vec<usize>) {
     let mut rng = Rng::new(seed);

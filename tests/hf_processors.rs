@@ -9,8 +9,8 @@
 
 mod common;
 
-use xfer::model_config::{self, Kind};
-use xfer::preprocess::{CropOffset, ResizeMode};
+use xfer::images::preprocess::{CropOffset, ResizeMode};
+use xfer::models::config::{self as model_config, Kind};
 
 #[test]
 fn hub_processor_configs_are_read_as_transformers_reads_them() {

@@ -13,8 +13,8 @@ use std::process::{Command, Stdio};
 
 use image::codecs::gif::{GifEncoder, Repeat};
 use image::{DynamicImage, Frame, ImageFormat, RgbImage, Rgba, RgbaImage};
-use xfer::preprocess::{self, DecodeOptions};
-use xfer::store;
+use xfer::features::store;
+use xfer::images::preprocess::{self, DecodeOptions};
 
 fn fixture(name: &str) -> PathBuf {
     common::repo().join("tests/fixtures/hostile").join(name)
@@ -639,7 +639,7 @@ fn unreadable_file_is_skipped_with_permission_denied() {
             )
             .unwrap();
         }
-        let ort = xfer::runtime::find_library(None).unwrap();
+        let ort = xfer::models::runtime::find_library(None).unwrap();
         let lib = t.path().join("libonnxruntime.so");
         std::fs::copy(&ort, &lib).unwrap();
         for d in [t.path(), &data, &data.join("a"), &out_dir, &model_dir] {

@@ -555,7 +555,7 @@ fn package_overwrite_replaces_only_a_package_and_leaves_nothing_behind() {
 fn a_package_being_written_blocks_a_second_one() {
     let f = fixture(true);
     let pkg = f.dir.join("pkg");
-    let held = xfer::lock::OutputLock::acquire(&pkg).unwrap();
+    let held = xfer::util::lock::OutputLock::acquire(&pkg).unwrap();
     let e = refused(&package(&f, &pkg, &[]));
     assert!(e.contains("being written by another xfer process"), "{e}");
     assert!(!pkg.exists());

@@ -12,9 +12,9 @@
 mod common;
 
 use ndarray::Array4;
-use xfer::backbone::{Backbone, SessionOptions};
-use xfer::preprocess::{self, DecodeOptions};
-use xfer::zoo::Manifest;
+use xfer::images::preprocess::{self, DecodeOptions};
+use xfer::models::backbone::{Backbone, SessionOptions};
+use xfer::models::zoo::Manifest;
 
 #[test]
 fn lite0_matches_torchvision_pipeline_on_real_photos() {

@@ -10,9 +10,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use xfer::bundle::{BackboneRef, Bundle};
-use xfer::head::mlp::{Mlp, MlpConfig};
-use xfer::head::{HeadKind, Rng};
+use xfer::ship::bundle::{BackboneRef, Bundle};
+use xfer::train::head::mlp::{Mlp, MlpConfig};
+use xfer::train::head::{HeadKind, Rng};
 
 /// Runs a binary of this package. Children skip HDF5's advisory locking (see
 /// tests/heads_cli.rs: files written by one child are complete when another reads them).

@@ -15,8 +15,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use sha2::{Digest, Sha256};
-use xfer::preprocess::{self, DecodeOptions};
-use xfer::zoo::Manifest;
+use xfer::images::preprocess::{self, DecodeOptions};
+use xfer::models::zoo::Manifest;
 
 const CLASSES: [&str; 3] = ["flowers", "fruit", "vegetables"];
 
@@ -203,7 +203,7 @@ fn quantize_lite0_report_extract_and_bundle_checks() {
     let npy = t.path().join("held.npy");
     let mut f = std::fs::File::create(&npy).unwrap();
     let side = recipe.crop as usize;
-    xfer::quantize::write_npy(&mut f, &[4, 3, side, side], &tensors).unwrap();
+    xfer::models::quantize::write_npy(&mut f, &[4, 3, side, side], &tensors).unwrap();
     drop(f);
     let py = Command::new(&python)
         .args(["-c", PY_COSINE, s(&npy), s(&fp32_onnx), s(&m.onnx_path())])
@@ -254,7 +254,7 @@ fn quantize_lite0_report_extract_and_bundle_checks() {
         s(&f_int8),
     ]);
     let stderr = String::from_utf8_lossy(&o.stderr);
-    let cpu = xfer::cpu::Int8Support::detect();
+    let cpu = xfer::models::cpu::Int8Support::detect();
     assert_eq!(
         stderr.contains("is an int8 model with 8-bit weights"),
         cpu.known && !cpu.has_dot_product(),
@@ -286,7 +286,7 @@ fn quantize_lite0_report_extract_and_bundle_checks() {
         s(&run),
     ]);
     let bundle = run.join("logistic.safetensors");
-    let b = xfer::bundle::Bundle::load(&bundle).unwrap();
+    let b = xfer::ship::bundle::Bundle::load(&bundle).unwrap();
     let r = &b.meta.backbones[0];
     assert_eq!(
         (

@@ -12,7 +12,7 @@
 //! (`XFER_RESIZE_SWEEP=N` cases, `XFER_RESIZE_SEED`).
 
 use image::RgbImage;
-use xfer::preprocess::{
+use xfer::images::preprocess::{
     self, ChannelOrder, CropBox, CropOffset, Interpolation, Recipe, ResizeMode, ViewOps,
 };
 

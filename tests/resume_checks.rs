@@ -8,7 +8,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use xfer::store::{self, FeatureWriter};
+use xfer::features::store::{self, FeatureWriter};
 
 fn extract(data: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
     let tiny = common::tiny_manifest();

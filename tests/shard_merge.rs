@@ -20,8 +20,8 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use hdf5::types::VarLenUnicode;
-use xfer::shard::Shard;
-use xfer::store::{self, FeatureWriter, FileReader, ListInfo};
+use xfer::features::shard::Shard;
+use xfer::features::store::{self, FeatureWriter, FileReader, ListInfo};
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
@@ -31,7 +31,7 @@ fn s(p: &Path) -> &str {
 fn xfer_cmd(args: &[&str]) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_xfer"));
     c.args(args).current_dir(common::repo());
-    for v in xfer::shard::INDEX_VARIABLES {
+    for v in xfer::features::shard::INDEX_VARIABLES {
         c.env_remove(v);
     }
     c
@@ -711,7 +711,7 @@ fn the_recipes_task_script_runs_resumes_and_merges() {
             .env("SHARDS", &shards)
             .env("XFER", env!("CARGO_BIN_EXE_xfer"))
             .env("XFER_FLAGS", "--batch 4");
-        for v in xfer::shard::INDEX_VARIABLES {
+        for v in xfer::features::shard::INDEX_VARIABLES {
             c.env_remove(v);
         }
         task_env(&mut c, scheduler, i, n);
@@ -723,7 +723,8 @@ fn the_recipes_task_script_runs_resumes_and_merges() {
         shard: Some(Shard { index: 1, count: 3 }),
         ..w.list.clone().unwrap()
     };
-    let first = &xfer::dataset::scan(&data, None).unwrap().items[list.range().start as usize];
+    let first =
+        &xfer::images::dataset::scan(&data, None).unwrap().items[list.range().start as usize];
     let (_, _, all_paths) = w.block(0..w.rows).unwrap();
     let row = all_paths.iter().position(|p| *p == first.rel_path).unwrap();
     let (rows, labels, paths) = w.block(row..row + 1).unwrap();
@@ -779,7 +780,10 @@ fn shard_counts_beyond_the_list_are_refused_without_allocating() {
     let t = tempfile::tempdir().unwrap();
     let data = t.path().join("photos");
     copy_stamps(&data, &["vegetables"]);
-    let n_files = xfer::dataset::scan(&data, None).unwrap().items.len();
+    let n_files = xfer::images::dataset::scan(&data, None)
+        .unwrap()
+        .items
+        .len();
     let out = t.path().join("s.h5");
     let txt = refused(
         tiny_extract("--data", &data, &out, &["--shard", "0/100000000"]),

@@ -21,9 +21,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use ndarray::{Array2, Array4, Ix2};
-use xfer::bundle::Bundle;
-use xfer::preprocess::DecodeOptions;
-use xfer::zoo::Zoo;
+use xfer::images::preprocess::DecodeOptions;
+use xfer::models::zoo::Zoo;
+use xfer::ship::bundle::Bundle;
 
 fn xfer(args: &[&str]) -> Output {
     common::run_ok(env!("CARGO_BIN_EXE_xfer"), args)
@@ -58,16 +58,16 @@ fn write_npy(path: &Path, shape: &[usize], data: &[f32]) {
 fn tensors(bundle_path: &Path, root: &Path) -> (Vec<String>, Array4<f32>) {
     let bundle = Bundle::load(bundle_path).unwrap();
     let zoo = Zoo::locate(Some(&common::repo().join("onnx")));
-    let resolved = xfer::predict::resolve_backbones(&bundle, bundle_path, &zoo).unwrap();
+    let resolved = xfer::ship::predict::resolve_backbones(&bundle, bundle_path, &zoo).unwrap();
     let recipe = &resolved[0].recipe;
-    let images = xfer::predict::collect_inputs(&[root.to_owned()])
+    let images = xfer::ship::predict::collect_inputs(&[root.to_owned()])
         .unwrap()
         .images;
     let c = recipe.crop as usize;
     let mut x = Array4::<f32>::zeros((images.len(), 3, c, c));
     for (i, p) in images.iter().enumerate() {
         let mut row = x.index_axis_mut(ndarray::Axis(0), i);
-        xfer::preprocess::load_tensor(
+        xfer::images::preprocess::load_tensor(
             p,
             recipe,
             &DecodeOptions::default(),

@@ -13,9 +13,9 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
-use xfer::backbone::{Backbone, SessionOptions};
-use xfer::model_add::{self, AddRequest, RecipeFlags};
-use xfer::zoo::{Pool, Zoo};
+use xfer::models::add::{self as model_add, AddRequest, RecipeFlags};
+use xfer::models::backbone::{Backbone, SessionOptions};
+use xfer::models::zoo::{Pool, Zoo};
 
 fn fixtures() -> PathBuf {
     common::repo().join("tests/fixtures/backbones")
@@ -94,7 +94,7 @@ fn features_match_timm_and_transformers_on_real_photos() {
             s(&out),
             "--quiet",
         ]);
-        let f = xfer::store::read(&out).unwrap();
+        let f = xfer::features::store::read(&out).unwrap();
         let manifest = Zoo { dir: zoo.clone() }.find(name).unwrap();
         assert_eq!(
             f.provenance.as_ref().unwrap().pooling,
@@ -161,7 +161,7 @@ fn pooling_modes_equal_numpy() {
                 recipe: RecipeFlags::default(),
                 command_line: "test".into(),
                 force: false,
-                weights: xfer::zoo::Weights::Pretrained,
+                weights: xfer::models::zoo::Weights::Pretrained,
             };
             let added = model_add::add(&rt, &zoo, &req).unwrap();
             let mut b = Backbone::load(&rt, &added.manifest, &SessionOptions::default()).unwrap();
@@ -471,7 +471,7 @@ fn models_add_records_the_pooling_asked_random_weights_and_the_licence() {
     let out = common::text(&o);
     assert!(out.contains("pooling: cls (--pool)"), "{out}");
     let m = Zoo { dir: zoo.clone() }.find("v").unwrap();
-    assert_eq!(m.weights, xfer::zoo::Weights::Random);
+    assert_eq!(m.weights, xfer::models::zoo::Weights::Random);
     assert!(
         m.weights_source.contains("random weights"),
         "{}",

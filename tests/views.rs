@@ -18,10 +18,10 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use ndarray::{s, Array4};
-use xfer::backbone::{Backbone, SessionOptions};
-use xfer::preprocess::{self, CropBox, DecodeOptions, ViewOps};
-use xfer::store::{self, FeatureWriter};
-use xfer::zoo::Manifest;
+use xfer::features::store::{self, FeatureWriter};
+use xfer::images::preprocess::{self, CropBox, DecodeOptions, ViewOps};
+use xfer::models::backbone::{Backbone, SessionOptions};
+use xfer::models::zoo::Manifest;
 
 #[test]
 fn augmented_views_match_torchvision_resized_crop_and_flip() {

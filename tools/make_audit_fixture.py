@@ -2,7 +2,7 @@
 """Writes tests/fixtures/audit/cleanlab.json: small fixed examples of
 out-of-fold probabilities with noisy labels, and what cleanlab's published
 implementation of confident learning says about them. tests/audit.rs checks
-xfer's own implementation (src/audit/confident.rs) against these numbers.
+xfer's own implementation (src/eval/audit/confident.rs) against these numbers.
 
 Run once, with cleanlab installed (in a venv outside the repo):
     python -m venv /tmp/cl && /tmp/cl/bin/pip install cleanlab

@@ -19,7 +19,7 @@ resize/crop/interpolation/mean/std read from onnx/efficientnet_lite0.toml:
     x = F.normalize(F.to_tensor(v), mean=[m / s ...], std=[d / s ...])  # s = 255 * pixel_scale
 
 This is what torchvision's RandomResizedCrop + RandomHorizontalFlip do once
-their random parameters are drawn; xfer draws its own (src/augment.rs) and
+their random parameters are drawn; xfer draws its own (src/images/augment.rs) and
 the test feeds it these boxes. The boxes cover a small upsampled crop
 (scale ≈ 0.08), a large downsampled one, an off-centre one and a JPEG.
 

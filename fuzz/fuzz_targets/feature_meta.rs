@@ -4,7 +4,7 @@
 //! datasets (`data`, `label`, `path`, `skipped_*`) and root attributes (class
 //! names, preprocessing JSON, backbone, sha256, `complete`, `rows_done`, …) have
 //! fuzzed types, shapes, row counts and values. Then the readers run on them:
-//! `xfer::store::read` on each, `xfer::features::load` on all. Any panic is a bug.
+//! `xfer::features::store::read` on each, `xfer::features::load` on all. Any panic is a bug.
 //!
 //! HDF5's own file parser is not fuzzed (out of scope): the files are always
 //! well formed. `XFER_FUZZ_KEEP=DIR` copies the files of each run to DIR (used
@@ -489,7 +489,7 @@ fuzz_target!(|data: &[u8]| {
     if std::env::var_os("XFER_FUZZ_KEEP").is_some() {
         // What the readers said, to pick regression cases.
         for p in &paths {
-            let r = xfer::store::read(p).map(|f| f.data.dim());
+            let r = xfer::features::store::read(p).map(|f| f.data.dim());
             eprintln!("OUTCOME read {}: {:?}", p.display(), r.map_err(|e| e.to_string()));
         }
         let r = xfer::features::load(&paths).map(|s| s.data.dim());

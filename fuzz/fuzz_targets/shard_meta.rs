@@ -12,8 +12,8 @@ use std::path::PathBuf;
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use ndarray::{Array2, Array3};
-use xfer::shard::Shard;
-use xfer::store::{FeatureWriter, ListInfo, Provenance};
+use xfer::features::shard::Shard;
+use xfer::features::store::{FeatureWriter, ListInfo, Provenance};
 
 #[derive(Arbitrary, Debug)]
 struct Spec {

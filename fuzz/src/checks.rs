@@ -18,12 +18,12 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use ndarray::Array2;
-use xfer::bundle::Bundle;
-use xfer::preprocess::{
+use xfer::images::preprocess::{
     decode_bytes, to_tensor, ChannelOrder, CropOffset, DecodeOptions, Interpolation, Recipe,
     ResizeMode,
 };
-use xfer::zoo::Manifest;
+use xfer::models::zoo::Manifest;
+use xfer::ship::bundle::Bundle;
 
 /// Pixel limit of the decode target (the default, 100 MP, makes one input cost
 /// hundreds of MB; see the report).
@@ -228,14 +228,18 @@ pub fn kaggle(data: &[u8]) -> Option<String> {
     }
     let probs = Array2::from_shape_vec((paths.len(), 2), probs).expect("two per path");
     for p in paths.iter().chain(&unreadable) {
-        let _ = xfer::predict::output::kaggle_id(p);
+        let _ = xfer::ship::predict::output::kaggle_id(p);
     }
-    let rows =
-        match xfer::predict::output::kaggle_rows(&paths, probs.view(), positive, clip, &unreadable)
-        {
-            Ok(rows) => rows,
-            Err(_) => return None,
-        };
+    let rows = match xfer::ship::predict::output::kaggle_rows(
+        &paths,
+        probs.view(),
+        positive,
+        clip,
+        &unreadable,
+    ) {
+        Ok(rows) => rows,
+        Err(_) => return None,
+    };
     assert_eq!(
         rows.len(),
         paths.len() + unreadable.len(),
@@ -267,7 +271,7 @@ pub fn kaggle(data: &[u8]) -> Option<String> {
         }
     }
     let mut out = Vec::new();
-    xfer::predict::output::write_kaggle(&mut out, &rows).expect("write to a Vec");
+    xfer::ship::predict::output::write_kaggle(&mut out, &rows).expect("write to a Vec");
     let text = String::from_utf8(out).expect("the submission is UTF-8");
     let records = parse_csv(&text).unwrap_or_else(|e| panic!("{e}: {text:?}"));
     assert_eq!(records.len(), rows.len() + 1, "rows in {text:?}");
@@ -335,7 +339,7 @@ pub fn parse_csv(text: &str) -> Result<Vec<Vec<String>>, String> {
 #[cfg(feature = "store")]
 pub fn feature_files(paths: &[PathBuf]) -> bool {
     for p in paths {
-        match xfer::store::read(p) {
+        match xfer::features::store::read(p) {
             Ok(f) => {
                 assert_eq!(f.labels.len(), f.data.nrows(), "labels per row");
                 if let Some(names) = &f.paths {
@@ -377,7 +381,7 @@ pub fn feature_files(paths: &[PathBuf]) -> bool {
 /// CSV (every field quoted) it must read back as the same dataset: no record
 /// lost or changed on the way. Returns whether it loaded.
 pub fn list(data: &[u8]) -> bool {
-    use xfer::dataset::from_list;
+    use xfer::images::dataset::from_list;
     let Some((&ctl, bytes)) = data.split_first() else {
         return false;
     };
@@ -445,7 +449,7 @@ pub fn list(data: &[u8]) -> bool {
     let _ = std::fs::remove_dir_all(&dir);
     let back = back.unwrap_or_else(|e| panic!("written back as {text:?}, it does not load: {e}"));
     assert_eq!(back.classes, ds.classes, "written back as {text:?}");
-    let keys = |d: &xfer::dataset::Dataset| -> Vec<(String, i64)> {
+    let keys = |d: &xfer::images::dataset::Dataset| -> Vec<(String, i64)> {
         d.items
             .iter()
             .map(|i| (i.rel_path.clone(), i.label))
@@ -462,10 +466,10 @@ pub fn list(data: &[u8]) -> bool {
 /// Returns whether the merge succeeded.
 #[cfg(feature = "store")]
 pub fn shard_files(paths: &[PathBuf], out: &Path) -> bool {
-    let result = xfer::merge::merge(paths, out, &mut |_, _| {});
+    let result = xfer::features::merge::merge(paths, out, &mut |_, _| {});
     match result {
         Ok(summary) => {
-            let f = xfer::store::FileReader::open(out).expect("a merged file opens");
+            let f = xfer::features::store::FileReader::open(out).expect("a merged file opens");
             assert_eq!(f.rows, summary.rows);
             let list = f.list.as_ref().expect("a merged file records its list");
             assert!(list.shard.is_none());
@@ -501,7 +505,7 @@ pub fn manifest_name(data: &[u8], strict: bool) -> bool {
     let text = tiny.replacen("name = \"tiny\"", &format!("name = {quoted}"), 1);
     let dir = Path::new("/fuzz/onnx");
     let loaded = Manifest::from_toml_str(&text, &dir.join("m.toml"));
-    let zoo = xfer::zoo::Zoo {
+    let zoo = xfer::models::zoo::Zoo {
         dir: scratch("manifest-name-zoo"),
     };
     if let Err(e) = zoo.find(&name) {
@@ -536,14 +540,15 @@ pub fn manifest_name(data: &[u8], strict: bool) -> bool {
 /// feature width within xfer's bounds. Needs ONNX Runtime (tools/setup.sh).
 /// Returns whether the model was added.
 pub fn model_graph(data: &[u8]) -> bool {
-    use xfer::model_add::{add, AddRequest, RecipeFlags};
-    use xfer::zoo::Pool;
-    static RUNTIME: std::sync::OnceLock<xfer::runtime::Runtime> = std::sync::OnceLock::new();
+    use xfer::models::add::{add, AddRequest, RecipeFlags};
+    use xfer::models::zoo::Pool;
+    static RUNTIME: std::sync::OnceLock<xfer::models::runtime::Runtime> =
+        std::sync::OnceLock::new();
     let Some((&ctl, onnx)) = data.split_first() else {
         return false;
     };
     let runtime = RUNTIME.get_or_init(|| {
-        xfer::runtime::Runtime::init(None).expect("ONNX Runtime (run tools/setup.sh)")
+        xfer::models::runtime::Runtime::init(None).expect("ONNX Runtime (run tools/setup.sh)")
     });
     let dir = scratch("model-graph");
     let _ = std::fs::remove_dir_all(&dir);
@@ -581,9 +586,9 @@ pub fn model_graph(data: &[u8]) -> bool {
         },
         command_line: "fuzz".into(),
         force: true,
-        weights: xfer::zoo::Weights::Random,
+        weights: xfer::models::zoo::Weights::Random,
     };
-    let zoo = xfer::zoo::Zoo {
+    let zoo = xfer::models::zoo::Zoo {
         dir: dir.join("zoo"),
     };
     let result = add(runtime, &zoo, &req);

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
-use xfer::audit::confident::RankBy;
-use xfer::audit::{self, ProbSource, Settings, Splits};
+use xfer::eval::audit::confident::RankBy;
+use xfer::eval::audit::{self, ProbSource, Settings, Splits};
 
 use super::common::check_output;
 
@@ -142,12 +142,12 @@ pub fn audit(args: &AuditArgs) -> Result<i32> {
     };
     let result = audit::audit(&splits, &settings)?;
     if let Some(path) = &args.csv {
-        xfer::atomic::write_atomic(path, |w| result.write_csv(w))?;
+        xfer::util::atomic::write_atomic(path, |w| result.write_csv(w))?;
     }
     if let (Some(page), Some(dir)) = (&page, &args.report) {
         let html = audit::html::page(&result, &splits, args.image_root.as_deref());
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        xfer::atomic::write_bytes_atomic(page, html.as_bytes())?;
+        xfer::util::atomic::write_bytes_atomic(page, html.as_bytes())?;
         eprintln!(
             "report: {} ({} KB)",
             page.display(),

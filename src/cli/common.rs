@@ -5,10 +5,10 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use xfer::backbone::{Backbone, SessionOptions};
-use xfer::pipeline::{schedule, PipelineConfig};
-use xfer::preprocess::DecodeOptions;
-use xfer::runtime::{Device, DeviceRequest};
+use xfer::features::pipeline::{schedule, PipelineConfig};
+use xfer::images::preprocess::DecodeOptions;
+use xfer::models::backbone::{Backbone, SessionOptions};
+use xfer::models::runtime::{Device, DeviceRequest};
 
 /// Exit status of a run that finished but skipped some inputs.
 pub const EXIT_SKIPPED: i32 = 3;

@@ -4,9 +4,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use clap::Args;
-use xfer::bundle::{check_backbones, Bundle};
-use xfer::clobber::{refuse_inputs, Input};
-use xfer::{features, metrics};
+use xfer::eval::metrics;
+use xfer::features;
+use xfer::ship::bundle::{check_backbones, Bundle};
+use xfer::util::clobber::{refuse_inputs, Input};
 
 use super::common::check_output;
 use super::Cli;
@@ -127,24 +128,25 @@ pub fn evaluate(_cli: &Cli, args: &EvaluateArgs) -> Result<i32> {
             Some(p) => p.clone(),
             None => (0..set.n_samples()).map(|r| format!("row {r}")).collect(),
         };
-        xfer::atomic::write_atomic(path, |w| {
-            xfer::predict::output::write_csv(w, &rows, probs.view(), names)
+        xfer::util::atomic::write_atomic(path, |w| {
+            xfer::ship::predict::output::write_csv(w, &rows, probs.view(), names)
         })?;
     }
     if let (Some(page), Some(dir)) = (&page, &args.report) {
-        let html = xfer::report::html::evaluation_page(&xfer::report::html::PageInput {
-            bundle_path: &args.bundle,
-            bundle: &bundle.meta,
-            feature_files: &args.features,
-            paths: set.paths.as_deref(),
-            dataset_root: set.dataset_root.as_deref(),
-            image_root: args.image_root.as_deref(),
-            evaluation: &eval,
-            probs: probs.view(),
-            labels: &labels,
-        });
+        let html =
+            xfer::eval::report::html::evaluation_page(&xfer::eval::report::html::PageInput {
+                bundle_path: &args.bundle,
+                bundle: &bundle.meta,
+                feature_files: &args.features,
+                paths: set.paths.as_deref(),
+                dataset_root: set.dataset_root.as_deref(),
+                image_root: args.image_root.as_deref(),
+                evaluation: &eval,
+                probs: probs.view(),
+                labels: &labels,
+            });
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        xfer::atomic::write_bytes_atomic(page, html.as_bytes())?;
+        xfer::util::atomic::write_bytes_atomic(page, html.as_bytes())?;
         eprintln!(
             "report: {} ({} KB)",
             page.display(),

@@ -4,11 +4,11 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Result};
 use clap::Args;
-use xfer::bundle::Bundle;
-use xfer::clobber::{refuse_inputs, Input};
-use xfer::export::{self, ExportOptions};
-use xfer::predict;
-use xfer::zoo::Zoo;
+use xfer::models::zoo::Zoo;
+use xfer::ship::bundle::Bundle;
+use xfer::ship::export::{self, ExportOptions};
+use xfer::ship::predict;
+use xfer::util::clobber::{refuse_inputs, Input};
 
 use super::common::check_output;
 use super::Cli;
@@ -61,7 +61,7 @@ pub fn export(cli: &Cli, args: &ExportArgs) -> Result<i32> {
     inputs.extend(resolved.iter().flat_map(|r| r.manifest.inputs()));
     refuse_inputs("--onnx", &args.onnx, &inputs)?;
     let exported = export::export(&bundle, &resolved, &ExportOptions { opset: args.opset })?;
-    xfer::atomic::write_bytes_atomic(&args.onnx, &exported.bytes)?;
+    xfer::util::atomic::write_bytes_atomic(&args.onnx, &exported.bytes)?;
     let mb = exported.bytes.len() as f64 / 1e6;
     if args.json {
         let j = serde_json::json!({

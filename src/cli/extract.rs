@@ -6,15 +6,15 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use ndarray::Array4;
-use xfer::backbone::Backbone;
-use xfer::clobber::{refuse_inputs, Input};
-use xfer::dataset::{self, Layout};
-use xfer::extract::{self, ExtractConfig};
-use xfer::preprocess::{self, DecodeOptions, Preset};
-use xfer::runtime::Runtime;
-use xfer::shard::{self, Shard};
-use xfer::store;
-use xfer::zoo::{Manifest, Weights, Zoo};
+use xfer::features::extract::{self, ExtractConfig};
+use xfer::features::shard::{self, Shard};
+use xfer::features::store;
+use xfer::images::dataset::{self, Layout};
+use xfer::images::preprocess::{self, DecodeOptions, Preset};
+use xfer::models::backbone::Backbone;
+use xfer::models::runtime::Runtime;
+use xfer::models::zoo::{Manifest, Weights, Zoo};
+use xfer::util::clobber::{refuse_inputs, Input};
 
 use super::common::{backbone_warnings, DecodeArgs, DeviceArgs};
 use super::progress::Progress;
@@ -173,7 +173,7 @@ fn load_backbone(
 fn load_manifest_backbone(
     runtime: &Runtime,
     manifest: &Manifest,
-    session: &xfer::backbone::SessionOptions,
+    session: &xfer::models::backbone::SessionOptions,
 ) -> Result<Backbone> {
     let backbone = Backbone::load(runtime, manifest, session)
         .with_context(|| format!("loading backbone {}", manifest.name))?;
@@ -191,7 +191,7 @@ pub fn extract(cli: &Cli, args: &ExtractArgs) -> Result<i32> {
         .map(|s| shard::parse(s, |var| std::env::var(var).ok()))
         .transpose()?;
     // A second extraction into the same file is refused while this one runs.
-    let _lock = xfer::lock::OutputLock::acquire(&args.out)?;
+    let _lock = xfer::util::lock::OutputLock::acquire(&args.out)?;
     let (ds, root) = match (&args.data, &args.list) {
         (Some(data), _) => {
             let ds = dataset::scan(data, args.layout.map(Into::into))?;
@@ -227,10 +227,10 @@ pub fn extract(cli: &Cli, args: &ExtractArgs) -> Result<i32> {
     let views = match args.views {
         None => None,
         Some(k) => {
-            let plan = xfer::augment::ViewPlan {
+            let plan = xfer::images::augment::ViewPlan {
                 views: k,
                 seed: args.seed,
-                recipe: xfer::augment::AugmentRecipe::parse(&args.augment)?,
+                recipe: xfer::images::augment::AugmentRecipe::parse(&args.augment)?,
             };
             plan.validate()?;
             Some(plan)
@@ -312,8 +312,8 @@ pub fn extract(cli: &Cli, args: &ExtractArgs) -> Result<i32> {
             bar.suspend(|| eprintln!("warning: {} has RANDOM weights (structure and speed tests only): these features mean nothing", manifest.name));
         }
         if let Some(q) = &manifest.quantization {
-            let cpu = xfer::cpu::Int8Support::detect();
-            if let Some(w) = xfer::cpu::int8_warning(&manifest.name, q, &cpu) {
+            let cpu = xfer::models::cpu::Int8Support::detect();
+            if let Some(w) = xfer::models::cpu::int8_warning(&manifest.name, q, &cpu) {
                 bar.suspend(|| eprintln!("warning: {w}"));
             }
         }
@@ -480,7 +480,11 @@ pub fn bench_model(cli: &Cli, args: &BenchArgs) -> Result<i32> {
     }
     args.device.validate()?;
     let (_rt, manifest, mut backbone) = load_backbone(cli, &args.model, &args.device, args.batch)?;
-    xfer::pipeline::check_batch_size(args.batch, 1, std::slice::from_ref(&manifest.preprocess))?;
+    xfer::features::pipeline::check_batch_size(
+        args.batch,
+        1,
+        std::slice::from_ref(&manifest.preprocess),
+    )?;
     let c = manifest.preprocess.crop as usize;
     let input = match &args.data {
         Some(dir) => real_batch(dir, &manifest, args.batch)?,

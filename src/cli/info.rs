@@ -1,8 +1,8 @@
 //! `xfer info`.
 
 use anyhow::Result;
-use xfer::runtime::{self, Device, Runtime};
-use xfer::zoo::Zoo;
+use xfer::models::runtime::{self, Device, Runtime};
+use xfer::models::zoo::Zoo;
 
 use super::Cli;
 
@@ -17,8 +17,8 @@ pub fn info(cli: &Cli) -> Result<i32> {
             println!("ONNX Runtime {} from {}", rt.version, rt.library.display());
             println!("  found via {}", rt.source.describe());
             // The same (once per process) load the CUDA provider's registration uses.
-            if let Some(site) = xfer::nvidia::site_packages_of(&rt.library) {
-                match xfer::nvidia::preload_once(&rt.library) {
+            if let Some(site) = xfer::models::nvidia::site_packages_of(&rt.library) {
+                match xfer::models::nvidia::preload_once(&rt.library) {
                     Some(done) => {
                         println!(
                             "NVIDIA libraries from pip ({}/nvidia), loaded before the CUDA provider:",
@@ -37,7 +37,7 @@ pub fn info(cli: &Cli) -> Result<i32> {
             // Each provider is tried for real (a tiny session built strictly on it and
             // run once), not taken as usable because the library was built with it.
             for device in [Device::Cpu, Device::Cuda, Device::Tensorrt] {
-                let probe = xfer::backbone::probe(&rt, device, 0);
+                let probe = xfer::models::backbone::probe(&rt, device, 0);
                 match probe.result {
                     Ok(placement) => println!(
                         "  {:<28} works: a test session ran ({})",
@@ -51,7 +51,7 @@ pub fn info(cli: &Cli) -> Result<i32> {
         Err(e @ xfer::Error::OrtLibraryNamed { .. }) => return Err(e.into()),
         Err(e) => println!("ONNX Runtime: {e}"),
     }
-    let cpu = xfer::cpu::Int8Support::detect();
+    let cpu = xfer::models::cpu::Int8Support::detect();
     println!("CPU int8 instructions: {}", cpu.describe());
     if cpu.known && !cpu.has_dot_product() {
         println!("  int8 models run without a dot-product instruction here; quantise for this CPU with `xfer quantize --reduce-range`");

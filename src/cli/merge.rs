@@ -4,8 +4,8 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Result};
 use clap::Args;
-use xfer::clobber::{refuse_inputs, Input};
-use xfer::store;
+use xfer::features::store;
+use xfer::util::clobber::{refuse_inputs, Input};
 
 use super::common::check_output;
 
@@ -45,8 +45,8 @@ pub fn merge(args: &MergeArgs) -> Result<i32> {
         .map(|s| Input::new("a shard file", s))
         .collect();
     refuse_inputs("--out", &args.out, &inputs)?;
-    let _lock = xfer::lock::OutputLock::acquire(&args.out)?;
-    let s = xfer::merge::merge(&args.shards, &args.out, &mut |_, _| {})?;
+    let _lock = xfer::util::lock::OutputLock::acquire(&args.out)?;
+    let s = xfer::features::merge::merge(&args.shards, &args.out, &mut |_, _| {})?;
     if args.json {
         let json = serde_json::json!({
             "command": "merge",

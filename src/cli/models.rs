@@ -5,10 +5,10 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::{Args, Subcommand};
-use xfer::model_add::{self, AddRequest, RecipeFlags};
-use xfer::preprocess::{ChannelOrder, Interpolation};
-use xfer::runtime::Runtime;
-use xfer::zoo::{Manifest, Pool, Weights, Zoo};
+use xfer::images::preprocess::{ChannelOrder, Interpolation};
+use xfer::models::add::{self as model_add, AddRequest, RecipeFlags};
+use xfer::models::runtime::Runtime;
+use xfer::models::zoo::{Manifest, Pool, Weights, Zoo};
 
 use super::Cli;
 
@@ -123,7 +123,7 @@ fn parse_pool(s: &str) -> Result<Pool, String> {
 }
 
 fn parse_interpolation(s: &str) -> Result<Interpolation, String> {
-    xfer::model_config::interpolation_by_name(s)
+    xfer::models::config::interpolation_by_name(s)
 }
 
 fn parse_triple(s: &str) -> Result<[f32; 3], String> {
@@ -150,9 +150,9 @@ pub fn models(cli: &Cli, args: &ModelsArgs) -> Result<i32> {
 
 fn fetch(cli: &Cli, a: &FetchArgs) -> Result<i32> {
     let zoo = Zoo::locate(cli.zoo.as_deref());
-    let python = xfer::scripts::python(a.python.as_deref());
+    let python = xfer::models::scripts::python(a.python.as_deref());
     for name in &a.names {
-        let manifest = xfer::model_fetch::fetch(&xfer::model_fetch::FetchRequest {
+        let manifest = xfer::models::fetch::fetch(&xfer::models::fetch::FetchRequest {
             name: name.clone(),
             zoo: zoo.dir.clone(),
             python: python.clone(),
@@ -172,8 +172,8 @@ fn fetch(cli: &Cli, a: &FetchArgs) -> Result<i32> {
 }
 
 fn scripts() -> Result<i32> {
-    for name in xfer::scripts::names() {
-        println!("{}", xfer::scripts::script(name)?.display());
+    for name in xfer::models::scripts::names() {
+        println!("{}", xfer::models::scripts::script(name)?.display());
     }
     eprintln!("run one with `python SCRIPT --help` (the exporters need torch and timm or transformers: see its header)");
     Ok(0)

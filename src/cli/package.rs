@@ -5,11 +5,11 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Result};
 use clap::Args;
-use xfer::bundle::Bundle;
-use xfer::package::{self, PackageInputs, PredictorSource};
-use xfer::predict;
-use xfer::runtime;
-use xfer::zoo::Zoo;
+use xfer::models::runtime;
+use xfer::models::zoo::Zoo;
+use xfer::ship::bundle::Bundle;
+use xfer::ship::package::{self, PackageInputs, PredictorSource};
+use xfer::ship::predict;
 
 use super::Cli;
 

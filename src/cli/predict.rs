@@ -7,11 +7,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use xfer::bundle::Bundle;
-use xfer::clobber::{refuse_inputs, Input};
-use xfer::predict::{self, output, Predictor, PredictorOptions};
-use xfer::runtime::Runtime;
-use xfer::zoo::{Weights, Zoo};
+use xfer::models::runtime::Runtime;
+use xfer::models::zoo::{Weights, Zoo};
+use xfer::ship::bundle::Bundle;
+use xfer::ship::predict::{self, output, Predictor, PredictorOptions};
+use xfer::util::clobber::{refuse_inputs, Input};
 
 use super::common::{check_output, DecodeArgs, DeviceArgs, EXIT_SKIPPED};
 use super::progress::Progress;
@@ -172,7 +172,7 @@ pub fn predict(args: &PredictArgs, ort_lib: Option<&Path>, zoo: Option<&Path>) -
                 .map(|p| p.display().to_string())
                 .collect::<Vec<_>>()
                 .join(", "),
-            xfer::dataset::IMAGE_EXTENSIONS.join(", ")
+            xfer::images::dataset::IMAGE_EXTENSIONS.join(", ")
         );
     }
     // An output that is one of the inputs (the bundle, a backbone, an image).
@@ -193,7 +193,7 @@ pub fn predict(args: &PredictArgs, ort_lib: Option<&Path>, zoo: Option<&Path>) -
     let _locks = [&args.csv, &args.kaggle]
         .into_iter()
         .flatten()
-        .map(|p| xfer::lock::OutputLock::acquire(p))
+        .map(|p| xfer::util::lock::OutputLock::acquire(p))
         .collect::<xfer::Result<Vec<_>>>()?;
     let t_checked = t0.elapsed();
 
@@ -234,7 +234,7 @@ pub fn predict(args: &PredictArgs, ort_lib: Option<&Path>, zoo: Option<&Path>) -
                 .map_or("?", |b| b.provider.as_str())
         );
     }
-    for line in xfer::dataset::describe_ignored(&inputs.ignored, 5) {
+    for line in xfer::images::dataset::describe_ignored(&inputs.ignored, 5) {
         eprintln!("{line}");
     }
     let progress = Progress::new("predict", "images", n as u64, args.quiet || n < 64);
@@ -264,7 +264,7 @@ pub fn predict(args: &PredictArgs, ort_lib: Option<&Path>, zoo: Option<&Path>) -
             .iter()
             .map(|p| p.display().to_string())
             .collect();
-        xfer::atomic::write_atomic(path, |w| {
+        xfer::util::atomic::write_atomic(path, |w| {
             output::write_csv(w, &rows, preds.probs.view(), &names)
         })?;
         eprintln!("wrote {} rows to {}", rows.len(), path.display());
@@ -273,7 +273,7 @@ pub fn predict(args: &PredictArgs, ort_lib: Option<&Path>, zoo: Option<&Path>) -
         let unreadable: Vec<PathBuf> = preds.skipped.iter().map(|(p, _)| p.clone()).collect();
         let rows =
             output::kaggle_rows(&preds.paths, preds.probs.view(), k, args.clip, &unreadable)?;
-        xfer::atomic::write_atomic(path, |w| output::write_kaggle(w, &rows))?;
+        xfer::util::atomic::write_atomic(path, |w| output::write_kaggle(w, &rows))?;
         eprintln!(
             "wrote a Kaggle submission of {} rows to {} (label = P({}){})",
             rows.len(),
@@ -326,7 +326,7 @@ pub fn predict(args: &PredictArgs, ort_lib: Option<&Path>, zoo: Option<&Path>) -
             .iter()
             .zip(preds.probs.rows())
             .map(|(p, row)| {
-                let (k, prob) = xfer::head::argmax(row);
+                let (k, prob) = xfer::train::head::argmax(row);
                 serde_json::json!({"path": p, "class": names[k], "probability": prob})
             })
             .collect();

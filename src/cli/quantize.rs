@@ -4,11 +4,11 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use xfer::cpu::Int8Support;
-use xfer::dataset;
-use xfer::quantize::{self, Method, Phase, QuantizeConfig};
-use xfer::runtime::Runtime;
-use xfer::zoo::Zoo;
+use xfer::images::dataset;
+use xfer::models::cpu::Int8Support;
+use xfer::models::quantize::{self, Method, Phase, QuantizeConfig};
+use xfer::models::runtime::Runtime;
+use xfer::models::zoo::Zoo;
 
 use super::Cli;
 
@@ -89,7 +89,7 @@ pub fn quantize(cli: &Cli, args: &QuantizeArgs) -> Result<i32> {
         .name
         .clone()
         .unwrap_or_else(|| format!("{}_int8", source.name));
-    if let Err(e) = xfer::zoo::check_name(&name) {
+    if let Err(e) = xfer::models::zoo::check_name(&name) {
         bail!("--name: {e} (it names the files NAME.onnx and NAME.toml); choose another --name");
     }
     if name == source.name {
@@ -114,13 +114,13 @@ pub fn quantize(cli: &Cli, args: &QuantizeArgs) -> Result<i32> {
         ("--name", &model_path),
         ("--name", &report_path),
     ] {
-        xfer::clobber::refuse_inputs(flag, p, &inputs)?;
+        xfer::util::clobber::refuse_inputs(flag, p, &inputs)?;
     }
-    let _lock = xfer::lock::OutputLock::acquire(&manifest_path)?;
+    let _lock = xfer::util::lock::OutputLock::acquire(&manifest_path)?;
     // The quantiser script: the checkout's tools/quantize.py, else the copy this
     // binary carries (an installed xfer has no checkout).
-    let python = xfer::scripts::python(args.python.as_deref());
-    let script = xfer::scripts::script("quantize.py")?;
+    let python = xfer::models::scripts::python(args.python.as_deref());
+    let script = xfer::models::scripts::script("quantize.py")?;
     let calib = dataset::scan(&args.calib, None)?;
     for line in dataset::describe_ignored(&calib.ignored, 5) {
         eprintln!("{line}");
@@ -219,7 +219,7 @@ pub fn quantize(cli: &Cli, args: &QuantizeArgs) -> Result<i32> {
             out.manifest_path.display(),
             out.report_path.display()
         );
-        if let Some(w) = xfer::cpu::int8_warning(&out.manifest.name, q, &cpu) {
+        if let Some(w) = xfer::models::cpu::int8_warning(&out.manifest.name, q, &cpu) {
             println!("note: {w}");
         }
         println!(

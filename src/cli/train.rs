@@ -8,14 +8,15 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
-use xfer::bundle::Bundle;
-use xfer::head::optim::{AdamConfig, LrSchedule, OptimizerConfig, SgdConfig};
-use xfer::head::HeadKind;
-use xfer::report::{self, HeadReport};
+use xfer::eval::report::{self, HeadReport};
+use xfer::ship::bundle::Bundle;
 use xfer::train::data::TrainingData;
+use xfer::train::head::optim::{AdamConfig, LrSchedule, OptimizerConfig, SgdConfig};
+use xfer::train::head::HeadKind;
 use xfer::train::plan::{LogisticPlan, MlpPlan, Preset, TrainPlan, Validation};
 use xfer::train::run::{self as fit, Trained};
 use xfer::train::{Progress, TrainConfig};
+use xfer::util::format::fixed;
 
 use super::Cli;
 
@@ -322,7 +323,7 @@ const MAX_EPOCHS: usize = 300;
 /// Files a run writes into --out.
 const OUTPUTS: [&str; 6] = [
     "metrics.json",
-    xfer::audit::oof::FILE,
+    xfer::eval::audit::oof::FILE,
     "mlp.safetensors",
     "logistic.safetensors",
     "best.safetensors",
@@ -337,7 +338,7 @@ fn abbreviate(names: &[String]) -> String {
     }
 }
 
-use xfer::clobber::{refuse_inputs, Input};
+use xfer::util::clobber::{refuse_inputs, Input};
 
 /// Every feature file a run reads (--train and --val).
 fn feature_files(args: &TrainArgs) -> Vec<&PathBuf> {
@@ -349,7 +350,7 @@ pub fn train(_cli: &Cli, args: &TrainArgs) -> Result<i32> {
     // A second training run into the same folder is refused while this one runs.
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
-    let _lock = xfer::lock::OutputLock::acquire(&args.out.join("run"))?;
+    let _lock = xfer::util::lock::OutputLock::acquire(&args.out.join("run"))?;
     // The run's files (written, or removed as an earlier run's) are none of its inputs.
     let inputs: Vec<Input> = feature_files(args)
         .into_iter()
@@ -425,19 +426,19 @@ pub fn train(_cli: &Cli, args: &TrainArgs) -> Result<i32> {
         );
         let svg = report::learning_curve_svg(&m.history, &title, m.best_epoch, baseline);
         let p = args.out.join("learning_curve.svg");
-        xfer::atomic::write_bytes_atomic(&p, svg.as_bytes())?;
+        xfer::util::atomic::write_bytes_atomic(&p, svg.as_bytes())?;
         written.push("learning_curve.svg".into());
     }
     let metrics = fit::metrics_json(&plan, &data, &reports);
     let p = args.out.join("metrics.json");
     let text = serde_json::to_string_pretty(&metrics)? + "\n";
-    xfer::atomic::write_bytes_atomic(&p, text.as_bytes())?;
+    xfer::util::atomic::write_bytes_atomic(&p, text.as_bytes())?;
     written.push("metrics.json".into());
     if let Some(oof) = fit::out_of_fold(&plan, &data, &trained, &reports) {
-        let p = args.out.join(xfer::audit::oof::FILE);
+        let p = args.out.join(xfer::eval::audit::oof::FILE);
         let text = serde_json::to_string(&oof)? + "\n";
-        xfer::atomic::write_bytes_atomic(&p, text.as_bytes())?;
-        written.push(xfer::audit::oof::FILE.into());
+        xfer::util::atomic::write_bytes_atomic(&p, text.as_bytes())?;
+        written.push(xfer::eval::audit::oof::FILE.into());
     }
     // An earlier run's outputs that this run did not rewrite would mix two runs.
     for name in OUTPUTS {
@@ -504,30 +505,30 @@ fn summary(r: &HeadReport) -> String {
     let held = match (&r.cv, &r.validation) {
         (Some(c), _) => format!(
             ", cv accuracy {} ± {} %, cv loss {} ± {}",
-            report::fixed(100.0 * c.accuracy_mean, 2),
-            report::fixed(100.0 * c.accuracy_sd, 2),
-            report::fixed(c.log_loss_mean, 4),
-            report::fixed(c.log_loss_sd, 4)
+            fixed(100.0 * c.accuracy_mean, 2),
+            fixed(100.0 * c.accuracy_sd, 2),
+            fixed(c.log_loss_mean, 4),
+            fixed(c.log_loss_sd, 4)
         ),
         (None, Some(e)) => format!(
             ", val accuracy {} %, val loss {}",
-            report::fixed(100.0 * e.accuracy, 2),
-            report::fixed(e.log_loss, 4)
+            fixed(100.0 * e.accuracy, 2),
+            fixed(e.log_loss, 4)
         ),
         (None, None) => String::new(),
     };
     let cal = match r.uncalibrated_log_loss {
         Some(u) if r.temperature != 1.0 => format!(
             " (temperature {}: held-out log loss {} before calibration)",
-            report::fixed(r.temperature as f64, 3),
-            report::fixed(u, 4)
+            fixed(r.temperature as f64, 3),
+            fixed(u, 4)
         ),
         _ => String::new(),
     };
     format!(
         "{} s, train accuracy {} %{held}{cal}",
-        report::fixed(r.train_seconds, 1),
-        report::fixed(100.0 * r.train_accuracy, 2)
+        fixed(r.train_seconds, 1),
+        fixed(100.0 * r.train_accuracy, 2)
     )
 }
 fn save(bundle: &Bundle, out: &Path, name: &str) -> Result<()> {
@@ -600,17 +601,17 @@ fn train_mlp(plan: &TrainPlan, data: &mut TrainingData, lines: Lines) -> Result<
                 let val = match (r.val_loss, r.val_accuracy) {
                     (Some(l), Some(a)) => format!(
                         "  val loss {}  val acc {:>6} %",
-                        report::fixed(l, 4),
-                        report::fixed(100.0 * a, 2)
+                        fixed(l, 4),
+                        fixed(100.0 * a, 2)
                     ),
                     _ => String::new(),
                 };
                 lines.say(&format!(
                     "epoch {:>3}  loss {}  acc {:>6} %{val}  {} s",
                     r.epoch,
-                    report::fixed(r.train_loss, 4),
-                    report::fixed(100.0 * r.train_accuracy, 2),
-                    report::fixed(r.seconds, 2)
+                    fixed(r.train_loss, 4),
+                    fixed(100.0 * r.train_accuracy, 2),
+                    fixed(r.seconds, 2)
                 ));
             });
         }

@@ -5,9 +5,9 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use crate::bundle::check_backbones;
 use crate::error::Result;
 use crate::features::{self, FeatureSet};
+use crate::ship::bundle::check_backbones;
 use crate::train::plan::{TrainPlan, Validation};
 use crate::train::Rows;
 

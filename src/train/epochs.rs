@@ -8,9 +8,9 @@ use std::time::Instant;
 use ndarray::{Array2, ArrayView2, ArrayView3};
 use serde::{Deserialize, Serialize};
 
-use crate::head::mlp::{Activations, Mlp, MlpGrads, Mode};
-use crate::head::optim::{LrSchedule, Optimizer, OptimizerConfig};
-use crate::head::{cross_entropy, Rng};
+use crate::train::head::mlp::{Activations, Mlp, MlpGrads, Mode};
+use crate::train::head::optim::{LrSchedule, Optimizer, OptimizerConfig};
+use crate::train::head::{cross_entropy, Rng};
 
 /// How to train the MLP head. The defaults are the tutorial's method-3
 /// settings: plain SGD with lr 1e-3, batches of 64, 20 epochs.
@@ -310,8 +310,8 @@ pub fn train_mlp(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::head::mlp::MlpConfig;
-    use crate::head::optim::{AdamConfig, SgdConfig};
+    use crate::train::head::mlp::MlpConfig;
+    use crate::train::head::optim::{AdamConfig, SgdConfig};
 
     fn blobs(n: usize) -> (Array2<f32>, Vec<usize>) {
         let mut rng = Rng::new(9);

@@ -14,6 +14,7 @@
 #[cfg(feature = "store")]
 pub mod data;
 pub mod epochs;
+pub mod head;
 pub mod plan;
 #[cfg(feature = "store")]
 pub mod run;

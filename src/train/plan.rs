@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::error::{Error, Result};
-use crate::head::mlp::MlpConfig;
+use crate::train::head::mlp::MlpConfig;
 use crate::train::TrainConfig;
 
 /// Where validation rows come from.
@@ -207,7 +207,7 @@ impl TrainPlan {
                 .div_ceil(per_epoch)
                 .clamp(MIN_EPOCHS.min(c.epochs), c.epochs);
         }
-        if let crate::head::optim::LrSchedule::Cosine { epochs } = &mut c.schedule {
+        if let crate::train::head::optim::LrSchedule::Cosine { epochs } = &mut c.schedule {
             *epochs = c.epochs;
         }
         if m.auto_patience && validated && c.patience.is_none() {

@@ -11,14 +11,14 @@
 use ndarray::{Array2, ArrayView2};
 use serde_json::json;
 
-use crate::bundle::Bundle;
 use crate::error::Result;
-use crate::head::calibrate::{self, Temperature};
-use crate::head::mlp::Mlp;
-use crate::head::{softmax_rows, HeadKind, Rng, Standardize};
-use crate::metrics::{self, Evaluation};
-use crate::report::{CvSummary, HeadReport};
+use crate::eval::metrics::{self, Evaluation};
+use crate::eval::report::{CvSummary, HeadReport};
+use crate::ship::bundle::Bundle;
 use crate::train::data::TrainingData;
+use crate::train::head::calibrate::{self, Temperature};
+use crate::train::head::mlp::Mlp;
+use crate::train::head::{softmax_rows, HeadKind, Rng, Standardize};
 use crate::train::plan::{TrainPlan, Validation};
 use crate::train::{self, Progress, Rows};
 
@@ -176,14 +176,14 @@ fn class_weights(plan: &TrainPlan, data: &TrainingData) -> Option<Vec<f32>> {
             .iter()
             .map(|&r| data.train_labels[r])
             .collect();
-        crate::head::balanced_class_weights(&y, data.class_names.len())
+        crate::train::head::balanced_class_weights(&y, data.class_names.len())
     })
 }
 
 /// The logistic baseline's solver settings for C.
 #[cfg(feature = "train")]
-fn logistic_config(plan: &TrainPlan, c: f32) -> crate::head::logistic::LogisticConfig {
-    crate::head::logistic::LogisticConfig {
+fn logistic_config(plan: &TrainPlan, c: f32) -> crate::train::head::logistic::LogisticConfig {
+    crate::train::head::logistic::LogisticConfig {
         alpha: 1.0 / c,
         max_iterations: plan.logistic.as_ref().map_or(100, |l| l.max_iterations),
         ..Default::default()
@@ -220,7 +220,7 @@ fn inner_folds(data: &TrainingData, seed: u64) -> (Vec<usize>, usize) {
 /// chosen by cross-validation unless the plan fixes it.
 #[cfg(feature = "train")]
 pub fn fit_logistic(plan: &TrainPlan, data: &TrainingData) -> Result<Trained> {
-    use crate::head::logistic;
+    use crate::train::head::logistic;
     let t0 = std::time::Instant::now();
     let x = data.train.data.view();
     let n_classes = data.class_names.len();
@@ -387,13 +387,13 @@ struct MlpFolds {
     /// Mean held-out loss per epoch (over the common epochs).
     curve: Vec<f64>,
     /// The learning-rate schedule the folds ran (the final head runs it too).
-    schedule: crate::head::optim::LrSchedule,
+    schedule: crate::train::head::optim::LrSchedule,
 }
 
 fn cross_validate_mlp(
     plan: &TrainPlan,
     data: &TrainingData,
-    config: &crate::head::mlp::MlpConfig,
+    config: &crate::train::head::mlp::MlpConfig,
     progress: &mut dyn FnMut(Progress),
 ) -> MlpFolds {
     let k = data.n_folds();
@@ -639,8 +639,8 @@ pub fn out_of_fold(
     data: &TrainingData,
     trained: &[Trained],
     reports: &[HeadReport],
-) -> Option<crate::audit::oof::OutOfFold> {
-    use crate::audit::oof::{rows, OofHead, OutOfFold};
+) -> Option<crate::eval::audit::oof::OutOfFold> {
+    use crate::eval::audit::oof::{rows, OofHead, OutOfFold};
     let heads: Vec<OofHead> = trained
         .iter()
         .zip(reports)

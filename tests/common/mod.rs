@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use xfer::runtime::Runtime;
+use xfer::models::runtime::Runtime;
 
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -194,7 +194,7 @@ pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
 /// so the default build's xfer-predict, which other tests run, stays).
 pub fn build_slim() -> PathBuf {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let args: Vec<&str> = xfer::package::SLIM_BUILD
+    let args: Vec<&str> = xfer::ship::package::SLIM_BUILD
         .split_whitespace()
         .skip(1)
         .collect();
@@ -204,9 +204,9 @@ pub fn build_slim() -> PathBuf {
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", text(&o));
-    let bin = repo().join(xfer::package::SLIM_BINARY);
+    let bin = repo().join(xfer::ship::package::SLIM_BINARY);
     assert!(
-        xfer::package::is_slim(&bin),
+        xfer::ship::package::is_slim(&bin),
         "{} is not slim",
         bin.display()
     );

@@ -73,7 +73,7 @@ class Recipe:
         s = self.resize
         if self.draft and im.format == "JPEG":
             # libjpeg's reduced IDCT (1/2, 1/4, 1/8), keeping both sides >= 2 x resize:
-            # the same margin xfer keeps (src/preprocess.rs), so both sides do the same
+            # the same margin xfer keeps (src/images/preprocess.rs), so both sides do the same
             # amount of antialiased resizing afterwards.
             im.draft("RGB", (2 * s, 2 * s))
         im = im.convert("RGB")

@@ -1,0 +1,16 @@
+//! Features: images through a backbone ([`pipeline`]) into HDF5 feature files
+//! ([`extract`], [`store`]), split into shards and merged again ([`shard`],
+//! [`merge`]), and loaded back for training and evaluation ([`load`], whose
+//! items are re-exported here).
+
+#[cfg(feature = "store")]
+pub mod extract;
+pub mod load;
+#[cfg(feature = "store")]
+pub mod merge;
+pub mod pipeline;
+pub mod shard;
+#[cfg(feature = "store")]
+pub mod store;
+
+pub use load::*;

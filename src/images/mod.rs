@@ -1,0 +1,8 @@
+//! Images: finding them and their labels ([`dataset`]), decoding and the pixel
+//! maths ([`preprocess`], [`jpeg`]), and the augmented views ([`augment`]).
+//! Nothing here knows about models or files xfer writes.
+
+pub mod augment;
+pub mod dataset;
+pub mod jpeg;
+pub mod preprocess;

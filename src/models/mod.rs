@@ -1,0 +1,19 @@
+//! Models: the zoo of backbone manifests ([`zoo`]), ONNX Runtime and its
+//! execution providers ([`runtime`]), running a backbone ([`backbone`],
+//! [`pool`]), bringing a user's model in ([`add`], [`config`], [`onnx_data`]),
+//! fetching real weights ([`fetch`]) and int8 quantisation ([`quantize`]).
+
+pub mod add;
+pub mod backbone;
+pub mod config;
+pub mod cpu;
+pub mod fetch;
+pub mod nvidia;
+pub mod onnx_data;
+pub mod pool;
+pub mod proto;
+#[cfg(feature = "store")]
+pub mod quantize;
+pub mod runtime;
+pub mod scripts;
+pub mod zoo;

@@ -1,0 +1,10 @@
+//! File-system care shared by every command: atomic writes ([`atomic`]),
+//! output locks ([`lock`]), outputs that must not be inputs ([`clobber`]) and
+//! checks before HDF5 opens a path ([`h5file`]).
+
+pub mod atomic;
+pub mod clobber;
+pub mod format;
+#[cfg(feature = "store")]
+pub mod h5file;
+pub mod lock;
