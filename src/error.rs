@@ -119,6 +119,22 @@ pub enum Error {
         input: PathBuf,
     },
 
+    /// An output that exists, and the run was not told to replace it.
+    #[error("{path} already exists")]
+    OutputExists { path: PathBuf },
+
+    /// The `.partial` file of an interrupted extraction is in the way.
+    #[error("{partial} is an interrupted extraction")]
+    Interrupted { partial: PathBuf },
+
+    /// A resumed run found no interrupted extraction.
+    #[error("there is no interrupted extraction {partial} to continue")]
+    NothingToResume { partial: PathBuf },
+
+    /// An output's folder does not exist (xfer makes files, not folders).
+    #[error("the folder of {path}, {folder}, does not exist")]
+    NoOutputFolder { path: PathBuf, folder: PathBuf },
+
     #[error("dataset {root}: {reason}")]
     Dataset { root: PathBuf, reason: String },
 

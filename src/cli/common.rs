@@ -221,11 +221,31 @@ pub fn report(result: anyhow::Result<i32>) -> i32 {
     match result {
         Ok(code) => code,
         Err(e) => {
+            let hint = e
+                .chain()
+                .find_map(|c| c.downcast_ref::<xfer::Error>())
+                .and_then(hint);
             let e: &(dyn std::error::Error + 'static) = e.as_ref();
-            eprintln!("error: {}", xfer::error::chain_message(e));
+            match hint {
+                Some(h) => eprintln!("error: {}; {h}", xfer::error::chain_message(e)),
+                None => eprintln!("error: {}", xfer::error::chain_message(e)),
+            }
             1
         }
     }
+}
+
+/// The next step for a library error that states only the facts, in the
+/// words of the command line (a library user gets the facts alone).
+pub fn hint(e: &xfer::Error) -> Option<&'static str> {
+    use xfer::Error as E;
+    Some(match e {
+        E::OutputExists { .. } => "pass --overwrite to replace it",
+        E::Interrupted { .. } => "pass --resume to continue it, or --overwrite to start again",
+        E::NothingToResume { .. } => "run without --resume",
+        E::NoOutputFolder { .. } => "create it, or give another path",
+        _ => return None,
+    })
 }
 
 /// `xfer info | head`: when the reader of stdout goes away, end quietly as

@@ -6,17 +6,17 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use ndarray::Array4;
-use xfer::features::extract::{self, ExtractConfig};
+use xfer::features::extract;
+use xfer::features::extraction::{Event, Existing, Extraction, Outcome, Source};
 use xfer::features::shard::{self, Shard};
-use xfer::features::store;
+use xfer::images::augment::{AugmentRecipe, ViewPlan};
 use xfer::images::dataset::{self, Layout};
 use xfer::images::preprocess::{self, DecodeOptions, Preset};
 use xfer::models::backbone::Backbone;
 use xfer::models::runtime::Runtime;
 use xfer::models::zoo::{Manifest, Weights, Zoo};
-use xfer::util::clobber::{refuse_inputs, Input};
 
-use super::common::{backbone_warnings, DecodeArgs, DeviceArgs};
+use super::common::{backbone_warnings, DecodeArgs, DeviceArgs, Spin};
 use super::progress::Progress;
 use super::{Cli, EXIT_SKIPPED};
 
@@ -119,222 +119,221 @@ impl From<LayoutArg> for Layout {
     }
 }
 
-/// Parse, then validate: everything that can be checked before work starts.
+/// The flags' own checks; the rest is [`Extraction::validate`]'s.
 fn validate(args: &ExtractArgs) -> Result<()> {
     if args.batch == 0 {
         bail!("--batch must be at least 1");
     }
     args.decode.validate()?;
     args.device.validate()?;
-    let partial = store::partial_path(&args.out);
-    // A shard's rerun finds its completed file: decided once the list is known.
-    let maybe_done_shard = args.shard.is_some() && args.out.exists() && !args.overwrite;
-    if args.resume && !partial.exists() && !maybe_done_shard {
-        bail!(
-            "--resume: there is no interrupted extraction {} to continue; run without --resume",
-            partial.display()
-        );
-    }
-    if !args.resume && !args.overwrite && !maybe_done_shard {
-        if args.out.exists() {
-            bail!(
-                "{} already exists; pass --overwrite to replace it",
-                args.out.display()
-            );
-        }
-        if partial.exists() {
-            bail!(
-                "{} is an interrupted extraction; pass --resume to continue it, or --overwrite to start again",
-                partial.display()
-            );
-        }
-    }
-    if let Some(parent) = args.out.parent().filter(|p| !p.as_os_str().is_empty()) {
-        if !parent.is_dir() {
-            bail!("the folder of --out, {}, does not exist", parent.display());
-        }
-    }
     Ok(())
 }
 
-fn load_backbone(
-    cli: &Cli,
-    model: &str,
-    device: &DeviceArgs,
-    batch: usize,
-) -> Result<(Runtime, Manifest, Backbone)> {
-    let zoo = Zoo::locate(cli.zoo.as_deref());
-    let manifest = zoo.find(model)?;
-    let runtime = Runtime::init(cli.ort_lib.as_deref())?;
-    let backbone = load_manifest_backbone(&runtime, &manifest, &device.session_options(batch))?;
-    Ok((runtime, manifest, backbone))
-}
-
-fn load_manifest_backbone(
-    runtime: &Runtime,
-    manifest: &Manifest,
-    session: &xfer::models::backbone::SessionOptions,
-) -> Result<Backbone> {
-    let backbone = Backbone::load(runtime, manifest, session)
-        .with_context(|| format!("loading backbone {}", manifest.name))?;
-    for line in backbone_warnings(session.device.device, &backbone) {
-        eprintln!("{line}");
-    }
-    Ok(backbone)
-}
-
-pub fn extract(cli: &Cli, args: &ExtractArgs) -> Result<i32> {
+/// The flags as an [`Extraction`].
+fn extraction(cli: &Cli, args: &ExtractArgs) -> Result<Extraction> {
     validate(args)?;
+    let source = match (&args.data, &args.list) {
+        (Some(dir), _) => Source::Folder {
+            dir: dir.clone(),
+            layout: args.layout.map(Into::into),
+        },
+        (None, Some(list)) => Source::List(list.clone()),
+        (None, None) => bail!("pass --data DIR or --list FILE"),
+    };
+    let views = match args.views {
+        None => None,
+        Some(k) => Some(ViewPlan {
+            views: k,
+            seed: args.seed,
+            recipe: AugmentRecipe::parse(&args.augment)?,
+        }),
+    };
     let shard = args
         .shard
         .as_deref()
         .map(|s| shard::parse(s, |var| std::env::var(var).ok()))
         .transpose()?;
-    // A second extraction into the same file is refused while this one runs.
-    let _lock = xfer::util::lock::OutputLock::acquire(&args.out)?;
-    let (ds, root) = match (&args.data, &args.list) {
-        (Some(data), _) => {
-            let ds = dataset::scan(data, args.layout.map(Into::into))?;
-            let root = std::fs::canonicalize(data).with_context(|| data.display().to_string())?;
-            (ds, root)
-        }
-        (None, Some(list)) => {
-            let ds = dataset::from_list(list)?;
-            let root = ds.root.clone();
-            (ds, root)
-        }
-        (None, None) => bail!("pass --data DIR or --list FILE"),
-    };
-    let zoo = Zoo::locate(cli.zoo.as_deref());
-    let manifest = zoo.find(&args.model)?;
-    // The feature file (or its .partial) replacing one of the run's inputs.
-    let partial = store::partial_path(&args.out);
-    if args.out.exists() || partial.exists() {
-        let mut inputs = manifest.inputs();
-        if let Some(l) = &args.list {
-            inputs.push(Input::new("the image list", l));
-        }
-        inputs.extend(
-            ds.items
-                .iter()
-                .map(|i| Input::new("an image", ds.abs_path(i))),
-        );
-        for out in [&args.out, &partial] {
-            refuse_inputs("--out", out, &inputs)?;
-        }
-    }
-    let recipe = manifest.preprocess.with_preset(args.preset);
-    let views = match args.views {
-        None => None,
-        Some(k) => {
-            let plan = xfer::images::augment::ViewPlan {
-                views: k,
-                seed: args.seed,
-                recipe: xfer::images::augment::AugmentRecipe::parse(&args.augment)?,
-            };
-            plan.validate()?;
-            Some(plan)
-        }
-    };
-    let cfg = ExtractConfig {
-        pipeline: args.decode.pipeline(args.batch),
-        recipe: recipe.clone(),
-        resume: args.resume,
-        shard,
+    let mut session = args.device.session_options(args.batch);
+    let auto_spin = args.device.ort_spin == Spin::Auto;
+    session.intra_op_spinning = args.device.ort_spin == Spin::On;
+    Ok(Extraction {
+        zoo: cli.zoo.clone(),
+        ort_lib: cli.ort_lib.clone(),
+        preset: args.preset,
         views,
+        shard,
+        existing: match (args.resume, args.overwrite) {
+            (true, _) => Existing::Resume,
+            (_, true) => Existing::Overwrite,
+            _ => Existing::Refuse,
+        },
+        pipeline: args.decode.pipeline(args.batch),
+        session,
+        auto_spin,
+        ..Extraction::new(source, &args.model, &args.out)
+    })
+}
+
+pub fn extract(cli: &Cli, args: &ExtractArgs) -> Result<i32> {
+    let job = extraction(cli, args)?;
+    let mut printer = Printer {
+        args,
+        classes: 0,
+        layout: String::new(),
+        images: 0,
+        bar: None,
     };
-    if let Some(s) = shard {
-        shard::check_count(s, ds.items.len())?;
+    let outcome = job.run(&mut |e| printer.event(e))?;
+    if let Some(bar) = &printer.bar {
+        bar.finish();
     }
-    let list = extract::list_info(&ds, shard);
-    if !args.overwrite {
-        let job = extract::job_provenance(&ds, &root, &cfg, &manifest);
-        if let Some(f) = extract::completed_shard(&args.out, &list, &job)? {
-            if args.json {
-                let json = serde_json::json!({
-                    "command": "extract",
-                    "out": args.out,
-                    "model": manifest.name,
-                    "shard": shard.map(|s| s.to_string()),
-                    "already_complete": true,
-                    "rows": f.rows,
-                    "skipped_files": f.skipped,
-                });
-                println!("{}", serde_json::to_string_pretty(&json)?);
-            } else {
-                println!(
-                    "{} is already complete in {} (the same file list, model and settings): nothing to do ({} rows, {} skipped files)",
-                    list.describe_shard(),
-                    args.out.display(),
-                    f.rows,
-                    f.skipped
-                );
+    match outcome {
+        Outcome::AlreadyComplete {
+            model,
+            shard,
+            rows,
+            skipped,
+        } => print_complete(args, &model, job.shard, &shard, rows, skipped)?,
+        Outcome::Extracted(summary) => {
+            print_done(args, job.shard, &summary)?;
+            if !summary.skipped.is_empty() {
+                return Ok(EXIT_SKIPPED);
             }
-            return Ok(0);
         }
     }
-    for line in dataset::describe_ignored(&ds.ignored, 5) {
-        eprintln!("{line}");
-    }
-    if let Some(list_file) = args.list.as_ref().filter(|_| !args.quiet) {
-        if ds.classes.is_empty() {
-            eprintln!(
-                "{}: no labels, so no classes (labels −1, as an unlabelled folder)",
-                list_file.display()
-            );
-        } else {
-            eprintln!(
-                "{}: {} classes from the list's labels, sorted: {}",
-                list_file.display(),
-                ds.classes.len(),
-                ds.classes.join(", ")
-            );
+    Ok(0)
+}
+
+/// What `xfer extract` says on stderr while the extraction runs.
+struct Printer<'a> {
+    args: &'a ExtractArgs,
+    classes: usize,
+    layout: String,
+    images: usize,
+    bar: Option<Progress>,
+}
+
+impl Printer<'_> {
+    fn event(&mut self, event: Event) {
+        let args = self.args;
+        match event {
+            Event::Scanned { dataset: ds } => {
+                self.classes = ds.classes.len();
+                self.layout = format!("{:?}", ds.layout);
+                for line in dataset::describe_ignored(&ds.ignored, 5) {
+                    eprintln!("{line}");
+                }
+                if let Some(list_file) = args.list.as_ref().filter(|_| !args.quiet) {
+                    if ds.classes.is_empty() {
+                        eprintln!(
+                            "{}: no labels, so no classes (labels −1, as an unlabelled folder)",
+                            list_file.display()
+                        );
+                    } else {
+                        eprintln!(
+                            "{}: {} classes from the list's labels, sorted: {}",
+                            list_file.display(),
+                            ds.classes.len(),
+                            ds.classes.join(", ")
+                        );
+                    }
+                }
+            }
+            Event::Missing {
+                list,
+                count,
+                first,
+                looks_unsplit,
+            } => {
+                eprintln!(
+                    "warning: {count} file(s) named by {} do not exist (first: {}); they are recorded as skipped",
+                    list.display(),
+                    first.join(", ")
+                );
+                if looks_unsplit {
+                    eprintln!(
+                        "  (this list is read as one path per line; name it *.csv or *.tsv to read path,label records)"
+                    );
+                }
+            }
+            Event::Planned { images, list } => {
+                if list.shard.is_some() && !args.quiet {
+                    eprintln!(
+                        "{} (list of {}) → {}",
+                        list.describe_shard(),
+                        list.describe_list(),
+                        args.out.display()
+                    );
+                }
+                self.images = images;
+                self.bar = Some(Progress::new("extract", "images", images as u64, args.quiet));
+            }
+            Event::Loaded { manifest, backbone } => {
+                let mut lines = backbone_warnings(args.device.device, backbone);
+                if manifest.weights == Weights::Random {
+                    lines.push(format!("warning: {} has RANDOM weights (structure and speed tests only): these features mean nothing", manifest.name));
+                }
+                if let Some(q) = &manifest.quantization {
+                    let cpu = xfer::models::cpu::Int8Support::detect();
+                    if let Some(w) = xfer::models::cpu::int8_warning(&manifest.name, q, &cpu) {
+                        lines.push(format!("warning: {w}"));
+                    }
+                }
+                lines.push(format!(
+                    "extracting {} images ({} classes, {}) with {} on {} → {}",
+                    self.images,
+                    self.classes,
+                    self.layout,
+                    manifest.name,
+                    backbone.provider,
+                    args.out.display()
+                ));
+                let print = || lines.iter().for_each(|l| eprintln!("{l}"));
+                match &self.bar {
+                    Some(bar) => bar.suspend(print),
+                    None => print(),
+                }
+            }
+            Event::Progress(p) => {
+                if let Some(bar) = &self.bar {
+                    bar.set(p.done as u64, p.skipped)
+                }
+            }
         }
     }
-    let items = extract::items(&ds, &list);
-    if shard.is_some() && !args.quiet {
-        eprintln!(
-            "{} (list of {}) → {}",
-            list.describe_shard(),
-            list.describe_list(),
-            args.out.display()
+}
+
+/// A shard whose file was already complete.
+fn print_complete(
+    args: &ExtractArgs,
+    model: &str,
+    parsed: Option<Shard>,
+    shard: &str,
+    rows: usize,
+    skipped: usize,
+) -> Result<()> {
+    if args.json {
+        let json = serde_json::json!({
+            "command": "extract",
+            "out": args.out,
+            "model": model,
+            "shard": parsed.map(|s| s.to_string()),
+            "already_complete": true,
+            "rows": rows,
+            "skipped_files": skipped,
+        });
+        println!("{}", serde_json::to_string_pretty(&json)?);
+    } else {
+        println!(
+            "{shard} is already complete in {} (the same file list, model and settings): nothing to do ({rows} rows, {skipped} skipped files)",
+            args.out.display(),
         );
     }
-    report_missing(&ds, items, args.list.as_deref());
-    let bar = Progress::new("extract", "images", items.len() as u64, args.quiet);
-    let first: Vec<PathBuf> = items.iter().take(64).map(|i| ds.abs_path(i)).collect();
-    let session = args.device.session_options_for(args.batch, &first);
-    // Runs while the decoders start on the first batches.
-    let load = || -> Result<extract::LoadedBackbone> {
-        let runtime = Runtime::init(cli.ort_lib.as_deref())?;
-        let backbone = load_manifest_backbone(&runtime, &manifest, &session)?;
-        if manifest.weights == Weights::Random {
-            bar.suspend(|| eprintln!("warning: {} has RANDOM weights (structure and speed tests only): these features mean nothing", manifest.name));
-        }
-        if let Some(q) = &manifest.quantization {
-            let cpu = xfer::models::cpu::Int8Support::detect();
-            if let Some(w) = xfer::models::cpu::int8_warning(&manifest.name, q, &cpu) {
-                bar.suspend(|| eprintln!("warning: {w}"));
-            }
-        }
-        bar.suspend(|| {
-            eprintln!(
-                "extracting {} images ({} classes, {:?}) with {} on {} → {}",
-                items.len(),
-                ds.classes.len(),
-                ds.layout,
-                manifest.name,
-                backbone.provider,
-                args.out.display()
-            )
-        });
-        let prov = extract::provenance(&ds, &root, &cfg, &runtime, &backbone);
-        Ok((backbone, prov))
-    };
-    let summary = extract::run(&ds, load, &args.out, &cfg, &mut |p| {
-        bar.set(p.done as u64, p.skipped)
-    })?;
-    bar.finish();
+    Ok(())
+}
+
+/// The end of an extraction: timings, the summary (or JSON), the shard's next step.
+fn print_done(args: &ExtractArgs, shard: Option<Shard>, summary: &extract::Summary) -> Result<()> {
     if args.verbose {
         let t = &summary.timings;
         eprintln!(
@@ -346,62 +345,29 @@ pub fn extract(cli: &Cli, args: &ExtractArgs) -> Result<i32> {
         );
     }
     if args.json {
-        print_json(&args.out, &manifest.name, shard, &summary)?;
-    } else {
-        print_summary(&args.out, &summary);
-        if let Some(s) = shard {
-            // Under a scheduler (auto/N) the recipe's own merge job joins the
-            // shards: its task logs do not tell the user to run one.
-            if args
-                .shard
-                .as_deref()
-                .is_some_and(|a| a.starts_with("auto/"))
-            {
-                println!(
-                    "shard {s} done; the merge step joins the {} shards once every one is done",
-                    s.count
-                );
-            } else {
-                println!(
-                    "shard {s} done; once all {} are, join them: xfer merge --out FILE.h5 SHARD_FILES…",
-                    s.count
-                );
-            }
+        return print_json(&args.out, shard, summary);
+    }
+    print_summary(&args.out, summary);
+    if let Some(s) = shard {
+        // Under a scheduler (auto/N) the recipe's own merge job joins the
+        // shards: its task logs do not tell the user to run one.
+        if args
+            .shard
+            .as_deref()
+            .is_some_and(|a| a.starts_with("auto/"))
+        {
+            println!(
+                "shard {s} done; the merge step joins the {} shards once every one is done",
+                s.count
+            );
+        } else {
+            println!(
+                "shard {s} done; once all {} are, join them: xfer merge --out FILE.h5 SHARD_FILES…",
+                s.count
+            );
         }
     }
-    Ok(if summary.skipped.is_empty() {
-        0
-    } else {
-        EXIT_SKIPPED
-    })
-}
-
-/// Warns about listed files that do not exist (they are recorded as skipped).
-fn report_missing(ds: &dataset::Dataset, items: &[dataset::Item], list: Option<&Path>) {
-    let Some(list) = list else {
-        return; // a folder's walker found the files
-    };
-    let missing = dataset::missing_files(ds, items);
-    if missing.is_empty() {
-        return;
-    }
-    let shown: Vec<&str> = missing
-        .iter()
-        .take(5)
-        .map(|i| i.rel_path.as_str())
-        .collect();
-    eprintln!(
-        "warning: {} file(s) named by {} do not exist (first: {}); they are recorded as skipped",
-        missing.len(),
-        list.display(),
-        shown.join(", ")
-    );
-    let split = missing.iter().any(|i| i.rel_path.contains([',', '\t']));
-    if split && dataset::ListFormat::of(list) == dataset::ListFormat::Lines {
-        eprintln!(
-            "  (this list is read as one path per line; name it *.csv or *.tsv to read path,label records)"
-        );
-    }
+    Ok(())
 }
 
 fn print_summary(out: &Path, s: &extract::Summary) {
@@ -428,11 +394,11 @@ fn print_summary(out: &Path, s: &extract::Summary) {
     }
 }
 
-fn print_json(out: &Path, model: &str, shard: Option<Shard>, s: &extract::Summary) -> Result<()> {
+fn print_json(out: &Path, shard: Option<Shard>, s: &extract::Summary) -> Result<()> {
     let json = serde_json::json!({
         "command": "extract",
         "out": out,
-        "model": model,
+        "model": s.model,
         "shard": shard.map(|s| s.to_string()),
         "images": s.total,
         "rows": s.resumed_rows + s.written,
@@ -479,7 +445,13 @@ pub fn bench_model(cli: &Cli, args: &BenchArgs) -> Result<i32> {
         bail!("--batch and --batches must be at least 1");
     }
     args.device.validate()?;
-    let (_rt, manifest, mut backbone) = load_backbone(cli, &args.model, &args.device, args.batch)?;
+    let manifest = Zoo::locate(cli.zoo.as_deref()).find(&args.model)?;
+    let runtime = Runtime::init(cli.ort_lib.as_deref())?;
+    let mut backbone = Backbone::load(&runtime, &manifest, &args.device.session_options(args.batch))
+        .with_context(|| format!("loading backbone {}", manifest.name))?;
+    for line in backbone_warnings(args.device.device, &backbone) {
+        eprintln!("{line}");
+    }
     xfer::features::pipeline::check_batch_size(
         args.batch,
         1,

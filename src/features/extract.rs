@@ -58,6 +58,8 @@ pub struct Summary {
     /// Files skipped by the interrupted run this one resumed.
     pub skipped_before: usize,
     pub seconds: f64,
+    /// The backbone's name (its manifest's).
+    pub model: String,
     pub provider: String,
     /// Where the time went (decode, backbone, writing), from the pipeline.
     pub timings: pipeline::Timings,
@@ -323,6 +325,7 @@ pub fn run<E: From<Error>>(
     let todo: Vec<&Item> = items[already..].iter().collect();
     let inputs: Vec<PathBuf> = todo.iter().map(|i| ds.abs_path(i)).collect();
     let mut provider = String::new();
+    let mut model = String::new();
     let mut resumed_rows = 0;
     let open = || -> std::result::Result<(Vec<Stage>, FileSink), E> {
         let (backbone, writer) = match ready.take() {
@@ -335,6 +338,7 @@ pub fn run<E: From<Error>>(
             }
         };
         provider = backbone.provider.clone();
+        model = backbone.manifest.name.clone();
         resumed_rows = writer.rows();
         let sink = FileSink {
             writer,
@@ -382,6 +386,7 @@ pub fn run<E: From<Error>>(
         skipped,
         skipped_before,
         seconds: start.elapsed().as_secs_f64(),
+        model,
         provider,
         timings,
     })

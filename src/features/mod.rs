@@ -5,6 +5,8 @@
 
 #[cfg(feature = "store")]
 pub mod extract;
+#[cfg(feature = "store")]
+pub mod extraction;
 pub mod load;
 #[cfg(feature = "store")]
 pub mod merge;
