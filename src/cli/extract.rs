@@ -266,7 +266,12 @@ impl Printer<'_> {
                     );
                 }
                 self.images = images;
-                self.bar = Some(Progress::new("extract", "images", images as u64, args.quiet));
+                self.bar = Some(Progress::new(
+                    "extract",
+                    "images",
+                    images as u64,
+                    args.quiet,
+                ));
             }
             Event::Loaded { manifest, backbone } => {
                 let mut lines = backbone_warnings(args.device.device, backbone);
@@ -447,8 +452,12 @@ pub fn bench_model(cli: &Cli, args: &BenchArgs) -> Result<i32> {
     args.device.validate()?;
     let manifest = Zoo::locate(cli.zoo.as_deref()).find(&args.model)?;
     let runtime = Runtime::init(cli.ort_lib.as_deref())?;
-    let mut backbone = Backbone::load(&runtime, &manifest, &args.device.session_options(args.batch))
-        .with_context(|| format!("loading backbone {}", manifest.name))?;
+    let mut backbone = Backbone::load(
+        &runtime,
+        &manifest,
+        &args.device.session_options(args.batch),
+    )
+    .with_context(|| format!("loading backbone {}", manifest.name))?;
     for line in backbone_warnings(args.device.device, &backbone) {
         eprintln!("{line}");
     }

@@ -7,11 +7,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
+use xfer::images::dataset::Inputs;
 use xfer::models::runtime::Runtime;
 use xfer::models::zoo::{Weights, Zoo};
-use xfer::ship::bundle::Bundle;
-use xfer::ship::predict::{self, output, Predictor, PredictorOptions};
+use xfer::ship::predict::{self, output, CheckedBundle, Predictions, Predictor, PredictorOptions};
 use xfer::util::clobber::{refuse_inputs, Input};
+use xfer::util::lock::OutputLock;
 
 use super::common::{check_output, DecodeArgs, DeviceArgs, EXIT_SKIPPED};
 use super::progress::Progress;
@@ -157,44 +158,11 @@ fn ms(d: Duration) -> String {
 pub fn predict(args: &PredictArgs, ort_lib: Option<&Path>, zoo: Option<&Path>) -> Result<i32> {
     let t0 = Instant::now();
     validate(args)?;
-    let bundle = Bundle::load(&args.bundle)?;
-    let names = bundle.meta.class_names.clone();
+    let checked = Predictor::check(&args.bundle, &Zoo::locate(zoo), &args.decode.options())?;
+    let names = checked.class_names().to_vec();
     let positive = positive_class(args, &names)?;
-    let zoo = Zoo::locate(zoo);
-    let resolved = predict::resolve_backbones(&bundle, &args.bundle, &zoo)?;
-    predict::check_decode(&bundle, &args.bundle, args.decode.options().mode())?;
-    let inputs = predict::collect_inputs(&args.paths)?;
-    if inputs.images.is_empty() {
-        bail!(
-            "no images found in {} (looked for {}); pass image files or folders of images",
-            args.paths
-                .iter()
-                .map(|p| p.display().to_string())
-                .collect::<Vec<_>>()
-                .join(", "),
-            xfer::images::dataset::IMAGE_EXTENSIONS.join(", ")
-        );
-    }
-    // An output that is one of the inputs (the bundle, a backbone, an image).
-    let mut own: Vec<Input> = vec![Input::new("the bundle", &args.bundle)];
-    own.extend(resolved.iter().flat_map(|r| r.manifest.inputs()));
-    own.extend(
-        inputs
-            .images
-            .iter()
-            .map(|p| Input::new("an input image", p)),
-    );
-    for (flag, p) in [("--csv", &args.csv), ("--kaggle", &args.kaggle)] {
-        if let Some(p) = p {
-            refuse_inputs(flag, p, &own)?;
-        }
-    }
-    // Another run writing the same output files is refused now, not after the work.
-    let _locks = [&args.csv, &args.kaggle]
-        .into_iter()
-        .flatten()
-        .map(|p| xfer::util::lock::OutputLock::acquire(p))
-        .collect::<xfer::Result<Vec<_>>>()?;
+    let inputs = collect(args)?;
+    let _locks = guard_outputs(args, &checked, &inputs.images)?;
     let t_checked = t0.elapsed();
 
     let runtime = Runtime::init(ort_lib)?;
@@ -205,38 +173,12 @@ pub fn predict(args: &PredictArgs, ort_lib: Option<&Path>, zoo: Option<&Path>) -
         session: args.device.session_options(args.batch),
         pipeline: args.decode.pipeline(args.batch),
     };
-    let mut predictor = Predictor::load(&runtime, bundle, resolved, opts)
+    let mut predictor = checked
+        .load(&runtime, opts)
         .with_context(|| format!("loading the backbone(s) of {}", args.bundle.display()))?;
     let t_loaded = t0.elapsed();
-    for (b, r) in predictor.backbones().zip(predictor.resolved()) {
-        for line in super::common::backbone_warnings(args.device.device, b) {
-            eprintln!("{line}");
-        }
-        if r.manifest.weights == Weights::Random {
-            eprintln!(
-                "warning: {} has RANDOM weights (structure and speed tests only): its predictions mean nothing",
-                r.manifest.name
-            );
-        }
-    }
+    announce(args, &predictor, &inputs);
     let n = inputs.images.len();
-    let described: Vec<String> = predictor.resolved().iter().map(|r| r.describe()).collect();
-    if n > 1 || args.timings {
-        eprintln!(
-            "predicting {n} image{} with the {} head of {} on {} ({})",
-            if n == 1 { "" } else { "s" },
-            predictor.bundle.meta.kind,
-            args.bundle.display(),
-            described.join(" + "),
-            predictor
-                .backbones()
-                .next()
-                .map_or("?", |b| b.provider.as_str())
-        );
-    }
-    for line in xfer::images::dataset::describe_ignored(&inputs.ignored, 5) {
-        eprintln!("{line}");
-    }
     let progress = Progress::new("predict", "images", n as u64, args.quiet || n < 64);
     let preds = predictor.predict(&inputs.images, &mut |p| {
         progress.set(p.done as u64, p.skipped)
@@ -244,55 +186,7 @@ pub fn predict(args: &PredictArgs, ort_lib: Option<&Path>, zoo: Option<&Path>) -
     progress.finish();
     let t_predicted = t0.elapsed();
 
-    if !args.quiet && !args.json {
-        let paths: Vec<String> = preds
-            .paths
-            .iter()
-            .map(|p| p.display().to_string())
-            .collect();
-        output::write_table(
-            &mut std::io::stdout().lock(),
-            &paths,
-            preds.probs.view(),
-            &names,
-            args.top_k.min(names.len()),
-        )?;
-    }
-    if let Some(path) = &args.csv {
-        let rows: Vec<String> = preds
-            .paths
-            .iter()
-            .map(|p| p.display().to_string())
-            .collect();
-        xfer::util::atomic::write_atomic(path, |w| {
-            output::write_csv(w, &rows, preds.probs.view(), &names)
-        })?;
-        eprintln!("wrote {} rows to {}", rows.len(), path.display());
-    }
-    if let (Some(path), Some(k)) = (&args.kaggle, positive) {
-        let unreadable: Vec<PathBuf> = preds.skipped.iter().map(|(p, _)| p.clone()).collect();
-        let rows =
-            output::kaggle_rows(&preds.paths, preds.probs.view(), k, args.clip, &unreadable)?;
-        xfer::util::atomic::write_atomic(path, |w| output::write_kaggle(w, &rows))?;
-        eprintln!(
-            "wrote a Kaggle submission of {} rows to {} (label = P({}){})",
-            rows.len(),
-            path.display(),
-            names[k],
-            if args.clip > 0.0 {
-                format!(", clipped to [{}, {}]", args.clip, 1.0 - args.clip)
-            } else {
-                String::new()
-            }
-        );
-        if !unreadable.is_empty() {
-            eprintln!(
-                "warning: {} unreadable image(s), listed below, have the label {} in the submission (a row is needed for every id); fix or replace them and predict again",
-                unreadable.len(),
-                output::KAGGLE_UNREADABLE
-            );
-        }
-    }
+    write_outputs(args, &preds, &names, positive)?;
     if !preds.skipped.is_empty() {
         eprintln!(
             "skipped {} of {n} file{}:",
@@ -320,36 +214,185 @@ pub fn predict(args: &PredictArgs, ort_lib: Option<&Path>, zoo: Option<&Path>) -
         );
     }
     if args.json {
-        let seconds = t0.elapsed().as_secs_f64();
-        let predictions: Vec<serde_json::Value> = preds
-            .paths
-            .iter()
-            .zip(preds.probs.rows())
-            .map(|(p, row)| {
-                let (k, prob) = xfer::train::head::argmax(row);
-                serde_json::json!({"path": p, "class": names[k], "probability": prob})
-            })
-            .collect();
-        let out = serde_json::json!({
-            "command": "predict",
-            "bundle": args.bundle,
-            "head": predictor.bundle.meta.kind,
-            "backbones": described,
-            "provider": predictor.backbones().next().map(|b| b.provider.clone()),
-            "images": n,
-            "predicted": preds.paths.len(),
-            "skipped": preds.skipped.iter().map(|(p, r)| serde_json::json!({"path": p, "reason": r})).collect::<Vec<_>>(),
-            "csv": args.csv,
-            "kaggle": args.kaggle,
-            "seconds": seconds,
-            "images_per_second": if seconds > 0.0 { n as f64 / seconds } else { 0.0 },
-            "predictions": predictions,
-        });
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        print_json(args, &predictor, &preds, n, t0.elapsed().as_secs_f64())?;
     }
     Ok(if preds.skipped.is_empty() {
         0
     } else {
         EXIT_SKIPPED
     })
+}
+
+/// The images named on the command line (folders searched), at least one.
+fn collect(args: &PredictArgs) -> Result<Inputs> {
+    let inputs = predict::collect_inputs(&args.paths)?;
+    if inputs.images.is_empty() {
+        bail!(
+            "no images found in {} (looked for {}); pass image files or folders of images",
+            args.paths
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            xfer::images::dataset::IMAGE_EXTENSIONS.join(", ")
+        );
+    }
+    Ok(inputs)
+}
+
+/// Refuses an output that is one of the inputs (the bundle, a backbone, an
+/// image), and locks the outputs now, not after the work.
+fn guard_outputs(
+    args: &PredictArgs,
+    checked: &CheckedBundle,
+    images: &[PathBuf],
+) -> Result<Vec<OutputLock>> {
+    let mut own = checked.inputs();
+    own.extend(images.iter().map(|p| Input::new("an input image", p)));
+    for (flag, p) in [("--csv", &args.csv), ("--kaggle", &args.kaggle)] {
+        if let Some(p) = p {
+            refuse_inputs(flag, p, &own)?;
+        }
+    }
+    Ok([&args.csv, &args.kaggle]
+        .into_iter()
+        .flatten()
+        .map(|p| OutputLock::acquire(p))
+        .collect::<xfer::Result<Vec<_>>>()?)
+}
+
+/// Warnings about the loaded backbones, and what is about to run.
+fn announce(args: &PredictArgs, predictor: &Predictor, inputs: &Inputs) {
+    for (b, r) in predictor.backbones().zip(predictor.resolved()) {
+        for line in super::common::backbone_warnings(args.device.device, b) {
+            eprintln!("{line}");
+        }
+        if r.manifest.weights == Weights::Random {
+            eprintln!(
+                "warning: {} has RANDOM weights (structure and speed tests only): its predictions mean nothing",
+                r.manifest.name
+            );
+        }
+    }
+    let n = inputs.images.len();
+    if n > 1 || args.timings {
+        eprintln!(
+            "predicting {n} image{} with the {} head of {} on {} ({})",
+            if n == 1 { "" } else { "s" },
+            predictor.bundle.meta.kind,
+            args.bundle.display(),
+            described(predictor).join(" + "),
+            provider(predictor).unwrap_or("?")
+        );
+    }
+    for line in xfer::images::dataset::describe_ignored(&inputs.ignored, 5) {
+        eprintln!("{line}");
+    }
+}
+
+fn described(predictor: &Predictor) -> Vec<String> {
+    predictor.resolved().iter().map(|r| r.describe()).collect()
+}
+
+fn provider(predictor: &Predictor) -> Option<&str> {
+    predictor.backbones().next().map(|b| b.provider.as_str())
+}
+
+/// The table on stdout, the CSV and the Kaggle submission.
+fn write_outputs(
+    args: &PredictArgs,
+    preds: &Predictions,
+    names: &[String],
+    positive: Option<usize>,
+) -> Result<()> {
+    let rows: Vec<String> = preds
+        .paths
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect();
+    if !args.quiet && !args.json {
+        output::write_table(
+            &mut std::io::stdout().lock(),
+            &rows,
+            preds.probs.view(),
+            names,
+            args.top_k.min(names.len()),
+        )?;
+    }
+    if let Some(path) = &args.csv {
+        xfer::util::atomic::write_atomic(path, |w| {
+            output::write_csv(w, &rows, preds.probs.view(), names)
+        })?;
+        eprintln!("wrote {} rows to {}", rows.len(), path.display());
+    }
+    if let (Some(path), Some(k)) = (&args.kaggle, positive) {
+        write_kaggle(args, path, preds, &names[k], k)?;
+    }
+    Ok(())
+}
+
+fn write_kaggle(
+    args: &PredictArgs,
+    path: &Path,
+    preds: &Predictions,
+    positive: &str,
+    k: usize,
+) -> Result<()> {
+    let unreadable: Vec<PathBuf> = preds.skipped.iter().map(|(p, _)| p.clone()).collect();
+    let rows = output::kaggle_rows(&preds.paths, preds.probs.view(), k, args.clip, &unreadable)?;
+    xfer::util::atomic::write_atomic(path, |w| output::write_kaggle(w, &rows))?;
+    eprintln!(
+        "wrote a Kaggle submission of {} rows to {} (label = P({positive}){})",
+        rows.len(),
+        path.display(),
+        if args.clip > 0.0 {
+            format!(", clipped to [{}, {}]", args.clip, 1.0 - args.clip)
+        } else {
+            String::new()
+        }
+    );
+    if !unreadable.is_empty() {
+        eprintln!(
+            "warning: {} unreadable image(s), listed below, have the label {} in the submission (a row is needed for every id); fix or replace them and predict again",
+            unreadable.len(),
+            output::KAGGLE_UNREADABLE
+        );
+    }
+    Ok(())
+}
+
+fn print_json(
+    args: &PredictArgs,
+    predictor: &Predictor,
+    preds: &Predictions,
+    n: usize,
+    seconds: f64,
+) -> Result<()> {
+    let names = predictor.class_names();
+    let predictions: Vec<serde_json::Value> = preds
+        .paths
+        .iter()
+        .zip(preds.probs.rows())
+        .map(|(p, row)| {
+            let (k, prob) = xfer::train::head::argmax(row);
+            serde_json::json!({"path": p, "class": names[k], "probability": prob})
+        })
+        .collect();
+    let out = serde_json::json!({
+        "command": "predict",
+        "bundle": args.bundle,
+        "head": predictor.bundle.meta.kind,
+        "backbones": described(predictor),
+        "provider": provider(predictor),
+        "images": n,
+        "predicted": preds.paths.len(),
+        "skipped": preds.skipped.iter().map(|(p, r)| serde_json::json!({"path": p, "reason": r})).collect::<Vec<_>>(),
+        "csv": args.csv,
+        "kaggle": args.kaggle,
+        "seconds": seconds,
+        "images_per_second": if seconds > 0.0 { n as f64 / seconds } else { 0.0 },
+        "predictions": predictions,
+    });
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(())
 }

@@ -40,7 +40,10 @@ use crate::util::lock::OutputLock;
 pub enum Source {
     /// A folder: ImageFolder (`root/<class>/…`), Kaggle flat (`root/cat.0.jpg`)
     /// or unlabelled; the layout is detected when `None`.
-    Folder { dir: PathBuf, layout: Option<Layout> },
+    Folder {
+        dir: PathBuf,
+        layout: Option<Layout>,
+    },
     /// A list file: `*.csv`/`*.tsv` of `path[,label]` records, or one path per line.
     List(PathBuf),
 }
@@ -123,7 +126,9 @@ pub struct Extraction {
 /// What happens during [`Extraction::run`], in order.
 pub enum Event<'a> {
     /// The dataset was read; `ignored` says which files were not images.
-    Scanned { dataset: &'a Dataset },
+    Scanned {
+        dataset: &'a Dataset,
+    },
     /// Listed files that do not exist (they are recorded as skipped).
     Missing {
         list: &'a Path,
@@ -133,7 +138,10 @@ pub enum Event<'a> {
         looks_unsplit: bool,
     },
     /// The work is known: `images` to extract (of `list`'s shard, if any).
-    Planned { images: usize, list: &'a ListInfo },
+    Planned {
+        images: usize,
+        list: &'a ListInfo,
+    },
     /// The backbone is loaded (while the decoders already work).
     Loaded {
         manifest: &'a Manifest,
@@ -210,9 +218,8 @@ impl Extraction {
         }
         let partial = store::partial_path(&self.out);
         // A shard's rerun finds its completed file: decided once the list is known.
-        let maybe_done_shard = self.shard.is_some()
-            && self.out.exists()
-            && self.existing != Existing::Overwrite;
+        let maybe_done_shard =
+            self.shard.is_some() && self.out.exists() && self.existing != Existing::Overwrite;
         match self.existing {
             Existing::Resume if !partial.exists() && !maybe_done_shard => {
                 return Err(Error::NothingToResume { partial });
@@ -278,7 +285,11 @@ impl Extraction {
                 on_event(Event::Missing {
                     list: list_file,
                     count: missing.len(),
-                    first: missing.iter().take(5).map(|i| i.rel_path.as_str()).collect(),
+                    first: missing
+                        .iter()
+                        .take(5)
+                        .map(|i| i.rel_path.as_str())
+                        .collect(),
                     looks_unsplit: missing.iter().any(|i| i.rel_path.contains([',', '\t']))
                         && dataset::ListFormat::of(list_file) == dataset::ListFormat::Lines,
                 });

@@ -16,16 +16,18 @@
 pub mod output;
 pub mod resolve;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use ndarray::{Array2, ArrayView2, Axis};
 
 use crate::error::{Error, Result};
 use crate::features::pipeline::{self, Batch, PipelineConfig, Sink, Stage};
-use crate::images::preprocess::Recipe;
+use crate::images::preprocess::{DecodeOptions, Recipe};
 use crate::models::backbone::{Backbone, SessionOptions};
 use crate::models::runtime::Runtime;
+use crate::models::zoo::Zoo;
 use crate::ship::bundle::Bundle;
+use crate::util::clobber::Input;
 
 pub use crate::features::pipeline::{Progress, Timings};
 pub use crate::images::dataset::{collect_inputs, Inputs};
@@ -102,7 +104,72 @@ impl Sink for HeadSink<'_> {
     }
 }
 
+/// A bundle whose backbones were found in the zoo and checked (the same
+/// model, recipe and decoding as in training), not loaded yet: what a front
+/// end checks its outputs against before it pays for the load.
+pub struct CheckedBundle {
+    pub path: PathBuf,
+    pub bundle: Bundle,
+    pub backbones: Vec<ResolvedBackbone>,
+}
+
+impl CheckedBundle {
+    pub fn class_names(&self) -> &[String] {
+        &self.bundle.meta.class_names
+    }
+
+    /// The files a prediction reads: the bundle and its backbones' files.
+    pub fn inputs(&self) -> Vec<Input> {
+        let mut own = vec![Input::new("the bundle", &self.path)];
+        own.extend(self.backbones.iter().flat_map(|r| r.manifest.inputs()));
+        own
+    }
+
+    /// Loads the backbones on the requested execution provider.
+    pub fn load(self, runtime: &Runtime, opts: PredictorOptions) -> Result<Predictor> {
+        Predictor::load(runtime, self.bundle, self.backbones, opts)
+    }
+}
+
 impl Predictor {
+    /// Opens a bundle for prediction: reads it, finds its backbones in `zoo`,
+    /// checks them and loads them.
+    ///
+    /// ```no_run
+    /// use xfer::{Predictor, PredictorOptions, Runtime, Zoo};
+    ///
+    /// let runtime = Runtime::init(None)?;
+    /// let zoo = Zoo::locate(None);
+    /// let mut predictor = Predictor::open("run/best.safetensors".as_ref(), &zoo, &runtime, PredictorOptions::default())?;
+    /// let preds = predictor.predict(&["cat.jpg".into()], &mut |_| {})?;
+    /// let names = predictor.class_names();
+    /// for (path, row) in preds.paths.iter().zip(preds.probs.rows()) {
+    ///     let (k, p) = xfer::train::head::argmax(row);
+    ///     println!("{}: {} ({p:.3})", path.display(), names[k]);
+    /// }
+    /// # Ok::<(), xfer::Error>(())
+    /// ```
+    pub fn open(
+        bundle: &Path,
+        zoo: &Zoo,
+        runtime: &Runtime,
+        opts: PredictorOptions,
+    ) -> Result<Predictor> {
+        Predictor::check(bundle, zoo, &opts.pipeline.decode)?.load(runtime, opts)
+    }
+
+    /// The part of [`open`](Predictor::open) before any model is loaded.
+    pub fn check(bundle: &Path, zoo: &Zoo, decode: &DecodeOptions) -> Result<CheckedBundle> {
+        let loaded = Bundle::load(bundle)?;
+        let backbones = resolve_backbones(&loaded, bundle, zoo)?;
+        check_decode(&loaded, bundle, decode.mode())?;
+        Ok(CheckedBundle {
+            path: bundle.to_owned(),
+            bundle: loaded,
+            backbones,
+        })
+    }
+
     /// Loads the backbones of `resolved` (from [`resolve_backbones`]) on the
     /// requested execution provider.
     pub fn load(
