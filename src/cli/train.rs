@@ -3,19 +3,18 @@
 //! the bundle(s), metrics.json and a learning-curve plot to --out.
 
 use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use xfer::eval::report::{self, HeadReport};
-use xfer::ship::bundle::Bundle;
 use xfer::train::data::TrainingData;
-use xfer::train::head::optim::{AdamConfig, LrSchedule, OptimizerConfig, SgdConfig};
-use xfer::train::head::HeadKind;
-use xfer::train::plan::{LogisticPlan, MlpPlan, Preset, TrainPlan, Validation};
+use xfer::train::folder::RunFolder;
+use xfer::train::plan::{Choices, Heads, LogisticPlan, Optim, Plan, Preset};
 use xfer::train::run::{self as fit, Trained};
-use xfer::train::{Progress, TrainConfig};
+use xfer::train::Progress;
+use xfer::util::clobber::{refuse_inputs, Input};
 use xfer::util::format::fixed;
 
 use super::Cli;
@@ -209,126 +208,51 @@ impl Lines {
     }
 }
 
-/// Flags → a checked [`TrainPlan`]; the output folder is checked too.
-fn plan(args: &TrainArgs) -> Result<TrainPlan> {
-    if args.out.exists() && !args.out.is_dir() {
-        bail!("--out {} exists and is not a folder", args.out.display());
-    }
-    if !args.overwrite {
-        for name in OUTPUTS {
-            let p = args.out.join(name);
-            if p.exists() {
-                bail!(
-                    "{} already exists; pass --overwrite to replace it, or choose another --out",
-                    p.display()
-                );
-            }
-        }
-    }
-    let tutorial = args.preset == PresetArg::Tutorial;
-    let optim = args.optim.unwrap_or(if tutorial {
-        OptimArg::Sgd
-    } else {
-        OptimArg::Adamw
-    });
-    let lr = args.lr.unwrap_or(1e-3);
-    let weight_decay = args.weight_decay.unwrap_or(match optim {
-        OptimArg::Adamw => 1e-2,
-        _ => 0.0,
-    });
-    let optimizer = match optim {
-        OptimArg::Sgd => OptimizerConfig::Sgd(SgdConfig {
-            lr,
-            momentum: args.momentum,
-            nesterov: args.nesterov,
-            weight_decay,
-            ..SgdConfig::default()
-        }),
-        OptimArg::Adam | OptimArg::Adamw => {
-            if args.momentum != 0.0 || args.nesterov {
-                bail!("--momentum and --nesterov are for --optim sgd");
-            }
-            OptimizerConfig::Adam(AdamConfig {
-                lr,
-                weight_decay,
-                decoupled_weight_decay: optim == OptimArg::Adamw,
-                ..AdamConfig::default()
-            })
-        }
-    };
-    // The step budget: the default preset's, unless epochs are given.
-    let steps = match (args.steps, args.epochs) {
-        (Some(s), _) => Some(s),
-        (None, Some(_)) => None,
-        (None, None) => (!tutorial).then_some(DEFAULT_STEPS),
-    };
-    let epochs = args.epochs.unwrap_or(if tutorial {
-        20
-    } else if steps.is_some() {
-        MAX_EPOCHS
-    } else {
-        20
-    });
-    let schedule = args
-        .lr_schedule
-        .clone()
-        .unwrap_or_else(|| if tutorial { "constant" } else { "cosine" }.to_string());
-    let validation = match (&args.val[..], args.val_split, args.cv) {
-        (_, _, Some(k)) => Validation::Folds(k),
-        ([], Some(f), None) => Validation::Split(f),
-        ([], None, None) if tutorial => Validation::None,
-        ([], None, None) => Validation::Auto,
-        (files, _, None) => Validation::Files(files.to_vec()),
-    };
-    let plan = TrainPlan {
+/// The flags as the user's [`Choices`]; [`Plan::resolve`] fills in the preset.
+fn choices(args: &TrainArgs) -> Choices {
+    Choices {
         train_files: args.train.clone(),
-        validation,
-        mlp: (args.head != HeadArg::Logistic).then(|| MlpPlan {
-            hidden: args.hidden.clone().unwrap_or_else(|| vec![1000]),
-            dropout: args.dropout.unwrap_or(0.5),
-            input_dropout: !args.no_input_dropout,
-            standardize: args.standardize || (!tutorial && !args.no_standardize),
-            steps,
-            auto_patience: !tutorial,
-        }),
-        logistic: (args.head != HeadArg::Mlp).then(|| LogisticPlan {
-            c: args.logistic_c.or(tutorial.then_some(1.0)),
-            max_iterations: args.logistic_max_iter,
-        }),
-        config: TrainConfig {
-            epochs,
-            batch_size: args.batch.unwrap_or(if tutorial { 64 } else { 32 }),
-            optimizer,
-            schedule: LrSchedule::parse(&schedule, epochs)?,
-            patience: args.patience,
-            seed: args.seed,
-            class_weights: None,
+        val_files: args.val.clone(),
+        val_split: args.val_split,
+        cv: args.cv,
+        preset: match args.preset {
+            PresetArg::Default => Preset::Default,
+            PresetArg::Tutorial => Preset::Tutorial,
         },
-        calibrate: !tutorial && !args.no_calibrate,
+        heads: match args.head {
+            HeadArg::Mlp => Heads::Mlp,
+            HeadArg::Logistic => Heads::Logistic,
+            HeadArg::Both => Heads::Both,
+        },
+        epochs: args.epochs,
+        steps: args.steps,
+        batch: args.batch,
+        optim: args.optim.map(|o| match o {
+            OptimArg::Sgd => Optim::Sgd,
+            OptimArg::Adam => Optim::Adam,
+            OptimArg::Adamw => Optim::Adamw,
+        }),
+        lr: args.lr,
+        momentum: args.momentum,
+        nesterov: args.nesterov,
+        weight_decay: args.weight_decay,
+        lr_schedule: args.lr_schedule.clone(),
+        patience: args.patience,
+        hidden: args.hidden.clone(),
+        dropout: args.dropout,
+        input_dropout: !args.no_input_dropout,
+        standardize: match (args.standardize, args.no_standardize) {
+            (true, _) => Some(true),
+            (_, true) => Some(false),
+            _ => None,
+        },
+        logistic_c: args.logistic_c,
+        logistic_max_iterations: args.logistic_max_iter,
+        calibrate: !args.no_calibrate,
         balanced: args.class_weight == ClassWeightArg::Balanced,
-        preset: if tutorial {
-            Preset::Tutorial
-        } else {
-            Preset::Default
-        },
-    };
-    plan.validate()?;
-    Ok(plan)
+        seed: args.seed,
+    }
 }
-
-/// The default preset's step budget and most epochs.
-const DEFAULT_STEPS: usize = 1000;
-const MAX_EPOCHS: usize = 300;
-
-/// Files a run writes into --out.
-const OUTPUTS: [&str; 6] = [
-    "metrics.json",
-    xfer::eval::audit::oof::FILE,
-    "mlp.safetensors",
-    "logistic.safetensors",
-    "best.safetensors",
-    "learning_curve.svg",
-];
 
 fn abbreviate(names: &[String]) -> String {
     if names.len() <= 6 {
@@ -338,26 +262,20 @@ fn abbreviate(names: &[String]) -> String {
     }
 }
 
-use xfer::util::clobber::{refuse_inputs, Input};
-
-/// Every feature file a run reads (--train and --val).
-fn feature_files(args: &TrainArgs) -> Vec<&PathBuf> {
-    args.train.iter().chain(&args.val).collect()
-}
-
 pub fn train(_cli: &Cli, args: &TrainArgs) -> Result<i32> {
-    let plan = plan(args)?;
-    // A second training run into the same folder is refused while this one runs.
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("creating {}", args.out.display()))?;
-    let _lock = xfer::util::lock::OutputLock::acquire(&args.out.join("run"))?;
+    let folder = RunFolder::new(&args.out);
+    folder.check_writable(args.overwrite)?;
+    let plan = Plan::resolve(&choices(args))?;
+    let _lock = folder.lock()?;
     // The run's files (written, or removed as an earlier run's) are none of its inputs.
-    let inputs: Vec<Input> = feature_files(args)
-        .into_iter()
+    let inputs: Vec<Input> = args
+        .train
+        .iter()
+        .chain(&args.val)
         .map(|f| Input::new("a feature file", f))
         .collect();
-    for name in OUTPUTS {
-        refuse_inputs("--out", &args.out.join(name), &inputs)?;
+    for name in RunFolder::FILES {
+        refuse_inputs("--out", &folder.file(name), &inputs)?;
     }
     if args.threads > 0 {
         rayon::ThreadPoolBuilder::new()
@@ -366,6 +284,40 @@ pub fn train(_cli: &Cli, args: &TrainArgs) -> Result<i32> {
             .context("setting the number of threads")?;
     }
     let mut data = TrainingData::load(&plan)?;
+    describe(&data);
+    let mut trained: Vec<Trained> = Vec::new();
+    // The logistic baseline first: it standardises a copy of the raw features.
+    if let Some(l) = &plan.logistic {
+        trained.push(train_logistic(&plan, l, &data)?);
+    }
+    if plan.mlp.is_some() {
+        trained.push(train_mlp(&plan, &mut data, Lines::of(args))?);
+    }
+    let mut reports: Vec<HeadReport> = trained.iter().map(|t| t.report.clone()).collect();
+    let best = fit::recommend(&mut reports);
+    let written = fit::save(&folder, &plan, &data, &trained, &reports, best)?;
+    // An earlier run's outputs that this run did not rewrite would mix two runs.
+    for p in folder.remove_stale(&written)? {
+        eprintln!(
+            "removed {} (from an earlier run; this run does not write it)",
+            p.display()
+        );
+    }
+    if args.json {
+        print_json(args, &plan, &data, &reports, &written)?;
+    } else if !args.quiet {
+        println!();
+        print!("{}", report::comparison_table(&reports));
+        if best.is_none() && reports.len() > 1 {
+            println!("no held-out data: no head is recommended (pass --val, --val-split or --cv)");
+        }
+        println!("\nwrote {} to {}", written.join(", "), args.out.display());
+    }
+    Ok(0)
+}
+
+/// What was loaded, on stderr.
+fn describe(data: &TrainingData) {
     for w in &data.warnings {
         eprintln!("warning: {w}");
     }
@@ -392,97 +344,37 @@ pub fn train(_cli: &Cli, args: &TrainArgs) -> Result<i32> {
     if !data.validation_note.is_empty() {
         eprintln!("{}", data.validation_note);
     }
-    let mut trained: Vec<Trained> = Vec::new();
-    // The logistic baseline first: it standardises a copy of the raw features.
-    if let Some(l) = &plan.logistic {
-        trained.push(train_logistic(&plan, l, &data)?);
-    }
-    if plan.mlp.is_some() {
-        trained.push(train_mlp(&plan, &mut data, Lines::of(args))?);
-    }
-    let mut reports: Vec<HeadReport> = trained.iter().map(|t| t.report.clone()).collect();
-    let best = fit::recommend(&mut reports);
-    let mut written: Vec<String> = Vec::new();
-    for (t, r) in trained.iter().zip(&reports) {
-        save(&t.bundle, &args.out, &r.bundle)?;
-        written.push(r.bundle.clone());
-    }
-    if let Some(b) = best {
-        save(&trained[b].bundle, &args.out, "best.safetensors")?;
-        written.push("best.safetensors".into());
-    }
+}
 
-    // Reports.
-    let baseline = reports
-        .iter()
-        .find(|r| r.kind == HeadKind::Logistic)
-        .and_then(|r| r.validation.as_ref())
-        .map(|e| (e.log_loss, e.accuracy));
-    if let Some(m) = reports.iter().find(|r| r.kind == HeadKind::Mlp) {
-        let title = format!(
-            "MLP on {} — {}",
-            data.train.describe_backbones(),
-            plan.config.optimizer.describe()
-        );
-        let svg = report::learning_curve_svg(&m.history, &title, m.best_epoch, baseline);
-        let p = args.out.join("learning_curve.svg");
-        xfer::util::atomic::write_bytes_atomic(&p, svg.as_bytes())?;
-        written.push("learning_curve.svg".into());
-    }
-    let metrics = fit::metrics_json(&plan, &data, &reports);
-    let p = args.out.join("metrics.json");
-    let text = serde_json::to_string_pretty(&metrics)? + "\n";
-    xfer::util::atomic::write_bytes_atomic(&p, text.as_bytes())?;
-    written.push("metrics.json".into());
-    if let Some(oof) = fit::out_of_fold(&plan, &data, &trained, &reports) {
-        let p = args.out.join(xfer::eval::audit::oof::FILE);
-        let text = serde_json::to_string(&oof)? + "\n";
-        xfer::util::atomic::write_bytes_atomic(&p, text.as_bytes())?;
-        written.push(xfer::eval::audit::oof::FILE.into());
-    }
-    // An earlier run's outputs that this run did not rewrite would mix two runs.
-    for name in OUTPUTS {
-        let p = args.out.join(name);
-        if !written.iter().any(|w| w == name) && p.exists() {
-            std::fs::remove_file(&p).with_context(|| format!("removing {}", p.display()))?;
-            eprintln!(
-                "removed {} (from an earlier run; this run does not write it)",
-                p.display()
-            );
-        }
-    }
-    let no_recommendation = best.is_none() && reports.len() > 1;
-    if args.json {
-        let json = serde_json::json!({
-            "command": "train",
-            "out": args.out,
-            "written": written,
-            "preset": plan.preset,
-            "validation": data.validation_note,
-            "recommended": reports.iter().find(|r| r.recommended).map(|r| &r.bundle),
-            "heads": reports.iter().map(|r| {
-                let mut h = fit::final_metrics(r);
-                h["kind"] = serde_json::json!(r.kind);
-                h["bundle"] = serde_json::json!(r.bundle);
-                h["recommended"] = serde_json::json!(r.recommended);
-                h["chosen"] = serde_json::json!(r.chosen);
-                h
-            }).collect::<Vec<_>>(),
-        });
-        println!("{}", serde_json::to_string_pretty(&json)?);
-    } else if !args.quiet {
-        println!();
-        print!("{}", report::comparison_table(&reports));
-        if no_recommendation {
-            println!("no held-out data: no head is recommended (pass --val, --val-split or --cv)");
-        }
-        println!("\nwrote {} to {}", written.join(", "), args.out.display());
-    }
-    Ok(0)
+fn print_json(
+    args: &TrainArgs,
+    plan: &Plan,
+    data: &TrainingData,
+    reports: &[HeadReport],
+    written: &[String],
+) -> Result<()> {
+    let json = serde_json::json!({
+        "command": "train",
+        "out": args.out,
+        "written": written,
+        "preset": plan.preset,
+        "validation": data.validation_note,
+        "recommended": reports.iter().find(|r| r.recommended).map(|r| &r.bundle),
+        "heads": reports.iter().map(|r| {
+            let mut h = fit::final_metrics(r);
+            h["kind"] = serde_json::json!(r.kind);
+            h["bundle"] = serde_json::json!(r.bundle);
+            h["recommended"] = serde_json::json!(r.recommended);
+            h["chosen"] = serde_json::json!(r.chosen);
+            h
+        }).collect::<Vec<_>>(),
+    });
+    println!("{}", serde_json::to_string_pretty(&json)?);
+    Ok(())
 }
 
 #[cfg(feature = "train")]
-fn train_logistic(plan: &TrainPlan, l: &LogisticPlan, data: &TrainingData) -> Result<Trained> {
+fn train_logistic(plan: &Plan, l: &LogisticPlan, data: &TrainingData) -> Result<Trained> {
     // The engine that ran is named in the report's description (`logistic::fit` decides).
     eprintln!(
         "logistic regression (L-BFGS, {}, max {} iterations) on standardised features…",
@@ -531,19 +423,13 @@ fn summary(r: &HeadReport) -> String {
         fixed(100.0 * r.train_accuracy, 2)
     )
 }
-fn save(bundle: &Bundle, out: &Path, name: &str) -> Result<()> {
-    let p = out.join(name);
-    bundle
-        .save(&p)
-        .with_context(|| format!("writing {}", p.display()))
-}
 
 #[cfg(not(feature = "train"))]
-fn train_logistic(_: &TrainPlan, _: &LogisticPlan, _: &TrainingData) -> Result<Trained> {
-    bail!("this xfer was built without the `train` feature (linfa); use --head mlp or rebuild with default features")
+fn train_logistic(_: &Plan, _: &LogisticPlan, _: &TrainingData) -> Result<Trained> {
+    anyhow::bail!("this xfer was built without the `train` feature (linfa); use --head mlp or rebuild with default features")
 }
 
-fn train_mlp(plan: &TrainPlan, data: &mut TrainingData, lines: Lines) -> Result<Trained> {
+fn train_mlp(plan: &Plan, data: &mut TrainingData, lines: Lines) -> Result<Trained> {
     let m = plan.mlp.as_ref().expect("the plan has an MLP");
     let config = m.config(data.train.n_features(), data.class_names.len());
     let folds = data.n_folds();

@@ -8,7 +8,7 @@ use std::time::Instant;
 use crate::error::Result;
 use crate::features::{self, FeatureSet};
 use crate::ship::bundle::check_backbones;
-use crate::train::plan::{TrainPlan, Validation};
+use crate::train::plan::{Plan, Validation};
 use crate::train::Rows;
 
 /// Training (and validation) data, checked.
@@ -44,7 +44,7 @@ fn list(files: &[PathBuf]) -> String {
 }
 
 impl TrainingData {
-    pub fn load(plan: &TrainPlan) -> Result<TrainingData> {
+    pub fn load(plan: &Plan) -> Result<TrainingData> {
         let t0 = Instant::now();
         let train = features::load(&plan.train_files)?;
         let mut warnings = train.warnings.clone();

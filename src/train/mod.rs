@@ -8,12 +8,13 @@
 //!
 //! [`epochs`] is the MLP's training loop itself (no I/O: progress goes to a
 //! callback); its items are re-exported here. The front end (`xfer train`)
-//! turns flags into a [`plan::TrainPlan`], calls [`data::TrainingData::load`]
+//! turns flags into a [`plan::Plan`], calls [`data::TrainingData::load`]
 //! and the fits in [`run`], prints, and writes the files.
 
 #[cfg(feature = "store")]
 pub mod data;
 pub mod epochs;
+pub mod folder;
 pub mod head;
 pub mod plan;
 #[cfg(feature = "store")]

@@ -8,6 +8,7 @@ use serde_json::json;
 
 use crate::error::{Error, Result};
 use crate::train::head::mlp::MlpConfig;
+use crate::train::head::optim::{AdamConfig, LrSchedule, OptimizerConfig, SgdConfig};
 use crate::train::TrainConfig;
 
 /// Where validation rows come from.
@@ -111,7 +112,7 @@ pub struct LogisticPlan {
 
 /// Everything a training run needs to know.
 #[derive(Debug, Clone)]
-pub struct TrainPlan {
+pub struct Plan {
     /// One feature file per backbone, concatenated in this order.
     pub train_files: Vec<PathBuf>,
     pub validation: Validation,
@@ -130,11 +131,216 @@ pub struct TrainPlan {
     pub preset: Preset,
 }
 
+/// Which heads a run trains.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Heads {
+    Mlp,
+    Logistic,
+    #[default]
+    Both,
+}
+
+/// The MLP's optimiser.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Optim {
+    /// `torch.optim.SGD`.
+    Sgd,
+    /// `torch.optim.Adam`.
+    Adam,
+    /// `torch.optim.AdamW` (decoupled weight decay).
+    Adamw,
+}
+
+/// The default preset's step budget and most epochs.
+pub const DEFAULT_STEPS: usize = 1000;
+pub const MAX_EPOCHS: usize = 300;
+
+/// What a user chose for a run; every `None` takes the preset's value.
+/// [`Plan::resolve`] makes the plan (the presets live there, nowhere else).
+///
+/// ```
+/// use xfer::train::plan::{Choices, Plan, Preset};
+///
+/// let plan = Plan::resolve(&Choices {
+///     train_files: vec!["train.h5".into()],
+///     preset: Preset::Tutorial,
+///     ..Choices::default()
+/// })
+/// .unwrap();
+/// assert_eq!(plan.config.batch_size, 64);
+/// ```
+#[derive(Debug, Clone)]
+pub struct Choices {
+    pub train_files: Vec<PathBuf>,
+    /// Validation feature files, one per backbone.
+    pub val_files: Vec<PathBuf>,
+    /// A held-out fraction of the training rows.
+    pub val_split: Option<f64>,
+    /// K-fold cross-validation.
+    pub cv: Option<usize>,
+    pub preset: Preset,
+    pub heads: Heads,
+    pub epochs: Option<usize>,
+    /// A budget in optimiser steps (the epochs follow from it).
+    pub steps: Option<usize>,
+    pub batch: Option<usize>,
+    pub optim: Option<Optim>,
+    pub lr: Option<f32>,
+    /// SGD only.
+    pub momentum: f32,
+    /// SGD only.
+    pub nesterov: bool,
+    pub weight_decay: Option<f32>,
+    /// `constant`, `cosine` or `step:EVERY:GAMMA`.
+    pub lr_schedule: Option<String>,
+    pub patience: Option<usize>,
+    pub hidden: Option<Vec<usize>>,
+    pub dropout: Option<f32>,
+    /// Dropout before the first Linear too.
+    pub input_dropout: bool,
+    /// Standardise the MLP's features (`None`: the preset's choice).
+    pub standardize: Option<bool>,
+    pub logistic_c: Option<f32>,
+    pub logistic_max_iterations: u64,
+    /// Temperature scaling, where the preset calibrates.
+    pub calibrate: bool,
+    pub balanced: bool,
+    pub seed: u64,
+}
+
+impl Default for Choices {
+    fn default() -> Self {
+        Choices {
+            train_files: Vec::new(),
+            val_files: Vec::new(),
+            val_split: None,
+            cv: None,
+            preset: Preset::Default,
+            heads: Heads::Both,
+            epochs: None,
+            steps: None,
+            batch: None,
+            optim: None,
+            lr: None,
+            momentum: 0.0,
+            nesterov: false,
+            weight_decay: None,
+            lr_schedule: None,
+            patience: None,
+            hidden: None,
+            dropout: None,
+            input_dropout: true,
+            standardize: None,
+            logistic_c: None,
+            logistic_max_iterations: 100,
+            calibrate: true,
+            balanced: false,
+            seed: 0,
+        }
+    }
+}
+
+impl Choices {
+    fn optimizer(&self, tutorial: bool) -> Result<OptimizerConfig> {
+        let optim = self
+            .optim
+            .unwrap_or(if tutorial { Optim::Sgd } else { Optim::Adamw });
+        let lr = self.lr.unwrap_or(1e-3);
+        let weight_decay = self.weight_decay.unwrap_or(match optim {
+            Optim::Adamw => 1e-2,
+            _ => 0.0,
+        });
+        Ok(match optim {
+            Optim::Sgd => OptimizerConfig::Sgd(SgdConfig {
+                lr,
+                momentum: self.momentum,
+                nesterov: self.nesterov,
+                weight_decay,
+                ..SgdConfig::default()
+            }),
+            Optim::Adam | Optim::Adamw => {
+                if self.momentum != 0.0 || self.nesterov {
+                    return Err(invalid(
+                        "momentum and Nesterov momentum apply to the SGD optimiser only",
+                    ));
+                }
+                OptimizerConfig::Adam(AdamConfig {
+                    lr,
+                    weight_decay,
+                    decoupled_weight_decay: optim == Optim::Adamw,
+                    ..AdamConfig::default()
+                })
+            }
+        })
+    }
+
+    fn validation(&self, tutorial: bool) -> Validation {
+        match (&self.val_files[..], self.val_split, self.cv) {
+            (_, _, Some(k)) => Validation::Folds(k),
+            ([], Some(f), None) => Validation::Split(f),
+            ([], None, None) if tutorial => Validation::None,
+            ([], None, None) => Validation::Auto,
+            (files, _, None) => Validation::Files(files.to_vec()),
+        }
+    }
+}
+
 fn invalid(reason: impl Into<String>) -> Error {
     Error::Config(reason.into())
 }
 
-impl TrainPlan {
+impl Plan {
+    /// The plan for `c`: the preset's values where `c` leaves a choice open,
+    /// checked as a whole.
+    pub fn resolve(c: &Choices) -> Result<Plan> {
+        let tutorial = c.preset == Preset::Tutorial;
+        // The step budget: the default preset's, unless epochs are given.
+        let steps = match (c.steps, c.epochs) {
+            (Some(s), _) => Some(s),
+            (None, Some(_)) => None,
+            (None, None) => (!tutorial).then_some(DEFAULT_STEPS),
+        };
+        let epochs = c.epochs.unwrap_or(if !tutorial && steps.is_some() {
+            MAX_EPOCHS
+        } else {
+            20
+        });
+        let schedule = c
+            .lr_schedule
+            .clone()
+            .unwrap_or_else(|| if tutorial { "constant" } else { "cosine" }.to_string());
+        let plan = Plan {
+            train_files: c.train_files.clone(),
+            validation: c.validation(tutorial),
+            mlp: (c.heads != Heads::Logistic).then(|| MlpPlan {
+                hidden: c.hidden.clone().unwrap_or_else(|| vec![1000]),
+                dropout: c.dropout.unwrap_or(0.5),
+                input_dropout: c.input_dropout,
+                standardize: c.standardize.unwrap_or(!tutorial),
+                steps,
+                auto_patience: !tutorial,
+            }),
+            logistic: (c.heads != Heads::Mlp).then(|| LogisticPlan {
+                c: c.logistic_c.or(tutorial.then_some(1.0)),
+                max_iterations: c.logistic_max_iterations,
+            }),
+            config: TrainConfig {
+                epochs,
+                batch_size: c.batch.unwrap_or(if tutorial { 64 } else { 32 }),
+                optimizer: c.optimizer(tutorial)?,
+                schedule: LrSchedule::parse(&schedule, epochs)?,
+                patience: c.patience,
+                seed: c.seed,
+                class_weights: None,
+            },
+            calibrate: !tutorial && c.calibrate,
+            balanced: c.balanced,
+            preset: c.preset,
+        };
+        plan.validate()?;
+        Ok(plan)
+    }
+
     /// Checks the plan as a whole; the architecture is checked with
     /// [`MlpConfig::validate`] on placeholder widths (the real ones come from the data).
     pub fn validate(&self) -> Result<()> {

@@ -1,4 +1,4 @@
-//! Fitting the heads of a [`TrainPlan`] on [`TrainingData`]: each fit gives
+//! Fitting the heads of a [`Plan`] on [`TrainingData`]: each fit gives
 //! a [`Trained`] head (its report and its bundle), then [`recommend`] marks the
 //! one with the lowest held-out log loss. Nothing here prints or writes files;
 //! the front end does both.
@@ -13,13 +13,14 @@ use serde_json::json;
 
 use crate::error::Result;
 use crate::eval::metrics::{self, Evaluation};
-use crate::eval::report::{CvSummary, HeadReport};
+use crate::eval::report::{self, CvSummary, HeadReport};
 use crate::ship::bundle::Bundle;
 use crate::train::data::TrainingData;
+use crate::train::folder::RunFolder;
 use crate::train::head::calibrate::{self, Temperature};
 use crate::train::head::mlp::Mlp;
 use crate::train::head::{softmax_rows, HeadKind, Rng, Standardize};
-use crate::train::plan::{TrainPlan, Validation};
+use crate::train::plan::{Plan, Validation};
 use crate::train::{self, Progress, Rows};
 
 /// A trained head: what it scored, and the bundle that ships it.
@@ -84,7 +85,7 @@ struct HeldOut {
 /// Fits the temperature (when the plan calibrates) on held-out logits and
 /// scores them; with folds (the fold of each row) also per fold.
 fn held_out(
-    plan: &TrainPlan,
+    plan: &Plan,
     logits: ArrayView2<f32>,
     labels: &[usize],
     folds: Option<(&[usize], usize)>,
@@ -124,7 +125,7 @@ fn held_out(
 /// from its logits on the validation rows — and its training rows' scores at
 /// the fitted temperature.
 fn score(
-    plan: &TrainPlan,
+    plan: &Plan,
     data: &TrainingData,
     oof_logits: Option<ArrayView2<f32>>,
     logits: &dyn Fn(ArrayView2<f32>) -> Array2<f32>,
@@ -169,7 +170,7 @@ pub fn final_metrics(r: &HeadReport) -> serde_json::Value {
 }
 
 /// `--class-weight balanced`: weights from the training rows' labels.
-fn class_weights(plan: &TrainPlan, data: &TrainingData) -> Option<Vec<f32>> {
+fn class_weights(plan: &Plan, data: &TrainingData) -> Option<Vec<f32>> {
     plan.balanced.then(|| {
         let y: Vec<usize> = data
             .train_rows
@@ -182,7 +183,7 @@ fn class_weights(plan: &TrainPlan, data: &TrainingData) -> Option<Vec<f32>> {
 
 /// The logistic baseline's solver settings for C.
 #[cfg(feature = "train")]
-fn logistic_config(plan: &TrainPlan, c: f32) -> crate::train::head::logistic::LogisticConfig {
+fn logistic_config(plan: &Plan, c: f32) -> crate::train::head::logistic::LogisticConfig {
     crate::train::head::logistic::LogisticConfig {
         alpha: 1.0 / c,
         max_iterations: plan.logistic.as_ref().map_or(100, |l| l.max_iterations),
@@ -219,7 +220,7 @@ fn inner_folds(data: &TrainingData, seed: u64) -> (Vec<usize>, usize) {
 /// Fits the logistic baseline (L-BFGS on standardised features), with C
 /// chosen by cross-validation unless the plan fixes it.
 #[cfg(feature = "train")]
-pub fn fit_logistic(plan: &TrainPlan, data: &TrainingData) -> Result<Trained> {
+pub fn fit_logistic(plan: &Plan, data: &TrainingData) -> Result<Trained> {
     use crate::train::head::logistic;
     let t0 = std::time::Instant::now();
     let x = data.train.data.view();
@@ -324,7 +325,7 @@ pub fn fit_logistic(plan: &TrainPlan, data: &TrainingData) -> Result<Trained> {
         history: Vec::new(),
         best_epoch: None,
         stopped_early: false,
-        bundle: "logistic.safetensors".into(),
+        bundle: RunFolder::LOGISTIC.into(),
         chosen,
         recommended: false,
     };
@@ -391,7 +392,7 @@ struct MlpFolds {
 }
 
 fn cross_validate_mlp(
-    plan: &TrainPlan,
+    plan: &Plan,
     data: &TrainingData,
     config: &crate::train::head::mlp::MlpConfig,
     progress: &mut dyn FnMut(Progress),
@@ -474,7 +475,7 @@ fn cross_validate_mlp(
 /// folds, the epoch count comes from cross-validation and the final head is
 /// trained on all rows for that many epochs.
 pub fn fit_mlp(
-    plan: &TrainPlan,
+    plan: &Plan,
     data: &mut TrainingData,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<Trained> {
@@ -578,7 +579,7 @@ pub fn fit_mlp(
         history: outcome.history.clone(),
         best_epoch: Some(outcome.best_epoch),
         stopped_early: outcome.stopped_early,
-        bundle: "mlp.safetensors".into(),
+        bundle: RunFolder::MLP.into(),
         chosen: folds
             .as_ref()
             .map(|f| format!("{} epochs by {}-fold CV", f.epochs, data.n_folds())),
@@ -635,7 +636,7 @@ pub fn recommend(reports: &mut [HeadReport]) -> Option<usize> {
 /// `out_of_fold.json` of a run: every head's out-of-fold probabilities, with
 /// the rows' paths, labels and folds; None without cross-validation.
 pub fn out_of_fold(
-    plan: &TrainPlan,
+    plan: &Plan,
     data: &TrainingData,
     trained: &[Trained],
     reports: &[HeadReport],
@@ -682,11 +683,7 @@ pub fn out_of_fold(
 }
 
 /// `metrics.json` of a run.
-pub fn metrics_json(
-    plan: &TrainPlan,
-    data: &TrainingData,
-    reports: &[HeadReport],
-) -> serde_json::Value {
+pub fn metrics_json(plan: &Plan, data: &TrainingData, reports: &[HeadReport]) -> serde_json::Value {
     let (val_files, val_split, cv) = match &data.validation {
         Validation::Files(f) => (f.clone(), None, None),
         Validation::Split(s) => (Vec::new(), Some(*s), None),
@@ -779,4 +776,53 @@ mod tests {
         assert_eq!(recommend(&mut r), None);
         assert!(r.iter().all(|h| !h.recommended));
     }
+}
+
+/// Writes a finished run into `folder`: each head's bundle, the recommended
+/// one again as `best.safetensors`, the MLP's learning curves,
+/// `metrics.json` and, with folds, `out_of_fold.json`. Returns the names
+/// written, in that order (then [`RunFolder::remove_stale`] clears an
+/// earlier run's others).
+pub fn save(
+    folder: &RunFolder,
+    plan: &Plan,
+    data: &TrainingData,
+    trained: &[Trained],
+    reports: &[HeadReport],
+    best: Option<usize>,
+) -> Result<Vec<String>> {
+    let mut written: Vec<String> = Vec::new();
+    for (t, r) in trained.iter().zip(reports) {
+        t.bundle.save(&folder.file(&r.bundle))?;
+        written.push(r.bundle.clone());
+    }
+    if let Some(b) = best {
+        trained[b].bundle.save(&folder.file(RunFolder::BEST))?;
+        written.push(RunFolder::BEST.into());
+    }
+    let baseline = reports
+        .iter()
+        .find(|r| r.kind == HeadKind::Logistic)
+        .and_then(|r| r.validation.as_ref())
+        .map(|e| (e.log_loss, e.accuracy));
+    if let Some(m) = reports.iter().find(|r| r.kind == HeadKind::Mlp) {
+        let title = format!(
+            "MLP on {} — {}",
+            data.train.describe_backbones(),
+            plan.config.optimizer.describe()
+        );
+        let svg = report::learning_curve_svg(&m.history, &title, m.best_epoch, baseline);
+        folder.write(RunFolder::LEARNING_CURVE, svg.as_bytes())?;
+        written.push(RunFolder::LEARNING_CURVE.into());
+    }
+    let metrics = metrics_json(plan, data, reports);
+    let text = serde_json::to_string_pretty(&metrics).expect("JSON values serialise") + "\n";
+    folder.write(RunFolder::METRICS, text.as_bytes())?;
+    written.push(RunFolder::METRICS.into());
+    if let Some(oof) = out_of_fold(plan, data, trained, reports) {
+        let text = serde_json::to_string(&oof).expect("JSON values serialise") + "\n";
+        folder.write(RunFolder::OUT_OF_FOLD, text.as_bytes())?;
+        written.push(RunFolder::OUT_OF_FOLD.into());
+    }
+    Ok(written)
 }

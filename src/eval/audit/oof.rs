@@ -12,9 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::ship::bundle::BackboneRef;
-
-/// The file's name in a run folder.
-pub const FILE: &str = "out_of_fold.json";
+use crate::train::folder::RunFolder;
 
 /// One head's out-of-fold probabilities.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -52,7 +50,7 @@ pub struct OutOfFold {
 impl OutOfFold {
     /// Reads `dir/out_of_fold.json`, checking its shapes.
     pub fn read(dir: &Path) -> Result<OutOfFold> {
-        let path = dir.join(FILE);
+        let path = RunFolder::new(dir).file(RunFolder::OUT_OF_FOLD);
         let bad = |reason: String| Error::Audit(format!("{}: {reason}", path.display()));
         if !dir.is_dir() {
             return Err(Error::Audit(format!(

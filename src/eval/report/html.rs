@@ -37,6 +37,7 @@ use super::{
 use crate::eval::metrics::{self, Evaluation, Reliability};
 use crate::images::preprocess::Recipe;
 use crate::ship::bundle::BundleMeta;
+use crate::train::folder::RunFolder;
 use crate::train::head::HeadKind;
 
 /// Bins of the reliability diagram.
@@ -155,12 +156,12 @@ struct Run {
 
 /// Finds the run of the bundle, or says why there is none to show.
 fn find_run(bundle_path: &Path, meta: &BundleMeta) -> std::result::Result<Run, String> {
-    let dir = bundle_path.parent().unwrap_or(Path::new(""));
-    let file = dir.join("metrics.json");
+    let run = RunFolder::of_bundle(bundle_path);
+    let file = run.file(RunFolder::METRICS);
     let shown = file.display();
-    let text = match std::fs::read_to_string(&file) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+    let text = match run.read_metrics() {
+        Ok(Some(t)) => t,
+        Ok(None) => {
             return Err(format!(
                 "There is no metrics.json beside the bundle (looked for {shown}), so the run's \
                  learning curves cannot be shown: they are for bundles in the output folder of \
