@@ -18,5 +18,20 @@ pub mod util;
 
 pub use error::{Error, Result};
 
+// The front door: what a program that uses xfer as a library starts from
+// (`examples/end_to_end.rs` goes through all of them).
+#[cfg(feature = "store")]
+pub use features::extraction::{Event, Existing, Extraction, Outcome, Source};
+#[cfg(feature = "store")]
+pub use features::store::FileReader as FeatureFile;
+pub use models::runtime::{Device, Runtime};
+pub use models::zoo::Zoo;
+pub use ship::bundle::Bundle;
+pub use ship::predict::{Predictions, Predictor, PredictorOptions};
+#[cfg(feature = "store")]
+pub use train::data::TrainingData;
+pub use train::folder::RunFolder;
+pub use train::plan::{Choices, Plan};
+
 /// xfer's version, recorded in every file it writes.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
