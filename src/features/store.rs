@@ -1,4 +1,4 @@
-//! HDF5 feature files, one per split × backbone (docs/ARCHITECTURE.md,
+//! HDF5 feature files, one per split × backbone (docs/formats.md,
 //! "Feature file"): `data` f32 [N, D] (chunked), `label` i64 [N] (−1 =
 //! unknown), `path` UTF-8 [N], the skipped files with reasons, and provenance
 //! attributes, among them `format_version` ([`FORMAT_VERSION`]).

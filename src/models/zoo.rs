@@ -1,5 +1,5 @@
 //! Backbone manifests (`onnx/<name>.toml`): what a model file is, what it expects
-//! and what it produces. See `onnx/README.md` for the schema.
+//! and what it produces. See docs/formats.md, "The backbone manifest", for the schema.
 
 use std::fs;
 use std::io::Read;

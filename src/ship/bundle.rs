@@ -1,4 +1,4 @@
-//! The trained head with everything needed to use it again (docs/ARCHITECTURE.md, "Bundle"):
+//! The trained head with everything needed to use it again (docs/formats.md, "Bundle"):
 //! one safetensors file holding the weights (f32, PyTorch's `[out, in]` layout)
 //! and, in its string metadata under the key `xfer`, a JSON document with the
 //! head's architecture, the class names, the backbones whose features it expects

@@ -1,7 +1,7 @@
 //! How the pipeline shares the CPU with ONNX Runtime: decoder priority and
 //! whether ONNX Runtime's threads spin.
 //!
-//! Measured on 2 cores (docs/benchmarks.md): decoders at `SCHED_IDLE`
+//! Measured on 2 cores when this was built (not re-measured since): decoders at `SCHED_IDLE`
 //! while the backbone is busy fill the gaps of ONNX Runtime's thread pool
 //! instead of slowing its threads (~10 % faster end to end); spinning helps
 //! when images are small files (cheap to decode) and hurts on large photos,
