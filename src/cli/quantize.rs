@@ -6,9 +6,9 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use xfer::images::dataset;
 use xfer::models::cpu::Int8Support;
-use xfer::models::quantize::{self, Method, Phase, QuantizeConfig};
+use xfer::models::quantize::{self, Method, Outcome, Phase, QuantizeConfig};
 use xfer::models::runtime::Runtime;
-use xfer::models::zoo::Zoo;
+use xfer::models::zoo::{Agreement, Manifest, Quantization, Zoo};
 
 use super::Cli;
 
@@ -89,33 +89,7 @@ pub fn quantize(cli: &Cli, args: &QuantizeArgs) -> Result<i32> {
         .name
         .clone()
         .unwrap_or_else(|| format!("{}_int8", source.name));
-    if let Err(e) = xfer::models::zoo::check_name(&name) {
-        bail!("--name: {e} (it names the files NAME.onnx and NAME.toml); choose another --name");
-    }
-    if name == source.name {
-        bail!("--name {name}: that is the source model's name; choose another, e.g. {name}_int8");
-    }
-    let manifest_path = zoo.dir.join(format!("{name}.toml"));
-    let model_path = zoo.dir.join(format!("{name}.onnx"));
-    if !args.overwrite {
-        for p in [&manifest_path, &model_path] {
-            if p.exists() {
-                bail!(
-                    "{} already exists; pass --overwrite to replace it, or --name to make another",
-                    p.display()
-                );
-            }
-        }
-    }
-    let report_path = zoo.dir.join(format!("{name}.agreement.json"));
-    let inputs = source.inputs();
-    for (flag, p) in [
-        ("--name", &manifest_path),
-        ("--name", &model_path),
-        ("--name", &report_path),
-    ] {
-        xfer::util::clobber::refuse_inputs(flag, p, &inputs)?;
-    }
+    let manifest_path = check_outputs(args, &zoo, &source, &name)?;
     let _lock = xfer::util::lock::OutputLock::acquire(&manifest_path)?;
     // The quantiser script: the checkout's tools/quantize.py, else the copy this
     // binary carries (an installed xfer has no checkout).
@@ -138,7 +112,7 @@ pub fn quantize(cli: &Cli, args: &QuantizeArgs) -> Result<i32> {
         holdout: args.holdout,
         method: args.method.into(),
         reduce_range: args.reduce_range,
-        name: name.clone(),
+        name,
         python,
         script,
         command,
@@ -147,27 +121,70 @@ pub fn quantize(cli: &Cli, args: &QuantizeArgs) -> Result<i32> {
     let runtime = Runtime::init(cli.ort_lib.as_deref())?;
     let quiet = args.quiet;
     let out = quantize::quantize(&cfg, &runtime, &mut |phase| {
-        if quiet {
-            return;
-        }
-        match phase {
-            Phase::Preprocessing { calib, holdout } => eprintln!(
-                "preprocessing {calib} calibration and {holdout} held-back images with {}'s recipe",
-                cfg.source.name
-            ),
-            Phase::Quantizing => eprintln!(
-                "quantising with ONNX Runtime ({} {}, {})",
-                cfg.python.display(),
-                cfg.script.display(),
-                cfg.method.as_str()
-            ),
-            Phase::Measuring => eprintln!("measuring the agreement on the held-back images"),
+        if !quiet {
+            say_phase(&cfg, phase)
         }
     })
     .with_context(|| format!("quantising {}", cfg.source.name))?;
     for (path, reason) in out.skipped.iter().take(5) {
         eprintln!("skipped {path}: {reason}");
     }
+    if args.json {
+        print_json(&out)?;
+    } else {
+        print_done(&cfg, &out, &cpu);
+    }
+    Ok(0)
+}
+
+/// The quantised model's name and files: a valid name, not the source's,
+/// files not there (unless --overwrite) and none of them an input. Returns
+/// the manifest's path, whose lock guards the three.
+fn check_outputs(args: &QuantizeArgs, zoo: &Zoo, source: &Manifest, name: &str) -> Result<PathBuf> {
+    if let Err(e) = xfer::models::zoo::check_name(name) {
+        bail!("--name: {e} (it names the files NAME.onnx and NAME.toml); choose another --name");
+    }
+    if name == source.name {
+        bail!("--name {name}: that is the source model's name; choose another, e.g. {name}_int8");
+    }
+    let manifest_path = zoo.dir.join(format!("{name}.toml"));
+    let model_path = zoo.dir.join(format!("{name}.onnx"));
+    if !args.overwrite {
+        for p in [&manifest_path, &model_path] {
+            if p.exists() {
+                bail!(
+                    "{} already exists; pass --overwrite to replace it, or --name to make another",
+                    p.display()
+                );
+            }
+        }
+    }
+    let report_path = zoo.dir.join(format!("{name}.agreement.json"));
+    let inputs = source.inputs();
+    for p in [&manifest_path, &model_path, &report_path] {
+        xfer::util::clobber::refuse_inputs("--name", p, &inputs)?;
+    }
+    Ok(manifest_path)
+}
+
+fn say_phase(cfg: &QuantizeConfig, phase: Phase) {
+    match phase {
+        Phase::Preprocessing { calib, holdout } => eprintln!(
+            "preprocessing {calib} calibration and {holdout} held-back images with {}'s recipe",
+            cfg.source.name
+        ),
+        Phase::Quantizing => eprintln!(
+            "quantising with ONNX Runtime ({} {}, {})",
+            cfg.python.display(),
+            cfg.script.display(),
+            cfg.method.as_str()
+        ),
+        Phase::Measuring => eprintln!("measuring the agreement on the held-back images"),
+    }
+}
+
+/// The `[quantization]` table quantize writes, with its agreement report.
+fn table(out: &Outcome) -> (&Quantization, &Agreement) {
     let q = out
         .manifest
         .quantization
@@ -177,55 +194,61 @@ pub fn quantize(cli: &Cli, args: &QuantizeArgs) -> Result<i32> {
         .agreement
         .as_ref()
         .expect("quantize measures the agreement");
-    if args.json {
-        let json = serde_json::json!({
-            "command": "quantize",
-            "model": out.manifest.name,
-            "manifest": out.manifest_path,
-            "onnx": out.manifest.onnx_path(),
-            "report": out.report_path,
-            "quantization": q,
-            "skipped_files": out.skipped.len(),
-            "quantizer_seconds": out.quantizer_seconds,
-        });
-        println!("{}", serde_json::to_string_pretty(&json)?);
-    } else {
-        println!(
-            "{} → {} ({} {}, {} calibration images, {}{}; ONNX Runtime {}, {:.1} s)",
-            cfg.source.name,
-            out.manifest.name,
-            q.precision,
-            q.format,
-            q.calibration_images,
-            q.method,
-            if q.reduce_range { ", reduce_range" } else { "" },
-            q.ort_version,
-            out.quantizer_seconds
-        );
-        println!(
-            "agreement with {} on {} held-back images: feature cosine mean {:.4}, min {:.4}, 5th percentile {:.4}{}",
-            cfg.source.name,
-            a.images,
-            a.cosine_mean,
-            a.cosine_min,
-            a.cosine_p5,
-            a.top1_agreement
-                .map(|t| format!("; top-1 agreement {:.3}", t))
-                .unwrap_or_default()
-        );
-        println!(
-            "wrote {}, {} and {}",
-            out.manifest.onnx_path().display(),
-            out.manifest_path.display(),
-            out.report_path.display()
-        );
-        if let Some(w) = xfer::models::cpu::int8_warning(&out.manifest.name, q, &cpu) {
-            println!("note: {w}");
-        }
-        println!(
-            "next: xfer extract --model {} --data DIR --out FILE.h5",
-            out.manifest.name
-        );
+    (q, a)
+}
+
+fn print_json(out: &Outcome) -> Result<()> {
+    let (q, _) = table(out);
+    let json = serde_json::json!({
+        "command": "quantize",
+        "model": out.manifest.name,
+        "manifest": out.manifest_path,
+        "onnx": out.manifest.onnx_path(),
+        "report": out.report_path,
+        "quantization": q,
+        "skipped_files": out.skipped.len(),
+        "quantizer_seconds": out.quantizer_seconds,
+    });
+    println!("{}", serde_json::to_string_pretty(&json)?);
+    Ok(())
+}
+
+fn print_done(cfg: &QuantizeConfig, out: &Outcome, cpu: &Int8Support) {
+    let (q, a) = table(out);
+    println!(
+        "{} → {} ({} {}, {} calibration images, {}{}; ONNX Runtime {}, {:.1} s)",
+        cfg.source.name,
+        out.manifest.name,
+        q.precision,
+        q.format,
+        q.calibration_images,
+        q.method,
+        if q.reduce_range { ", reduce_range" } else { "" },
+        q.ort_version,
+        out.quantizer_seconds
+    );
+    println!(
+        "agreement with {} on {} held-back images: feature cosine mean {:.4}, min {:.4}, 5th percentile {:.4}{}",
+        cfg.source.name,
+        a.images,
+        a.cosine_mean,
+        a.cosine_min,
+        a.cosine_p5,
+        a.top1_agreement
+            .map(|t| format!("; top-1 agreement {:.3}", t))
+            .unwrap_or_default()
+    );
+    println!(
+        "wrote {}, {} and {}",
+        out.manifest.onnx_path().display(),
+        out.manifest_path.display(),
+        out.report_path.display()
+    );
+    if let Some(w) = xfer::models::cpu::int8_warning(&out.manifest.name, q, cpu) {
+        println!("note: {w}");
     }
-    Ok(0)
+    println!(
+        "next: xfer extract --model {} --data DIR --out FILE.h5",
+        out.manifest.name
+    );
 }
