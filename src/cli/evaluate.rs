@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use clap::Args;
 use xfer::eval::metrics;
+use xfer::eval::report::html::{evaluation_page, PageInput};
 use xfer::features;
 use xfer::ship::bundle::{check_backbones, Bundle};
 use xfer::util::clobber::{refuse_inputs, Input};
@@ -71,6 +72,62 @@ fn report_page(dir: &Path, overwrite: bool) -> Result<PathBuf> {
 }
 
 pub fn evaluate(_cli: &Cli, args: &EvaluateArgs) -> Result<i32> {
+    let page = check(args)?;
+    let bundle = Bundle::load(&args.bundle)?;
+    let set = features::load(&args.features).context("loading the features")?;
+    for w in &set.warnings {
+        eprintln!("warning: {w}");
+    }
+    check_backbones(&bundle.meta.backbones, &set.backbones, "the features")?;
+    let names = &bundle.meta.class_names;
+    features::check_class_names(names, set.class_names.as_deref(), "the features")?;
+    let rn = |r: usize| set.row_name(r);
+    let what = format!(
+        "features ({})",
+        args.features
+            .iter()
+            .map(|f| f.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let labels = features::eval_labels(set.labels.view(), names.len(), &what, &rn)?;
+    let probs = bundle.predict_proba(set.data.view());
+    let eval = metrics::evaluate(probs.view(), &labels, names, args.clip);
+    if let Some(path) = &args.csv {
+        let rows: Vec<String> = match &set.paths {
+            Some(p) => p.clone(),
+            None => (0..set.n_samples()).map(|r| format!("row {r}")).collect(),
+        };
+        xfer::util::atomic::write_atomic(path, |w| {
+            xfer::ship::predict::output::write_csv(w, &rows, probs.view(), names)
+        })?;
+    }
+    if let (Some(page), Some(dir)) = (&page, &args.report) {
+        let html = evaluation_page(&PageInput {
+            bundle_path: &args.bundle,
+            bundle: &bundle.meta,
+            feature_files: &args.features,
+            paths: set.paths.as_deref(),
+            dataset_root: set.dataset_root.as_deref(),
+            image_root: args.image_root.as_deref(),
+            evaluation: &eval,
+            probs: probs.view(),
+            labels: &labels,
+        });
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        xfer::util::atomic::write_bytes_atomic(page, html.as_bytes())?;
+        eprintln!(
+            "report: {} ({} KB)",
+            page.display(),
+            html.len().div_ceil(1024)
+        );
+    }
+    print_result(args, &bundle, &set, &eval)?;
+    Ok(0)
+}
+
+/// The flags and outputs, before a file is read: the report page's path, if any.
+fn check(args: &EvaluateArgs) -> Result<Option<PathBuf>> {
     if let Some(c) = args.clip {
         if !(c > 0.0 && c < 0.5) {
             anyhow::bail!("--clip must be between 0 and 0.5 (e.g. 0.005), got {c}");
@@ -103,56 +160,15 @@ pub fn evaluate(_cli: &Cli, args: &EvaluateArgs) -> Result<i32> {
     if let Some(page) = &page {
         refuse_inputs("--report", page, &inputs)?;
     }
-    let bundle = Bundle::load(&args.bundle)?;
-    let set = features::load(&args.features).context("loading the features")?;
-    for w in &set.warnings {
-        eprintln!("warning: {w}");
-    }
-    check_backbones(&bundle.meta.backbones, &set.backbones, "the features")?;
-    let names = &bundle.meta.class_names;
-    features::check_class_names(names, set.class_names.as_deref(), "the features")?;
-    let rn = |r: usize| set.row_name(r);
-    let what = format!(
-        "features ({})",
-        args.features
-            .iter()
-            .map(|f| f.display().to_string())
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
-    let labels = features::eval_labels(set.labels.view(), names.len(), &what, &rn)?;
-    let probs = bundle.predict_proba(set.data.view());
-    let eval = metrics::evaluate(probs.view(), &labels, names, args.clip);
-    if let Some(path) = &args.csv {
-        let rows: Vec<String> = match &set.paths {
-            Some(p) => p.clone(),
-            None => (0..set.n_samples()).map(|r| format!("row {r}")).collect(),
-        };
-        xfer::util::atomic::write_atomic(path, |w| {
-            xfer::ship::predict::output::write_csv(w, &rows, probs.view(), names)
-        })?;
-    }
-    if let (Some(page), Some(dir)) = (&page, &args.report) {
-        let html =
-            xfer::eval::report::html::evaluation_page(&xfer::eval::report::html::PageInput {
-                bundle_path: &args.bundle,
-                bundle: &bundle.meta,
-                feature_files: &args.features,
-                paths: set.paths.as_deref(),
-                dataset_root: set.dataset_root.as_deref(),
-                image_root: args.image_root.as_deref(),
-                evaluation: &eval,
-                probs: probs.view(),
-                labels: &labels,
-            });
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        xfer::util::atomic::write_bytes_atomic(page, html.as_bytes())?;
-        eprintln!(
-            "report: {} ({} KB)",
-            page.display(),
-            html.len().div_ceil(1024)
-        );
-    }
+    Ok(page)
+}
+
+fn print_result(
+    args: &EvaluateArgs,
+    bundle: &Bundle,
+    set: &features::FeatureSet,
+    eval: &metrics::Evaluation,
+) -> Result<()> {
     if args.json {
         let out = serde_json::json!({
             "bundle": args.bundle,
@@ -170,5 +186,5 @@ pub fn evaluate(_cli: &Cli, args: &EvaluateArgs) -> Result<i32> {
         );
         print!("{}", eval.to_text());
     }
-    Ok(0)
+    Ok(())
 }
