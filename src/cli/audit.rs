@@ -86,39 +86,7 @@ pub struct AuditArgs {
 pub fn audit(args: &AuditArgs) -> Result<i32> {
     // One --features per split; commas separate a split's backbones.
     let groups = groups(args)?;
-    for f in groups.iter().flatten() {
-        if !f.exists() {
-            anyhow::bail!(
-                "{} does not exist; create it with `xfer extract`",
-                f.display()
-            );
-        }
-    }
-    if args.cv < 2 {
-        anyhow::bail!("--cv needs at least 2 folds, got {}", args.cv);
-    }
-    if let Some(csv) = &args.csv {
-        check_output("--csv", csv, args.overwrite)?;
-    }
-    let page = match &args.report {
-        Some(dir) => {
-            if dir.exists() && !dir.is_dir() {
-                anyhow::bail!(
-                    "--report {} exists and is not a folder; give a folder",
-                    dir.display()
-                );
-            }
-            let p = dir.join("audit.html");
-            if p.exists() && !args.overwrite {
-                anyhow::bail!(
-                    "{} already exists; pass --overwrite to replace it, or choose another --report folder",
-                    p.display()
-                );
-            }
-            Some(p)
-        }
-        None => None,
-    };
+    let page = check(args, &groups)?;
     let splits = Splits::load(&groups).context("loading the features")?;
     for w in &splits.warnings {
         eprintln!("warning: {w}");
@@ -202,6 +170,24 @@ fn print_text(a: &audit::Audit, top: usize) {
     for n in &a.notes {
         println!("note: {n}");
     }
+    print_duplicates(a, top);
+    print_label_issues(a, top);
+    println!(
+        "outliers: {} (1 − mean similarity to the {} nearest above {:.4})",
+        a.outliers.len(),
+        a.k,
+        a.outlier_fence
+    );
+    for o in a.outliers.iter().take(top) {
+        println!("  {:.3}  {}:{}", o.score, o.row.split, o.row.path);
+    }
+    if a.label_issues.len() + a.duplicates.len() + a.outliers.len() > 0 {
+        println!("\nnext: fix the folders (move or delete the files), extract again (--overwrite: a completed file is not updated in place), train again, audit again");
+    }
+}
+
+/// Leakage across splits, then duplicates within one.
+fn print_duplicates(a: &audit::Audit, top: usize) {
     let leaks = a.n_leaks();
     println!();
     if leaks > 0 {
@@ -243,6 +229,10 @@ fn print_text(a: &audit::Audit, top: usize) {
         .filter(|d| !d.leakage)
         .take(top)
         .for_each(pair);
+}
+
+/// Rows whose label looks wrong, best candidates first.
+fn print_label_issues(a: &audit::Audit, top: usize) {
     println!(
         "label issues: {} of {} labelled rows (confident learning; ranked by {})",
         a.label_issues.len(),
@@ -264,16 +254,42 @@ fn print_text(a: &audit::Audit, top: usize) {
             l.p_suggested
         );
     }
-    println!(
-        "outliers: {} (1 − mean similarity to the {} nearest above {:.4})",
-        a.outliers.len(),
-        a.k,
-        a.outlier_fence
-    );
-    for o in a.outliers.iter().take(top) {
-        println!("  {:.3}  {}:{}", o.score, o.row.split, o.row.path);
+}
+
+/// The flags and outputs, before a file is read: the report page's path, if any.
+fn check(args: &AuditArgs, groups: &[Vec<PathBuf>]) -> Result<Option<PathBuf>> {
+    for f in groups.iter().flatten() {
+        if !f.exists() {
+            anyhow::bail!(
+                "{} does not exist; create it with `xfer extract`",
+                f.display()
+            );
+        }
     }
-    if a.label_issues.len() + a.duplicates.len() + a.outliers.len() > 0 {
-        println!("\nnext: fix the folders (move or delete the files), extract again (--overwrite: a completed file is not updated in place), train again, audit again");
+    if args.cv < 2 {
+        anyhow::bail!("--cv needs at least 2 folds, got {}", args.cv);
     }
+    if let Some(csv) = &args.csv {
+        check_output("--csv", csv, args.overwrite)?;
+    }
+    let page = match &args.report {
+        Some(dir) => {
+            if dir.exists() && !dir.is_dir() {
+                anyhow::bail!(
+                    "--report {} exists and is not a folder; give a folder",
+                    dir.display()
+                );
+            }
+            let p = dir.join("audit.html");
+            if p.exists() && !args.overwrite {
+                anyhow::bail!(
+                    "{} already exists; pass --overwrite to replace it, or choose another --report folder",
+                    p.display()
+                );
+            }
+            Some(p)
+        }
+        None => None,
+    };
+    Ok(page)
 }
