@@ -217,28 +217,7 @@ impl Printer<'_> {
     fn event(&mut self, event: Event) {
         let args = self.args;
         match event {
-            Event::Scanned { dataset: ds } => {
-                self.classes = ds.classes.len();
-                self.layout = format!("{:?}", ds.layout);
-                for line in dataset::describe_ignored(&ds.ignored, 5) {
-                    eprintln!("{line}");
-                }
-                if let Some(list_file) = args.list.as_ref().filter(|_| !args.quiet) {
-                    if ds.classes.is_empty() {
-                        eprintln!(
-                            "{}: no labels, so no classes (labels −1, as an unlabelled folder)",
-                            list_file.display()
-                        );
-                    } else {
-                        eprintln!(
-                            "{}: {} classes from the list's labels, sorted: {}",
-                            list_file.display(),
-                            ds.classes.len(),
-                            ds.classes.join(", ")
-                        );
-                    }
-                }
-            }
+            Event::Scanned { dataset } => self.scanned(dataset),
             Event::Missing {
                 list,
                 count,
@@ -273,37 +252,66 @@ impl Printer<'_> {
                     args.quiet,
                 ));
             }
-            Event::Loaded { manifest, backbone } => {
-                let mut lines = backbone_warnings(args.device.device, backbone);
-                if manifest.weights == Weights::Random {
-                    lines.push(format!("warning: {} has RANDOM weights (structure and speed tests only): these features mean nothing", manifest.name));
-                }
-                if let Some(q) = &manifest.quantization {
-                    let cpu = xfer::models::cpu::Int8Support::detect();
-                    if let Some(w) = xfer::models::cpu::int8_warning(&manifest.name, q, &cpu) {
-                        lines.push(format!("warning: {w}"));
-                    }
-                }
-                lines.push(format!(
-                    "extracting {} images ({} classes, {}) with {} on {} → {}",
-                    self.images,
-                    self.classes,
-                    self.layout,
-                    manifest.name,
-                    backbone.provider,
-                    args.out.display()
-                ));
-                let print = || lines.iter().for_each(|l| eprintln!("{l}"));
-                match &self.bar {
-                    Some(bar) => bar.suspend(print),
-                    None => print(),
-                }
-            }
+            Event::Loaded { manifest, backbone } => self.loaded(manifest, backbone),
             Event::Progress(p) => {
                 if let Some(bar) = &self.bar {
                     bar.set(p.done as u64, p.skipped)
                 }
             }
+        }
+    }
+
+    /// The dataset's ignored files and, for a list, its classes.
+    fn scanned(&mut self, ds: &dataset::Dataset) {
+        let args = self.args;
+        self.classes = ds.classes.len();
+        self.layout = format!("{:?}", ds.layout);
+        for line in dataset::describe_ignored(&ds.ignored, 5) {
+            eprintln!("{line}");
+        }
+        if let Some(list_file) = args.list.as_ref().filter(|_| !args.quiet) {
+            if ds.classes.is_empty() {
+                eprintln!(
+                    "{}: no labels, so no classes (labels −1, as an unlabelled folder)",
+                    list_file.display()
+                );
+            } else {
+                eprintln!(
+                    "{}: {} classes from the list's labels, sorted: {}",
+                    list_file.display(),
+                    ds.classes.len(),
+                    ds.classes.join(", ")
+                );
+            }
+        }
+    }
+
+    /// Warnings about the backbone, then what runs where.
+    fn loaded(&self, manifest: &Manifest, backbone: &Backbone) {
+        let args = self.args;
+        let mut lines = backbone_warnings(args.device.device, backbone);
+        if manifest.weights == Weights::Random {
+            lines.push(format!("warning: {} has RANDOM weights (structure and speed tests only): these features mean nothing", manifest.name));
+        }
+        if let Some(q) = &manifest.quantization {
+            let cpu = xfer::models::cpu::Int8Support::detect();
+            if let Some(w) = xfer::models::cpu::int8_warning(&manifest.name, q, &cpu) {
+                lines.push(format!("warning: {w}"));
+            }
+        }
+        lines.push(format!(
+            "extracting {} images ({} classes, {}) with {} on {} → {}",
+            self.images,
+            self.classes,
+            self.layout,
+            manifest.name,
+            backbone.provider,
+            args.out.display()
+        ));
+        let print = || lines.iter().for_each(|l| eprintln!("{l}"));
+        match &self.bar {
+            Some(bar) => bar.suspend(print),
+            None => print(),
         }
     }
 }

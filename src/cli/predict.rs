@@ -187,31 +187,10 @@ pub fn predict(args: &PredictArgs, ort_lib: Option<&Path>, zoo: Option<&Path>) -
     let t_predicted = t0.elapsed();
 
     write_outputs(args, &preds, &names, positive)?;
-    if !preds.skipped.is_empty() {
-        eprintln!(
-            "skipped {} of {n} file{}:",
-            preds.skipped.len(),
-            if n == 1 { "" } else { "s" }
-        );
-        for (p, reason) in &preds.skipped {
-            eprintln!("  {}: {reason}", p.display());
-        }
-    }
+    print_skipped(&preds, n);
     if args.timings {
-        let t = &preds.timings;
-        eprintln!(
-            "timings: checks (bundle, zoo, files) {}, ONNX Runtime {}, backbone load (sha256 + session) {}, \
-             predict {} (decode {}, backbone {}, head {}), output {}, total {}",
-            ms(t_checked),
-            ms(t_runtime - t_checked),
-            ms(t_loaded - t_runtime),
-            ms(t_predicted - t_loaded),
-            ms(t.decode),
-            ms(t.backbones),
-            ms(t.sink),
-            ms(t0.elapsed() - t_predicted),
-            ms(t0.elapsed())
-        );
+        let phases = [t_checked, t_runtime, t_loaded, t_predicted, t0.elapsed()];
+        print_timings(&preds, phases);
     }
     if args.json {
         print_json(args, &predictor, &preds, n, t0.elapsed().as_secs_f64())?;
@@ -395,4 +374,37 @@ fn print_json(
     });
     println!("{}", serde_json::to_string_pretty(&out)?);
     Ok(())
+}
+
+fn print_skipped(preds: &Predictions, n: usize) {
+    if !preds.skipped.is_empty() {
+        eprintln!(
+            "skipped {} of {n} file{}:",
+            preds.skipped.len(),
+            if n == 1 { "" } else { "s" }
+        );
+        for (p, reason) in &preds.skipped {
+            eprintln!("  {}: {reason}", p.display());
+        }
+    }
+}
+
+/// `--timings`: `at` holds the times since the start at which the checks,
+/// ONNX Runtime, the backbone load, the prediction and the outputs ended.
+fn print_timings(preds: &Predictions, at: [Duration; 5]) {
+    let [checked, runtime, loaded, predicted, total] = at;
+    let t = &preds.timings;
+    eprintln!(
+        "timings: checks (bundle, zoo, files) {}, ONNX Runtime {}, backbone load (sha256 + session) {}, \
+         predict {} (decode {}, backbone {}, head {}), output {}, total {}",
+        ms(checked),
+        ms(runtime - checked),
+        ms(loaded - runtime),
+        ms(predicted - loaded),
+        ms(t.decode),
+        ms(t.backbones),
+        ms(t.sink),
+        ms(total - predicted),
+        ms(total)
+    );
 }
