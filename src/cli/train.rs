@@ -11,9 +11,10 @@ use indicatif::{ProgressBar, ProgressStyle};
 use xfer::eval::report::{self, HeadReport};
 use xfer::train::data::TrainingData;
 use xfer::train::folder::RunFolder;
-use xfer::train::plan::{Choices, Heads, LogisticPlan, Optim, Plan, Preset};
+use xfer::train::head::mlp::MlpConfig;
+use xfer::train::plan::{Choices, Heads, LogisticPlan, MlpPlan, Optim, Plan, Preset};
 use xfer::train::run::{self as fit, Trained};
-use xfer::train::Progress;
+use xfer::train::{EpochRecord, Progress, TrainConfig};
 use xfer::util::clobber::{refuse_inputs, Input};
 use xfer::util::format::fixed;
 
@@ -437,30 +438,7 @@ fn train_mlp(plan: &Plan, data: &mut TrainingData, lines: Lines) -> Result<Train
         data.train_rows.len(),
         folds > 0 || data.val_rows().is_some(),
     );
-    eprintln!(
-        "MLP {} ({} parameters), {}, batch {}, {}{}{}{}",
-        config.describe(),
-        config.n_parameters(),
-        plan.config.optimizer.describe(),
-        tc.batch_size,
-        match m.steps {
-            Some(s) => format!("{} epochs (a budget of {s} steps)", tc.epochs),
-            None => format!("{} epochs", tc.epochs),
-        },
-        if m.standardize {
-            ", standardised features"
-        } else {
-            ""
-        },
-        tc.patience
-            .map(|p| format!(", early stopping after {p} epochs without improvement"))
-            .unwrap_or_default(),
-        if folds > 0 {
-            format!("; {folds}-fold cross-validation first")
-        } else {
-            String::new()
-        }
-    );
+    eprintln!("{}", mlp_line(plan, m, &config, &tc, folds));
     // The batch bar only on a terminal; epoch lines are the log elsewhere.
     let bar = if matches!(lines, Lines::Off) || !std::io::stderr().is_terminal() {
         ProgressBar::hidden()
@@ -483,23 +461,7 @@ fn train_mlp(plan: &Plan, data: &mut TrainingData, lines: Lines) -> Result<Train
             bar.set_position(done as u64);
         }
         Progress::Epoch(r) if r.epoch == 1 || r.epoch % every == 0 => {
-            bar.suspend(|| {
-                let val = match (r.val_loss, r.val_accuracy) {
-                    (Some(l), Some(a)) => format!(
-                        "  val loss {}  val acc {:>6} %",
-                        fixed(l, 4),
-                        fixed(100.0 * a, 2)
-                    ),
-                    _ => String::new(),
-                };
-                lines.say(&format!(
-                    "epoch {:>3}  loss {}  acc {:>6} %{val}  {} s",
-                    r.epoch,
-                    fixed(r.train_loss, 4),
-                    fixed(100.0 * r.train_accuracy, 2),
-                    fixed(r.seconds, 2)
-                ));
-            });
+            bar.suspend(|| lines.say(&epoch_line(&r)));
         }
         _ => {}
     };
@@ -510,4 +472,57 @@ fn train_mlp(plan: &Plan, data: &mut TrainingData, lines: Lines) -> Result<Train
     }
     lines.say(&format!("MLP: {}", summary(&trained.report)));
     Ok(trained)
+}
+
+/// The MLP's settings, printed before it trains.
+fn mlp_line(
+    plan: &Plan,
+    m: &MlpPlan,
+    config: &MlpConfig,
+    tc: &TrainConfig,
+    folds: usize,
+) -> String {
+    format!(
+        "MLP {} ({} parameters), {}, batch {}, {}{}{}{}",
+        config.describe(),
+        config.n_parameters(),
+        plan.config.optimizer.describe(),
+        tc.batch_size,
+        match m.steps {
+            Some(s) => format!("{} epochs (a budget of {s} steps)", tc.epochs),
+            None => format!("{} epochs", tc.epochs),
+        },
+        if m.standardize {
+            ", standardised features"
+        } else {
+            ""
+        },
+        tc.patience
+            .map(|p| format!(", early stopping after {p} epochs without improvement"))
+            .unwrap_or_default(),
+        if folds > 0 {
+            format!("; {folds}-fold cross-validation first")
+        } else {
+            String::new()
+        }
+    )
+}
+
+/// One epoch's figures.
+fn epoch_line(r: &EpochRecord) -> String {
+    let val = match (r.val_loss, r.val_accuracy) {
+        (Some(l), Some(a)) => format!(
+            "  val loss {}  val acc {:>6} %",
+            fixed(l, 4),
+            fixed(100.0 * a, 2)
+        ),
+        _ => String::new(),
+    };
+    format!(
+        "epoch {:>3}  loss {}  acc {:>6} %{val}  {} s",
+        r.epoch,
+        fixed(r.train_loss, 4),
+        fixed(100.0 * r.train_accuracy, 2),
+        fixed(r.seconds, 2)
+    )
 }
