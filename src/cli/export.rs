@@ -6,9 +6,9 @@ use anyhow::{bail, Result};
 use clap::Args;
 use xfer::models::zoo::Zoo;
 use xfer::ship::bundle::Bundle;
-use xfer::ship::export::{self, ExportOptions};
-use xfer::ship::predict;
-use xfer::util::clobber::{refuse_inputs, Input};
+use xfer::ship::export::{self, ExportOptions, Exported};
+use xfer::ship::predict::{self, CheckedBundle};
+use xfer::util::clobber::refuse_inputs;
 
 use super::common::check_output;
 use super::Cli;
@@ -57,30 +57,48 @@ pub fn export(cli: &Cli, args: &ExportArgs) -> Result<i32> {
     let bundle = Bundle::load(&args.bundle)?;
     let zoo = Zoo::locate(cli.zoo.as_deref());
     let resolved = predict::resolve_backbones(&bundle, &args.bundle, &zoo)?;
-    let mut inputs = vec![Input::new("the bundle", &args.bundle)];
-    inputs.extend(resolved.iter().flat_map(|r| r.manifest.inputs()));
-    refuse_inputs("--onnx", &args.onnx, &inputs)?;
-    let exported = export::export(&bundle, &resolved, &ExportOptions { opset: args.opset })?;
+    let checked = CheckedBundle {
+        path: args.bundle.clone(),
+        bundle,
+        backbones: resolved,
+    };
+    refuse_inputs("--onnx", &args.onnx, &checked.inputs())?;
+    let exported = export::export(
+        &checked.bundle,
+        &checked.backbones,
+        &ExportOptions { opset: args.opset },
+    )?;
     xfer::util::atomic::write_bytes_atomic(&args.onnx, &exported.bytes)?;
-    let mb = exported.bytes.len() as f64 / 1e6;
     if args.json {
-        let j = serde_json::json!({
-            "command": "export",
-            "onnx": args.onnx,
-            "bytes": exported.bytes.len(),
-            "opset": exported.opset,
-            "ir_version": exported.ir_version,
-            "input": {"name": export::INPUT, "shape": exported.input_shape, "preprocess": exported.recipe},
-            "outputs": {
-                export::PROBABILITIES: [-1, exported.n_classes as i64],
-                export::FEATURES: [-1, exported.feature_dim as i64],
-            },
-            "class_names": bundle.meta.class_names,
-            "backbones": resolved.iter().map(|r| r.manifest.name.clone()).collect::<Vec<_>>(),
-        });
-        println!("{j}");
-        return Ok(0);
+        print_json(args, &checked, &exported);
+    } else {
+        print_summary(args, &checked, &exported);
     }
+    Ok(0)
+}
+
+fn print_json(args: &ExportArgs, checked: &CheckedBundle, exported: &Exported) {
+    let (bundle, resolved) = (&checked.bundle, &checked.backbones);
+    let j = serde_json::json!({
+        "command": "export",
+        "onnx": args.onnx,
+        "bytes": exported.bytes.len(),
+        "opset": exported.opset,
+        "ir_version": exported.ir_version,
+        "input": {"name": export::INPUT, "shape": exported.input_shape, "preprocess": exported.recipe},
+        "outputs": {
+            export::PROBABILITIES: [-1, exported.n_classes as i64],
+            export::FEATURES: [-1, exported.feature_dim as i64],
+        },
+        "class_names": bundle.meta.class_names,
+        "backbones": resolved.iter().map(|r| r.manifest.name.clone()).collect::<Vec<_>>(),
+    });
+    println!("{j}");
+}
+
+fn print_summary(args: &ExportArgs, checked: &CheckedBundle, exported: &Exported) {
+    let (bundle, resolved) = (&checked.bundle, &checked.backbones);
+    let mb = exported.bytes.len() as f64 / 1e6;
     println!(
         "wrote {} ({mb:.1} MB, ai.onnx opset {}, IR {}): {} + {} head",
         args.onnx.display(),
@@ -115,5 +133,4 @@ pub fn export(cli: &Cli, args: &ExportArgs) -> Result<i32> {
             exported.nodes_kept, exported.nodes_dropped
         );
     }
-    Ok(0)
 }
