@@ -13,41 +13,7 @@ pub fn info(cli: &Cli) -> Result<i32> {
         runtime::ORT_VERSION
     );
     match Runtime::init(cli.ort_lib.as_deref()) {
-        Ok(rt) => {
-            println!("ONNX Runtime {} from {}", rt.version, rt.library.display());
-            println!("  found via {}", rt.source.describe());
-            // The same (once per process) load the CUDA provider's registration uses.
-            if let Some(site) = xfer::models::nvidia::site_packages_of(&rt.library) {
-                match xfer::models::nvidia::preload_once(&rt.library) {
-                    Some(done) => {
-                        println!(
-                            "NVIDIA libraries from pip ({}/nvidia), loaded before the CUDA provider:",
-                            site.display()
-                        );
-                        for line in done.describe() {
-                            println!("  {line}");
-                        }
-                    }
-                    None => println!(
-                        "NVIDIA libraries from pip: none in {} (for CUDA: pip install onnxruntime-gpu[cuda,cudnn]==1.31.1)",
-                        site.display()
-                    ),
-                }
-            }
-            // Each provider is tried for real (a tiny session built strictly on it and
-            // run once), not taken as usable because the library was built with it.
-            for device in [Device::Cpu, Device::Cuda, Device::Tensorrt] {
-                let probe = xfer::models::backbone::probe(&rt, device, 0);
-                match probe.result {
-                    Ok(placement) => println!(
-                        "  {:<28} works: a test session ran ({})",
-                        device.provider_name(),
-                        placement.describe()
-                    ),
-                    Err(e) => println!("  {:<28} not usable: {e}", device.provider_name()),
-                }
-            }
-        }
+        Ok(rt) => print_runtime(&rt),
         Err(e @ xfer::Error::OrtLibraryNamed { .. }) => return Err(e.into()),
         Err(e) => println!("ONNX Runtime: {e}"),
     }
@@ -70,4 +36,41 @@ pub fn info(cli: &Cli) -> Result<i32> {
         Err(e) => println!("zoo: {e}"),
     }
     Ok(0)
+}
+
+/// The library found, NVIDIA's pip libraries beside it, and each provider tried for real.
+fn print_runtime(rt: &Runtime) {
+    println!("ONNX Runtime {} from {}", rt.version, rt.library.display());
+    println!("  found via {}", rt.source.describe());
+    // The same (once per process) load the CUDA provider's registration uses.
+    if let Some(site) = xfer::models::nvidia::site_packages_of(&rt.library) {
+        match xfer::models::nvidia::preload_once(&rt.library) {
+            Some(done) => {
+                println!(
+                    "NVIDIA libraries from pip ({}/nvidia), loaded before the CUDA provider:",
+                    site.display()
+                );
+                for line in done.describe() {
+                    println!("  {line}");
+                }
+            }
+            None => println!(
+                "NVIDIA libraries from pip: none in {} (for CUDA: pip install onnxruntime-gpu[cuda,cudnn]==1.31.1)",
+                site.display()
+            ),
+        }
+    }
+    // Each provider is tried for real (a tiny session built strictly on it and
+    // run once), not taken as usable because the library was built with it.
+    for device in [Device::Cpu, Device::Cuda, Device::Tensorrt] {
+        let probe = xfer::models::backbone::probe(&rt, device, 0);
+        match probe.result {
+            Ok(placement) => println!(
+                "  {:<28} works: a test session ran ({})",
+                device.provider_name(),
+                placement.describe()
+            ),
+            Err(e) => println!("  {:<28} not usable: {e}", device.provider_name()),
+        }
+    }
 }

@@ -8,7 +8,7 @@ use clap::Args;
 use xfer::models::runtime;
 use xfer::models::zoo::Zoo;
 use xfer::ship::bundle::Bundle;
-use xfer::ship::package::{self, PackageInputs, PredictorSource};
+use xfer::ship::package::{self, PackageInputs, Packaged, PredictorSource};
 use xfer::ship::predict;
 
 use super::Cli;
@@ -98,6 +98,11 @@ pub fn package(cli: &Cli, args: &PackageArgs) -> Result<i32> {
         println!("{j}");
         return Ok(0);
     }
+    print_summary(&packaged, &predictor, how);
+    Ok(0)
+}
+
+fn print_summary(packaged: &Packaged, predictor: &Path, how: PredictorSource) {
     let how = match how {
         PredictorSource::Given => "given",
         PredictorSource::Found => "found",
@@ -121,5 +126,4 @@ pub fn package(cli: &Cli, args: &PackageArgs) -> Result<i32> {
         packaged.dir.display(),
         packaged.dir.display()
     );
-    Ok(0)
 }
