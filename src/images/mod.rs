@@ -4,5 +4,5 @@
 
 pub mod augment;
 pub mod dataset;
-pub mod jpeg;
+pub(crate) mod jpeg;
 pub mod preprocess;

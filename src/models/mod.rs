@@ -10,7 +10,7 @@ pub mod cpu;
 pub mod fetch;
 pub mod nvidia;
 pub mod onnx_data;
-pub mod pool;
+pub(crate) mod pool;
 pub mod proto;
 #[cfg(feature = "store")]
 pub mod quantize;

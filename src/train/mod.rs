@@ -13,7 +13,7 @@
 
 #[cfg(feature = "store")]
 pub mod data;
-pub mod epochs;
+pub(crate) mod epochs;
 pub mod folder;
 pub mod head;
 pub mod plan;

@@ -6,5 +6,5 @@ pub mod atomic;
 pub mod clobber;
 pub mod format;
 #[cfg(feature = "store")]
-pub mod h5file;
+pub(crate) mod h5file;
 pub mod lock;
