@@ -161,13 +161,26 @@ pub const MAX_EPOCHS: usize = 300;
 /// ```
 /// use xfer::train::plan::{Choices, Plan, Preset};
 ///
-/// let plan = Plan::resolve(&Choices {
-///     train_files: vec!["train.h5".into()],
+/// # let dir = tempfile::tempdir().unwrap();
+/// # let train = dir.path().join("train.h5");
+/// # std::fs::write(&train, b"").unwrap(); // the plan checks that the file exists
+/// let tutorial = Plan::resolve(&Choices {
+///     train_files: vec![train.clone()],
 ///     preset: Preset::Tutorial,
 ///     ..Choices::default()
 /// })
 /// .unwrap();
-/// assert_eq!(plan.config.batch_size, 64);
+/// assert_eq!(tutorial.config.batch_size, 64); // the tutorial's batch
+/// assert!(!tutorial.calibrate);
+///
+/// let mine = Plan::resolve(&Choices {
+///     train_files: vec![train],
+///     batch: Some(128), // any choice overrides the preset's value
+///     ..Choices::default()
+/// })
+/// .unwrap();
+/// assert_eq!(mine.config.batch_size, 128);
+/// assert!(mine.calibrate);
 /// ```
 #[derive(Debug, Clone)]
 pub struct Choices {
