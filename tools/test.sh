@@ -7,6 +7,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 tools/setup.sh --browser
 cargo test --release --all-targets "$@"
+# The rustdoc examples of the library's front door, then the end-to-end example
+# (photos -> features -> heads -> predictions through the library API).
+cargo test --release --doc
+example_out=$(mktemp -d)
+trap 'rm -rf "$example_out"' EXIT
+cargo run --release --example end_to_end -- data/stamps "$example_out" > "$example_out/predictions.tsv"
+test "$(wc -l < "$example_out/predictions.tsv")" -eq "$(find data/stamps -mindepth 1 -maxdepth 1 -type d | wc -l)"
 # Lint: clippy with warnings as errors, on every target.
 cargo clippy --release --all-targets -- -D warnings
 # The slim predictor links nothing beyond the C runtime (docs/guide.md, "The slim binary").
