@@ -123,7 +123,7 @@ fn parse_pool(s: &str) -> Result<Pool, String> {
 }
 
 fn parse_interpolation(s: &str) -> Result<Interpolation, String> {
-    xfer::models::config::interpolation_by_name(s)
+    xfer::models::config::interpolation_by_name(s).map_err(|e| e.to_string())
 }
 
 fn parse_triple(s: &str) -> Result<[f32; 3], String> {

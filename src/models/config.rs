@@ -202,7 +202,7 @@ fn timm(top: &Map<String, Value>) -> std::result::Result<ModelConfig, String> {
             warnings.push("no interpolation: timm's default bilinear assumed".into());
             Interpolation::Bilinear
         }
-        Some(name) => interpolation_by_name(name)?,
+        Some(name) => interpolation_by_name(name).map_err(|e| e.to_string())?,
     });
     r.pixel_scale = Some(1.0 / 255.0);
     r.mean = Some(triple(cfg.get("mean"), "mean")?.unwrap_or_else(|| {
@@ -532,14 +532,19 @@ fn unknown_keys(
     }
 }
 
-pub fn interpolation_by_name(name: &str) -> std::result::Result<Interpolation, String> {
+/// An interpolation xfer does not reproduce.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("interpolation `{0}` is not supported (xfer does bicubic, bilinear, nearest)")]
+pub struct UnknownInterpolation(pub String);
+
+pub fn interpolation_by_name(
+    name: &str,
+) -> std::result::Result<Interpolation, UnknownInterpolation> {
     match name {
         "bicubic" => Ok(Interpolation::Bicubic),
         "bilinear" => Ok(Interpolation::Bilinear),
         "nearest" => Ok(Interpolation::Nearest),
-        other => Err(format!(
-            "interpolation `{other}` is not supported (xfer does bicubic, bilinear, nearest)"
-        )),
+        other => Err(UnknownInterpolation(other.to_owned())),
     }
 }
 

@@ -178,10 +178,18 @@ pub struct Agreement {
 /// What a model name may be, in words (for errors).
 pub const NAME_RULE: &str = "one file name of ASCII letters, digits, `_`, `-` and `.`, not starting with `.` or `-`, at most 100 characters";
 
+/// A model name that breaks [`NAME_RULE`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the model name {shown:?} is not allowed: a name is {NAME_RULE}")]
+pub struct BadName {
+    /// The name (its first 120 characters).
+    pub shown: String,
+}
+
 /// Checks a model name: it names the files `<name>.toml` (and often
 /// `<name>.onnx`) in the zoo and in packages, so it must be one path component
-/// of safe characters ([`NAME_RULE`]); `Err` says what is wrong.
-pub fn check_name(name: &str) -> std::result::Result<(), String> {
+/// of safe characters ([`NAME_RULE`]).
+pub fn check_name(name: &str) -> std::result::Result<(), BadName> {
     let ok = !name.is_empty()
         && name.len() <= 100
         && name
@@ -191,10 +199,9 @@ pub fn check_name(name: &str) -> std::result::Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!(
-            "the model name {:?} is not allowed: a name is {NAME_RULE}",
-            name.chars().take(120).collect::<String>()
-        ))
+        Err(BadName {
+            shown: name.chars().take(120).collect(),
+        })
     }
 }
 
