@@ -135,6 +135,10 @@ pub enum Error {
     #[error("the folder of {path}, {folder}, does not exist")]
     NoOutputFolder { path: PathBuf, folder: PathBuf },
 
+    /// Momentum was asked of an optimiser that has none (Adam, AdamW).
+    #[error("momentum and Nesterov momentum apply to the SGD optimiser only")]
+    MomentumWithoutSgd,
+
     #[error("dataset {root}: {reason}")]
     Dataset { root: PathBuf, reason: String },
 

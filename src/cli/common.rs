@@ -244,6 +244,7 @@ pub fn hint(e: &xfer::Error) -> Option<&'static str> {
         E::Interrupted { .. } => "pass --resume to continue it, or --overwrite to start again",
         E::NothingToResume { .. } => "run without --resume",
         E::NoOutputFolder { .. } => "create it, or give another path",
+        E::MomentumWithoutSgd => "--momentum and --nesterov are for --optim sgd",
         _ => return None,
     })
 }

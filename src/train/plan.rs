@@ -273,9 +273,7 @@ impl Choices {
             }),
             Optim::Adam | Optim::Adamw => {
                 if self.momentum != 0.0 || self.nesterov {
-                    return Err(invalid(
-                        "momentum and Nesterov momentum apply to the SGD optimiser only",
-                    ));
+                    return Err(Error::MomentumWithoutSgd);
                 }
                 OptimizerConfig::Adam(AdamConfig {
                     lr,

@@ -338,7 +338,7 @@ mod tests {
         let mut child = Command::new(std::env::current_exe().unwrap())
             .args([
                 "--exact",
-                "lock::tests::child_holds_a_lock",
+                "util::lock::tests::child_holds_a_lock",
                 "--ignored",
                 "--nocapture",
                 "--test-threads=1",
