@@ -547,6 +547,8 @@ struct Features<'a> {
     run: PathBuf,
     used: Vec<CacheUse>,
     prepared: Prepared,
+    /// Images extracted by this run: cache folder name, NUL, path.
+    fresh: std::collections::HashSet<String>,
 }
 
 type Prepared = std::collections::HashMap<(String, String), PathBuf>;
@@ -603,6 +605,7 @@ impl Features<'_> {
         split: &str,
         ds: &Dataset,
         contents: &[Content],
+        also: Option<(&Dataset, &[Content])>,
     ) -> Result<PathBuf> {
         if let Some(f) = self.prepared.get(&(model.to_string(), split.to_string())) {
             return Ok(f.clone());
@@ -632,6 +635,12 @@ impl Features<'_> {
         for n in &folder.notes {
             eprintln!("warning: {n}");
         }
+        let (device_flags, views_k, quiet, seed) = (
+            self.device_flags(),
+            self.args.views,
+            self.args.quiet,
+            self.args.seed,
+        );
         let extract_args = |list: &Path, out: &Path, resume: bool| {
             let mut a = vec![
                 "--model".to_string(),
@@ -641,24 +650,23 @@ impl Features<'_> {
                 "--out".into(),
                 s(out),
             ];
-            if let Some(k) = self.args.views.filter(|_| split == "train") {
+            if let Some(k) = views_k.filter(|_| split == "train") {
                 a.extend([
                     "--views".into(),
                     k.to_string(),
                     "--seed".into(),
-                    self.args.seed.to_string(),
+                    seed.to_string(),
                 ]);
             }
-            if self.args.quiet {
+            if quiet {
                 a.push("--quiet".into());
             }
-            a.extend(self.device_flags());
+            a.extend(device_flags.iter().cloned());
             if resume {
                 a.push("--resume".into());
             }
             a
         };
-        let mut extracted = 0;
         // First what an interrupted run left.
         for chunk in folder.pending().to_vec() {
             if !chunk.out.exists() {
@@ -670,20 +678,35 @@ impl Features<'_> {
             }
             folder.seal(&chunk)?;
         }
-        let paths: Vec<String> = ds.items.iter().map(|i| s(&ds.abs_path(i))).collect();
-        let missing: Vec<(String, Content)> = paths
-            .iter()
-            .zip(contents)
+        // What the cache lacks, of this split and (in the same chunk, when
+        // the job is the same) of `also`.
+        let paths_of =
+            |ds: &Dataset| -> Vec<String> { ds.items.iter().map(|i| s(&ds.abs_path(i))).collect() };
+        let mut wanted: Vec<(String, Content)> = paths_of(ds)
+            .into_iter()
+            .zip(contents.iter().cloned())
+            .collect();
+        if let Some((ads, acontents)) = also.filter(|_| cfg.views.is_none()) {
+            wanted.extend(paths_of(ads).into_iter().zip(acontents.iter().cloned()));
+        }
+        let missing: Vec<(String, Content)> = wanted
+            .into_iter()
             .filter(|(p, c)| !folder.has(p, c))
-            .map(|(p, c)| (p.clone(), c.clone()))
             .collect();
         if !missing.is_empty() {
             let chunk = folder.new_chunk(&missing)?;
             let argv = runner.argv("extract", extract_args(&chunk.list, &chunk.out, false));
             runner.run(&argv)?;
             folder.seal(&chunk)?;
-            extracted = missing.len();
+            let name = folder.key.folder_name();
+            self.fresh
+                .extend(missing.into_iter().map(|(p, _)| format!("{name}\0{p}")));
         }
+        let name = folder.key.folder_name();
+        let extracted = paths_of(ds)
+            .iter()
+            .filter(|p| self.fresh.contains(&format!("{name}\0{p}")))
+            .count();
         let list = self.run.join("lists").join(format!("{split}.csv"));
         let out = self
             .run
@@ -955,6 +978,7 @@ pub fn fit(cli: &Cli, args: &FitArgs) -> Result<i32> {
         run: run.clone(),
         used: Vec::new(),
         prepared: Prepared::new(),
+        fresh: Default::default(),
     };
 
     // The backbone(s).
@@ -967,7 +991,7 @@ pub fn fit(cli: &Cli, args: &FitArgs) -> Result<i32> {
         }
         let mut train_files = std::collections::BTreeMap::new();
         for m in &names {
-            let f = features.prepare(&mut runner, m, "train", &train_ds, &train_contents)?;
+            let f = features.prepare(&mut runner, m, "train", &train_ds, &train_contents, None)?;
             train_files.insert(m.clone(), f);
         }
         if names.len() == 1 {
@@ -1033,11 +1057,28 @@ pub fn fit(cli: &Cli, args: &FitArgs) -> Result<i32> {
     };
     let mut train_files = Vec::new();
     let mut test_files = Vec::new();
+    // The test photos are extracted with the training photos (one chunk), unless
+    // `--model auto` already extracted those.
     for m in &chosen {
-        train_files.push(features.prepare(&mut runner, m, "train", &train_ds, &train_contents)?);
+        let test = (&test_ds, &test_contents[..]);
+        train_files.push(features.prepare(
+            &mut runner,
+            m,
+            "train",
+            &train_ds,
+            &train_contents,
+            Some(test),
+        )?);
     }
     for m in &chosen {
-        test_files.push(features.prepare(&mut runner, m, "test", &test_ds, &test_contents)?);
+        test_files.push(features.prepare(
+            &mut runner,
+            m,
+            "test",
+            &test_ds,
+            &test_contents,
+            None,
+        )?);
     }
 
     // The heads.
