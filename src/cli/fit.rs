@@ -990,8 +990,10 @@ pub fn fit(cli: &Cli, args: &FitArgs) -> Result<i32> {
             eprintln!("note: --model auto: {n}");
         }
         let mut train_files = std::collections::BTreeMap::new();
+        // With one candidate, its test photos are extracted with the training ones.
+        let also = (names.len() == 1).then_some((&test_ds, &test_contents[..]));
         for m in &names {
-            let f = features.prepare(&mut runner, m, "train", &train_ds, &train_contents, None)?;
+            let f = features.prepare(&mut runner, m, "train", &train_ds, &train_contents, also)?;
             train_files.insert(m.clone(), f);
         }
         if names.len() == 1 {
