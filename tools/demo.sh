@@ -17,7 +17,7 @@ tools/setup.sh
 tools/fetch_stamps.sh
 cargo build --release --quiet
 xfer=target/release/xfer
-out=${XFER_DEMO_OUT:-data/demo}  
+out=${XFER_DEMO_OUT:-data/demo} # where the demo writes
 run=$out/run
 predictions=$out/predictions.csv
 mkdir -p "$out"
