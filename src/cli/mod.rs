@@ -7,6 +7,8 @@ mod evaluate;
 #[cfg(feature = "ship")]
 mod export;
 mod extract;
+#[cfg(feature = "train")]
+mod fit;
 mod info;
 mod merge;
 mod models;
@@ -63,6 +65,9 @@ enum Command {
     /// Find label errors, duplicates, leakage between splits and outliers in feature files.
     #[cfg(feature = "train")]
     Audit(audit::AuditArgs),
+    /// From a folder of photos to a checked classifier: split, extract (cached), train, evaluate; prints the plumbing it runs.
+    #[cfg(feature = "train")]
+    Fit(fit::FitArgs),
     /// Classify images with a trained head and its backbone(s); CSV and Kaggle output.
     Predict(predict::PredictArgs),
     /// Write the bundle and its backbone(s) as one ONNX file (backbone, pooling, head, softmax).
@@ -88,7 +93,12 @@ object on stdout. xfer prints no colours (NO_COLOR is honoured by clap's help)."
 
 pub fn main() -> i32 {
     let cli = Cli::parse();
-    let result = match &cli.command {
+    common::report(dispatch(cli))
+}
+
+/// Runs a parsed command line (`xfer fit` runs its plumbing commands through here).
+fn dispatch(cli: Cli) -> anyhow::Result<i32> {
+    match &cli.command {
         Command::Info => info::info(&cli),
         Command::Models(args) => models::models(&cli, args),
         Command::Extract(args) => extract::extract(&cli, args),
@@ -99,6 +109,8 @@ pub fn main() -> i32 {
         Command::Evaluate(args) => evaluate::evaluate(&cli, args),
         #[cfg(feature = "train")]
         Command::Audit(args) => audit::audit(args),
+        #[cfg(feature = "train")]
+        Command::Fit(args) => fit::fit(&cli, args),
         Command::Predict(args) => {
             predict::predict(args, cli.ort_lib.as_deref(), cli.zoo.as_deref())
         }
@@ -111,6 +123,5 @@ pub fn main() -> i32 {
             clap_complete::generate(*shell, &mut Cli::command(), "xfer", &mut std::io::stdout());
             Ok(0)
         }
-    };
-    common::report(result)
+    }
 }

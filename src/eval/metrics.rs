@@ -72,6 +72,41 @@ pub fn log_loss(probs: ArrayView2<f32>, labels: &[usize], clip: Option<f64>) -> 
     total / labels.len().max(1) as f64
 }
 
+/// The Wilson score interval of an accuracy of `correct` out of `n` at `z`
+/// standard deviations (1.96: 95 %): (low, high). (0, 1) when `n` is 0.
+pub fn wilson_interval(correct: usize, n: usize, z: f64) -> (f64, f64) {
+    if n == 0 {
+        return (0.0, 1.0);
+    }
+    let (k, n) = (correct as f64, n as f64);
+    let p = k / n;
+    let z2 = z * z;
+    let centre = (p + z2 / (2.0 * n)) / (1.0 + z2 / n);
+    let half = z / (1.0 + z2 / n) * (p * (1.0 - p) / n + z2 / (4.0 * n * n)).sqrt();
+    ((centre - half).max(0.0), (centre + half).min(1.0))
+}
+
+/// The standard error of [`log_loss`] (no clipping) over the rows: the sample
+/// standard deviation of the rows' losses over √n; 0 for fewer than two rows.
+///
+/// # Shapes
+/// `probs`: [n_samples, n_classes], `labels`: [n_samples]
+pub fn log_loss_standard_error(probs: ArrayView2<f32>, labels: &[usize]) -> f64 {
+    let losses: Vec<f64> = probs
+        .rows()
+        .into_iter()
+        .zip(labels)
+        .map(|(row, &y)| -(row[y] as f64).clamp(PROB_FLOOR, 1.0).ln())
+        .collect();
+    let n = losses.len();
+    if n < 2 {
+        return 0.0;
+    }
+    let mean = losses.iter().sum::<f64>() / n as f64;
+    let var = losses.iter().map(|l| (l - mean) * (l - mean)).sum::<f64>() / (n - 1) as f64;
+    (var / n as f64).sqrt()
+}
+
 /// All scores at once.
 ///
 /// # Shapes
@@ -245,6 +280,19 @@ impl Evaluation {
 mod tests {
     use super::*;
     use ndarray::array;
+
+    #[test]
+    fn wilson_interval_and_log_loss_standard_error() {
+        // statsmodels: proportion_confint(8, 10, alpha=0.05, method="wilson")
+        // = (0.4901625, 0.9433178) at z = 1.959964.
+        let (lo, hi) = wilson_interval(8, 10, 1.959964);
+        assert!((lo - 0.4901625).abs() < 1e-6 && (hi - 0.9433178).abs() < 1e-6);
+        assert_eq!(wilson_interval(0, 0, 1.96), (0.0, 1.0));
+        // losses −ln 0.5 and −ln 0.25: sd = ln 2 / √2, se = ln 2 / 2.
+        let p = array![[0.5f32, 0.5], [0.75, 0.25]];
+        let se = log_loss_standard_error(p.view(), &[0, 1]);
+        assert!((se - std::f64::consts::LN_2 / 2.0).abs() < 1e-6);
+    }
 
     #[test]
     fn matches_sklearn() {

@@ -1,8 +1,10 @@
 //! Features: images through a backbone ([`pipeline`]) into HDF5 feature files
-//! ([`extract`], [`store`]), split into shards and merged again ([`shard`],
+//! ([`extract`], [`store`]; cached by image content for `xfer fit`: [`cache`]), split into shards and merged again ([`shard`],
 //! [`merge`]), and loaded back for training and evaluation ([`load`], whose
 //! items are re-exported here).
 
+#[cfg(feature = "store")]
+pub mod cache;
 #[cfg(feature = "store")]
 pub mod extract;
 #[cfg(feature = "store")]

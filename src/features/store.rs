@@ -1201,6 +1201,12 @@ impl FileReader {
         ))
     }
 
+    /// The image paths of all rows, in row order.
+    pub fn paths(&self) -> Result<Vec<String>> {
+        let p: Vec<VarLenUnicode> = self.paths.read_raw().map_err(h5(&self.path))?;
+        Ok(p.iter().map(|p| p.as_str().to_owned()).collect())
+    }
+
     /// The skipped files with their reasons, in the order recorded.
     pub fn skipped_files(&self) -> Result<Vec<(String, String)>> {
         let err = h5(&self.path);

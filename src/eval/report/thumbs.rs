@@ -19,10 +19,14 @@ pub const MAX_SIDE: u32 = 160;
 const QUALITY: u8 = 80;
 
 /// The image of a feature-file row: `root` joined with its `/`-separated
-/// relative path (as `dataset` records it).
+/// relative path (as `dataset` records it). A list may name images outside
+/// its folder; their recorded paths are absolute and are taken as they are.
 pub fn image_path(root: &Path, rel: &str) -> PathBuf {
-    rel.split('/')
-        .fold(root.to_path_buf(), |p, part| p.join(part))
+    let (start, rel) = match rel.strip_prefix('/') {
+        Some(abs) => (PathBuf::from("/"), abs),
+        None => (root.to_path_buf(), rel),
+    };
+    rel.split('/').fold(start, |p, part| p.join(part))
 }
 
 /// The image at `path` as a `data:image/jpeg;base64,…` URI, its longer side at
@@ -98,6 +102,11 @@ mod tests {
         assert_eq!(
             image_path(Path::new("/data"), "fruit/a b.png"),
             Path::new("/data/fruit/a b.png")
+        );
+        // A list's image outside the list's folder is recorded by its absolute path.
+        assert_eq!(
+            image_path(Path::new("/lists"), "/photos/fruit/a.png"),
+            Path::new("/photos/fruit/a.png")
         );
         let missing = data_uri(&dir.path().join("gone.png"), MAX_SIDE).unwrap_err();
         assert!(missing.to_string().contains("gone.png"), "{missing}");
