@@ -230,6 +230,9 @@ fn check_input(graph: &Graph) -> std::result::Result<GraphInput, String> {
 }
 
 /// Refuses a crop that is not the graph's fixed side or not a multiple of the patch size.
+// `%` as before this was split out of `add` (`is_multiple_of` would not panic
+// on a patch size of 0, which would change what a bad config does).
+#[allow(clippy::manual_is_multiple_of)]
 fn check_recipe_fits(
     recipe: &Recipe,
     fixed_side: Option<(i64, i64)>,
