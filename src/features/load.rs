@@ -204,6 +204,79 @@ pub fn load(files: &[PathBuf]) -> Result<FeatureSet> {
     if files.is_empty() {
         return Err(Error::Config("no feature file given".into()));
     }
+    refuse_repeated(files)?;
+    let first = store::read(&files[0])?;
+    check_file(&first)?;
+    check_backbone_name(&first)?;
+    let n = first.data.nrows();
+    let first_name = files[0].display().to_string();
+    let class_names = first.provenance.as_ref().map(|p| p.class_names.clone());
+    let dataset_root = first.provenance.as_ref().map(|p| p.dataset_root.clone());
+    let root_dir = dataset_root
+        .as_ref()
+        .filter(|r| !r.is_empty())
+        .map(PathBuf::from);
+    if files.len() == 1 {
+        return Ok(load_one(first, files, class_names, root_dir));
+    }
+    // Several backbones: size the result from the files' headers, then read the
+    // others one at a time and copy them in.
+    let mut warnings = Vec::new();
+    let mut backbones = vec![backbone_ref(&first)];
+    let widths = widths(&first, files)?;
+    let mut data = allocate(n, &widths)?;
+    data.slice_mut(s![.., 0..widths[0]]).assign(&first.data);
+    let mut col = widths[0];
+    let mut with_views: Vec<String> = Vec::new();
+    if first.views.is_some() {
+        with_views.push(first_name.clone());
+    }
+    let labels = first.labels;
+    let paths = first.paths;
+    drop(first.data);
+    let index: Option<HashMap<&str, usize>> = paths
+        .as_ref()
+        .map(|p| p.iter().enumerate().map(|(r, s)| (s.as_str(), r)).collect());
+    let reference = Reference {
+        name: &first_name,
+        n,
+        labels: &labels,
+        paths: paths.as_deref(),
+        index: index.as_ref(),
+        class_names: class_names.as_deref(),
+        dataset_root: dataset_root.as_deref(),
+    };
+    for (k, file) in files.iter().enumerate().skip(1) {
+        let f = store::read(file)?;
+        check_file(&f)?;
+        check_backbone_name(&f)?;
+        let order = align(&reference, &f, file)?;
+        check_agreement(&reference, &f, file, &order, &mut warnings)?;
+        if f.views.is_some() {
+            with_views.push(file.display().to_string());
+        }
+        copy_in(&mut data, col, widths[k], &f, &order, file)?;
+        col += widths[k];
+        backbones.push(backbone_ref(&f));
+    }
+    warnings.extend(concatenation_warnings(&backbones, files, &with_views));
+    Ok(FeatureSet {
+        data,
+        labels,
+        paths,
+        class_names,
+        dataset_root: root_dir,
+        backbones,
+        files: files.to_vec(),
+        warnings,
+        views: None,
+        augment: None,
+    })
+}
+
+/// Refuses a file given twice.
+#[cfg(feature = "store")]
+fn refuse_repeated(files: &[PathBuf]) -> Result<()> {
     for (i, a) in files.iter().enumerate() {
         if files[..i].contains(a) {
             return Err(store_err(
@@ -212,58 +285,91 @@ pub fn load(files: &[PathBuf]) -> Result<FeatureSet> {
             ));
         }
     }
-    let first = store::read(&files[0])?;
-    check_file(&first)?;
-    check_backbone_name(&first)?;
-    let mut warnings = Vec::new();
-    let n = first.data.nrows();
-    let first_name = files[0].display().to_string();
-    let mut backbones = vec![backbone_ref(&first)];
-    let class_names = first.provenance.as_ref().map(|p| p.class_names.clone());
-    let dataset_root = first.provenance.as_ref().map(|p| p.dataset_root.clone());
-    let root_dir = dataset_root
-        .as_ref()
-        .filter(|r| !r.is_empty())
-        .map(PathBuf::from);
-    if files.len() == 1 {
-        if first.paths.is_none() {
-            warnings.push(format!(
-                "{first_name} has no `path` dataset (tutorial layout): its rows cannot be matched to images, and it records no backbone or class names"
-            ));
-        }
-        let augment = first
-            .views
-            .as_ref()
-            .and_then(|_| first.provenance.as_ref().map(|p| p.augment.clone()));
-        return Ok(FeatureSet {
-            data: first.data,
-            labels: first.labels,
-            paths: first.paths,
-            class_names,
-            dataset_root: root_dir,
-            backbones,
-            files: files.to_vec(),
-            warnings,
-            views: first.views,
-            augment,
-        });
+    Ok(())
+}
+
+/// Copies `f`'s rows, in `order`, into the concatenated matrix at column
+/// `col`; refused when `f` is no longer `width` features wide.
+#[cfg(feature = "store")]
+fn copy_in(
+    data: &mut Array2<f32>,
+    col: usize,
+    width: usize,
+    f: &crate::features::store::FeatureFile,
+    order: &[usize],
+    file: &Path,
+) -> Result<()> {
+    let w = f.data.ncols();
+    if w != width {
+        return Err(store_err(
+            file,
+            "changed while it was being read; try again",
+        ));
     }
-    // Several backbones: size the result from the files' headers, then read the
-    // others one at a time and copy them in.
-    // A header is trusted only when it has the first file's row count: any
-    // other file is read in full, which reports what is wrong with it (its
-    // header alone could claim, say, 0 rows of 2^40 features).
+    for (r, &o) in order.iter().enumerate() {
+        data.slice_mut(s![r, col..col + w]).assign(&f.data.row(o));
+    }
+    Ok(())
+}
+
+/// The feature set of a single file, as it is (with its views).
+#[cfg(feature = "store")]
+fn load_one(
+    first: crate::features::store::FeatureFile,
+    files: &[PathBuf],
+    class_names: Option<Vec<String>>,
+    dataset_root: Option<PathBuf>,
+) -> FeatureSet {
+    let mut warnings = Vec::new();
+    if first.paths.is_none() {
+        warnings.push(format!(
+            "{} has no `path` dataset (tutorial layout): its rows cannot be matched to images, and it records no backbone or class names",
+            files[0].display()
+        ));
+    }
+    let augment = first
+        .views
+        .as_ref()
+        .and_then(|_| first.provenance.as_ref().map(|p| p.augment.clone()));
+    FeatureSet {
+        backbones: vec![backbone_ref(&first)],
+        data: first.data,
+        labels: first.labels,
+        paths: first.paths,
+        class_names,
+        dataset_root,
+        files: files.to_vec(),
+        warnings,
+        views: first.views,
+        augment,
+    }
+}
+
+/// Each file's features per row, the others' from their headers where these can be trusted.
+///
+/// A header is trusted only when it has the first file's row count: any
+/// other file is read in full, which reports what is wrong with it (its
+/// header alone could claim, say, 0 rows of 2^40 features).
+#[cfg(feature = "store")]
+fn widths(first: &crate::features::store::FeatureFile, files: &[PathBuf]) -> Result<Vec<usize>> {
+    let n = first.data.nrows();
     let mut widths = vec![first.data.ncols()];
     for file in &files[1..] {
         widths.push(match peek_shape(file) {
             Some((rows, w)) if rows == n && w > 0 => w,
             _ => {
-                let f = store::read(file)?; // reports why the header is unreadable
+                let f = crate::features::store::read(file)?; // reports why the header is unreadable
                 check_file(&f)?;
                 f.data.ncols()
             }
         });
     }
+    Ok(widths)
+}
+
+/// The zeroed [n, Σ widths] matrix, refused when it is too large to address or to allocate.
+#[cfg(feature = "store")]
+fn allocate(n: usize, widths: &[usize]) -> Result<Array2<f32>> {
     let total = widths
         .iter()
         .try_fold(0usize, |a, &w| a.checked_add(w))
@@ -285,145 +391,166 @@ pub fn load(files: &[PathBuf]) -> Result<FeatureSet> {
     }
     buf.resize(n * total, 0.0);
     // [n_samples, Σ n_features]
-    let mut data = Array2::from_shape_vec((n, total), buf).expect("n × total values");
-    data.slice_mut(s![.., 0..widths[0]]).assign(&first.data);
-    let mut col = widths[0];
-    let mut with_views: Vec<String> = Vec::new();
-    if first.views.is_some() {
-        with_views.push(first_name.clone());
+    Ok(Array2::from_shape_vec((n, total), buf).expect("n × total values"))
+}
+
+/// What the other files are checked against: the first file's name, rows and provenance.
+#[cfg(feature = "store")]
+struct Reference<'a> {
+    name: &'a str,
+    n: usize,
+    labels: &'a Array1<i64>,
+    paths: Option<&'a [String]>,
+    /// Row of each path in the first file.
+    index: Option<&'a HashMap<&'a str, usize>>,
+    class_names: Option<&'a [String]>,
+    dataset_root: Option<&'a str>,
+}
+
+/// Row alignment: order[r] = the row of `f` that holds image r of the first file.
+#[cfg(feature = "store")]
+fn align(
+    first: &Reference,
+    f: &crate::features::store::FeatureFile,
+    file: &Path,
+) -> Result<Vec<usize>> {
+    let (n, first_name) = (first.n, first.name);
+    match (first.index, &f.paths) {
+        (Some(index), Some(fp)) => align_by_path(first, index, fp, f.data.nrows(), file),
+        (None, None) => {
+            if f.data.nrows() != n {
+                return Err(store_err(
+                    file,
+                    format!(
+                        "has {} rows but {first_name} has {n}; files without `path` (tutorial layout) must hold the same images in the same order",
+                        f.data.nrows()
+                    ),
+                ));
+            }
+            Ok((0..n).collect())
+        }
+        _ => Err(store_err(
+            file,
+            format!("cannot be aligned with {first_name}: one has a `path` dataset and the other does not; extract both with xfer"),
+        )),
     }
-    let labels = first.labels;
-    let paths = first.paths;
-    drop(first.data);
-    let index: Option<HashMap<&str, usize>> = paths
-        .as_ref()
-        .map(|p| p.iter().enumerate().map(|(r, s)| (s.as_str(), r)).collect());
-    for (k, file) in files.iter().enumerate().skip(1) {
-        let f = store::read(file)?;
-        check_file(&f)?;
-        check_backbone_name(&f)?;
-        let this = file.display().to_string();
-        // Row alignment: order[r] = the row of `f` that holds image r of the first file.
-        let order: Vec<usize> = match (&index, &f.paths) {
-            (Some(index), Some(fp)) => {
-                let mut order = vec![usize::MAX; n];
-                let mut extra = Vec::new();
-                for (r, p) in fp.iter().enumerate() {
-                    match index.get(p.as_str()) {
-                        Some(&i) => order[i] = r,
-                        None => extra.push(p.as_str()),
-                    }
-                }
-                let missing: Vec<&str> = order
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, &o)| o == usize::MAX)
-                    .map(|(i, _)| paths.as_ref().expect("paths")[i].as_str())
-                    .collect();
-                if !missing.is_empty() || !extra.is_empty() {
-                    let ex = |v: &[&str]| v.iter().take(3).cloned().collect::<Vec<_>>().join(", ");
-                    let mut what = Vec::new();
-                    if !missing.is_empty() {
-                        what.push(format!(
-                            "{} image(s) of {first_name} are not in it (e.g. {})",
-                            missing.len(),
-                            ex(&missing)
-                        ));
-                    }
-                    if !extra.is_empty() {
-                        what.push(format!(
-                            "it has {} image(s) that {first_name} lacks (e.g. {})",
-                            extra.len(),
-                            ex(&extra)
-                        ));
-                    }
-                    return Err(store_err(
-                        file,
-                        format!(
-                            "holds different images than {first_name} ({n} rows vs {}): {}; extract every backbone from the same dataset (files that failed in one extraction are listed as skipped: re-run it with --resume or remove them)",
-                            f.data.nrows(),
-                            what.join("; ")
-                        ),
-                    ));
-                }
-                order
-            }
-            (None, None) => {
-                if f.data.nrows() != n {
-                    return Err(store_err(
-                        file,
-                        format!(
-                            "has {} rows but {first_name} has {n}; files without `path` (tutorial layout) must hold the same images in the same order",
-                            f.data.nrows()
-                        ),
-                    ));
-                }
-                (0..n).collect()
-            }
-            _ => {
-                return Err(store_err(
-                    file,
-                    format!("cannot be aligned with {first_name}: one has a `path` dataset and the other does not; extract both with xfer"),
-                ));
-            }
-        };
-        // Labels must agree row by row.
-        for (r, &o) in order.iter().enumerate() {
-            if f.labels[o] != labels[r] {
-                let which = match &paths {
-                    Some(p) => format!("image {}", p[r]),
-                    None => format!("row {r}"),
-                };
-                return Err(store_err(
-                    file,
-                    format!(
-                        "gives {which} label {}, but {first_name} gives it {}; the files were extracted from different datasets or class lists",
-                        f.labels[o], labels[r]
-                    ),
-                ));
-            }
+}
+
+/// The row order of a file with paths, refused unless it holds the first file's images exactly.
+#[cfg(feature = "store")]
+fn align_by_path(
+    first: &Reference,
+    index: &HashMap<&str, usize>,
+    fp: &[String],
+    rows: usize,
+    file: &Path,
+) -> Result<Vec<usize>> {
+    let (n, first_name) = (first.n, first.name);
+    let mut order = vec![usize::MAX; n];
+    let mut extra = Vec::new();
+    for (r, p) in fp.iter().enumerate() {
+        match index.get(p.as_str()) {
+            Some(&i) => order[i] = r,
+            None => extra.push(p.as_str()),
         }
-        if let (Some(a), Some(p)) = (&class_names, &f.provenance) {
-            if *a != p.class_names {
-                return Err(store_err(
-                    file,
-                    format!(
-                        "has classes {:?}, but {first_name} has {:?}; extract both from the same dataset",
-                        p.class_names, a
-                    ),
-                ));
-            }
-            if let Some(root) = &dataset_root {
-                if *root != p.dataset_root {
-                    warnings.push(format!(
-                        "{this} was extracted from {}, {first_name} from {root}; rows were matched by relative path",
-                        p.dataset_root
-                    ));
-                }
-            }
-        }
-        if index.is_none() {
-            warnings.push(format!(
-                "{this} and {first_name} have no `path` dataset (tutorial layout): rows were aligned by order after checking counts and labels"
-            ));
-        }
-        if f.views.is_some() {
-            with_views.push(this.clone());
-        }
-        // Copy into the concatenated matrix.
-        let w = f.data.ncols();
-        if w != widths[k] {
+    }
+    let missing: Vec<&str> = order
+        .iter()
+        .enumerate()
+        .filter(|(_, &o)| o == usize::MAX)
+        .map(|(i, _)| first.paths.expect("paths")[i].as_str())
+        .collect();
+    if missing.is_empty() && extra.is_empty() {
+        return Ok(order);
+    }
+    let ex = |v: &[&str]| v.iter().take(3).cloned().collect::<Vec<_>>().join(", ");
+    let mut what = Vec::new();
+    if !missing.is_empty() {
+        what.push(format!(
+            "{} image(s) of {first_name} are not in it (e.g. {})",
+            missing.len(),
+            ex(&missing)
+        ));
+    }
+    if !extra.is_empty() {
+        what.push(format!(
+            "it has {} image(s) that {first_name} lacks (e.g. {})",
+            extra.len(),
+            ex(&extra)
+        ));
+    }
+    Err(store_err(
+        file,
+        format!(
+            "holds different images than {first_name} ({n} rows vs {rows}): {}; extract every backbone from the same dataset (files that failed in one extraction are listed as skipped: re-run it with --resume or remove them)",
+            what.join("; ")
+        ),
+    ))
+}
+
+/// Refuses a file whose labels or class names differ from the first file's;
+/// warns of a different dataset root and of alignment by order.
+#[cfg(feature = "store")]
+fn check_agreement(
+    first: &Reference,
+    f: &crate::features::store::FeatureFile,
+    file: &Path,
+    order: &[usize],
+    warnings: &mut Vec<String>,
+) -> Result<()> {
+    let first_name = first.name;
+    let this = file.display().to_string();
+    // Labels must agree row by row.
+    for (r, &o) in order.iter().enumerate() {
+        if f.labels[o] != first.labels[r] {
+            let which = match first.paths {
+                Some(p) => format!("image {}", p[r]),
+                None => format!("row {r}"),
+            };
             return Err(store_err(
                 file,
-                "changed while it was being read; try again",
+                format!(
+                    "gives {which} label {}, but {first_name} gives it {}; the files were extracted from different datasets or class lists",
+                    f.labels[o], first.labels[r]
+                ),
             ));
         }
-        for (r, &o) in order.iter().enumerate() {
-            data.slice_mut(s![r, col..col + w]).assign(&f.data.row(o));
-        }
-        col += w;
-        backbones.push(backbone_ref(&f));
     }
+    if let (Some(a), Some(p)) = (first.class_names, &f.provenance) {
+        if a != p.class_names.as_slice() {
+            return Err(store_err(
+                file,
+                format!(
+                    "has classes {:?}, but {first_name} has {:?}; extract both from the same dataset",
+                    p.class_names, a
+                ),
+            ));
+        }
+        if let Some(root) = first.dataset_root {
+            if root != p.dataset_root {
+                warnings.push(format!(
+                    "{this} was extracted from {}, {first_name} from {root}; rows were matched by relative path",
+                    p.dataset_root
+                ));
+            }
+        }
+    }
+    if first.index.is_none() {
+        warnings.push(format!(
+            "{this} and {first_name} have no `path` dataset (tutorial layout): rows were aligned by order after checking counts and labels"
+        ));
+    }
+    Ok(())
+}
+
+/// The warnings about several files together: augmented views left unused, a backbone given twice.
+#[cfg(feature = "store")]
+fn concatenation_warnings(
+    backbones: &[BackboneRef],
+    files: &[PathBuf],
+    with_views: &[String],
+) -> Vec<String> {
+    let mut warnings = Vec::new();
     if !with_views.is_empty() {
         warnings.push(format!(
             "{} hold(s) augmented views, but views are used only when training on one feature file: the centre views (`data`) were used",
@@ -443,18 +570,7 @@ pub fn load(files: &[PathBuf]) -> Result<FeatureSet> {
             ));
         }
     }
-    Ok(FeatureSet {
-        data,
-        labels,
-        paths,
-        class_names,
-        dataset_root: root_dir,
-        backbones,
-        files: files.to_vec(),
-        warnings,
-        views: None,
-        augment: None,
-    })
+    warnings
 }
 
 /// Checks the labels of a training split and turns them into class indices.

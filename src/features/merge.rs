@@ -89,18 +89,7 @@ pub fn check(paths: &[PathBuf]) -> Result<Vec<FileReader>> {
             "no shard files given; pass every file of `xfer extract --shard I/N`".into(),
         ));
     }
-    let mut seen: HashMap<PathBuf, &PathBuf> = HashMap::new();
-    for p in paths {
-        let canonical = std::fs::canonicalize(p).unwrap_or_else(|_| p.clone());
-        if let Some(first) = seen.insert(canonical, p) {
-            return Err(Error::Merge(format!(
-                "{} is given twice ({} and {}); pass each shard file once",
-                p.display(),
-                first.display(),
-                p.display()
-            )));
-        }
-    }
+    refuse_repeated(paths)?;
     let mut files = Vec::with_capacity(paths.len());
     for p in paths {
         let f = FileReader::open(p)?;
@@ -116,76 +105,7 @@ pub fn check(paths: &[PathBuf]) -> Result<Vec<FileReader>> {
     let rl = r.list.clone().expect("a shard");
     let n = rl.shard.expect("a shard").count;
     for f in &files {
-        let l = f.list.as_ref().expect("a shard");
-        let s = l.shard.expect("a shard");
-        let stale = |what: String| {
-            store_err(
-                &f.path,
-                format!(
-                    "{what}, unlike {} and most shards given: it is stale or from another run; extract it again with the others' list and settings (--overwrite), or pass the shards of one run",
-                    r.path.display()
-                ),
-            )
-        };
-        if s.count != n {
-            return Err(stale(format!(
-                "is shard {s}: of {} shards, not {n}",
-                s.count
-            )));
-        }
-        if l.sha256 != rl.sha256 || l.len != rl.len {
-            return Err(stale(format!(
-                "is shard {s} of another file list ({}), not of {} (the dataset changed between the runs)",
-                l.describe_list(),
-                rl.describe_list()
-            )));
-        }
-        if let Some((what, a, b)) = store::job_difference(&r.provenance, &f.provenance) {
-            return Err(stale(format!("was extracted with {what} `{b}`, not `{a}`")));
-        }
-        for (what, a, b) in [
-            (
-                "ONNX Runtime",
-                &r.provenance.ort_version,
-                &f.provenance.ort_version,
-            ),
-            (
-                "xfer",
-                &r.provenance.xfer_version,
-                &f.provenance.xfer_version,
-            ),
-        ] {
-            if a != b {
-                return Err(stale(format!("was extracted by {what} {b}, not {a}")));
-            }
-        }
-        if f.dim != r.dim {
-            return Err(stale(format!(
-                "has {} features per row, not {}",
-                f.dim, r.dim
-            )));
-        }
-        // (The `augment` JSON is compared above; the count is what the
-        // writer's layout follows, so it is compared on its own.)
-        if f.provenance.views != r.provenance.views {
-            return Err(stale(format!(
-                "has {} augmented views per image, not {}",
-                f.provenance.views, r.provenance.views
-            )));
-        }
-        let want = l.range();
-        if (f.rows + f.skipped) as u64 != want.end - want.start {
-            return Err(store_err(
-                &f.path,
-                format!(
-                    "holds {} rows and {} skipped files, but {} has {} files: it is damaged; extract it again with --overwrite",
-                    f.rows,
-                    f.skipped,
-                    l.describe_shard(),
-                    want.end - want.start
-                ),
-            ));
-        }
+        check_against(f, r)?;
     }
     // N comes from the files: keyed by index, never an allocation of N.
     let mut by_index: BTreeMap<u64, FileReader> = BTreeMap::new();
@@ -205,6 +125,108 @@ pub fn check(paths: &[PathBuf]) -> Result<Vec<FileReader>> {
         }
         by_index.insert(i, f);
     }
+    refuse_missing(&by_index, &rl)?;
+    Ok(by_index.into_values().collect())
+}
+
+/// Refuses a file given twice, under any name.
+fn refuse_repeated(paths: &[PathBuf]) -> Result<()> {
+    let mut seen: HashMap<PathBuf, &PathBuf> = HashMap::new();
+    for p in paths {
+        let canonical = std::fs::canonicalize(p).unwrap_or_else(|_| p.clone());
+        if let Some(first) = seen.insert(canonical, p) {
+            return Err(Error::Merge(format!(
+                "{} is given twice ({} and {}); pass each shard file once",
+                p.display(),
+                first.display(),
+                p.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Refuses a shard that is not of the reference's run (shard count, list,
+/// settings, versions, width, views) or whose rows do not cover its part of the list.
+fn check_against(f: &FileReader, r: &FileReader) -> Result<()> {
+    let rl = r.list.as_ref().expect("a shard");
+    let n = rl.shard.expect("a shard").count;
+    let l = f.list.as_ref().expect("a shard");
+    let s = l.shard.expect("a shard");
+    let stale = |what: String| {
+        store_err(
+            &f.path,
+            format!(
+                "{what}, unlike {} and most shards given: it is stale or from another run; extract it again with the others' list and settings (--overwrite), or pass the shards of one run",
+                r.path.display()
+            ),
+        )
+    };
+    if s.count != n {
+        return Err(stale(format!(
+            "is shard {s}: of {} shards, not {n}",
+            s.count
+        )));
+    }
+    if l.sha256 != rl.sha256 || l.len != rl.len {
+        return Err(stale(format!(
+            "is shard {s} of another file list ({}), not of {} (the dataset changed between the runs)",
+            l.describe_list(),
+            rl.describe_list()
+        )));
+    }
+    if let Some((what, a, b)) = store::job_difference(&r.provenance, &f.provenance) {
+        return Err(stale(format!("was extracted with {what} `{b}`, not `{a}`")));
+    }
+    for (what, a, b) in [
+        (
+            "ONNX Runtime",
+            &r.provenance.ort_version,
+            &f.provenance.ort_version,
+        ),
+        (
+            "xfer",
+            &r.provenance.xfer_version,
+            &f.provenance.xfer_version,
+        ),
+    ] {
+        if a != b {
+            return Err(stale(format!("was extracted by {what} {b}, not {a}")));
+        }
+    }
+    if f.dim != r.dim {
+        return Err(stale(format!(
+            "has {} features per row, not {}",
+            f.dim, r.dim
+        )));
+    }
+    // (The `augment` JSON is compared above; the count is what the
+    // writer's layout follows, so it is compared on its own.)
+    if f.provenance.views != r.provenance.views {
+        return Err(stale(format!(
+            "has {} augmented views per image, not {}",
+            f.provenance.views, r.provenance.views
+        )));
+    }
+    let want = l.range();
+    if (f.rows + f.skipped) as u64 != want.end - want.start {
+        return Err(store_err(
+            &f.path,
+            format!(
+                "holds {} rows and {} skipped files, but {} has {} files: it is damaged; extract it again with --overwrite",
+                f.rows,
+                f.skipped,
+                l.describe_shard(),
+                want.end - want.start
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Refuses a set of shards with some missing, naming the first few.
+fn refuse_missing(by_index: &BTreeMap<u64, FileReader>, rl: &ListInfo) -> Result<()> {
+    let n = rl.shard.expect("a shard").count;
     // Every index is below N, so N − given are missing; name the first few.
     let missing = n - by_index.len() as u64;
     if missing > 0 {
@@ -230,7 +252,7 @@ pub fn check(paths: &[PathBuf]) -> Result<Vec<FileReader>> {
             named.join(", ")
         )));
     }
-    Ok(by_index.into_values().collect())
+    Ok(())
 }
 
 /// Merges the shard files `paths` (in any order) into `out`, after

@@ -496,116 +496,12 @@ impl FeatureWriter {
         list: Option<&ListInfo>,
     ) -> Result<(FeatureWriter, ResumeState)> {
         let partial = partial_path(out);
-        // HDF5 opens by name and would follow a link planted there.
-        if let Ok(m) = std::fs::symlink_metadata(&partial) {
-            if !m.file_type().is_file() {
-                return Err(Error::Planted {
-                    path: partial,
-                    what: crate::util::atomic::describe_kind(&m).into(),
-                    role: "interrupted extraction",
-                });
-            }
-        }
-        let err = h5(&partial);
-        let file = File::open_rw(&partial).map_err(|e| {
-            let text = e.to_string();
-            let reason = if text.contains("unable to lock file") {
-                format!("is open in another program ({text}); close it (an h5py session, another xfer) and run again")
-            } else {
-                format!("cannot be reopened ({text}); it was damaged by the interruption: delete it and run without --resume")
-            };
-            store_err(&partial, reason)
-        })?;
+        let file = open_partial(&partial)?;
         let old = read_provenance(&file)
             .ok_or_else(|| store_err(&partial, "has no provenance; delete it"))?;
-        match job_difference(&old, prov) {
-            None => {}
-            Some(("classes", ..)) => {}
-            Some((what, a, b)) => {
-                return Err(store_err(
-                    &partial,
-                    format!("was started with {what} `{a}`, this run has `{b}`; rerun with the same settings or delete it"),
-                ))
-            }
-        }
-        if old.class_names != prov.class_names {
-            let added: Vec<&String> = prov
-                .class_names
-                .iter()
-                .filter(|c| !old.class_names.contains(c))
-                .collect();
-            let removed: Vec<&String> = old
-                .class_names
-                .iter()
-                .filter(|c| !prov.class_names.contains(c))
-                .collect();
-            return Err(store_err(
-                &partial,
-                format!(
-                    "was started with the classes {:?}, the dataset now has {:?} (added {added:?}, removed {removed:?}): its labels use the old numbering, so it cannot be continued. Restore the dataset as it was, or start again with --overwrite",
-                    old.class_names, prov.class_names
-                ),
-            ));
-        }
-        if let Some(list) = list {
-            let old_list = read_list(&file, &partial)?;
-            if let Some((kind, what)) = list_mismatch(old_list.as_ref(), list) {
-                let next = match kind {
-                    Mismatch::List => "shards of different lists cannot be merged: restore the dataset as it was, or extract every shard again with --overwrite".to_string(),
-                    Mismatch::Shard => match old_list.as_ref().and_then(|l| l.shard) {
-                        Some(s) => format!("pass --shard {s} to continue it, or --overwrite to start afresh"),
-                        None => "run without --shard to continue it, or pass --overwrite to start afresh".to_string(),
-                    },
-                };
-                return Err(store_err(&partial, format!("{what}; {next}")));
-            }
-        } else if read_list(&file, &partial)?.is_some_and(|l| l.shard.is_some()) {
-            return Err(store_err(
-                &partial,
-                "is a shard file; continue it with the same --shard (and list) it was started with",
-            ));
-        }
-        let rows = read_u64_attr(&file, "rows_done").unwrap_or(0) as usize;
-        let n_skipped = read_u64_attr(&file, "skipped_done").unwrap_or(0) as usize;
-        let data = file.dataset("data").map_err(&err)?;
-        if data.shape().get(1) != Some(&dim) {
-            return Err(store_err(
-                &partial,
-                format!("has feature dimension {:?}, expected {dim}", data.shape()),
-            ));
-        }
-        let label = file.dataset("label").map_err(&err)?;
-        let path = file.dataset("path").map_err(&err)?;
-        let skipped_path = file.dataset("skipped_path").map_err(&err)?;
-        let skipped_reason = file.dataset("skipped_reason").map_err(&err)?;
-        let views = match prov.views {
-            0 => None,
-            k => {
-                let ds = file.dataset("views").map_err(|_| {
-                    store_err(&partial, "records augmented views but has no `views` dataset; it is damaged: delete it and run without --resume")
-                })?;
-                if ds.shape().get(1..) != Some(&[k, dim][..]) {
-                    return Err(store_err(
-                        &partial,
-                        format!("has `views` of shape {:?}, expected [_, {k}, {dim}]; delete it and run without --resume", ds.shape()),
-                    ));
-                }
-                Some(ds)
-            }
-        };
-        let short = [
-            ("data", data.shape()[0], rows),
-            ("label", label.size(), rows),
-            ("path", path.size(), rows),
-            ("skipped_path", skipped_path.size(), n_skipped),
-            ("skipped_reason", skipped_reason.size(), n_skipped),
-        ];
-        if let Some((name, has, want)) = short.into_iter().find(|(_, has, want)| has < want) {
-            return Err(store_err(
-                &partial,
-                format!("commits {want} rows of `{name}` but holds {has}: it is damaged; delete it and run without --resume"),
-            ));
-        }
+        check_same_job(&old, prov, &partial)?;
+        check_same_list(&file, &partial, list)?;
+        let c = Committed::open(&file, &partial, dim, prov.views)?;
         // The committed rows are copied into a fresh file, which then replaces
         // the partial one; nothing past them is kept. Appending to the old file
         // instead is not safe: a process killed inside HDF5 can leave its heap
@@ -613,22 +509,8 @@ impl FeatureWriter {
         // new rows appended after a reopen then read back with an old row's
         // path (the kill matrix found it). The old file stays the partial file
         // until the copy is whole, so a kill during the copy loses nothing.
-        let skipped: Vec<(String, String)> = {
-            let p: Vec<VarLenUnicode> = skipped_path
-                .read_slice_1d(0..n_skipped)
-                .map_err(&err)?
-                .to_vec();
-            let r: Vec<VarLenUnicode> = skipped_reason
-                .read_slice_1d(0..n_skipped)
-                .map_err(&err)?
-                .to_vec();
-            p.iter()
-                .zip(&r)
-                .map(|(p, r)| (p.as_str().to_owned(), r.as_str().to_owned()))
-                .collect()
-        };
         let mut done: HashMap<String, Option<i64>> =
-            skipped.iter().map(|(p, _)| (p.clone(), None)).collect();
+            c.skipped.iter().map(|(p, _)| (p.clone(), None)).collect();
         let kept = Provenance {
             execution_provider: prov.execution_provider.clone(),
             ..old
@@ -636,40 +518,9 @@ impl FeatureWriter {
         let name = out.file_name().unwrap_or_default().to_string_lossy();
         let fresh_out = out.with_file_name(format!("{name}.resume-{}", std::process::id()));
         let mut w = FeatureWriter::create_for(&fresh_out, dim, &kept, list)?;
-        let copy = |w: &mut FeatureWriter, done: &mut HashMap<String, Option<i64>>| -> Result<()> {
-            let step =
-                ((32 << 20) / (dim.max(1) * 4).saturating_mul(prov.views.saturating_add(1))).max(1);
-            let mut a = 0;
-            loop {
-                let b = (a + step).min(rows);
-                let features: Array2<f32> = data.read_slice_2d(s![a..b, ..]).map_err(&err)?;
-                let labels: Array1<i64> = label.read_slice_1d(a..b).map_err(&err)?;
-                let paths: Vec<String> = path
-                    .read_slice_1d::<VarLenUnicode, _>(a..b)
-                    .map_err(&err)?
-                    .iter()
-                    .map(|p| p.as_str().to_owned())
-                    .collect();
-                let block_views: Option<Array3<f32>> = match &views {
-                    Some(ds) => Some(ds.read_slice(s![a..b, .., ..]).map_err(&err)?),
-                    None => None,
-                };
-                let first: &[(String, String)] = if a == 0 { &skipped } else { &[] };
-                w.append_views(
-                    features.view(),
-                    block_views.as_ref().map(|v| v.view()),
-                    labels.as_slice().expect("a fresh array is contiguous"),
-                    &paths,
-                    first,
-                )?;
-                done.extend(paths.into_iter().zip(labels.iter().map(|&l| Some(l))));
-                if b == rows {
-                    return Ok(());
-                }
-                a = b;
-            }
-        };
-        if let Err(e) = copy(&mut w, &mut done) {
+        let step =
+            ((32 << 20) / (dim.max(1) * 4).saturating_mul(prov.views.saturating_add(1))).max(1);
+        if let Err(e) = c.copy_into(&mut w, &mut done, step, &partial) {
             let _ = std::fs::remove_file(&w.partial);
             return Err(e);
         }
@@ -680,8 +531,8 @@ impl FeatureWriter {
         Ok((
             w,
             ResumeState {
-                rows,
-                skipped: n_skipped,
+                rows: c.rows,
+                skipped: c.skipped.len(),
                 done,
             },
         ))
@@ -821,6 +672,212 @@ impl FeatureWriter {
         file.close().map_err(&err)?;
         std::fs::rename(&partial, &out).map_err(|e| Error::io(&out, e))?;
         Ok(out)
+    }
+}
+
+/// Opens an interrupted run's partial file for writing, refusing anything but
+/// a plain file there and saying why HDF5 cannot open it.
+fn open_partial(partial: &Path) -> Result<File> {
+    // HDF5 opens by name and would follow a link planted there.
+    if let Ok(m) = std::fs::symlink_metadata(partial) {
+        if !m.file_type().is_file() {
+            return Err(Error::Planted {
+                path: partial.to_owned(),
+                what: crate::util::atomic::describe_kind(&m).into(),
+                role: "interrupted extraction",
+            });
+        }
+    }
+    File::open_rw(partial).map_err(|e| {
+        let text = e.to_string();
+        let reason = if text.contains("unable to lock file") {
+            format!("is open in another program ({text}); close it (an h5py session, another xfer) and run again")
+        } else {
+            format!("cannot be reopened ({text}); it was damaged by the interruption: delete it and run without --resume")
+        };
+        store_err(partial, reason)
+    })
+}
+
+/// Refuses to continue a partial file started with other settings or other classes.
+fn check_same_job(old: &Provenance, prov: &Provenance, partial: &Path) -> Result<()> {
+    match job_difference(old, prov) {
+        None => {}
+        Some(("classes", ..)) => {}
+        Some((what, a, b)) => {
+            return Err(store_err(
+                partial,
+                format!("was started with {what} `{a}`, this run has `{b}`; rerun with the same settings or delete it"),
+            ))
+        }
+    }
+    if old.class_names != prov.class_names {
+        let added: Vec<&String> = prov
+            .class_names
+            .iter()
+            .filter(|c| !old.class_names.contains(c))
+            .collect();
+        let removed: Vec<&String> = old
+            .class_names
+            .iter()
+            .filter(|c| !prov.class_names.contains(c))
+            .collect();
+        return Err(store_err(
+            partial,
+            format!(
+                "was started with the classes {:?}, the dataset now has {:?} (added {added:?}, removed {removed:?}): its labels use the old numbering, so it cannot be continued. Restore the dataset as it was, or start again with --overwrite",
+                old.class_names, prov.class_names
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Refuses to continue a shard file as another shard, another list or a whole file.
+fn check_same_list(file: &File, partial: &Path, list: Option<&ListInfo>) -> Result<()> {
+    if let Some(list) = list {
+        let old_list = read_list(file, partial)?;
+        if let Some((kind, what)) = list_mismatch(old_list.as_ref(), list) {
+            let next = match kind {
+                Mismatch::List => "shards of different lists cannot be merged: restore the dataset as it was, or extract every shard again with --overwrite".to_string(),
+                Mismatch::Shard => match old_list.as_ref().and_then(|l| l.shard) {
+                    Some(s) => format!("pass --shard {s} to continue it, or --overwrite to start afresh"),
+                    None => "run without --shard to continue it, or pass --overwrite to start afresh".to_string(),
+                },
+            };
+            return Err(store_err(partial, format!("{what}; {next}")));
+        }
+    } else if read_list(file, partial)?.is_some_and(|l| l.shard.is_some()) {
+        return Err(store_err(
+            partial,
+            "is a shard file; continue it with the same --shard (and list) it was started with",
+        ));
+    }
+    Ok(())
+}
+
+/// A partial file's datasets, how many of their rows are committed, and the
+/// files it recorded as skipped.
+struct Committed {
+    rows: usize,
+    data: Dataset,
+    label: Dataset,
+    path: Dataset,
+    views: Option<Dataset>,
+    /// (path, reason) of each committed skipped file.
+    skipped: Vec<(String, String)>,
+}
+
+impl Committed {
+    /// Opens the datasets, checked for the run's shapes and for holding the
+    /// rows committed, and reads the skipped files.
+    fn open(file: &File, partial: &Path, dim: usize, n_views: usize) -> Result<Committed> {
+        let err = h5(partial);
+        let rows = read_u64_attr(file, "rows_done").unwrap_or(0) as usize;
+        let n_skipped = read_u64_attr(file, "skipped_done").unwrap_or(0) as usize;
+        let data = file.dataset("data").map_err(&err)?;
+        if data.shape().get(1) != Some(&dim) {
+            return Err(store_err(
+                partial,
+                format!("has feature dimension {:?}, expected {dim}", data.shape()),
+            ));
+        }
+        let label = file.dataset("label").map_err(&err)?;
+        let path = file.dataset("path").map_err(&err)?;
+        let skipped_path = file.dataset("skipped_path").map_err(&err)?;
+        let skipped_reason = file.dataset("skipped_reason").map_err(&err)?;
+        let views = match n_views {
+            0 => None,
+            k => {
+                let ds = file.dataset("views").map_err(|_| {
+                    store_err(partial, "records augmented views but has no `views` dataset; it is damaged: delete it and run without --resume")
+                })?;
+                if ds.shape().get(1..) != Some(&[k, dim][..]) {
+                    return Err(store_err(
+                        partial,
+                        format!("has `views` of shape {:?}, expected [_, {k}, {dim}]; delete it and run without --resume", ds.shape()),
+                    ));
+                }
+                Some(ds)
+            }
+        };
+        let short = [
+            ("data", data.shape()[0], rows),
+            ("label", label.size(), rows),
+            ("path", path.size(), rows),
+            ("skipped_path", skipped_path.size(), n_skipped),
+            ("skipped_reason", skipped_reason.size(), n_skipped),
+        ];
+        if let Some((name, has, want)) = short.into_iter().find(|(_, has, want)| has < want) {
+            return Err(store_err(
+                partial,
+                format!("commits {want} rows of `{name}` but holds {has}: it is damaged; delete it and run without --resume"),
+            ));
+        }
+        let p: Vec<VarLenUnicode> = skipped_path
+            .read_slice_1d(0..n_skipped)
+            .map_err(&err)?
+            .to_vec();
+        let r: Vec<VarLenUnicode> = skipped_reason
+            .read_slice_1d(0..n_skipped)
+            .map_err(&err)?
+            .to_vec();
+        let skipped = p
+            .iter()
+            .zip(&r)
+            .map(|(p, r)| (p.as_str().to_owned(), r.as_str().to_owned()))
+            .collect();
+        Ok(Committed {
+            rows,
+            data,
+            label,
+            path,
+            views,
+            skipped,
+        })
+    }
+
+    /// Copies the committed rows into `w`, `step` rows at a time, the skipped
+    /// files with the first block; notes each path and its label in `done`.
+    fn copy_into(
+        &self,
+        w: &mut FeatureWriter,
+        done: &mut HashMap<String, Option<i64>>,
+        step: usize,
+        partial: &Path,
+    ) -> Result<()> {
+        let err = h5(partial);
+        let rows = self.rows;
+        let mut a = 0;
+        loop {
+            let b = (a + step).min(rows);
+            let features: Array2<f32> = self.data.read_slice_2d(s![a..b, ..]).map_err(&err)?;
+            let labels: Array1<i64> = self.label.read_slice_1d(a..b).map_err(&err)?;
+            let paths: Vec<String> = self
+                .path
+                .read_slice_1d::<VarLenUnicode, _>(a..b)
+                .map_err(&err)?
+                .iter()
+                .map(|p| p.as_str().to_owned())
+                .collect();
+            let block_views: Option<Array3<f32>> = match &self.views {
+                Some(ds) => Some(ds.read_slice(s![a..b, .., ..]).map_err(&err)?),
+                None => None,
+            };
+            let first: &[(String, String)] = if a == 0 { &self.skipped } else { &[] };
+            w.append_views(
+                features.view(),
+                block_views.as_ref().map(|v| v.view()),
+                labels.as_slice().expect("a fresh array is contiguous"),
+                &paths,
+                first,
+            )?;
+            done.extend(paths.into_iter().zip(labels.iter().map(|&l| Some(l))));
+            if b == rows {
+                return Ok(());
+            }
+            a = b;
+        }
     }
 }
 

@@ -434,167 +434,208 @@ pub fn scan(root: &Path, layout: Option<Layout>) -> Result<Dataset> {
     let top = w.list(Path::new(""))?;
     let ignored_at_top = w.ignored.len();
 
-    // Class folders: walked unless a flat layout is asked for. All of them are
-    // marked first, so that a link from one class into another is skipped, not
-    // followed (which would give the other class's images this class's label).
-    let mut classes: Vec<(String, Vec<PathBuf>)> = Vec::new();
-    if !matches!(layout, Some(Layout::KaggleFlat | Layout::Unlabelled)) {
-        let mut class_dirs: Vec<&String> = Vec::new();
-        for (name, id) in &top.dirs {
-            match w.visited.get(id) {
-                Some(first) if !first.as_os_str().is_empty() => {
-                    return Err(dataset_err(
-                        root,
-                        format!(
-                            "class folders {:?} and {name:?} are the same folder (a symlink); \
-                             remove one of them",
-                            first.to_string_lossy()
-                        ),
-                    ))
-                }
-                _ => {}
-            }
-            // A link to the top folder or above it: a loop, not a class.
-            match w.enter(*id, Path::new(name)) {
-                Some(reason) => w.ignore(PathBuf::from(name), IgnoredKind::SymlinkLoop, reason),
-                None => class_dirs.push(name),
-            }
-        }
-        for name in class_dirs {
-            let images = w.images(Path::new(name))?;
-            classes.push((name.clone(), images));
-        }
-    }
+    let classes = if matches!(layout, Some(Layout::KaggleFlat | Layout::Unlabelled)) {
+        Vec::new()
+    } else {
+        class_folders(&mut w, root, &top)?
+    };
     let flat_images: Vec<&String> = top.files.iter().filter(|n| is_image_name(n)).collect();
-    let dirs_hold_images = classes.iter().any(|(_, imgs)| !imgs.is_empty());
     let layout = match layout {
         Some(l) => l,
-        None if dirs_hold_images => Layout::ImageFolder,
-        None if !flat_images.is_empty()
-            && flat_images.iter().all(|n| kaggle_class(n).is_some()) =>
-        {
-            Layout::KaggleFlat
-        }
-        None if !flat_images.is_empty() => Layout::Unlabelled,
-        None => {
-            return Err(dataset_err(
-                root,
-                "no images found (expected root/<class>/*.jpg or root/*.jpg); \
-                 pass the folder that holds the images",
-            ))
-        }
+        None => detect_layout(root, &classes, &flat_images)?,
     };
-    let mut ds = Dataset {
-        root: root.to_owned(),
-        layout,
-        classes: Vec::new(),
-        items: Vec::new(),
-        ignored: Vec::new(),
-    };
-    match layout {
-        Layout::ImageFolder => {
-            for name in &top.files {
-                if is_image_name(name) {
-                    w.ignore(PathBuf::from(name), IgnoredKind::RootFile, ROOT_FILE_REASON);
-                } else {
-                    w.ignore(
-                        PathBuf::from(name),
-                        IgnoredKind::NotImage,
-                        "root-level file, and not an image by its extension",
-                    );
-                }
-            }
-            let empty: Vec<&String> = classes
-                .iter()
-                .filter(|(_, imgs)| imgs.is_empty())
-                .map(|(c, _)| c)
-                .collect();
-            if !empty.is_empty() {
-                return Err(dataset_err(
-                    root,
-                    format!("class folder(s) {empty:?} hold no images; remove them or add images"),
-                ));
-            }
-            for (label, (class, images)) in classes.into_iter().enumerate() {
-                ds.classes.push(class);
-                for p in images {
-                    ds.items.push(Item {
-                        rel_path: rel_string(&p),
-                        label: label as i64,
-                    });
-                }
-            }
-        }
+    let (classes, items) = match layout {
+        Layout::ImageFolder => image_folder_items(&mut w, root, &top, classes)?,
         Layout::List => unreachable!("refused above"),
         Layout::KaggleFlat | Layout::Unlabelled => {
             // The folders (walked to detect the layout) are reported as wholes.
             w.ignored.truncate(ignored_at_top);
-            let flag = if layout == Layout::KaggleFlat {
-                "kaggle-flat"
-            } else {
-                "unlabelled"
-            };
-            for (name, _) in &top.dirs {
-                w.ignore(
-                    PathBuf::from(name),
-                    IgnoredKind::FolderInFlatLayout,
-                    format!(
-                        "folder; --layout {flag} takes the images at the top only \
-                         — pass --layout image-folder to use class folders"
-                    ),
-                );
-            }
-            let mut classes: Vec<String> = Vec::new();
-            if layout == Layout::KaggleFlat {
-                classes = flat_images
-                    .iter()
-                    .filter_map(|n| kaggle_class(n).map(str::to_owned))
-                    .collect();
-                classes.sort();
-                classes.dedup();
-            }
-            for name in &top.files {
-                if !is_image_name(name) {
-                    w.ignore(
-                        PathBuf::from(name),
-                        IgnoredKind::NotImage,
-                        format!(
-                            "not an image by its extension (taken: {})",
-                            IMAGE_EXTENSIONS.join(", ")
-                        ),
-                    );
-                    continue;
-                }
-                let label = match kaggle_class(name) {
-                    Some(c) if layout == Layout::KaggleFlat => {
-                        classes.iter().position(|k| k == c).unwrap_or_default() as i64
-                    }
-                    None if layout == Layout::KaggleFlat => {
-                        return Err(dataset_err(
-                            root,
-                            format!(
-                                "{name} does not follow <class>.<id>.<ext>; use --layout unlabelled"
-                            ),
-                        ))
-                    }
-                    _ => -1,
-                };
-                ds.items.push(Item {
-                    rel_path: name.clone(),
-                    label,
-                });
-            }
-            ds.classes = classes;
+            flat_items(&mut w, root, &top, layout, &flat_images)?
         }
-    }
-    ds.ignored = w.ignored;
-    if ds.items.is_empty() {
+    };
+    if items.is_empty() {
         return Err(dataset_err(
             root,
             "no images found; pass the folder that holds the images (or another --layout)",
         ));
     }
-    Ok(ds)
+    Ok(Dataset {
+        root: root.to_owned(),
+        layout,
+        classes,
+        items,
+        ignored: w.ignored,
+    })
+}
+
+/// Class folders: each top folder with its images. All of them are marked
+/// first, so that a link from one class into another is skipped, not
+/// followed (which would give the other class's images this class's label).
+fn class_folders(
+    w: &mut Walker,
+    root: &Path,
+    top: &Listing,
+) -> Result<Vec<(String, Vec<PathBuf>)>> {
+    let mut class_dirs: Vec<&String> = Vec::new();
+    for (name, id) in &top.dirs {
+        match w.visited.get(id) {
+            Some(first) if !first.as_os_str().is_empty() => {
+                return Err(dataset_err(
+                    root,
+                    format!(
+                        "class folders {:?} and {name:?} are the same folder (a symlink); \
+                         remove one of them",
+                        first.to_string_lossy()
+                    ),
+                ))
+            }
+            _ => {}
+        }
+        // A link to the top folder or above it: a loop, not a class.
+        match w.enter(*id, Path::new(name)) {
+            Some(reason) => w.ignore(PathBuf::from(name), IgnoredKind::SymlinkLoop, reason),
+            None => class_dirs.push(name),
+        }
+    }
+    let mut classes = Vec::new();
+    for name in class_dirs {
+        let images = w.images(Path::new(name))?;
+        classes.push((name.clone(), images));
+    }
+    Ok(classes)
+}
+
+/// The layout a folder's contents suggest: ImageFolder when a class folder
+/// holds images, else Kaggle flat when every top image is `<class>.<id>.<ext>`,
+/// else unlabelled; refused without images.
+fn detect_layout(
+    root: &Path,
+    classes: &[(String, Vec<PathBuf>)],
+    flat_images: &[&String],
+) -> Result<Layout> {
+    let dirs_hold_images = classes.iter().any(|(_, imgs)| !imgs.is_empty());
+    if dirs_hold_images {
+        Ok(Layout::ImageFolder)
+    } else if !flat_images.is_empty() && flat_images.iter().all(|n| kaggle_class(n).is_some()) {
+        Ok(Layout::KaggleFlat)
+    } else if !flat_images.is_empty() {
+        Ok(Layout::Unlabelled)
+    } else {
+        Err(dataset_err(
+            root,
+            "no images found (expected root/<class>/*.jpg or root/*.jpg); \
+             pass the folder that holds the images",
+        ))
+    }
+}
+
+/// An ImageFolder's class names and items, label = the class folder's index;
+/// the top files are ignored, an empty class folder refused.
+fn image_folder_items(
+    w: &mut Walker,
+    root: &Path,
+    top: &Listing,
+    classes: Vec<(String, Vec<PathBuf>)>,
+) -> Result<(Vec<String>, Vec<Item>)> {
+    for name in &top.files {
+        if is_image_name(name) {
+            w.ignore(PathBuf::from(name), IgnoredKind::RootFile, ROOT_FILE_REASON);
+        } else {
+            w.ignore(
+                PathBuf::from(name),
+                IgnoredKind::NotImage,
+                "root-level file, and not an image by its extension",
+            );
+        }
+    }
+    let empty: Vec<&String> = classes
+        .iter()
+        .filter(|(_, imgs)| imgs.is_empty())
+        .map(|(c, _)| c)
+        .collect();
+    if !empty.is_empty() {
+        return Err(dataset_err(
+            root,
+            format!("class folder(s) {empty:?} hold no images; remove them or add images"),
+        ));
+    }
+    let (mut names, mut items) = (Vec::new(), Vec::new());
+    for (label, (class, images)) in classes.into_iter().enumerate() {
+        names.push(class);
+        for p in images {
+            items.push(Item {
+                rel_path: rel_string(&p),
+                label: label as i64,
+            });
+        }
+    }
+    Ok((names, items))
+}
+
+/// A flat layout's class names and items: the images at the top, labelled by
+/// their Kaggle class (or −1, unlabelled); the folders and other files ignored.
+fn flat_items(
+    w: &mut Walker,
+    root: &Path,
+    top: &Listing,
+    layout: Layout,
+    flat_images: &[&String],
+) -> Result<(Vec<String>, Vec<Item>)> {
+    let flag = if layout == Layout::KaggleFlat {
+        "kaggle-flat"
+    } else {
+        "unlabelled"
+    };
+    for (name, _) in &top.dirs {
+        w.ignore(
+            PathBuf::from(name),
+            IgnoredKind::FolderInFlatLayout,
+            format!(
+                "folder; --layout {flag} takes the images at the top only \
+                 — pass --layout image-folder to use class folders"
+            ),
+        );
+    }
+    let mut classes: Vec<String> = Vec::new();
+    if layout == Layout::KaggleFlat {
+        classes = flat_images
+            .iter()
+            .filter_map(|n| kaggle_class(n).map(str::to_owned))
+            .collect();
+        classes.sort();
+        classes.dedup();
+    }
+    let mut items = Vec::new();
+    for name in &top.files {
+        if !is_image_name(name) {
+            w.ignore(
+                PathBuf::from(name),
+                IgnoredKind::NotImage,
+                format!(
+                    "not an image by its extension (taken: {})",
+                    IMAGE_EXTENSIONS.join(", ")
+                ),
+            );
+            continue;
+        }
+        let label = match kaggle_class(name) {
+            Some(c) if layout == Layout::KaggleFlat => {
+                classes.iter().position(|k| k == c).unwrap_or_default() as i64
+            }
+            None if layout == Layout::KaggleFlat => {
+                return Err(dataset_err(
+                    root,
+                    format!("{name} does not follow <class>.<id>.<ext>; use --layout unlabelled"),
+                ))
+            }
+            _ => -1,
+        };
+        items.push(Item {
+            rel_path: name.clone(),
+            label,
+        });
+    }
+    Ok((classes, items))
 }
 
 /// How a list file is read, from its extension.

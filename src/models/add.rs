@@ -6,14 +6,14 @@
 //! into the zoo. Every decision and assumption is returned for the front end
 //! to print.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 use crate::images::preprocess::{
     ChannelOrder, CropOffset, Interpolation, Recipe, ResizeMode, MAX_SIDE,
 };
 use crate::models::backbone::Graph;
-use crate::models::config::{self as model_config, ConfigRecipe};
+use crate::models::config::{self as model_config, ConfigRecipe, ModelConfig};
 use crate::models::pool;
 use crate::models::runtime::Runtime;
 use crate::models::zoo::{InputSpec, Manifest, OutputSpec, Pool, Weights, Zoo};
@@ -66,161 +66,259 @@ pub struct Added {
 const REEXPORT: &str = "re-export it with a dynamic batch axis: torch.onnx.export(..., dynamic_axes={INPUT: {0: 'batch'}, OUTPUT: {0: 'batch'}}), or tools/export_timm.py / tools/export_hf.py";
 
 pub fn add(runtime: &Runtime, zoo: &Zoo, req: &AddRequest) -> Result<Added> {
-    let fail = |reason: String| Error::AddModel {
-        path: req.onnx.clone(),
-        reason,
-    };
+    let fail = |reason: String| failure(req, reason);
     if let Err(e) = crate::models::zoo::check_name(&req.name) {
         return Err(fail(format!(
             "--name: {e} (it names the file NAME.toml in the zoo); choose another --name"
         )));
     }
     let onnx = std::fs::canonicalize(&req.onnx).map_err(|e| Error::io(&req.onnx, e))?;
-    std::fs::create_dir_all(&zoo.dir).map_err(|e| Error::io(&zoo.dir, e))?;
-    let path = zoo.dir.join(format!("{}.toml", req.name));
-    let mut inputs = vec![crate::util::clobber::Input::new("the ONNX file", &onnx)];
-    if let Some(c) = &req.config {
-        inputs.push(crate::util::clobber::Input::new("the model's config", c));
-    }
-    crate::util::clobber::refuse_inputs("--name", &path, &inputs)?;
-    if path.exists() && !req.force {
-        return Err(fail(format!(
-            "the zoo already has {}; choose another --name, or pass --force to replace it",
-            path.display()
-        )));
-    }
+    let path = manifest_path(zoo, req, &onnx)?;
     let mut decisions = Vec::new();
     let mut warnings = Vec::new();
 
-    let config = match &req.config {
-        Some(p) => {
-            let c = model_config::read(p)?;
-            decisions.push(format!(
-                "preprocessing from {} ({})",
-                p.display(),
-                c.kind.describe()
-            ));
-            warnings.extend(c.warnings.iter().map(|w| format!("{}: {w}", p.display())));
-            Some(c)
-        }
-        None => None,
-    };
+    let config = read_config(req, &mut decisions, &mut warnings)?;
     let from_config = config
         .as_ref()
         .map(|c| c.recipe.clone())
         .unwrap_or_default();
 
     let mut graph = Graph::open(runtime, &onnx)?;
-    let (input, in_shape) = match graph.inputs.as_slice() {
-        [one] => one.clone(),
-        many => {
-            return Err(fail(format!(
-                "xfer feeds one image tensor, the graph has {} inputs ({}); export the image encoder alone",
-                many.len(),
-                many.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(", ")
-            )))
-        }
-    };
-    if in_shape.len() != 4 || !(in_shape[1] == 3 || in_shape[1] < 0) {
-        return Err(fail(format!(
-            "input `{input}` has shape {in_shape:?}; xfer feeds NCHW RGB images [N, 3, S, S]"
-        )));
-    }
-    if in_shape[0] > 0 {
-        return Err(fail(format!(
-            "input `{input}` has a fixed batch size of {} (shape {in_shape:?}); {}",
-            in_shape[0],
-            REEXPORT.replace("INPUT", &format!("'{input}'"))
-        )));
-    }
-    let fixed_side = (in_shape[2] > 0 && in_shape[3] > 0).then_some((in_shape[2], in_shape[3]));
-    if let Some((h, w)) = fixed_side.filter(|&(h, w)| h.max(w) > i64::from(MAX_SIDE)) {
-        return Err(fail(format!(
-            "input `{input}` is {h}×{w}; xfer takes images of at most {MAX_SIDE}×{MAX_SIDE}"
-        )));
-    }
-    if let Some((h, w)) = fixed_side {
-        if h != w {
-            return Err(fail(format!(
-                "input `{input}` is {h}×{w}; xfer feeds square images"
-            )));
-        }
-    }
+    let input = check_input(&graph).map_err(fail)?;
 
     let recipe = resolve_recipe(
         &req.recipe,
         &from_config,
-        fixed_side.map(|s| s.0 as u32),
+        input.fixed_side.map(|s| s.0 as u32),
         &mut decisions,
     )
     .map_err(fail)?;
+    check_recipe_fits(&recipe, input.fixed_side, from_config.patch_size).map_err(fail)?;
+
+    let (output, shape) = probe_output(&mut graph, req, &input.name, recipe.crop).map_err(fail)?;
+    decisions.push(format!(
+        "input `{}` {:?}, output `{output}` {:?} for a batch of N",
+        input.name,
+        input.shape,
+        shape_with_n(&shape)
+    ));
+    let spec = output_spec(
+        req,
+        output,
+        &shape,
+        from_config.global_pool.as_deref(),
+        &mut decisions,
+    )
+    .map_err(fail)?;
+
+    let parts = Parts {
+        config: config.as_ref(),
+        input: input.name,
+        recipe,
+        spec,
+    };
+    let manifest = manifest(zoo, req, &onnx, parts)?;
+    let manifest = write_manifest(req, &manifest, &path)?;
+    Ok(Added {
+        manifest,
+        path,
+        decisions,
+        warnings,
+    })
+}
+
+/// The error `xfer models add` gives for `req`'s ONNX file.
+fn failure(req: &AddRequest, reason: String) -> Error {
+    Error::AddModel {
+        path: req.onnx.clone(),
+        reason,
+    }
+}
+
+/// The manifest's path in the zoo (made if missing), refused when it would
+/// overwrite an input or, without --force, another manifest.
+fn manifest_path(zoo: &Zoo, req: &AddRequest, onnx: &Path) -> Result<PathBuf> {
+    std::fs::create_dir_all(&zoo.dir).map_err(|e| Error::io(&zoo.dir, e))?;
+    let path = zoo.dir.join(format!("{}.toml", req.name));
+    let mut inputs = vec![crate::util::clobber::Input::new("the ONNX file", onnx)];
+    if let Some(c) = &req.config {
+        inputs.push(crate::util::clobber::Input::new("the model's config", c));
+    }
+    crate::util::clobber::refuse_inputs("--name", &path, &inputs)?;
+    if path.exists() && !req.force {
+        return Err(failure(
+            req,
+            format!(
+                "the zoo already has {}; choose another --name, or pass --force to replace it",
+                path.display()
+            ),
+        ));
+    }
+    Ok(path)
+}
+
+/// The model's config, if one is given, with its decision and warnings noted.
+fn read_config(
+    req: &AddRequest,
+    decisions: &mut Vec<String>,
+    warnings: &mut Vec<String>,
+) -> Result<Option<ModelConfig>> {
+    let Some(p) = &req.config else {
+        return Ok(None);
+    };
+    let c = model_config::read(p)?;
+    decisions.push(format!(
+        "preprocessing from {} ({})",
+        p.display(),
+        c.kind.describe()
+    ));
+    warnings.extend(c.warnings.iter().map(|w| format!("{}: {w}", p.display())));
+    Ok(Some(c))
+}
+
+/// The graph's one image input.
+struct GraphInput {
+    name: String,
+    shape: Vec<i64>,
+    /// (height, width) when the graph fixes them.
+    fixed_side: Option<(i64, i64)>,
+}
+
+/// The graph's input, refused unless it is one NCHW RGB tensor with a dynamic
+/// batch axis and, if fixed, a square side xfer can feed.
+fn check_input(graph: &Graph) -> std::result::Result<GraphInput, String> {
+    let (input, in_shape) = match graph.inputs.as_slice() {
+        [one] => one.clone(),
+        many => {
+            return Err(format!(
+                "xfer feeds one image tensor, the graph has {} inputs ({}); export the image encoder alone",
+                many.len(),
+                many.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(", ")
+            ))
+        }
+    };
+    if in_shape.len() != 4 || !(in_shape[1] == 3 || in_shape[1] < 0) {
+        return Err(format!(
+            "input `{input}` has shape {in_shape:?}; xfer feeds NCHW RGB images [N, 3, S, S]"
+        ));
+    }
+    if in_shape[0] > 0 {
+        return Err(format!(
+            "input `{input}` has a fixed batch size of {} (shape {in_shape:?}); {}",
+            in_shape[0],
+            REEXPORT.replace("INPUT", &format!("'{input}'"))
+        ));
+    }
+    let fixed_side = (in_shape[2] > 0 && in_shape[3] > 0).then_some((in_shape[2], in_shape[3]));
+    if let Some((h, w)) = fixed_side.filter(|&(h, w)| h.max(w) > i64::from(MAX_SIDE)) {
+        return Err(format!(
+            "input `{input}` is {h}×{w}; xfer takes images of at most {MAX_SIDE}×{MAX_SIDE}"
+        ));
+    }
+    if let Some((h, w)) = fixed_side {
+        if h != w {
+            return Err(format!(
+                "input `{input}` is {h}×{w}; xfer feeds square images"
+            ));
+        }
+    }
+    Ok(GraphInput {
+        name: input,
+        shape: in_shape,
+        fixed_side,
+    })
+}
+
+/// Refuses a crop that is not the graph's fixed side or not a multiple of the patch size.
+// `%` as before this was split out of `add` (`is_multiple_of` would not panic
+// on a patch size of 0, which would change what a bad config does).
+#[allow(clippy::manual_is_multiple_of)]
+fn check_recipe_fits(
+    recipe: &Recipe,
+    fixed_side: Option<(i64, i64)>,
+    patch_size: Option<u32>,
+) -> std::result::Result<(), String> {
     if let Some((side, _)) = fixed_side {
         if side != i64::from(recipe.crop) {
-            return Err(fail(format!(
+            return Err(format!(
                 "the graph takes {side}×{side} images, but the preprocessing crops {}; pass --crop {side} or the config of this model",
                 recipe.crop
-            )));
+            ));
         }
     }
-    if let Some(p) = from_config.patch_size {
+    if let Some(p) = patch_size {
         if recipe.crop % p != 0 {
-            return Err(fail(format!(
+            return Err(format!(
                 "the input side {} is not a multiple of the patch size {p}; pass --crop with a multiple of {p}",
                 recipe.crop
-            )));
+            ));
         }
     }
+    Ok(())
+}
 
+/// The chosen output and its shape for a probe batch of two, refused unless
+/// it has the batch axis and finite values.
+fn probe_output(
+    graph: &mut Graph,
+    req: &AddRequest,
+    input: &str,
+    crop: u32,
+) -> std::result::Result<(String, Vec<usize>), String> {
     let output = match (&req.output, graph.outputs.as_slice()) {
         (Some(name), outs) => {
             if !outs.iter().any(|(n, _)| n == name) {
-                return Err(fail(format!(
+                return Err(format!(
                     "no output `{name}`; the graph has {}",
                     describe(outs)
-                )));
+                ));
             }
             name.clone()
         }
         (None, [(name, _)]) => name.clone(),
         (None, outs) => {
-            return Err(fail(format!(
+            return Err(format!(
                 "the graph has several outputs ({}); choose one with --output NAME (tokens [N, T, D] with --pool cls, mean or cls+mean; feature maps [N, C, H, W] with --pool avg)",
                 describe(outs)
-            )))
+            ))
         }
     };
-    let (shape, non_finite) = graph
-        .probe(&input, recipe.crop, 2, &output)
-        .map_err(|e| {
-            fail(format!(
-                "a batch of 2 images of {0}×{0} does not run: {e}; if the export fixed the batch size inside the graph, {1}",
-                recipe.crop,
-                REEXPORT.replace("INPUT", &format!("'{input}'"))
-            ))
-        })?;
+    let (shape, non_finite) = graph.probe(input, crop, 2, &output).map_err(|e| {
+        format!(
+            "a batch of 2 images of {0}×{0} does not run: {e}; if the export fixed the batch size inside the graph, {1}",
+            crop,
+            REEXPORT.replace("INPUT", &format!("'{input}'"))
+        )
+    })?;
     if shape.first() != Some(&2) {
-        return Err(fail(format!(
+        return Err(format!(
             "output `{output}` has shape {shape:?} for a batch of 2; {}",
             REEXPORT.replace("INPUT", &format!("'{input}'"))
-        )));
+        ));
     }
     if non_finite > 0 {
-        return Err(fail(format!(
+        return Err(format!(
             "output `{output}` has {non_finite} non-finite values (NaN or infinity) for the probe batch (a black image and a test pattern); xfer would store them as features. Fix the model (or its export) so that it gives finite outputs"
-        )));
+        ));
     }
-    decisions.push(format!(
-        "input `{input}` {in_shape:?}, output `{output}` {:?} for a batch of N",
-        shape_with_n(&shape)
-    ));
+    Ok((output, shape))
+}
 
+/// The output's pooling (asked, or suggested by its shape) and feature width, with the decisions noted.
+fn output_spec(
+    req: &AddRequest,
+    output: String,
+    shape: &[usize],
+    global_pool: Option<&str>,
+    decisions: &mut Vec<String>,
+) -> std::result::Result<OutputSpec, String> {
     let pool_mode = match req.pool {
         Some(p) => {
             decisions.push(format!("pooling: {} (--pool)", p.name()));
             p
         }
         None => {
-            let (p, why) = default_pool(&shape, from_config.global_pool.as_deref());
+            let (p, why) = default_pool(shape, global_pool);
             decisions.push(format!("pooling: {} ({why}; --pool to choose)", p.name()));
             p
         }
@@ -233,7 +331,7 @@ pub fn add(runtime: &Runtime, zoo: &Zoo, req: &AddRequest) -> Result<Added> {
         );
     }
     let mut spec = OutputSpec {
-        features: output.clone(),
+        features: output,
         feature_dim: 0,
         pool: pool_mode,
         prefix_tokens,
@@ -241,21 +339,39 @@ pub fn add(runtime: &Runtime, zoo: &Zoo, req: &AddRequest) -> Result<Added> {
         logits: None,
         n_logits: None,
     };
-    spec.feature_dim = pool::pooled_width(&shape, &spec)
-        .map_err(|reason| fail(format!("output `{output}` {reason}")))?;
+    spec.feature_dim = pool::pooled_width(shape, &spec)
+        .map_err(|reason| format!("output `{}` {reason}", spec.features))?;
     decisions.push(format!(
         "features: {} values per image{}",
         spec.feature_dim,
         if spec.l2 { ", L2-normalised" } else { "" }
     ));
+    Ok(spec)
+}
 
-    let sha256 = crate::models::onnx_data::model_sha256(&onnx)?;
+/// What the manifest is made of, beyond the request.
+struct Parts<'a> {
+    config: Option<&'a ModelConfig>,
+    input: String,
+    recipe: Recipe,
+    spec: OutputSpec,
+}
+
+/// The manifest of the ONNX file: its sha256, where it lies, how it was made and what it does.
+fn manifest(zoo: &Zoo, req: &AddRequest, onnx: &Path, parts: Parts) -> Result<Manifest> {
+    let Parts {
+        config,
+        input,
+        recipe,
+        spec,
+    } = parts;
+    let sha256 = crate::models::onnx_data::model_sha256(onnx)?;
     let dir = std::fs::canonicalize(&zoo.dir).map_err(|e| Error::io(&zoo.dir, e))?;
     let file = match onnx.strip_prefix(&dir) {
         Ok(rel) if rel.components().count() == 1 => rel.display().to_string(),
         _ => onnx.display().to_string(),
     };
-    let manifest = Manifest {
+    Ok(Manifest {
         name: req.name.clone(),
         file,
         sha256,
@@ -270,7 +386,6 @@ pub fn add(runtime: &Runtime, zoo: &Zoo, req: &AddRequest) -> Result<Added> {
             }
         ),
         license: config
-            .as_ref()
             .and_then(|c| c.recipe.license.clone())
             .unwrap_or_default(),
         generator: req.command_line.clone(),
@@ -282,7 +397,7 @@ pub fn add(runtime: &Runtime, zoo: &Zoo, req: &AddRequest) -> Result<Added> {
                 Some(p) => format!(
                     "from {} ({}) with the flags given",
                     p.display(),
-                    config.as_ref().expect("read above").kind.describe()
+                    config.expect("read above").kind.describe()
                 ),
                 None => "from the flags given".into(),
             },
@@ -300,20 +415,19 @@ pub fn add(runtime: &Runtime, zoo: &Zoo, req: &AddRequest) -> Result<Added> {
         preprocess: recipe,
         quantization: None,
         dir: zoo.dir.clone(),
-    };
-    let text = toml::to_string(&manifest).map_err(|e| fail(format!("manifest: {e}")))?;
+    })
+}
+
+/// Writes the manifest to `path` once it reads back; returns it as read.
+fn write_manifest(req: &AddRequest, manifest: &Manifest, path: &Path) -> Result<Manifest> {
+    let text = toml::to_string(manifest).map_err(|e| failure(req, format!("manifest: {e}")))?;
     let text = format!(
         "# Written by `xfer models add`; re-run it (with --force) rather than edit by hand.\n{text}"
     );
     // Read back before it is committed: the zoo only ever holds manifests it can load.
-    let manifest = Manifest::from_toml_str(&text, &path)?;
-    crate::util::atomic::write_bytes_atomic(&path, text.as_bytes())?;
-    Ok(Added {
-        manifest,
-        path,
-        decisions,
-        warnings,
-    })
+    let manifest = Manifest::from_toml_str(&text, path)?;
+    crate::util::atomic::write_bytes_atomic(path, text.as_bytes())?;
+    Ok(manifest)
 }
 
 fn describe(outs: &[(String, Vec<i64>)]) -> String {

@@ -94,6 +94,24 @@ const TIMM_CFG_IGNORED: &[&str] = &[
     "label_names",
     "label_descriptions",
 ];
+/// Hugging Face keys that xfer reads.
+const HF_USED: &[&str] = &[
+    "do_resize",
+    "size",
+    "resample",
+    "do_center_crop",
+    "crop_size",
+    "crop_pct",
+    "do_rescale",
+    "rescale_factor",
+    "do_normalize",
+    "image_mean",
+    "image_std",
+    "do_flip_channel_order",
+    "patch_size",
+    "include_top",
+    "rescale_offset",
+];
 /// Hugging Face keys that change nothing xfer does.
 const HF_IGNORED: &[&str] = &[
     "image_processor_type",
@@ -316,16 +334,20 @@ fn crops_by_default(class: Option<&str>) -> bool {
     )
 }
 
+/// A boolean key of a Hugging Face config, `default` when absent.
+fn flag(cfg: &Map<String, Value>, k: &str, default: bool) -> bool {
+    cfg.get(k).and_then(Value::as_bool).unwrap_or(default)
+}
+
 fn hugging_face(cfg: &Map<String, Value>) -> std::result::Result<ModelConfig, String> {
     let mut warnings = Vec::new();
     let mut r = ConfigRecipe::default();
-    let flag = |k: &str, default: bool| cfg.get(k).and_then(Value::as_bool).unwrap_or(default);
     let class = processor_class(cfg);
     // ConvNextImageProcessor (ConvNeXt, ConvNeXt V2, ResNet, …) ignores
     // do_center_crop/crop_size: its crop comes from crop_pct.
     let convnext = class == Some("ConvNext");
-    let do_resize = flag("do_resize", true);
-    let do_crop = !convnext && flag("do_center_crop", crops_by_default(class));
+    let do_resize = flag(cfg, "do_resize", true);
+    let do_crop = !convnext && flag(cfg, "do_center_crop", crops_by_default(class));
     let crop = match (do_crop, cfg.get("crop_size")) {
         (false, _) => None,
         (true, Some(v)) => Some(square_size(v, "crop_size")?),
@@ -334,10 +356,63 @@ fn hugging_face(cfg: &Map<String, Value>) -> std::result::Result<ModelConfig, St
     if !do_resize {
         return Err("do_resize is false: images of different sizes cannot be batched; give --resize and --crop".into());
     }
-    // `size`, normalised as transformers' get_size_dict does: a bare integer
-    // by the processor class, then {shortest_edge} or {height, width}.
+    let (side, mode) = hf_size(cfg.get("size"), class, crop, &mut warnings)?;
+    let resize = hf_resize(cfg, &mut r, (side, mode), crop, class)?;
+    r.resize = Some(resize);
+    if r.crop.is_none() {
+        r.crop = Some(crop.unwrap_or(resize));
+    }
+    if r.resize_mode == Some(ResizeMode::ShorterSide) && crop.is_none() && r.crop == Some(resize) {
+        return Err(format!(
+            "resizes the shortest edge to {resize} with no centre crop: images of different shapes cannot be batched; give --crop"
+        ));
+    }
+    // Hugging Face's center_crop puts the box at (len - crop) // 2.
+    r.crop_offset = Some(CropOffset::Floor);
+    r.interpolation = Some(hf_interpolation(cfg.get("resample"), &mut warnings)?);
+    r.pixel_scale = Some(if flag(cfg, "do_rescale", true) {
+        match cfg.get("rescale_factor") {
+            Some(v) => v
+                .as_f64()
+                .filter(|f| *f > 0.0)
+                .ok_or_else(|| format!("rescale_factor {v} must be a positive number"))?
+                as f32,
+            None => 1.0 / 255.0,
+        }
+    } else {
+        1.0
+    });
+    let (mean, std) = hf_normalisation(cfg, class)?;
+    r.mean = Some(mean);
+    r.std = Some(std);
+    r.channel_order = Some(if flag(cfg, "do_flip_channel_order", false) {
+        ChannelOrder::Bgr
+    } else {
+        ChannelOrder::Rgb
+    });
+    r.patch_size = cfg
+        .get("patch_size")
+        .and_then(Value::as_u64)
+        .map(|p| p as u32);
+    unknown_keys(cfg, HF_USED, HF_IGNORED, "", &mut warnings);
+    Ok(ModelConfig {
+        kind: Kind::HuggingFace,
+        recipe: r,
+        warnings,
+    })
+}
+
+/// The resize side and mode from `size`, normalised as transformers'
+/// get_size_dict does: a bare integer by the processor class, then
+/// {shortest_edge} or {height, width}.
+fn hf_size(
+    size: Option<&Value>,
+    class: Option<&str>,
+    crop: Option<u32>,
+    warnings: &mut Vec<String>,
+) -> std::result::Result<(u32, ResizeMode), String> {
     let shortest = |s: u32| (s, ResizeMode::ShorterSide);
-    let (side, mode) = match cfg.get("size") {
+    Ok(match size {
         Some(v @ Value::Number(_)) => {
             let s = square_size(v, "size")?;
             match int_size_is_square(class) {
@@ -382,7 +457,19 @@ fn hugging_face(cfg: &Map<String, Value>) -> std::result::Result<ModelConfig, St
         }
         Some(v) => return Err(format!("size {v} is not supported")),
         None => return Err("no size".into()),
-    };
+    })
+}
+
+/// The resize side after `crop_pct`; sets the recipe's resize mode, and its
+/// crop where `crop_pct` decides it.
+fn hf_resize(
+    cfg: &Map<String, Value>,
+    r: &mut ConfigRecipe,
+    (side, mode): (u32, ResizeMode),
+    crop: Option<u32>,
+    class: Option<&str>,
+) -> std::result::Result<u32, String> {
+    let convnext = class == Some("ConvNext");
     let pct = match cfg.get("crop_pct") {
         None | Some(Value::Null) => convnext.then_some(224.0 / 256.0),
         Some(v) => Some(
@@ -391,7 +478,7 @@ fn hugging_face(cfg: &Map<String, Value>) -> std::result::Result<ModelConfig, St
                 .ok_or_else(|| format!("crop_pct {v} must be a number in (0, 1]"))?,
         ),
     };
-    let resize = match (mode, pct) {
+    Ok(match (mode, pct) {
         // ConvNeXt's processor (and PoolFormer's): below 384 it resizes the
         // shortest edge to int(S / crop_pct) and crops S; from 384 on
         // (ConvNeXt) it warps to S × S.
@@ -411,19 +498,15 @@ fn hugging_face(cfg: &Map<String, Value>) -> std::result::Result<ModelConfig, St
             r.resize_mode = Some(mode);
             side
         }
-    };
-    r.resize = Some(resize);
-    if r.crop.is_none() {
-        r.crop = Some(crop.unwrap_or(resize));
-    }
-    if r.resize_mode == Some(ResizeMode::ShorterSide) && crop.is_none() && r.crop == Some(resize) {
-        return Err(format!(
-            "resizes the shortest edge to {resize} with no centre crop: images of different shapes cannot be batched; give --crop"
-        ));
-    }
-    // Hugging Face's center_crop puts the box at (len - crop) // 2.
-    r.crop_offset = Some(CropOffset::Floor);
-    r.interpolation = Some(match cfg.get("resample") {
+    })
+}
+
+/// The interpolation PIL's `resample` number names (bilinear when absent, said in a warning).
+fn hf_interpolation(
+    resample: Option<&Value>,
+    warnings: &mut Vec<String>,
+) -> std::result::Result<Interpolation, String> {
+    Ok(match resample {
         None => {
             warnings.push("no resample: bilinear assumed".into());
             Interpolation::Bilinear
@@ -438,20 +521,15 @@ fn hugging_face(cfg: &Map<String, Value>) -> std::result::Result<ModelConfig, St
                 ))
             }
         },
-    });
-    r.pixel_scale = Some(if flag("do_rescale", true) {
-        match cfg.get("rescale_factor") {
-            Some(v) => v
-                .as_f64()
-                .filter(|f| *f > 0.0)
-                .ok_or_else(|| format!("rescale_factor {v} must be a positive number"))?
-                as f32,
-            None => 1.0 / 255.0,
-        }
-    } else {
-        1.0
-    });
-    let (mut mean, mut std) = if flag("do_normalize", true) {
+    })
+}
+
+/// The normalisation's (mean, std), with EfficientNet's offset and second division folded in.
+fn hf_normalisation(
+    cfg: &Map<String, Value>,
+    class: Option<&str>,
+) -> std::result::Result<([f32; 3], [f32; 3]), String> {
+    let (mut mean, mut std) = if flag(cfg, "do_normalize", true) {
         (
             triple(cfg.get("image_mean"), "image_mean")?
                 .ok_or("do_normalize without image_mean")?,
@@ -464,52 +542,19 @@ fn hugging_face(cfg: &Map<String, Value>) -> std::result::Result<ModelConfig, St
         // EfficientNetImageProcessor: rescale_offset maps to [-1, 1]
         // (x·scale − 1), and include_top (default true) normalises a second
         // time with mean 0 and the same std: (x − mean) / std².
-        if flag("do_rescale", true) && flag("rescale_offset", false) {
+        if flag(cfg, "do_rescale", true) && flag(cfg, "rescale_offset", false) {
             mean = mean.map(|m| m + 1.0);
         }
-        if flag("include_top", true) {
+        if flag(cfg, "include_top", true) {
             let first = std;
             std = std.map(|s| s * s);
-            if !flag("do_normalize", true) {
+            if !flag(cfg, "do_normalize", true) {
                 std = first;
                 mean = [0.0; 3];
             }
         }
     }
-    r.mean = Some(mean);
-    r.std = Some(std);
-    r.channel_order = Some(if flag("do_flip_channel_order", false) {
-        ChannelOrder::Bgr
-    } else {
-        ChannelOrder::Rgb
-    });
-    r.patch_size = cfg
-        .get("patch_size")
-        .and_then(Value::as_u64)
-        .map(|p| p as u32);
-    let used = [
-        "do_resize",
-        "size",
-        "resample",
-        "do_center_crop",
-        "crop_size",
-        "crop_pct",
-        "do_rescale",
-        "rescale_factor",
-        "do_normalize",
-        "image_mean",
-        "image_std",
-        "do_flip_channel_order",
-        "patch_size",
-        "include_top",
-        "rescale_offset",
-    ];
-    unknown_keys(cfg, &used, HF_IGNORED, "", &mut warnings);
-    Ok(ModelConfig {
-        kind: Kind::HuggingFace,
-        recipe: r,
-        warnings,
-    })
+    Ok((mean, std))
 }
 
 fn unknown_keys(

@@ -353,17 +353,7 @@ pub fn quantize(
     on_phase: &mut dyn FnMut(Phase),
 ) -> Result<Outcome> {
     let source = &cfg.source;
-    if source.quantization.is_some() {
-        return Err(err(format!(
-            "{} is already quantised ({}); quantise its fp32 source {} instead",
-            source.name,
-            source.precision(),
-            source
-                .quantization
-                .as_ref()
-                .map_or("", |q| q.source.as_str())
-        )));
-    }
+    refuse_quantised(source)?;
     source.verify_file()?;
     let selection = select(&cfg.calib.items, cfg.n, cfg.holdout)?;
     on_phase(Phase::Preprocessing {
@@ -394,29 +384,87 @@ pub fn quantize(
     let work = crate::util::atomic::TempDir::at(work_dir, &cfg.zoo_dir)?;
     let work_path = work.path().to_owned();
     let npy = work_path.join("calib.npy");
-    {
-        let f = crate::util::atomic::create_new(&npy).map_err(io(&npy))?;
-        let mut w = std::io::BufWriter::new(f);
-        write_npy(&mut w, &[calib_used.len(), 3, side, side], &calib_data)
-            .and_then(|()| w.flush())
-            .map_err(io(&npy))?;
-    }
+    write_calibration(&npy, &[calib_used.len(), 3, side, side], &calib_data)?;
     drop(calib_data);
 
     on_phase(Phase::Quantizing);
     let file = format!("{}.onnx", cfg.name);
     let tmp_model = work_path.join(&file);
+    let (report, quantizer_seconds) = run_quantizer(cfg, &npy, &tmp_model)?;
+    let mut manifest = int8_manifest(cfg, &file, &report, &calib_used, &tmp_model)?;
+    manifest.dir = work_path.clone();
+
+    on_phase(Phase::Measuring);
+    let opts = SessionOptions::default();
+    let mut fp32 = Backbone::load(runtime, source, &opts)?;
+    let mut int8 = Backbone::load(runtime, &manifest, &opts)?;
+    let hold = ArrayView4::from_shape((hold_used.len(), 3, side, side), &hold_data)
+        .expect("tensor length matches");
+    let measured = measure_agreement(&mut fp32, &mut int8, hold)?;
+    drop((fp32, int8));
+    if let Some(q) = manifest.quantization.as_mut() {
+        q.agreement = Some(measured.agreement.clone());
+    }
+
+    // Into the zoo: the model, the report, and last the manifest.
+    manifest.dir = cfg.zoo_dir.clone();
+    let model_path = manifest.onnx_path();
+    std::fs::rename(&tmp_model, &model_path).map_err(io(&model_path))?;
+    let report_path = write_agreement(cfg, &manifest, &hold_used, &measured, &skipped)?;
+    let manifest_path = cfg.zoo_dir.join(format!("{}.toml", cfg.name));
+    let manifest = write_manifest(cfg, &manifest, &manifest_path)?;
+    Ok(Outcome {
+        manifest,
+        manifest_path,
+        report_path,
+        selection,
+        skipped,
+        quantizer_seconds,
+    })
+}
+
+/// Refuses a model that is already quantised.
+fn refuse_quantised(source: &Manifest) -> Result<()> {
+    match &source.quantization {
+        Some(q) => Err(err(format!(
+            "{} is already quantised ({}); quantise its fp32 source {} instead",
+            source.name,
+            source.precision(),
+            q.source
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// Writes the calibration tensor as a new `.npy` file.
+fn write_calibration(npy: &Path, shape: &[usize], data: &[f32]) -> Result<()> {
+    let f = crate::util::atomic::create_new(npy).map_err(io(npy))?;
+    let mut w = std::io::BufWriter::new(f);
+    write_npy(&mut w, shape, data)
+        .and_then(|()| w.flush())
+        .map_err(io(npy))
+}
+
+/// Runs `tools/quantize.py` on the source model and the calibration tensor,
+/// writing `tmp_model`; its report, read from the last JSON line it prints,
+/// and the seconds it ran.
+fn run_quantizer(
+    cfg: &QuantizeConfig,
+    npy: &Path,
+    tmp_model: &Path,
+) -> Result<(QuantizerReport, f64)> {
+    let source = &cfg.source;
     let started = std::time::Instant::now();
     let mut cmd = Command::new(&cfg.python);
     cmd.arg(&cfg.script)
         .arg("--model")
         .arg(source.onnx_path())
         .arg("--calib")
-        .arg(&npy)
+        .arg(npy)
         .arg("--input-name")
         .arg(&source.input.name)
         .arg("--out")
-        .arg(&tmp_model)
+        .arg(tmp_model)
         .arg("--method")
         .arg(cfg.method.as_str());
     if cfg.reduce_range {
@@ -428,7 +476,7 @@ pub fn quantize(
             cfg.python.display()
         ))
     })?;
-    let quantizer_seconds = started.elapsed().as_secs_f64();
+    let seconds = started.elapsed().as_secs_f64();
     if !out.status.success() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         let tail: Vec<&str> = stderr.lines().rev().take(6).collect();
@@ -442,7 +490,7 @@ pub fn quantize(
         )));
     }
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let report: QuantizerReport = stdout
+    let report = stdout
         .lines()
         .rev()
         .find_map(|l| serde_json::from_str(l).ok())
@@ -453,11 +501,23 @@ pub fn quantize(
                 stdout.trim()
             ))
         })?;
+    Ok((report, seconds))
+}
 
-    let sha256 = crate::models::onnx_data::model_sha256(&tmp_model)?;
+/// The int8 model's manifest: the source's, renamed, with a `[quantization]`
+/// table (no agreement yet) recording how and on what it was made.
+fn int8_manifest(
+    cfg: &QuantizeConfig,
+    file: &str,
+    report: &QuantizerReport,
+    calib_used: &[Item],
+    tmp_model: &Path,
+) -> Result<Manifest> {
+    let source = &cfg.source;
+    let sha256 = crate::models::onnx_data::model_sha256(tmp_model)?;
     let mut manifest = source.clone();
     manifest.name = cfg.name.clone();
-    manifest.file = file.clone();
+    manifest.file = file.to_owned();
     manifest.sha256 = sha256;
     manifest.generator = cfg.command.clone();
     manifest.setup = String::new();
@@ -480,35 +540,29 @@ pub fn quantize(
         source: source.name.clone(),
         source_sha256: source.sha256.clone(),
         calibration_images: calib_used.len(),
-        calibration_sha256: crate::features::shard::list_sha256(&calib_used),
+        calibration_sha256: crate::features::shard::list_sha256(calib_used),
         calibration_root: cfg.calib.root.display().to_string(),
         ort_version: report.ort_version.clone(),
         cpu_int8: cfg.cpu_int8.clone(),
         xfer_version: crate::VERSION.into(),
         agreement: None,
     });
-    manifest.dir = work_path.clone();
+    Ok(manifest)
+}
 
-    on_phase(Phase::Measuring);
-    let opts = SessionOptions::default();
-    let mut fp32 = Backbone::load(runtime, source, &opts)?;
-    let mut int8 = Backbone::load(runtime, &manifest, &opts)?;
-    let hold = ArrayView4::from_shape((hold_used.len(), 3, side, side), &hold_data)
-        .expect("tensor length matches");
-    let measured = measure_agreement(&mut fp32, &mut int8, hold)?;
-    drop((fp32, int8));
-    if let Some(q) = manifest.quantization.as_mut() {
-        q.agreement = Some(measured.agreement.clone());
-    }
-
-    // Into the zoo: the model, the report, and last the manifest.
-    manifest.dir = cfg.zoo_dir.clone();
-    let model_path = manifest.onnx_path();
-    std::fs::rename(&tmp_model, &model_path).map_err(io(&model_path))?;
+/// Writes `<name>.agreement.json` into the zoo: the quantisation, the held-back
+/// images with their cosines, the skipped images; returns its path.
+fn write_agreement(
+    cfg: &QuantizeConfig,
+    manifest: &Manifest,
+    hold_used: &[Item],
+    measured: &Measured,
+    skipped: &[(String, String)],
+) -> Result<PathBuf> {
     let report_path = cfg.zoo_dir.join(format!("{}.agreement.json", cfg.name));
     let json = serde_json::json!({
         "model": cfg.name,
-        "source": source.name,
+        "source": cfg.source.name,
         "quantization": manifest.quantization,
         "holdout_images": hold_used.iter().map(|i| &i.rel_path).collect::<Vec<_>>(),
         "holdout_cosines": measured.cosines,
@@ -518,26 +572,28 @@ pub fn quantize(
         &report_path,
         (serde_json::to_string_pretty(&json).expect("plain data") + "\n").as_bytes(),
     )?;
-    let manifest_path = cfg.zoo_dir.join(format!("{}.toml", cfg.name));
+    Ok(report_path)
+}
+
+/// Writes the manifest into the zoo and reads it back through the one
+/// parser, so what was written is what loads.
+fn write_manifest(
+    cfg: &QuantizeConfig,
+    manifest: &Manifest,
+    manifest_path: &Path,
+) -> Result<Manifest> {
     let text = format!(
-        "# Written by `xfer quantize`: the int8 model {file} made from {} ({}).\n# [quantization] records how, on what, and how far it agrees with the source;\n# {}.agreement.json has the per-image cosines. Re-run the command rather than editing.\n{}",
-        source.name,
-        source.file,
+        "# Written by `xfer quantize`: the int8 model {} made from {} ({}).\n# [quantization] records how, on what, and how far it agrees with the source;\n# {}.agreement.json has the per-image cosines. Re-run the command rather than editing.\n{}",
+        manifest.file,
+        cfg.source.name,
+        cfg.source.file,
         cfg.name,
-        toml::to_string(&manifest)
+        toml::to_string(manifest)
             .map_err(|e| err(format!("cannot write the manifest ({e}); report this as a bug")))?
     );
-    crate::util::atomic::write_bytes_atomic(&manifest_path, text.as_bytes())?;
+    crate::util::atomic::write_bytes_atomic(manifest_path, text.as_bytes())?;
     // Read back through the one parser, so what was written is what loads.
-    let manifest = Manifest::from_file(&manifest_path)?;
-    Ok(Outcome {
-        manifest,
-        manifest_path,
-        report_path,
-        selection,
-        skipped,
-        quantizer_seconds,
-    })
+    Manifest::from_file(manifest_path)
 }
 
 #[cfg(test)]

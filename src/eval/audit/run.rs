@@ -1,7 +1,7 @@
 //! The audit itself: loading the splits, the out-of-fold probabilities, and
 //! the three checks. Nothing here prints.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use ndarray::{s, Array2, ArrayView2, Axis};
@@ -549,7 +549,6 @@ fn quartiles(v: &[f32]) -> (f32, f32) {
 /// Runs the audit.
 pub fn audit(splits: &Splits, settings: &Settings) -> Result<Audit> {
     let n = splits.n_rows();
-    let n_classes = splits.class_names.len();
     let mut notes = Vec::new();
     let mut seconds = Timings::default();
     if !(settings.threshold > 0.0 && settings.threshold <= 1.0) {
@@ -559,107 +558,18 @@ pub fn audit(splits: &Splits, settings: &Settings) -> Result<Audit> {
             settings.threshold
         )));
     }
-    // Classes with fewer than two labelled rows cannot be held out and predicted.
-    let mut counts = vec![0usize; n_classes];
-    for l in splits.splits.iter().filter_map(|s| s.labels.as_ref()) {
-        for &c in l {
-            counts[c] += 1;
-        }
-    }
-    let labelled: usize = counts.iter().sum();
-    if labelled > 0 {
-        let thin: Vec<String> = counts
-            .iter()
-            .zip(&splits.class_names)
-            .filter(|(&c, _)| c < 2)
-            .map(|(c, name)| format!("{name} ({c})"))
-            .collect();
-        if !thin.is_empty() {
-            return Err(audit_err(format!(
-                "class(es) {} have fewer than 2 labelled images: out-of-fold probabilities need at least 2 per class (one to hold out, one to learn from); add images of them, or remove their folders and extract again",
-                thin.join(", ")
-            )));
-        }
-    }
+    let labelled = count_labelled(splits)?;
+    // Out-of-fold probabilities.
     let t0 = std::time::Instant::now();
     let x = splits.unit_rows(); // [n, d]
-                                // Out-of-fold probabilities.
-    let probs: Option<Probabilities> = if labelled == 0 {
-        notes.push("no split is labelled: label issues are not checked".into());
-        None
-    } else {
-        Some(match settings.probs {
-            ProbSource::Run(dir, head) => {
-                let oof = OutOfFold::read(dir)?;
-                let s = match_run(splits, &oof, dir)?;
-                let h = oof.head(head)?;
-                let off = splits.offsets()[s];
-                let others: Vec<&str> = splits
-                    .splits
-                    .iter()
-                    .enumerate()
-                    .filter(|&(i, sp)| i != s && sp.labels.is_some())
-                    .map(|(_, sp)| sp.name.as_str())
-                    .collect();
-                if !others.is_empty() {
-                    notes.push(format!(
-                        "the run's out-of-fold probabilities cover split `{}` only: the labels of {} are not checked (leave out --run to check every split's labels with a logistic head cross-validated over all of them)",
-                        splits.splits[s].name,
-                        others.join(", ")
-                    ));
-                }
-                Probabilities {
-                    probs: oof::matrix(h),
-                    rows: (off..off + oof.labels.len()).collect(),
-                    describe: format!(
-                        "from the run {}: the {} head's out-of-fold probabilities ({}-fold, temperature {:.3}) on split `{}`",
-                        dir.display(),
-                        h.kind,
-                        oof.n_folds,
-                        h.temperature,
-                        splits.splits[s].name
-                    ),
-                }
-            }
-            ProbSource::Logistic { folds, seed } => {
-                // The logistic head learns from the features as extracted, not the unit rows.
-                let views: Vec<ArrayView2<f32>> =
-                    splits.splits.iter().map(|s| s.set.data.view()).collect();
-                let raw = ndarray::concatenate(Axis(0), &views).expect("same widths (checked)");
-                logistic_oof(splits, raw.view(), folds, seed)?
-            }
-        })
-    };
+    let probs = probabilities(splits, &settings.probs, labelled, &mut notes)?;
     seconds.probabilities = t0.elapsed().as_secs_f64();
     // Label issues.
     let t1 = std::time::Instant::now();
-    let mut label_issues = Vec::new();
-    let mut n_label_checked = 0;
-    if let Some(p) = &probs {
-        let offsets = splits.offsets();
-        let labels: Vec<usize> = p
-            .rows
-            .iter()
-            .map(|&g| {
-                let (s, r) = splits.locate(g);
-                splits.splits[s].labels.as_ref().expect("labelled")[r]
-            })
-            .collect();
-        let _ = offsets;
-        n_label_checked = labels.len();
-        let flagged = confident::find_label_issues(p.probs.view(), &labels);
-        for i in confident::rank(p.probs.view(), &labels, &flagged, settings.rank_by) {
-            let (suggested, p_suggested) = crate::train::head::argmax(p.probs.row(i));
-            label_issues.push(LabelIssue {
-                row: splits.row_ref(p.rows[i]),
-                suggested: splits.class_names[suggested].clone(),
-                p_given: p.probs[[i, labels[i]]],
-                p_suggested,
-                score: confident::quality(p.probs.view(), &labels, i, settings.rank_by),
-                global: p.rows[i],
-            });
-        }
-    }
+    let (label_issues, n_label_checked) = match &probs {
+        Some(p) => label_issues(splits, p, settings.rank_by),
+        None => (Vec::new(), 0),
+    };
     seconds.label_issues = t1.elapsed().as_secs_f64();
     // Neighbours: near-duplicates and outliers.
     let t2 = std::time::Instant::now();
@@ -686,11 +596,152 @@ pub fn audit(splits: &Splits, settings: &Settings) -> Result<Audit> {
             "{unreadable} of {n} image files could not be read (moved? pass --image-root): exact duplicates among them are found by their features only"
         ));
     }
+    let duplicates = duplicates(splits, x.view(), &nb, &exact_pairs(&hashes));
+    let (outliers, fence) = outliers(splits, &nb, k);
+    Ok(Audit {
+        splits: split_summaries(splits),
+        classes: splits.class_names.clone(),
+        n_rows: n,
+        probabilities: probs.map_or_else(|| "none (no labelled split)".into(), |p| p.describe),
+        n_label_checked,
+        rank_by: settings.rank_by,
+        label_issues,
+        threshold: settings.threshold,
+        duplicates,
+        k,
+        outlier_fence: fence,
+        outliers,
+        files_hashed: hashes.len(),
+        files_unreadable: unreadable,
+        notes,
+        seconds,
+    })
+}
+
+/// The number of labelled rows; refused when a class has fewer than two.
+fn count_labelled(splits: &Splits) -> Result<usize> {
+    // Classes with fewer than two labelled rows cannot be held out and predicted.
+    let mut counts = vec![0usize; splits.class_names.len()];
+    for l in splits.splits.iter().filter_map(|s| s.labels.as_ref()) {
+        for &c in l {
+            counts[c] += 1;
+        }
+    }
+    let labelled: usize = counts.iter().sum();
+    if labelled > 0 {
+        let thin: Vec<String> = counts
+            .iter()
+            .zip(&splits.class_names)
+            .filter(|(&c, _)| c < 2)
+            .map(|(c, name)| format!("{name} ({c})"))
+            .collect();
+        if !thin.is_empty() {
+            return Err(audit_err(format!(
+                "class(es) {} have fewer than 2 labelled images: out-of-fold probabilities need at least 2 per class (one to hold out, one to learn from); add images of them, or remove their folders and extract again",
+                thin.join(", ")
+            )));
+        }
+    }
+    Ok(labelled)
+}
+
+/// The out-of-fold probabilities from where the settings say; none without labelled rows.
+fn probabilities(
+    splits: &Splits,
+    source: &ProbSource,
+    labelled: usize,
+    notes: &mut Vec<String>,
+) -> Result<Option<Probabilities>> {
+    if labelled == 0 {
+        notes.push("no split is labelled: label issues are not checked".into());
+        return Ok(None);
+    }
+    Ok(Some(match *source {
+        ProbSource::Run(dir, head) => run_probabilities(splits, dir, head, notes)?,
+        ProbSource::Logistic { folds, seed } => {
+            // The logistic head learns from the features as extracted, not the unit rows.
+            let views: Vec<ArrayView2<f32>> =
+                splits.splits.iter().map(|s| s.set.data.view()).collect();
+            let raw = ndarray::concatenate(Axis(0), &views).expect("same widths (checked)");
+            logistic_oof(splits, raw.view(), folds, seed)?
+        }
+    }))
+}
+
+/// The out-of-fold probabilities of a training run's head, on the split it was trained on.
+fn run_probabilities(
+    splits: &Splits,
+    dir: &Path,
+    head: Option<&str>,
+    notes: &mut Vec<String>,
+) -> Result<Probabilities> {
+    let oof = OutOfFold::read(dir)?;
+    let s = match_run(splits, &oof, dir)?;
+    let h = oof.head(head)?;
+    let off = splits.offsets()[s];
+    let others: Vec<&str> = splits
+        .splits
+        .iter()
+        .enumerate()
+        .filter(|&(i, sp)| i != s && sp.labels.is_some())
+        .map(|(_, sp)| sp.name.as_str())
+        .collect();
+    if !others.is_empty() {
+        notes.push(format!(
+            "the run's out-of-fold probabilities cover split `{}` only: the labels of {} are not checked (leave out --run to check every split's labels with a logistic head cross-validated over all of them)",
+            splits.splits[s].name,
+            others.join(", ")
+        ));
+    }
+    Ok(Probabilities {
+        probs: oof::matrix(h),
+        rows: (off..off + oof.labels.len()).collect(),
+        describe: format!(
+            "from the run {}: the {} head's out-of-fold probabilities ({}-fold, temperature {:.3}) on split `{}`",
+            dir.display(),
+            h.kind,
+            oof.n_folds,
+            h.temperature,
+            splits.splits[s].name
+        ),
+    })
+}
+
+/// The rows whose given label the probabilities doubt, ranked; with the number of rows checked.
+fn label_issues(splits: &Splits, p: &Probabilities, rank_by: RankBy) -> (Vec<LabelIssue>, usize) {
+    let labels: Vec<usize> = p
+        .rows
+        .iter()
+        .map(|&g| {
+            let (s, r) = splits.locate(g);
+            splits.splits[s].labels.as_ref().expect("labelled")[r]
+        })
+        .collect();
+    let flagged = confident::find_label_issues(p.probs.view(), &labels);
+    let issues = confident::rank(p.probs.view(), &labels, &flagged, rank_by)
+        .into_iter()
+        .map(|i| {
+            let (suggested, p_suggested) = crate::train::head::argmax(p.probs.row(i));
+            LabelIssue {
+                row: splits.row_ref(p.rows[i]),
+                suggested: splits.class_names[suggested].clone(),
+                p_given: p.probs[[i, labels[i]]],
+                p_suggested,
+                score: confident::quality(p.probs.view(), &labels, i, rank_by),
+                global: p.rows[i],
+            }
+        })
+        .collect();
+    (issues, labels.len())
+}
+
+/// The pairs of global rows (lower first) whose files have the same digest.
+fn exact_pairs(hashes: &[(usize, [u8; 32])]) -> HashSet<(usize, usize)> {
     let mut by_hash: HashMap<[u8; 32], Vec<usize>> = HashMap::new();
-    for (g, h) in &hashes {
+    for (g, h) in hashes {
         by_hash.entry(*h).or_default().push(*g);
     }
-    let mut exact: std::collections::HashSet<(usize, usize)> = Default::default();
+    let mut exact: HashSet<(usize, usize)> = Default::default();
     for rows in by_hash.values().filter(|r| r.len() > 1) {
         for (i, &a) in rows.iter().enumerate() {
             for &b in &rows[i + 1..] {
@@ -698,14 +749,23 @@ pub fn audit(splits: &Splits, settings: &Settings) -> Result<Audit> {
             }
         }
     }
+    exact
+}
+
+/// The near pairs and the exact ones, leaks first, then exact, then the most similar.
+fn duplicates(
+    splits: &Splits,
+    x: ArrayView2<f32>,
+    nb: &neighbors::Neighbours,
+    exact: &HashSet<(usize, usize)>,
+) -> Vec<Duplicate> {
     let mut pairs: Vec<(usize, usize, f32)> = nb
         .pairs
         .iter()
         .map(|&(a, b, s)| (a as usize, b as usize, s))
         .collect();
-    let listed: std::collections::HashSet<(usize, usize)> =
-        pairs.iter().map(|p| (p.0, p.1)).collect();
-    for &(a, b) in &exact {
+    let listed: HashSet<(usize, usize)> = pairs.iter().map(|p| (p.0, p.1)).collect();
+    for &(a, b) in exact {
         if !listed.contains(&(a, b)) {
             pairs.push((a, b, x.row(a).dot(&x.row(b))));
         }
@@ -736,7 +796,12 @@ pub fn audit(splits: &Splits, settings: &Settings) -> Result<Audit> {
             .then(q.similarity.total_cmp(&p.similarity))
             .then(p.global.cmp(&q.global))
     });
-    // Outliers: 1 − mean similarity to the k nearest rows, flagged above Q3 + 1.5 IQR.
+    duplicates
+}
+
+/// Outliers: 1 − mean similarity to the k nearest rows, flagged above Q3 +
+/// 1.5 IQR, most outlying first; with the fence.
+fn outliers(splits: &Splits, nb: &neighbors::Neighbours, k: usize) -> (Vec<Outlier>, f32) {
     let scores: Vec<f32> = nb
         .topk
         .iter()
@@ -750,7 +815,9 @@ pub fn audit(splits: &Splits, settings: &Settings) -> Result<Audit> {
         .collect();
     let (q1, q3) = quartiles(&scores);
     let fence = q3 + 1.5 * (q3 - q1);
-    let mut out_rows: Vec<usize> = (0..n).filter(|&g| k > 0 && scores[g] > fence).collect();
+    let mut out_rows: Vec<usize> = (0..splits.n_rows())
+        .filter(|&g| k > 0 && scores[g] > fence)
+        .collect();
     out_rows.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]).then(a.cmp(&b)));
     let outliers = out_rows
         .into_iter()
@@ -764,33 +831,21 @@ pub fn audit(splits: &Splits, settings: &Settings) -> Result<Audit> {
             global: g,
         })
         .collect();
-    Ok(Audit {
-        splits: splits
-            .splits
-            .iter()
-            .map(|s| SplitSummary {
-                name: s.name.clone(),
-                files: s.files.clone(),
-                n_rows: s.set.n_samples(),
-                labelled: s.labels.is_some(),
-            })
-            .collect(),
-        classes: splits.class_names.clone(),
-        n_rows: n,
-        probabilities: probs.map_or_else(|| "none (no labelled split)".into(), |p| p.describe),
-        n_label_checked,
-        rank_by: settings.rank_by,
-        label_issues,
-        threshold: settings.threshold,
-        duplicates,
-        k,
-        outlier_fence: fence,
-        outliers,
-        files_hashed: hashes.len(),
-        files_unreadable: unreadable,
-        notes,
-        seconds,
-    })
+    (outliers, fence)
+}
+
+/// Each split's name, files, rows and whether it is labelled.
+fn split_summaries(splits: &Splits) -> Vec<SplitSummary> {
+    splits
+        .splits
+        .iter()
+        .map(|s| SplitSummary {
+            name: s.name.clone(),
+            files: s.files.clone(),
+            n_rows: s.set.n_samples(),
+            labelled: s.labels.is_some(),
+        })
+        .collect()
 }
 
 impl Audit {

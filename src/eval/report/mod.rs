@@ -234,81 +234,158 @@ struct Series<'a> {
     points: Vec<(f64, f64)>,
 }
 
-/// One panel: axes, ticks, grid, the series, a title and axis labels.
-#[allow(clippy::too_many_arguments)]
-fn panel(
-    svg: &mut String,
+/// One panel of a chart: where it goes and what it shows.
+struct Panel<'a> {
+    /// The panel's box in the SVG: left, top, width, height.
     x0: f64,
     y0: f64,
     w: f64,
     h: f64,
-    title: &str,
-    y_label: &str,
+    title: &'a str,
+    y_label: &'a str,
     n_epochs: usize,
-    series: &[Series],
+    series: &'a [Series<'a>],
+    /// The values the y axis must show; the series' range when `None`.
     y_range: Option<(f64, f64)>,
     best_epoch: Option<usize>,
+    /// The legend at the bottom right (for rising curves), not the top right.
     legend_bottom: bool,
-) {
-    let (ml, mr, mt, mb) = (62.0, 14.0, 30.0, 46.0);
-    let (px, py, pw, ph) = (x0 + ml, y0 + mt, w - ml - mr, h - mt - mb);
-    let all: Vec<f64> = series
-        .iter()
-        .flat_map(|s| s.points.iter().map(|p| p.1))
-        .filter(|v| v.is_finite())
-        .collect();
-    let (mut lo, mut hi) = y_range.unwrap_or_else(|| {
-        let lo = all.iter().cloned().fold(f64::INFINITY, f64::min);
-        let hi = all.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-        if lo.is_finite() {
-            (lo, hi)
-        } else {
-            (0.0, 1.0)
+}
+
+/// A panel's plot area and its axes' ranges, which place values in it.
+struct Frame {
+    px: f64,
+    py: f64,
+    pw: f64,
+    ph: f64,
+    xlo: f64,
+    xhi: f64,
+    ylo: f64,
+    yhi: f64,
+    ystep: f64,
+}
+
+impl Frame {
+    /// The plot area inside the panel's margins, the y axis rounded out to whole ticks.
+    fn new(p: &Panel) -> Frame {
+        let (ml, mr, mt, mb) = (62.0, 14.0, 30.0, 46.0);
+        let (px, py, pw, ph) = (p.x0 + ml, p.y0 + mt, p.w - ml - mr, p.h - mt - mb);
+        let all: Vec<f64> = p
+            .series
+            .iter()
+            .flat_map(|s| s.points.iter().map(|p| p.1))
+            .filter(|v| v.is_finite())
+            .collect();
+        let (mut lo, mut hi) = p.y_range.unwrap_or_else(|| {
+            let lo = all.iter().cloned().fold(f64::INFINITY, f64::min);
+            let hi = all.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            if lo.is_finite() {
+                (lo, hi)
+            } else {
+                (0.0, 1.0)
+            }
+        });
+        if hi - lo < 1e-9 {
+            lo -= 0.5;
+            hi += 0.5;
         }
-    });
-    if hi - lo < 1e-9 {
-        lo -= 0.5;
-        hi += 0.5;
+        let ystep = nice_step(hi - lo, 5);
+        let (ylo, yhi) = ((lo / ystep).floor() * ystep, (hi / ystep).ceil() * ystep);
+        let (xlo, xhi) = (1.0, (p.n_epochs.max(2)) as f64);
+        Frame {
+            px,
+            py,
+            pw,
+            ph,
+            xlo,
+            xhi,
+            ylo,
+            yhi,
+            ystep,
+        }
     }
-    let ystep = nice_step(hi - lo, 5);
-    let (ylo, yhi) = ((lo / ystep).floor() * ystep, (hi / ystep).ceil() * ystep);
-    let (xlo, xhi) = (1.0, (n_epochs.max(2)) as f64);
-    let sx = |x: f64| px + (x - xlo) / (xhi - xlo) * pw;
-    let sy = |y: f64| py + ph - (y - ylo) / (yhi - ylo) * ph;
+
+    /// The SVG x of an epoch.
+    fn sx(&self, x: f64) -> f64 {
+        self.px + (x - self.xlo) / (self.xhi - self.xlo) * self.pw
+    }
+
+    /// The SVG y of a value.
+    fn sy(&self, y: f64) -> f64 {
+        self.py + self.ph - (y - self.ylo) / (self.yhi - self.ylo) * self.ph
+    }
+}
+
+/// One panel: axes, ticks, grid, the series, a title and axis labels.
+fn panel(svg: &mut String, p: &Panel) {
+    let f = Frame::new(p);
+    let (px, py, pw, ph) = (f.px, f.py, f.pw, f.ph);
     let _ = writeln!(
         svg,
         r##"<text x="{:.1}" y="{:.1}" font-size="15" font-weight="bold" text-anchor="middle">{}</text>"##,
         px + pw / 2.0,
-        y0 + 20.0,
-        escape(title)
+        p.y0 + 20.0,
+        escape(p.title)
     );
     let _ = writeln!(
         svg,
         r##"<rect x="{px:.1}" y="{py:.1}" width="{pw:.1}" height="{ph:.1}" fill="white" stroke="#444"/>"##
     );
-    // y ticks and grid
-    let mut v = ylo;
-    while v <= yhi + ystep * 1e-6 {
-        let y = sy(v);
+    y_ticks(svg, &f);
+    x_ticks(svg, &f);
+    let _ = writeln!(
+        svg,
+        r##"<text x="{:.1}" y="{:.1}" font-size="13" text-anchor="middle">epoch</text>"##,
+        px + pw / 2.0,
+        py + ph + 38.0
+    );
+    let _ = writeln!(
+        svg,
+        r##"<text x="{:.1}" y="{:.1}" font-size="13" text-anchor="middle" transform="rotate(-90 {:.1} {:.1})">{}</text>"##,
+        p.x0 + 16.0,
+        py + ph / 2.0,
+        p.x0 + 16.0,
+        py + ph / 2.0,
+        escape(p.y_label)
+    );
+    if let Some(b) = p.best_epoch {
+        best_epoch_line(svg, &f, b);
+    }
+    for s in p.series {
+        polyline(svg, &f, s);
+    }
+    legend(svg, &f, p.series, p.legend_bottom);
+}
+
+/// The y ticks, their values and the horizontal grid.
+fn y_ticks(svg: &mut String, f: &Frame) {
+    let mut v = f.ylo;
+    while v <= f.yhi + f.ystep * 1e-6 {
+        let y = f.sy(v);
         let _ = writeln!(
             svg,
-            r##"<line x1="{px:.1}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#e3e3e3"/>"##,
-            px + pw
+            r##"<line x1="{:.1}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#e3e3e3"/>"##,
+            f.px,
+            f.px + f.pw
         );
         let _ = writeln!(
             svg,
             r##"<text x="{:.1}" y="{:.1}" font-size="12" text-anchor="end">{}</text>"##,
-            px - 6.0,
+            f.px - 6.0,
             y + 4.0,
-            fmt_tick(v, ystep)
+            fmt_tick(v, f.ystep)
         );
-        v += ystep;
+        v += f.ystep;
     }
-    // x ticks
-    let xstep = nice_step(xhi - xlo, 8).max(1.0);
+}
+
+/// The x ticks (epochs: 1, then multiples of a nice step) and their numbers.
+fn x_ticks(svg: &mut String, f: &Frame) {
+    let (py, ph) = (f.py, f.ph);
+    let xstep = nice_step(f.xhi - f.xlo, 8).max(1.0);
     let mut e = 1.0;
-    while e <= xhi + 1e-9 {
-        let x = sx(e);
+    while e <= f.xhi + 1e-9 {
+        let x = f.sx(e);
         let _ = writeln!(
             svg,
             r##"<line x1="{x:.1}" y1="{:.1}" x2="{x:.1}" y2="{:.1}" stroke="#444"/>"##,
@@ -327,68 +404,67 @@ fn panel(
             e + xstep
         };
     }
+}
+
+/// The dotted vertical line at the best epoch, labelled on the side with room.
+fn best_epoch_line(svg: &mut String, f: &Frame, b: usize) {
+    let (px, py, pw, ph) = (f.px, f.py, f.pw, f.ph);
+    let x = f.sx(b as f64);
     let _ = writeln!(
         svg,
-        r##"<text x="{:.1}" y="{:.1}" font-size="13" text-anchor="middle">epoch</text>"##,
-        px + pw / 2.0,
-        py + ph + 38.0
+        r##"<line x1="{x:.1}" y1="{py:.1}" x2="{x:.1}" y2="{:.1}" stroke="#888" stroke-dasharray="2,3"/>"##,
+        py + ph
     );
+    // the label on the side with room
+    let (lx, anchor) = if x > px + pw - 70.0 {
+        (x - 3.0, "end")
+    } else {
+        (x + 3.0, "start")
+    };
     let _ = writeln!(
         svg,
-        r##"<text x="{:.1}" y="{:.1}" font-size="13" text-anchor="middle" transform="rotate(-90 {:.1} {:.1})">{}</text>"##,
-        x0 + 16.0,
-        py + ph / 2.0,
-        x0 + 16.0,
-        py + ph / 2.0,
-        escape(y_label)
+        r##"<text x="{lx:.1}" y="{:.1}" font-size="11" fill="#666" text-anchor="{anchor}">best epoch</text>"##,
+        py + ph - 6.0
     );
-    if let Some(b) = best_epoch {
-        let x = sx(b as f64);
-        let _ = writeln!(
-            svg,
-            r##"<line x1="{x:.1}" y1="{py:.1}" x2="{x:.1}" y2="{:.1}" stroke="#888" stroke-dasharray="2,3"/>"##,
-            py + ph
-        );
-        // the label on the side with room
-        let (lx, anchor) = if x > px + pw - 70.0 {
-            (x - 3.0, "end")
-        } else {
-            (x + 3.0, "start")
-        };
-        let _ = writeln!(
-            svg,
-            r##"<text x="{lx:.1}" y="{:.1}" font-size="11" fill="#666" text-anchor="{anchor}">best epoch</text>"##,
-            py + ph - 6.0
-        );
+}
+
+/// The SVG attribute that dashes a dashed series' line.
+fn dash(s: &Series) -> &'static str {
+    if s.dashed {
+        r#" stroke-dasharray="6,4""#
+    } else {
+        ""
     }
-    for s in series {
-        let pts: Vec<String> = s
-            .points
-            .iter()
-            .filter(|p| p.1.is_finite())
-            .map(|&(x, y)| format!("{:.1},{:.1}", sx(x), sy(y)))
-            .collect();
-        let dash = if s.dashed {
-            r#" stroke-dasharray="6,4""#
-        } else {
-            ""
-        };
+}
+
+/// A series as a line through its finite points, each marked with a dot.
+fn polyline(svg: &mut String, f: &Frame, s: &Series) {
+    let pts: Vec<String> = s
+        .points
+        .iter()
+        .filter(|p| p.1.is_finite())
+        .map(|&(x, y)| format!("{:.1},{:.1}", f.sx(x), f.sy(y)))
+        .collect();
+    let _ = writeln!(
+        svg,
+        r##"<polyline points="{}" fill="none" stroke="{}" stroke-width="2"{}/>"##,
+        pts.join(" "),
+        s.color,
+        dash(s)
+    );
+    for p in &pts {
+        let (x, y) = p.split_once(',').expect("x,y");
         let _ = writeln!(
             svg,
-            r##"<polyline points="{}" fill="none" stroke="{}" stroke-width="2"{dash}/>"##,
-            pts.join(" "),
+            r##"<circle cx="{x}" cy="{y}" r="2.5" fill="{}"/>"##,
             s.color
         );
-        for p in &pts {
-            let (x, y) = p.split_once(',').expect("x,y");
-            let _ = writeln!(
-                svg,
-                r##"<circle cx="{x}" cy="{y}" r="2.5" fill="{}"/>"##,
-                s.color
-            );
-        }
     }
-    // legend, top right inside the plot (bottom right for rising curves)
+}
+
+/// The legend, top right inside the plot (bottom right for rising curves).
+fn legend(svg: &mut String, f: &Frame, series: &[Series], bottom: bool) {
+    let (px, py, pw, ph) = (f.px, f.py, f.pw, f.ph);
     let chars = series
         .iter()
         .map(|s| s.name.chars().count())
@@ -397,7 +473,7 @@ fn panel(
     let lw = 44.0 + 7.0 * chars;
     let lh = 8.0 + 18.0 * series.len() as f64;
     let lx = px + pw - lw - 4.0;
-    let mut ly = if legend_bottom {
+    let mut ly = if bottom {
         py + ph - lh - 16.0
     } else {
         py + 10.0
@@ -409,18 +485,14 @@ fn panel(
         ly - 4.0
     );
     for s in series {
-        let dash = if s.dashed {
-            r#" stroke-dasharray="6,4""#
-        } else {
-            ""
-        };
         let _ = writeln!(
             svg,
-            r##"<line x1="{lx:.1}" y1="{:.1}" x2="{:.1}" y2="{:.1}" stroke="{}" stroke-width="2"{dash}/>"##,
+            r##"<line x1="{lx:.1}" y1="{:.1}" x2="{:.1}" y2="{:.1}" stroke="{}" stroke-width="2"{}/>"##,
             ly + 6.0,
             lx + 26.0,
             ly + 6.0,
-            s.color
+            s.color,
+            dash(s)
         );
         let _ = writeln!(
             svg,
@@ -433,31 +505,12 @@ fn panel(
     }
 }
 
-/// The learning curves of an MLP run: loss and accuracy per epoch, train vs
-/// validation, with the kept (best) epoch marked. `baseline`, if given, is the
-/// logistic head's validation (loss, accuracy), drawn as a flat reference line.
-pub fn learning_curve_svg(
+/// The loss and accuracy series of a run: train and validation per epoch, and
+/// the logistic baseline as a flat line.
+fn curves(
     history: &[EpochRecord],
-    title: &str,
-    best_epoch: Option<usize>,
     baseline: Option<(f64, f64)>,
-) -> String {
-    let (w, h) = (1000.0, 420.0);
-    let mut svg = String::new();
-    let _ = writeln!(
-        svg,
-        r##"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" font-family="DejaVu Sans, Helvetica, Arial, sans-serif">"##
-    );
-    let _ = writeln!(
-        svg,
-        r##"<rect width="100%" height="100%" fill="#fafafa"/>"##
-    );
-    let _ = writeln!(
-        svg,
-        r##"<text x="{:.1}" y="22" font-size="16" text-anchor="middle">{}</text>"##,
-        w / 2.0,
-        escape(title)
-    );
+) -> (Vec<Series<'static>>, Vec<Series<'static>>) {
     let n = history.len();
     let pts = |f: &dyn Fn(&EpochRecord) -> Option<f64>| -> Vec<(f64, f64)> {
         history
@@ -508,6 +561,36 @@ pub fn learning_curve_svg(
             points: flat(100.0 * ba),
         });
     }
+    (loss, acc)
+}
+
+/// The learning curves of an MLP run: loss and accuracy per epoch, train vs
+/// validation, with the kept (best) epoch marked. `baseline`, if given, is the
+/// logistic head's validation (loss, accuracy), drawn as a flat reference line.
+pub fn learning_curve_svg(
+    history: &[EpochRecord],
+    title: &str,
+    best_epoch: Option<usize>,
+    baseline: Option<(f64, f64)>,
+) -> String {
+    let (w, h) = (1000.0, 420.0);
+    let mut svg = String::new();
+    let _ = writeln!(
+        svg,
+        r##"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" font-family="DejaVu Sans, Helvetica, Arial, sans-serif">"##
+    );
+    let _ = writeln!(
+        svg,
+        r##"<rect width="100%" height="100%" fill="#fafafa"/>"##
+    );
+    let _ = writeln!(
+        svg,
+        r##"<text x="{:.1}" y="22" font-size="16" text-anchor="middle">{}</text>"##,
+        w / 2.0,
+        escape(title)
+    );
+    let n = history.len();
+    let (mut loss, mut acc) = curves(history, baseline);
     loss.retain(|s| !s.points.is_empty());
     acc.retain(|s| !s.points.is_empty());
     let lmax = loss
@@ -516,31 +599,35 @@ pub fn learning_curve_svg(
         .fold(0.0, f64::max);
     panel(
         &mut svg,
-        0.0,
-        30.0,
-        w / 2.0,
-        h - 30.0,
-        "Loss (cross-entropy)",
-        "loss",
-        n,
-        &loss,
-        Some((0.0, lmax)),
-        best_epoch,
-        false,
+        &Panel {
+            x0: 0.0,
+            y0: 30.0,
+            w: w / 2.0,
+            h: h - 30.0,
+            title: "Loss (cross-entropy)",
+            y_label: "loss",
+            n_epochs: n,
+            series: &loss,
+            y_range: Some((0.0, lmax)),
+            best_epoch,
+            legend_bottom: false,
+        },
     );
     panel(
         &mut svg,
-        w / 2.0,
-        30.0,
-        w / 2.0,
-        h - 30.0,
-        "Accuracy",
-        "accuracy (%)",
-        n,
-        &acc,
-        None,
-        best_epoch,
-        true,
+        &Panel {
+            x0: w / 2.0,
+            y0: 30.0,
+            w: w / 2.0,
+            h: h - 30.0,
+            title: "Accuracy",
+            y_label: "accuracy (%)",
+            n_epochs: n,
+            series: &acc,
+            y_range: None,
+            best_epoch,
+            legend_bottom: true,
+        },
     );
     svg += "</svg>\n";
     svg

@@ -209,16 +209,7 @@ impl Graph {
         for n in &self.nodes {
             w.bytes(g::NODE, &n.bytes);
         }
-        for (_, t, sparse) in &self.initializers {
-            w.bytes(
-                if *sparse {
-                    g::SPARSE_INITIALIZER
-                } else {
-                    g::INITIALIZER
-                },
-                t,
-            );
-        }
+        write_initializers(&mut w, &self.initializers);
         for (_, v) in &self.inputs {
             w.bytes(g::INPUT, v);
         }
@@ -601,7 +592,49 @@ pub fn export(
     let first = backbones.first().ok_or_else(|| {
         err("the bundle names no backbone; train the head on features from `xfer extract`")
     })?;
-    // One input: the backbones must agree on how an image becomes it.
+    check_one_input(first, backbones)?;
+    let files: Vec<Vec<u8>> = backbones.iter().map(read_backbone).collect::<Result<_>>()?;
+    let models: Vec<Model> = files
+        .iter()
+        .zip(backbones)
+        .map(|(f, b)| read_model(f).map_err(|e| bad_file(&b.manifest.onnx_path(), e)))
+        .collect::<Result<_>>()?;
+    let opsets = common_opsets(&models, backbones)?;
+    let opset = check_opset(&opsets, first, backbones, opts)?;
+    if models.iter().filter(|m| !m.functions.is_empty()).count() > 1 {
+        return Err(err(
+            "more than one backbone defines model-local ONNX functions, whose names could clash; inline them (onnx.inliner.inline_local_functions) and update the manifests",
+        ));
+    }
+    let composed = compose(&models, backbones, bundle, opset)?;
+
+    let recipe = first.recipe.clone();
+    let about = About {
+        bundle,
+        backbones,
+        recipe: &recipe,
+        feature_dim: bundle.mlp.n_features(),
+        n_classes: bundle.mlp.n_classes(),
+    };
+    let graph = write_graph(&about, &composed);
+    let ir_version = models.iter().map(|m| m.ir_version).max().unwrap_or(0);
+    let bytes = write_model(&about, &models, &opsets, ir_version, &graph)?;
+    let crop = i64::from(recipe.crop);
+    Ok(Exported {
+        bytes,
+        opset,
+        ir_version,
+        input_shape: [-1, 3, crop, crop],
+        feature_dim: about.feature_dim,
+        n_classes: about.n_classes,
+        recipe,
+        nodes_kept: composed.kept,
+        nodes_dropped: composed.dropped,
+    })
+}
+
+/// Refuses backbones that preprocess images differently: one input must feed them all.
+fn check_one_input(first: &ResolvedBackbone, backbones: &[ResolvedBackbone]) -> Result<()> {
     for b in &backbones[1..] {
         if b.recipe != first.recipe
             || b.manifest.input.shape[1..] != first.manifest.input.shape[1..]
@@ -617,23 +650,20 @@ pub fn export(
             )));
         }
     }
-    let files: Vec<Vec<u8>> = backbones
-        .iter()
-        .map(|b| {
-            b.manifest.verify_file()?;
-            let path = b.manifest.onnx_path();
-            let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
-            // Weights in external data files are moved into the one file.
-            crate::models::onnx_data::inline(&path, &bytes)
-        })
-        .collect::<Result<_>>()?;
-    let models: Vec<Model> = files
-        .iter()
-        .zip(backbones)
-        .map(|(f, b)| read_model(f).map_err(|e| bad_file(&b.manifest.onnx_path(), e)))
-        .collect::<Result<_>>()?;
+    Ok(())
+}
 
-    // Opsets: one ai.onnx version for all (operators are not converted).
+/// A backbone's model file, checked against its sha256, with any external data inlined.
+fn read_backbone(b: &ResolvedBackbone) -> Result<Vec<u8>> {
+    b.manifest.verify_file()?;
+    let path = b.manifest.onnx_path();
+    let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+    // Weights in external data files are moved into the one file.
+    crate::models::onnx_data::inline(&path, &bytes)
+}
+
+/// The backbones' opsets, one version a domain (operators are not converted).
+fn common_opsets(models: &[Model], backbones: &[ResolvedBackbone]) -> Result<Vec<(String, i64)>> {
     let mut opsets: Vec<(String, i64)> = Vec::new();
     for (m, b) in models.iter().zip(backbones) {
         for (domain, v) in &m.opsets {
@@ -650,7 +680,17 @@ pub fn export(
             }
         }
     }
-    let opset = default_opset(&opsets).unwrap_or(0);
+    Ok(opsets)
+}
+
+/// The ai.onnx opset of the file: at least [`MIN_OPSET`], and the one `--opset` asks if it does.
+fn check_opset(
+    opsets: &[(String, i64)],
+    first: &ResolvedBackbone,
+    backbones: &[ResolvedBackbone],
+    opts: &ExportOptions,
+) -> Result<i64> {
+    let opset = default_opset(opsets).unwrap_or(0);
     if opset < MIN_OPSET {
         return Err(err(format!(
             "{} is ai.onnx opset {opset}; export writes nodes for opset {MIN_OPSET} or newer: export the backbone at opset ≥ {MIN_OPSET}",
@@ -665,22 +705,38 @@ pub fn export(
             )));
         }
     }
-    if models.iter().filter(|m| !m.functions.is_empty()).count() > 1 {
-        return Err(err(
-            "more than one backbone defines model-local ONNX functions, whose names could clash; inline them (onnx.inliner.inline_local_functions) and update the manifests",
-        ));
-    }
+    Ok(opset)
+}
 
-    // Backbone graphs, renamed, pruned to what their features need.
+/// The backbone graphs and the nodes xfer adds after them, with the count of
+/// backbone nodes kept and left out.
+struct Composed {
+    graphs: Vec<Graph>,
+    added: Added,
+    kept: usize,
+    dropped: usize,
+}
+
+/// Renames the backbone graphs, prunes them to what their features need, and
+/// adds the pooling, the concatenation and the head.
+fn compose(
+    models: &[Model],
+    backbones: &[ResolvedBackbone],
+    bundle: &Bundle,
+    opset: i64,
+) -> Result<Composed> {
     let mut names: HashSet<&str> = HashSet::new();
-    let mut added = Added {
-        opset,
-        nodes: Vec::new(),
-        initializers: Vec::new(),
+    let mut c = Composed {
+        graphs: Vec::new(),
+        added: Added {
+            opset,
+            nodes: Vec::new(),
+            initializers: Vec::new(),
+        },
+        kept: 0,
+        dropped: 0,
     };
-    let mut graphs = Vec::new();
     let mut pooled = Vec::new();
-    let (mut kept, mut dropped) = (0, 0);
     for (i, (m, b)) in models.iter().zip(backbones).enumerate() {
         let name = b.manifest.name.as_str();
         let prefix = if names.insert(name) {
@@ -692,54 +748,87 @@ pub fn export(
             input: &b.manifest.input.name,
             prefix,
         };
-        let mut graph = rewrite_graph(m.graph, &r).map_err(|reason| {
-            err(format!(
-                "cannot use {} ({reason}); regenerate it with {}",
-                b.manifest.onnx_path().display(),
-                b.manifest.generator_hint()
-            ))
-        })?;
-        if !graph.inputs.iter().any(|(n, _)| n == INPUT) {
-            return Err(err(format!(
-                "{} has no input `{}`, which its manifest names; fix the manifest's [input] name",
-                b.manifest.onnx_path().display(),
-                b.manifest.input.name
-            )));
-        }
-        graph.inputs.retain(|(n, _)| n != INPUT);
-        let features = r.value(&b.manifest.output.features);
-        if !graph.nodes.iter().any(|n| n.outputs.contains(&features)) {
-            return Err(err(format!(
-                "{} computes no value `{}`, the features output its manifest names; fix the manifest's [output] features",
-                b.manifest.onnx_path().display(),
-                b.manifest.output.features
-            )));
-        }
-        graph.outputs.clear();
-        dropped += prune(&mut graph, &features);
-        kept += graph.nodes.len();
+        let (mut graph, features) = backbone_graph(m, b, &r)?;
+        c.dropped += prune(&mut graph, &features);
+        c.kept += graph.nodes.len();
         let out = if backbones.len() == 1 {
             FEATURES.to_owned()
         } else {
             format!("xfer/{}pooled", r.prefix)
         };
-        added.pool(&b.manifest.output, &features, &out);
+        c.added.pool(&b.manifest.output, &features, &out);
         pooled.push(out);
-        graphs.push(graph);
+        c.graphs.push(graph);
     }
     if pooled.len() > 1 {
         let refs: Vec<&str> = pooled.iter().map(String::as_str).collect();
-        added.node("Concat", &refs, FEATURES, &[("axis", Attr::Int(1))]);
+        c.added
+            .node("Concat", &refs, FEATURES, &[("axis", Attr::Int(1))]);
     }
-    added.head(bundle, FEATURES);
+    c.added.head(bundle, FEATURES);
+    Ok(c)
+}
 
-    let feature_dim = bundle.mlp.n_features();
-    let n_classes = bundle.mlp.n_classes();
-    let recipe = first.recipe.clone();
-    let crop = i64::from(recipe.crop);
-    let batch = || Dim::Param("N".into());
+/// One backbone's graph renamed by `r`, checked for the manifest's input and
+/// features output, less its input and outputs; with the features' new name.
+fn backbone_graph(m: &Model, b: &ResolvedBackbone, r: &Renamer) -> Result<(Graph, String)> {
+    let mut graph = rewrite_graph(m.graph, r).map_err(|reason| {
+        err(format!(
+            "cannot use {} ({reason}); regenerate it with {}",
+            b.manifest.onnx_path().display(),
+            b.manifest.generator_hint()
+        ))
+    })?;
+    if !graph.inputs.iter().any(|(n, _)| n == INPUT) {
+        return Err(err(format!(
+            "{} has no input `{}`, which its manifest names; fix the manifest's [input] name",
+            b.manifest.onnx_path().display(),
+            b.manifest.input.name
+        )));
+    }
+    graph.inputs.retain(|(n, _)| n != INPUT);
+    let features = r.value(&b.manifest.output.features);
+    if !graph.nodes.iter().any(|n| n.outputs.contains(&features)) {
+        return Err(err(format!(
+            "{} computes no value `{}`, the features output its manifest names; fix the manifest's [output] features",
+            b.manifest.onnx_path().display(),
+            b.manifest.output.features
+        )));
+    }
+    graph.outputs.clear();
+    Ok((graph, features))
+}
 
+/// What the exported model's doc strings and metadata describe.
+struct About<'a> {
+    bundle: &'a Bundle,
+    backbones: &'a [ResolvedBackbone],
+    recipe: &'a Recipe,
+    feature_dim: usize,
+    n_classes: usize,
+}
+
+/// Writes initializers, each as a dense or a sparse one.
+fn write_initializers(w: &mut Writer, initializers: &[(String, Vec<u8>, bool)]) {
     use field::graph as g;
+    for (_, t, sparse) in initializers {
+        w.bytes(
+            if *sparse {
+                g::SPARSE_INITIALIZER
+            } else {
+                g::INITIALIZER
+            },
+            t,
+        );
+    }
+}
+
+/// The one GraphProto: the backbones' nodes then xfer's, one input, the two outputs.
+fn write_graph(about: &About, c: &Composed) -> Vec<u8> {
+    use field::graph as g;
+    let (feature_dim, n_classes) = (about.feature_dim, about.n_classes);
+    let crop = i64::from(about.recipe.crop);
+    let batch = || Dim::Param("N".into());
     let mut gw = Writer::new();
     gw.string(g::NAME, "xfer");
     gw.string(
@@ -747,32 +836,23 @@ pub fn export(
         &format!(
             "xfer {} export of a {} head on {}. Input `{INPUT}`: {}. Outputs: `{PROBABILITIES}` [N, {n_classes}] (softmax over the classes of metadata xfer.class_names), `{FEATURES}` [N, {feature_dim}] (the pooled backbone features).",
             crate::VERSION,
-            bundle.meta.kind,
-            backbones.iter().map(|b| b.manifest.name.as_str()).collect::<Vec<_>>().join(" + "),
-            describe_input(&recipe)
+            about.bundle.meta.kind,
+            about.backbones.iter().map(|b| b.manifest.name.as_str()).collect::<Vec<_>>().join(" + "),
+            describe_input(about.recipe)
         ),
     );
-    for graph in &graphs {
+    for graph in &c.graphs {
         for n in &graph.nodes {
             gw.bytes(g::NODE, &n.bytes);
         }
     }
-    for n in &added.nodes {
+    for n in &c.added.nodes {
         gw.bytes(g::NODE, n);
     }
-    for graph in &graphs {
-        for (_, t, sparse) in &graph.initializers {
-            gw.bytes(
-                if *sparse {
-                    g::SPARSE_INITIALIZER
-                } else {
-                    g::INITIALIZER
-                },
-                t,
-            );
-        }
+    for graph in &c.graphs {
+        write_initializers(&mut gw, &graph.initializers);
     }
-    for t in &added.initializers {
+    for t in &c.added.initializers {
         gw.bytes(g::INITIALIZER, t);
     }
     gw.bytes(
@@ -782,7 +862,7 @@ pub fn export(
             &[batch(), Dim::Value(3), Dim::Value(crop), Dim::Value(crop)],
         ),
     );
-    for graph in &graphs {
+    for graph in &c.graphs {
         for (_, v) in &graph.inputs {
             gw.bytes(g::INPUT, v);
         }
@@ -795,7 +875,7 @@ pub fn export(
         g::OUTPUT,
         &proto::value_info_f32(FEATURES, &[batch(), Dim::Value(feature_dim as i64)]),
     );
-    for graph in &graphs {
+    for graph in &c.graphs {
         for (_, v) in &graph.value_info {
             gw.bytes(g::VALUE_INFO, v);
         }
@@ -803,14 +883,24 @@ pub fn export(
             gw.raw(o);
         }
     }
+    gw.buf
+}
 
+/// The ModelProto around `graph`: versions, opsets, metadata, the backbones'
+/// functions; refused over protobuf's 2 GiB.
+fn write_model(
+    about: &About,
+    models: &[Model],
+    opsets: &[(String, i64)],
+    ir_version: u64,
+    graph: &[u8],
+) -> Result<Vec<u8>> {
     use field::model as mf;
-    let ir_version = models.iter().map(|m| m.ir_version).max().unwrap_or(0);
     let mut w = Writer::new();
     w.varint(mf::IR_VERSION, ir_version)
         .string(mf::PRODUCER_NAME, "xfer")
         .string(mf::PRODUCER_VERSION, crate::VERSION);
-    for (domain, v) in &opsets {
+    for (domain, v) in opsets {
         let mut o = Writer::new();
         o.string(field::opset::DOMAIN, domain)
             .int64(field::opset::VERSION, *v);
@@ -820,8 +910,30 @@ pub fn export(
         mf::DOC_STRING,
         "Made by `xfer export`: backbone(s), pooling, feature standardisation, head, temperature and softmax in one graph. See metadata_props xfer.*.",
     );
-    w.bytes(mf::GRAPH, &gw.buf);
-    let meta_backbones: Vec<serde_json::Value> = backbones
+    w.bytes(mf::GRAPH, graph);
+    for (k, v) in metadata(about) {
+        w.bytes(mf::METADATA_PROPS, &proto::entry(k, &v));
+    }
+    for m in models {
+        for f in &m.functions {
+            w.bytes(mf::FUNCTIONS, f);
+        }
+    }
+    if w.buf.len() > i32::MAX as usize {
+        return Err(err(format!(
+            "the exported model would be {} bytes, over protobuf's 2 GiB limit for one file; export a smaller backbone",
+            w.buf.len()
+        )));
+    }
+    Ok(w.buf)
+}
+
+/// The `xfer.*` metadata_props: version, input, recipe, classes, head, backbones, outputs.
+fn metadata(about: &About) -> [(&'static str, String); 9] {
+    let (bundle, recipe) = (about.bundle, about.recipe);
+    let (feature_dim, n_classes) = (about.feature_dim, about.n_classes);
+    let meta_backbones: Vec<serde_json::Value> = about
+        .backbones
         .iter()
         .map(|b| {
             serde_json::json!({
@@ -841,10 +953,10 @@ pub fn export(
         .map(|b| b.decode.as_str())
         .filter(|d| !d.is_empty())
         .collect();
-    let metadata = [
+    [
         ("xfer.version", crate::VERSION.to_owned()),
-        ("xfer.input", describe_input(&recipe)),
-        ("xfer.preprocess", recipe_json(&recipe)),
+        ("xfer.input", describe_input(recipe)),
+        ("xfer.preprocess", recipe_json(recipe)),
         ("xfer.decode", decode.first().copied().unwrap_or("").to_owned()),
         (
             "xfer.class_names",
@@ -860,30 +972,5 @@ pub fn export(
             "xfer.outputs",
             format!("{PROBABILITIES}: [N, {n_classes}] class probabilities; {FEATURES}: [N, {feature_dim}] pooled features before standardisation"),
         ),
-    ];
-    for (k, v) in metadata {
-        w.bytes(mf::METADATA_PROPS, &proto::entry(k, &v));
-    }
-    for m in &models {
-        for f in &m.functions {
-            w.bytes(mf::FUNCTIONS, f);
-        }
-    }
-    if w.buf.len() > i32::MAX as usize {
-        return Err(err(format!(
-            "the exported model would be {} bytes, over protobuf's 2 GiB limit for one file; export a smaller backbone",
-            w.buf.len()
-        )));
-    }
-    Ok(Exported {
-        bytes: w.buf,
-        opset,
-        ir_version,
-        input_shape: [-1, 3, crop, crop],
-        recipe,
-        feature_dim,
-        n_classes,
-        nodes_kept: kept,
-        nodes_dropped: dropped,
-    })
+    ]
 }
