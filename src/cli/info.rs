@@ -63,7 +63,7 @@ fn print_runtime(rt: &Runtime) {
     // Each provider is tried for real (a tiny session built strictly on it and
     // run once), not taken as usable because the library was built with it.
     for device in [Device::Cpu, Device::Cuda, Device::Tensorrt] {
-        let probe = xfer::models::backbone::probe(&rt, device, 0);
+        let probe = xfer::models::backbone::probe(rt, device, 0);
         match probe.result {
             Ok(placement) => println!(
                 "  {:<28} works: a test session ran ({})",

@@ -461,7 +461,7 @@ fn train_mlp(plan: &Plan, data: &mut TrainingData, lines: Lines) -> Result<Train
             bar.set_position(done as u64);
         }
         Progress::Epoch(r) if r.epoch == 1 || r.epoch % every == 0 => {
-            bar.suspend(|| lines.say(&epoch_line(&r)));
+            bar.suspend(|| lines.say(&epoch_line(r)));
         }
         _ => {}
     };

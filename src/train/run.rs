@@ -715,6 +715,55 @@ pub fn metrics_json(plan: &Plan, data: &TrainingData, reports: &[HeadReport]) ->
     })
 }
 
+/// Writes a finished run into `folder`: each head's bundle, the recommended
+/// one again as `best.safetensors`, the MLP's learning curves,
+/// `metrics.json` and, with folds, `out_of_fold.json`. Returns the names
+/// written, in that order (then [`RunFolder::remove_stale`] clears an
+/// earlier run's others).
+pub fn save(
+    folder: &RunFolder,
+    plan: &Plan,
+    data: &TrainingData,
+    trained: &[Trained],
+    reports: &[HeadReport],
+    best: Option<usize>,
+) -> Result<Vec<String>> {
+    let mut written: Vec<String> = Vec::new();
+    for (t, r) in trained.iter().zip(reports) {
+        t.bundle.save(&folder.file(&r.bundle))?;
+        written.push(r.bundle.clone());
+    }
+    if let Some(b) = best {
+        trained[b].bundle.save(&folder.file(RunFolder::BEST))?;
+        written.push(RunFolder::BEST.into());
+    }
+    let baseline = reports
+        .iter()
+        .find(|r| r.kind == HeadKind::Logistic)
+        .and_then(|r| r.validation.as_ref())
+        .map(|e| (e.log_loss, e.accuracy));
+    if let Some(m) = reports.iter().find(|r| r.kind == HeadKind::Mlp) {
+        let title = format!(
+            "MLP on {} — {}",
+            data.train.describe_backbones(),
+            plan.config.optimizer.describe()
+        );
+        let svg = report::learning_curve_svg(&m.history, &title, m.best_epoch, baseline);
+        folder.write(RunFolder::LEARNING_CURVE, svg.as_bytes())?;
+        written.push(RunFolder::LEARNING_CURVE.into());
+    }
+    let metrics = metrics_json(plan, data, reports);
+    let text = serde_json::to_string_pretty(&metrics).expect("JSON values serialise") + "\n";
+    folder.write(RunFolder::METRICS, text.as_bytes())?;
+    written.push(RunFolder::METRICS.into());
+    if let Some(oof) = out_of_fold(plan, data, trained, reports) {
+        let text = serde_json::to_string(&oof).expect("JSON values serialise") + "\n";
+        folder.write(RunFolder::OUT_OF_FOLD, text.as_bytes())?;
+        written.push(RunFolder::OUT_OF_FOLD.into());
+    }
+    Ok(written)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -776,53 +825,4 @@ mod tests {
         assert_eq!(recommend(&mut r), None);
         assert!(r.iter().all(|h| !h.recommended));
     }
-}
-
-/// Writes a finished run into `folder`: each head's bundle, the recommended
-/// one again as `best.safetensors`, the MLP's learning curves,
-/// `metrics.json` and, with folds, `out_of_fold.json`. Returns the names
-/// written, in that order (then [`RunFolder::remove_stale`] clears an
-/// earlier run's others).
-pub fn save(
-    folder: &RunFolder,
-    plan: &Plan,
-    data: &TrainingData,
-    trained: &[Trained],
-    reports: &[HeadReport],
-    best: Option<usize>,
-) -> Result<Vec<String>> {
-    let mut written: Vec<String> = Vec::new();
-    for (t, r) in trained.iter().zip(reports) {
-        t.bundle.save(&folder.file(&r.bundle))?;
-        written.push(r.bundle.clone());
-    }
-    if let Some(b) = best {
-        trained[b].bundle.save(&folder.file(RunFolder::BEST))?;
-        written.push(RunFolder::BEST.into());
-    }
-    let baseline = reports
-        .iter()
-        .find(|r| r.kind == HeadKind::Logistic)
-        .and_then(|r| r.validation.as_ref())
-        .map(|e| (e.log_loss, e.accuracy));
-    if let Some(m) = reports.iter().find(|r| r.kind == HeadKind::Mlp) {
-        let title = format!(
-            "MLP on {} — {}",
-            data.train.describe_backbones(),
-            plan.config.optimizer.describe()
-        );
-        let svg = report::learning_curve_svg(&m.history, &title, m.best_epoch, baseline);
-        folder.write(RunFolder::LEARNING_CURVE, svg.as_bytes())?;
-        written.push(RunFolder::LEARNING_CURVE.into());
-    }
-    let metrics = metrics_json(plan, data, reports);
-    let text = serde_json::to_string_pretty(&metrics).expect("JSON values serialise") + "\n";
-    folder.write(RunFolder::METRICS, text.as_bytes())?;
-    written.push(RunFolder::METRICS.into());
-    if let Some(oof) = out_of_fold(plan, data, trained, reports) {
-        let text = serde_json::to_string(&oof).expect("JSON values serialise") + "\n";
-        folder.write(RunFolder::OUT_OF_FOLD, text.as_bytes())?;
-        written.push(RunFolder::OUT_OF_FOLD.into());
-    }
-    Ok(written)
 }
