@@ -5,4 +5,5 @@
 pub mod augment;
 pub mod dataset;
 pub(crate) mod jpeg;
+pub mod list;
 pub mod preprocess;
