@@ -24,6 +24,7 @@ use crate::train::head::HeadKind;
 use crate::train::EpochRecord;
 use crate::util::format::fixed;
 
+mod figures;
 pub mod html;
 pub mod thumbs;
 
@@ -116,6 +117,11 @@ impl CvSummary {
             per_fold,
         }
     }
+}
+
+/// A share as a percentage with one decimal, or a dash when there is none.
+fn pct(v: Option<f64>) -> String {
+    v.map_or("—".into(), |v| format!("{} %", fixed(100.0 * v, 1)))
 }
 
 /// The side-by-side table printed at the end of `xfer train`. With
