@@ -10,6 +10,7 @@ pub mod cpu;
 pub mod fetch;
 pub mod nvidia;
 pub mod onnx_data;
+pub mod placement;
 pub(crate) mod pool;
 pub mod proto;
 #[cfg(feature = "store")]
