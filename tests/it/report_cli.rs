@@ -5,7 +5,7 @@
 //! files without paths; the `--overwrite` convention. The page is checked as
 //! text here; `tests/report_browser.rs` opens one in Chromium.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Output;

@@ -6,7 +6,7 @@
 //! `probabilities` equal the bundle's own head on those features. The real
 //! EfficientNet-Lite0 path is tests/ship_e2e.rs.
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 

@@ -2,7 +2,7 @@
 //! `xfer extract`: a stray image at the root, symlink loops, names that are not
 //! UTF-8 or merely odd. Nothing is dropped or duplicated without a word.
 
-mod common;
+use crate::common;
 
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStringExt;

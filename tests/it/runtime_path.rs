@@ -2,7 +2,7 @@
 //! there: a wrong path is an error naming it, never silently replaced by the
 //! library `tools/setup.sh` installed.
 
-mod common;
+use crate::common;
 
 use std::process::{Command, Output};
 

@@ -12,7 +12,7 @@
 //! photos plus two broken files; the error cases use the tiny test model on
 //! real photos too. Needs tools/setup.sh's model and data/stamps.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

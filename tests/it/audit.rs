@@ -4,7 +4,7 @@
 //! mirrored, byte-identical), the bad-input errors, and `xfer train` writing
 //! the out-of-fold probabilities that `audit --run` reads.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Output;

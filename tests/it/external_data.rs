@@ -5,7 +5,7 @@
 //! changed weight is refused, `package` carries the file and `export`
 //! inlines it.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 

@@ -13,7 +13,7 @@
 //! path, view), a resumed run equals an uninterrupted one, shards merge with
 //! their views, h5py reads them, and training uses and records them.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 

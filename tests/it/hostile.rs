@@ -5,7 +5,7 @@
 //! the header's size would call for. Fixtures: tests/fixtures/hostile/, written
 //! by tools/make_hostile_fixtures.py; the rest is generated here.
 
-mod common;
+use crate::common;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};

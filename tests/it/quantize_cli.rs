@@ -9,7 +9,7 @@
 //! tools/setup.sh provides (the ONNX Runtime library, onnx/efficientnet_lite0.onnx,
 //! .venv with onnxruntime and ml_dtypes, data/stamps). Nothing is downloaded.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -8,7 +8,7 @@
 //! onnxruntime (Python) and numpy pooling give on real photos, and the pooled
 //! outputs on a fixed input.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 

@@ -8,7 +8,7 @@
 //! `onnx/efficientnet_lite0.onnx` (tools/setup.sh) and `data/stamps`
 //! (tools/fetch_stamps.sh). Nothing is downloaded here.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::Path;

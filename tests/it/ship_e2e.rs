@@ -14,7 +14,7 @@
 //! Needs what the test command's set-up provides (tools/setup.sh): the ONNX
 //! Runtime library, `onnx/efficientnet_lite0.onnx`, `data/stamps`, `.venv`.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

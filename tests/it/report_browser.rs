@@ -19,7 +19,7 @@
 //! Also needs what `tests/predict_e2e.rs` needs: ONNX Runtime,
 //! `onnx/efficientnet_lite0.onnx` and `data/stamps`.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

@@ -13,7 +13,7 @@
 //! - `package --overwrite` replaces only a package folder, leaves no staging
 //!   folder behind on any error, and holds the output lock.
 
-mod common;
+use crate::common;
 
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};

@@ -4,7 +4,7 @@
 //! bundle checked against the backbone's sha256 and preprocessing, bad files,
 //! Kaggle submissions, devices and set-up errors.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -4,7 +4,7 @@
 //! `--quiet`), one-line errors for the mistakes a user makes with a path,
 //! shell completions, and a closed pipe ending the program quietly.
 
-mod common;
+use crate::common;
 
 use std::io::Read;
 use std::path::Path;

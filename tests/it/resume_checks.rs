@@ -4,7 +4,7 @@
 //! interrupted run leaves it: the first rows of a complete run, written with
 //! the same provenance into `<out>.partial`, never finished.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 

@@ -2,7 +2,7 @@
 //! finished into the result of an uninterrupted one: two writers, a full disk,
 //! and `kill -9` at seeded random moments during extraction and training.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

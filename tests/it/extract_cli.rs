@@ -1,7 +1,7 @@
 //! The `xfer` binary end to end on the tiny generated ONNX model: feature files,
 //! bad files, interruption and resume, device errors, missing ONNX Runtime.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::{Command, Stdio};
