@@ -3,6 +3,7 @@
 //! in place by `tools/setup.sh`, which the README's test command runs first.
 #![allow(dead_code)]
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -29,14 +30,116 @@ pub fn tiny_manifest() -> PathBuf {
     repo().join("tests/fixtures/tiny/tiny.toml")
 }
 
-pub fn xfer(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_xfer"))
-        .args(args)
-        .current_dir(repo())
-        .output()
-        .expect("run xfer")
+/// [`tiny_manifest`] as a command-line argument.
+pub fn tiny() -> String {
+    tiny_manifest().display().to_string()
 }
 
+// ---- running the binaries ----
+
+/// The full tool, as cargo built it for this test binary.
+pub const XFER: &str = env!("CARGO_BIN_EXE_xfer");
+/// The predictor of the default build (not the slim one of [`build_slim`]).
+pub const XFER_PREDICT: &str = env!("CARGO_BIN_EXE_xfer-predict");
+
+/// `exe args` as every test runs a binary of this package: in the repository,
+/// with HDF5's advisory file locking off. The tests run in parallel threads of
+/// one process, some writing HDF5 files in-process; a child spawned meanwhile
+/// inherits the open file (HDF5 opens without O_CLOEXEC) and with it the
+/// writer's lock, so another child could not open that file until the first
+/// one exits. The children therefore skip the locking (the files they read are
+/// complete and closed). The environment is otherwise the test process's: a
+/// test that needs other variables sets them on the command, never on the
+/// process (`std::env::set_var` would reach every test running beside it).
+pub fn command<I, S>(exe: &str, args: I) -> Command
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    let mut c = Command::new(exe);
+    c.args(args)
+        .current_dir(repo())
+        .env("HDF5_USE_FILE_LOCKING", "FALSE");
+    c
+}
+
+/// [`command`] for `xfer args`, to add to before running it with [`output`].
+pub fn xfer_cmd<I, S>(args: I) -> Command
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    command(XFER, args)
+}
+
+/// Runs `cmd` to its end, stdout and stderr captured.
+pub fn output(mut cmd: Command) -> Output {
+    cmd.output()
+        .unwrap_or_else(|e| panic!("run {:?}: {e}", cmd.get_program()))
+}
+
+/// `exe args` ([`command`]), run to its end; whatever its exit status.
+pub fn run<I, S>(exe: &str, args: I) -> Output
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    output(command(exe, args))
+}
+
+/// `xfer args`, run to its end; whatever its exit status.
+pub fn xfer<I, S>(args: I) -> Output
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    run(XFER, args)
+}
+
+/// `xfer args` with `env` added to its environment.
+pub fn xfer_env(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut c = xfer_cmd(args);
+    c.envs(env.iter().copied());
+    output(c)
+}
+
+/// `xfer-predict args` (the default build's), run to its end.
+pub fn slim(args: &[&str]) -> Output {
+    run(XFER_PREDICT, args)
+}
+
+/// `exe args`, asserted to succeed.
+pub fn run_ok(exe: &str, args: &[&str]) -> Output {
+    let o = run(exe, args);
+    assert!(o.status.success(), "{exe} {args:?}\n{}", text(&o));
+    o
+}
+
+/// `xfer args`, asserted to succeed.
+pub fn xfer_ok(args: &[&str]) -> Output {
+    let o = xfer(args);
+    assert!(o.status.success(), "xfer {args:?}\n{}", text(&o));
+    o
+}
+
+/// `o`, asserted to have succeeded (exit status 0).
+pub fn ok(o: Output) -> Output {
+    assert!(o.status.success(), "{}", text(&o));
+    o
+}
+
+/// `o`, asserted to have finished, with or without skipped files (exit status 0 or 3).
+pub fn done(o: Output) -> Output {
+    assert!(matches!(o.status.code(), Some(0 | 3)), "{}", text(&o));
+    o
+}
+
+/// A path as a command-line argument (the tests' paths are UTF-8).
+pub fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// The exit status, stdout and stderr of `o`, for assertion messages.
 pub fn text(o: &Output) -> String {
     format!(
         "status {:?}\n--- stdout\n{}\n--- stderr\n{}",
@@ -44,6 +147,29 @@ pub fn text(o: &Output) -> String {
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
     )
+}
+
+/// `extract --model <tiny> --data <data> --out <out>` and `extra`: the
+/// extraction most tests run, on the tiny fixture backbone.
+pub fn tiny_extract_args(data: &Path, out: &Path, extra: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "extract",
+        "--model",
+        &tiny(),
+        "--data",
+        s(data),
+        "--out",
+        s(out),
+    ]
+    .map(String::from)
+    .to_vec();
+    args.extend(extra.iter().map(|a| a.to_string()));
+    args
+}
+
+/// `xfer` [`tiny_extract_args`], run to its end; whatever its exit status.
+pub fn tiny_extract(data: &Path, out: &Path, extra: &[&str]) -> Output {
+    xfer(tiny_extract_args(data, out, extra))
 }
 
 /// A deterministic, textured RGB image (not flat, so resizing matters).
@@ -151,19 +277,6 @@ pub fn read_predictions_csv(
         );
     }
     (header[2..].to_vec(), rows)
-}
-
-/// Runs `exe args` in the repository and asserts success (HDF5 file locking
-/// off, as on shared file systems).
-pub fn run_ok(exe: &str, args: &[&str]) -> Output {
-    let o = Command::new(exe)
-        .args(args)
-        .current_dir(repo())
-        .env("HDF5_USE_FILE_LOCKING", "FALSE")
-        .output()
-        .expect("run the binary");
-    assert!(o.status.success(), "{exe} {args:?}\n{}", text(&o));
-    o
 }
 
 /// Raw little-endian float16 values of a fixture file, as f32.

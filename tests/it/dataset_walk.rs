@@ -13,15 +13,7 @@ use xfer::features::store;
 use xfer::images::dataset::{self, IgnoredKind, Layout};
 
 fn extract(data: &Path, out: &Path) -> std::process::Output {
-    common::xfer(&[
-        "extract",
-        "--model",
-        common::tiny_manifest().to_str().unwrap(),
-        "--data",
-        data.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ])
+    common::tiny_extract(data, out, &[])
 }
 
 fn kinds(ds: &dataset::Dataset) -> Vec<(String, IgnoredKind)> {

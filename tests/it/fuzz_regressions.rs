@@ -2,7 +2,7 @@
 //! the very code the fuzz targets run (`fuzz/src/checks.rs`, included below) on
 //! the normal stable build:
 //!
-//!     cargo test --release --test fuzz_regressions
+//!     cargo test --release --test it fuzz_regressions::
 //!
 //! `tests/fixtures/fuzz/<target>/` holds the inputs, in the fuzz target's input
 //! format (`feature_meta`: one folder of `.h5` files per case). Each must give a

@@ -457,10 +457,8 @@ fn output_and_peak_rss(cmd: &mut Command) -> (std::process::Output, u64) {
 }
 
 fn extract_cmd(data: &Path, out: &Path, extra: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_xfer"));
-    c.current_dir(common::repo())
-        .args(["extract", "--model"])
-        .arg(common::tiny_manifest())
+    let mut c = common::xfer_cmd(["extract", "--model"]);
+    c.arg(common::tiny_manifest())
         .arg("--data")
         .arg(data)
         .arg("--out")
@@ -629,7 +627,7 @@ fn unreadable_file_is_skipped_with_permission_denied() {
         // the library) in the opened temporary folder, and start it there, so
         // the test does not depend on where the checkout lives.
         let exe = t.path().join("xfer");
-        std::fs::copy(env!("CARGO_BIN_EXE_xfer"), &exe).unwrap();
+        std::fs::copy(common::XFER, &exe).unwrap();
         let model_dir = t.path().join("model");
         std::fs::create_dir(&model_dir).unwrap();
         for f in ["tiny.toml", "tiny.onnx"] {

@@ -13,24 +13,11 @@
 //! - `package --overwrite` replaces only a package folder, leaves no staging
 //!   folder behind on any error, and holds the output lock.
 
-use crate::common;
+use crate::common::{self, s, xfer};
 
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-
-fn xfer(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_xfer"))
-        .args(args)
-        .current_dir(common::repo())
-        .env("HDF5_USE_FILE_LOCKING", "FALSE")
-        .output()
-        .expect("run xfer")
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
 
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
