@@ -4,8 +4,9 @@
 #![allow(dead_code)]
 
 use std::ffi::OsStr;
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 
 use xfer::models::runtime::Runtime;
 
@@ -106,6 +107,27 @@ pub fn xfer_env(args: &[&str], env: &[(&str, &str)]) -> Output {
 /// `xfer-predict args` (the default build's), run to its end.
 pub fn slim(args: &[&str]) -> Output {
     run(XFER_PREDICT, args)
+}
+
+/// Writes `contents` to `path` as an executable (mode 755) through a child
+/// process (`sh -c 'cat > path'`), never through a descriptor of this process.
+/// The tests run in threads of one process, each spawning children; a file this
+/// process had open for writing is inherited by a child another thread spawns
+/// at that moment (`O_CLOEXEC` closes it only at that child's `exec`), and
+/// executing a file that any process holds open for writing fails with ETXTBSY
+/// ("Text file busy"), at random. Written by `sh`, which exits before the test
+/// goes on, nothing can be holding it.
+pub fn write_executable(path: &Path, contents: &[u8]) {
+    let mut child = Command::new("sh")
+        .args(["-c", "cat > \"$1\" && chmod 755 \"$1\"", "sh"])
+        .arg(path)
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("run sh");
+    // Dropped after writing: `cat` sees the end of its input.
+    child.stdin.take().unwrap().write_all(contents).unwrap();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "writing {}: {status}", path.display());
 }
 
 /// `exe args`, asserted to succeed.

@@ -627,7 +627,7 @@ fn unreadable_file_is_skipped_with_permission_denied() {
         // the library) in the opened temporary folder, and start it there, so
         // the test does not depend on where the checkout lives.
         let exe = t.path().join("xfer");
-        std::fs::copy(common::XFER, &exe).unwrap();
+        common::write_executable(&exe, &std::fs::read(common::XFER).unwrap());
         let model_dir = t.path().join("model");
         std::fs::create_dir(&model_dir).unwrap();
         for f in ["tiny.toml", "tiny.onnx"] {

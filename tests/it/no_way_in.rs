@@ -196,13 +196,10 @@ fn a_symlink_at_the_partial_file_is_not_resumed() {
 /// line) beside itself.
 fn fake_predictor(dir: &Path) -> PathBuf {
     let p = dir.join("fake-xfer-predict");
-    std::fs::write(
+    common::write_executable(
         &p,
-        "#!/bin/sh\nif [ \"$1\" = --version ]; then echo 'xfer-predict 0.0.0 (slim)'; exit 0; fi\nprintf '%s\\n' \"$@\" > \"${0%/*}/args.txt\"\n",
-    )
-    .unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        b"#!/bin/sh\nif [ \"$1\" = --version ]; then echo 'xfer-predict 0.0.0 (slim)'; exit 0; fi\nprintf '%s\\n' \"$@\" > \"${0%/*}/args.txt\"\n",
+    );
     p
 }
 
