@@ -52,11 +52,7 @@ pub const XFER_PREDICT: &str = env!("CARGO_BIN_EXE_xfer-predict");
 /// complete and closed). The environment is otherwise the test process's: a
 /// test that needs other variables sets them on the command, never on the
 /// process (`std::env::set_var` would reach every test running beside it).
-pub fn command<I, S>(exe: &str, args: I) -> Command
-where
-    I: IntoIterator<Item = S>,
-    S: AsRef<OsStr>,
-{
+pub fn command<S: AsRef<OsStr>>(exe: &str, args: &[S]) -> Command {
     let mut c = Command::new(exe);
     c.args(args)
         .current_dir(repo())
@@ -65,11 +61,7 @@ where
 }
 
 /// [`command`] for `xfer args`, to add to before running it with [`output`].
-pub fn xfer_cmd<I, S>(args: I) -> Command
-where
-    I: IntoIterator<Item = S>,
-    S: AsRef<OsStr>,
-{
+pub fn xfer_cmd<S: AsRef<OsStr>>(args: &[S]) -> Command {
     command(XFER, args)
 }
 
@@ -80,20 +72,12 @@ pub fn output(mut cmd: Command) -> Output {
 }
 
 /// `exe args` ([`command`]), run to its end; whatever its exit status.
-pub fn run<I, S>(exe: &str, args: I) -> Output
-where
-    I: IntoIterator<Item = S>,
-    S: AsRef<OsStr>,
-{
+pub fn run<S: AsRef<OsStr>>(exe: &str, args: &[S]) -> Output {
     output(command(exe, args))
 }
 
 /// `xfer args`, run to its end; whatever its exit status.
-pub fn xfer<I, S>(args: I) -> Output
-where
-    I: IntoIterator<Item = S>,
-    S: AsRef<OsStr>,
-{
+pub fn xfer<S: AsRef<OsStr>>(args: &[S]) -> Output {
     run(XFER, args)
 }
 
@@ -191,7 +175,7 @@ pub fn tiny_extract_args(data: &Path, out: &Path, extra: &[&str]) -> Vec<String>
 
 /// `xfer` [`tiny_extract_args`], run to its end; whatever its exit status.
 pub fn tiny_extract(data: &Path, out: &Path, extra: &[&str]) -> Output {
-    xfer(tiny_extract_args(data, out, extra))
+    xfer(&tiny_extract_args(data, out, extra))
 }
 
 /// A deterministic, textured RGB image (not flat, so resizing matters).

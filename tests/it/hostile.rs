@@ -474,7 +474,7 @@ fn output_and_peak_rss(cmd: &Command) -> (std::process::Output, u64) {
 }
 
 fn extract_cmd(data: &Path, out: &Path, extra: &[&str]) -> Command {
-    let mut c = common::xfer_cmd(["extract", "--model"]);
+    let mut c = common::xfer_cmd(&["extract", "--model"]);
     c.arg(common::tiny_manifest())
         .arg("--data")
         .arg(data)
