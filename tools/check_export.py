@@ -7,7 +7,7 @@ INPUTS.npy holds preprocessed images, float32 [N, 3, S, S] (xfer's preprocessing
 as the model's metadata `xfer.preprocess` says); EXPECTED.npy the class
 probabilities `xfer predict` gave for the same images, float32 [N, C].
 Runs the model on the CPU provider, prints the metadata and the largest
-difference, and exits 1 when it is over --tol. tests/ship_e2e.rs writes both
+difference, and exits 1 when it is over --tol. tests/it/ship_e2e.rs writes both
 arrays from real photos and runs this.
 """
 from __future__ import annotations

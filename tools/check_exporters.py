@@ -6,7 +6,7 @@ offline (random weights; no hub): run by tools/check_exporters.sh in a venv with
 1. Processor configs: each tests/fixtures/hf_processors/*.json given to the real
    transformers image processor (AutoImageProcessor) on the test photos, against the
    recipe tests/fixtures/hf_processors/expected.json states (which
-   tests/hf_processors.rs checks xfer reads) done in PIL + numpy: max |difference|.
+   tests/it/hf_processors.rs checks xfer reads) done in PIL + numpy: max |difference|.
 2. Exporters: a representative set exported with --random-weights through
    tools/export_timm.py and tools/export_hf.py, `xfer models add`ed (--add), extracted
    with `xfer extract`, and compared per image with timm's resolve_data_config +

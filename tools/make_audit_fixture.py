@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Writes tests/fixtures/audit/cleanlab.json: small fixed examples of
 out-of-fold probabilities with noisy labels, and what cleanlab's published
-implementation of confident learning says about them. tests/audit.rs checks
+implementation of confident learning says about them. tests/it/audit.rs checks
 xfer's own implementation (src/eval/audit/confident.rs) against these numbers.
 
 Run once, with cleanlab installed (in a venv outside the repo):

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Generate tests/fixtures/export/: two tiny ONNX backbones whose `features` output
-is NOT pooled, and numpy's pooling of their outputs, for tests/export.rs (the
+is NOT pooled, and numpy's pooling of their outputs, for tests/it/export.rs (the
 pooling nodes `xfer export` writes, checked against numpy).
 
     tools/make_export_fixture.py [--out DIR]

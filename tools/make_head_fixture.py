@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Generates tests/fixtures/heads/torch_steps.json: the PyTorch reference for
-tests/heads_fixture.rs.
+tests/it/heads_fixture.rs.
 
 Same data, same initial weights, same batch order, dropout off: for each case it
 records PyTorch's loss on each of the first 20 optimisation steps (the batch loss

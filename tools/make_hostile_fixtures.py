@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Writes the small hostile/broken image fixtures of tests/hostile.rs into
+"""Writes the small hostile/broken image fixtures of tests/it/hostile.rs into
 tests/fixtures/hostile/. Deterministic; run with PIL + numpy:
 
     python3 tools/make_hostile_fixtures.py

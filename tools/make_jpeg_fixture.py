@@ -8,7 +8,7 @@ From a 96x72 crop of data/photos/chelsea.png:
                            PIL writes the Adobe marker, so readers take the samples
                            as inverted, as in Photoshop's CMYK JPEGs; the PNG is
                            Image.open('cmyk.jpg').convert('RGB')
-The PNGs are what torchvision's PIL loader feeds the model; tests/decode.rs checks
+The PNGs are what torchvision's PIL loader feeds the model; tests/it/decode.rs checks
 that xfer decodes each JPEG to the same pixels.
 Usage: .venv/bin/python tools/make_jpeg_fixture.py   (needs data/photos/: tools/setup.sh)
 """

@@ -16,7 +16,7 @@ Writes (committed; under 1 KB each):
              `models add` must refuse its size before its probe batch
              (240 GB) is allocated.
 
-For tests/hostile.rs: `extract` and `predict` skip an image whose features are
+For tests/it/hostile.rs: `extract` and `predict` skip an image whose features are
 not finite, and `models add` refuses the model (its probe batch starts with an
 all-zero image). Only onnx is needed; `--check` regenerates into a temporary
 folder and fails if anything differs from the committed files.

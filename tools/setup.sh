@@ -12,7 +12,7 @@
 #                     and the PyTorch benchmarks)
 #           --lite N  also build efficientnet_lite{N} (1 or 2); repeatable
 #           --browser also install Debian's chromium and DejaVu fonts, for
-#                     tests/report_browser.rs (the test command passes it); if apt
+#                     tests/it/report_browser.rs (the test command passes it); if apt
 #                     cannot install them, say so and go on (that test then skips)
 # Idempotent: a second run only checks.
 set -euo pipefail
@@ -60,10 +60,10 @@ if [ "$WITH_BROWSER" = 1 ]; then
     have_pkg "$p" || browser+=("$p")
   done
   if [ ${#browser[@]} -gt 0 ]; then
-    say "installing ${browser[*]} with apt (tests/report_browser.rs opens the report in it)"
+    say "installing ${browser[*]} with apt (tests/it/report_browser.rs opens the report in it)"
     SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
     if ! { $SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${browser[@]}"; }; then
-      say "WARNING: could not install ${browser[*]}: tests/report_browser.rs will skip"
+      say "WARNING: could not install ${browser[*]}: tests/it/report_browser.rs will skip"
     fi
   fi
   if command -v chromium >/dev/null; then

@@ -8,7 +8,7 @@
 //!
 //! HDF5's own file parser is not fuzzed (out of scope): the files are always
 //! well formed. `XFER_FUZZ_KEEP=DIR` copies the files of each run to DIR (used
-//! to turn an input into the `.h5` fixtures of tests/fuzz_regressions.rs).
+//! to turn an input into the `.h5` fixtures of tests/it/fuzz_regressions.rs).
 
 use std::path::{Path, PathBuf};
 

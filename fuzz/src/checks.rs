@@ -1,5 +1,5 @@
 //! The code paths the fuzz targets drive, shared with the root crate's
-//! regression test (`tests/fuzz_regressions.rs` includes this file with
+//! regression test (`tests/it/fuzz_regressions.rs` includes this file with
 //! `#[path]`), so a saved input runs through exactly what the fuzzer ran.
 //!
 //! Every function takes the raw fuzz input. A clean `Err` or `Ok` is fine; a

@@ -16,29 +16,14 @@
 //! `$CARGO_TARGET_TMPDIR/report_browser/`. Needs Chromium (`tools/setup.sh
 //! --browser`, which the test command runs, installs Debian's `chromium`);
 //! without one the test says so and passes, as the only case where it skips.
-//! Also needs what `tests/predict_e2e.rs` needs: ONNX Runtime,
+//! Also needs what `tests/it/predict_e2e.rs` needs: ONNX Runtime,
 //! `onnx/efficientnet_lite0.onnx` and `data/stamps`.
 
-mod common;
+use crate::common::{self, s, xfer_ok};
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn xfer(args: &[&str]) -> Output {
-    let o = Command::new(env!("CARGO_BIN_EXE_xfer"))
-        .args(args)
-        .current_dir(common::repo())
-        .env("HDF5_USE_FILE_LOCKING", "FALSE")
-        .output()
-        .expect("run xfer");
-    assert!(o.status.success(), "xfer {args:?}\n{}", common::text(&o));
-    o
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
 
 /// `$XFER_CHROMIUM`, else the first of Debian's, Ubuntu's and Google's names on `PATH`.
 fn chromium() -> Option<PathBuf> {
@@ -197,7 +182,7 @@ fn the_demo_report_renders_in_chromium_without_errors() {
     demo_split(&stamps, &split);
     let feats = |part: &str| {
         let f = t.path().join(format!("{part}_efficientnet_lite0.h5"));
-        xfer(&[
+        xfer_ok(&[
             "extract",
             "--model",
             "efficientnet_lite0",
@@ -210,7 +195,7 @@ fn the_demo_report_renders_in_chromium_without_errors() {
     };
     let (train, val, test) = (feats("train"), feats("val"), feats("test"));
     let run = t.path().join("run");
-    xfer(&[
+    xfer_ok(&[
         "train",
         "--train",
         s(&train),
@@ -220,7 +205,7 @@ fn the_demo_report_renders_in_chromium_without_errors() {
         s(&run),
     ]);
     let report = t.path().join("report");
-    xfer(&[
+    xfer_ok(&[
         "evaluate",
         "--bundle",
         s(&run.join("best.safetensors")),

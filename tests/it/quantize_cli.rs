@@ -9,7 +9,7 @@
 //! tools/setup.sh provides (the ONNX Runtime library, onnx/efficientnet_lite0.onnx,
 //! .venv with onnxruntime and ml_dtypes, data/stamps). Nothing is downloaded.
 
-mod common;
+use crate::common::{self, s, xfer_ok};
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -20,28 +20,8 @@ use xfer::models::zoo::Manifest;
 
 const CLASSES: [&str; 3] = ["flowers", "fruit", "vegetables"];
 
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-fn xfer_ok(args: &[&str]) -> std::process::Output {
-    let o = Command::new(env!("CARGO_BIN_EXE_xfer"))
-        .args(args)
-        .current_dir(common::repo())
-        .env("HDF5_USE_FILE_LOCKING", "FALSE")
-        .output()
-        .expect("run xfer");
-    assert!(o.status.success(), "xfer {args:?}\n{}", common::text(&o));
-    o
-}
-
 fn xfer_err(args: &[&str]) -> String {
-    let o = Command::new(env!("CARGO_BIN_EXE_xfer"))
-        .args(args)
-        .current_dir(common::repo())
-        .env("HDF5_USE_FILE_LOCKING", "FALSE")
-        .output()
-        .expect("run xfer");
+    let o = common::xfer(args);
     assert!(
         !o.status.success(),
         "xfer {args:?} should fail\n{}",

@@ -13,24 +13,11 @@
 //! - `package --overwrite` replaces only a package folder, leaves no staging
 //!   folder behind on any error, and holds the output lock.
 
-mod common;
+use crate::common::{self, s, xfer};
 
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-
-fn xfer(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_xfer"))
-        .args(args)
-        .current_dir(common::repo())
-        .env("HDF5_USE_FILE_LOCKING", "FALSE")
-        .output()
-        .expect("run xfer")
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
 
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
@@ -209,13 +196,10 @@ fn a_symlink_at_the_partial_file_is_not_resumed() {
 /// line) beside itself.
 fn fake_predictor(dir: &Path) -> PathBuf {
     let p = dir.join("fake-xfer-predict");
-    std::fs::write(
+    common::write_executable(
         &p,
-        "#!/bin/sh\nif [ \"$1\" = --version ]; then echo 'xfer-predict 0.0.0 (slim)'; exit 0; fi\nprintf '%s\\n' \"$@\" > \"${0%/*}/args.txt\"\n",
-    )
-    .unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        b"#!/bin/sh\nif [ \"$1\" = --version ]; then echo 'xfer-predict 0.0.0 (slim)'; exit 0; fi\nprintf '%s\\n' \"$@\" > \"${0%/*}/args.txt\"\n",
+    );
     p
 }
 

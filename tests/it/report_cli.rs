@@ -3,44 +3,14 @@
 //! escaping (`<`, `&`, `"`), the Kaggle flat layout, two backbones
 //! concatenated, data moved after extraction (`--image-root`), and tutorial
 //! files without paths; the `--overwrite` convention. The page is checked as
-//! text here; `tests/report_browser.rs` opens one in Chromium.
+//! text here; `tests/it/report_browser.rs` opens one in Chromium.
 
-mod common;
+use crate::common::{self, ok, s, xfer};
 
 use std::path::{Path, PathBuf};
-use std::process::Output;
-
-fn xfer(args: &[&str]) -> Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_xfer"))
-        .args(args)
-        .current_dir(common::repo())
-        .env("HDF5_USE_FILE_LOCKING", "FALSE")
-        .output()
-        .expect("run xfer")
-}
-
-fn ok(o: Output) -> Output {
-    assert!(o.status.success(), "{}", common::text(&o));
-    o
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
 
 fn extract(data: &Path, out: &Path, preset: &str) -> PathBuf {
-    let tiny = common::tiny_manifest();
-    ok(xfer(&[
-        "extract",
-        "--model",
-        s(&tiny),
-        "--data",
-        s(data),
-        "--out",
-        s(out),
-        "--preset",
-        preset,
-    ]));
+    ok(common::tiny_extract(data, out, &["--preset", preset]));
     out.to_owned()
 }
 

@@ -1,7 +1,7 @@
 //! Decoding: every supported format, colour types, EXIF orientation, reduced-size
 //! JPEG decoding.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

@@ -2,7 +2,7 @@
 //! the very code the fuzz targets run (`fuzz/src/checks.rs`, included below) on
 //! the normal stable build:
 //!
-//!     cargo test --release --test fuzz_regressions
+//!     cargo test --release --test it fuzz_regressions::
 //!
 //! `tests/fixtures/fuzz/<target>/` holds the inputs, in the fuzz target's input
 //! format (`feature_meta`: one folder of `.h5` files per case). Each must give a
@@ -13,7 +13,7 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 
-#[path = "../fuzz/src/checks.rs"]
+#[path = "../../fuzz/src/checks.rs"]
 mod checks;
 
 fn dir(target: &str, sub: &str) -> PathBuf {

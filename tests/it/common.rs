@@ -3,8 +3,10 @@
 //! in place by `tools/setup.sh`, which the README's test command runs first.
 #![allow(dead_code)]
 
+use std::ffi::OsStr;
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 
 use xfer::models::runtime::Runtime;
 
@@ -29,14 +31,121 @@ pub fn tiny_manifest() -> PathBuf {
     repo().join("tests/fixtures/tiny/tiny.toml")
 }
 
-pub fn xfer(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_xfer"))
-        .args(args)
-        .current_dir(repo())
-        .output()
-        .expect("run xfer")
+/// [`tiny_manifest`] as a command-line argument.
+pub fn tiny() -> String {
+    tiny_manifest().display().to_string()
 }
 
+// ---- running the binaries ----
+
+/// The full tool, as cargo built it for this test binary.
+pub const XFER: &str = env!("CARGO_BIN_EXE_xfer");
+/// The predictor of the default build (not the slim one of [`build_slim`]).
+pub const XFER_PREDICT: &str = env!("CARGO_BIN_EXE_xfer-predict");
+
+/// `exe args` as every test runs a binary of this package: in the repository,
+/// with HDF5's advisory file locking off. The tests run in parallel threads of
+/// one process, some writing HDF5 files in-process; a child spawned meanwhile
+/// inherits the open file (HDF5 opens without O_CLOEXEC) and with it the
+/// writer's lock, so another child could not open that file until the first
+/// one exits. The children therefore skip the locking (the files they read are
+/// complete and closed). The environment is otherwise the test process's: a
+/// test that needs other variables sets them on the command, never on the
+/// process (`std::env::set_var` would reach every test running beside it).
+pub fn command<S: AsRef<OsStr>>(exe: &str, args: &[S]) -> Command {
+    let mut c = Command::new(exe);
+    c.args(args)
+        .current_dir(repo())
+        .env("HDF5_USE_FILE_LOCKING", "FALSE");
+    c
+}
+
+/// [`command`] for `xfer args`, to add to before running it with [`output`].
+pub fn xfer_cmd<S: AsRef<OsStr>>(args: &[S]) -> Command {
+    command(XFER, args)
+}
+
+/// Runs `cmd` to its end, stdout and stderr captured.
+pub fn output(mut cmd: Command) -> Output {
+    cmd.output()
+        .unwrap_or_else(|e| panic!("run {:?}: {e}", cmd.get_program()))
+}
+
+/// `exe args` ([`command`]), run to its end; whatever its exit status.
+pub fn run<S: AsRef<OsStr>>(exe: &str, args: &[S]) -> Output {
+    output(command(exe, args))
+}
+
+/// `xfer args`, run to its end; whatever its exit status.
+pub fn xfer<S: AsRef<OsStr>>(args: &[S]) -> Output {
+    run(XFER, args)
+}
+
+/// `xfer args` with `env` added to its environment.
+pub fn xfer_env(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut c = xfer_cmd(args);
+    c.envs(env.iter().copied());
+    output(c)
+}
+
+/// `xfer-predict args` (the default build's), run to its end.
+pub fn slim(args: &[&str]) -> Output {
+    run(XFER_PREDICT, args)
+}
+
+/// Writes `contents` to `path` as an executable (mode 755) through a child
+/// process (`sh -c 'cat > path'`), never through a descriptor of this process.
+/// The tests run in threads of one process, each spawning children; a file this
+/// process had open for writing is inherited by a child another thread spawns
+/// at that moment (`O_CLOEXEC` closes it only at that child's `exec`), and
+/// executing a file that any process holds open for writing fails with ETXTBSY
+/// ("Text file busy"), at random. Written by `sh`, which exits before the test
+/// goes on, nothing can be holding it.
+pub fn write_executable(path: &Path, contents: &[u8]) {
+    let mut child = Command::new("sh")
+        .args(["-c", "cat > \"$1\" && chmod 755 \"$1\"", "sh"])
+        .arg(path)
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("run sh");
+    // Dropped after writing: `cat` sees the end of its input.
+    child.stdin.take().unwrap().write_all(contents).unwrap();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "writing {}: {status}", path.display());
+}
+
+/// `exe args`, asserted to succeed.
+pub fn run_ok(exe: &str, args: &[&str]) -> Output {
+    let o = run(exe, args);
+    assert!(o.status.success(), "{exe} {args:?}\n{}", text(&o));
+    o
+}
+
+/// `xfer args`, asserted to succeed.
+pub fn xfer_ok(args: &[&str]) -> Output {
+    let o = xfer(args);
+    assert!(o.status.success(), "xfer {args:?}\n{}", text(&o));
+    o
+}
+
+/// `o`, asserted to have succeeded (exit status 0).
+pub fn ok(o: Output) -> Output {
+    assert!(o.status.success(), "{}", text(&o));
+    o
+}
+
+/// `o`, asserted to have finished, with or without skipped files (exit status 0 or 3).
+pub fn done(o: Output) -> Output {
+    assert!(matches!(o.status.code(), Some(0 | 3)), "{}", text(&o));
+    o
+}
+
+/// A path as a command-line argument (the tests' paths are UTF-8).
+pub fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// The exit status, stdout and stderr of `o`, for assertion messages.
 pub fn text(o: &Output) -> String {
     format!(
         "status {:?}\n--- stdout\n{}\n--- stderr\n{}",
@@ -44,6 +153,29 @@ pub fn text(o: &Output) -> String {
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
     )
+}
+
+/// `extract --model <tiny> --data <data> --out <out>` and `extra`: the
+/// extraction most tests run, on the tiny fixture backbone.
+pub fn tiny_extract_args(data: &Path, out: &Path, extra: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "extract",
+        "--model",
+        &tiny(),
+        "--data",
+        s(data),
+        "--out",
+        s(out),
+    ]
+    .map(String::from)
+    .to_vec();
+    args.extend(extra.iter().map(|a| a.to_string()));
+    args
+}
+
+/// `xfer` [`tiny_extract_args`], run to its end; whatever its exit status.
+pub fn tiny_extract(data: &Path, out: &Path, extra: &[&str]) -> Output {
+    xfer(&tiny_extract_args(data, out, extra))
 }
 
 /// A deterministic, textured RGB image (not flat, so resizing matters).
@@ -151,19 +283,6 @@ pub fn read_predictions_csv(
         );
     }
     (header[2..].to_vec(), rows)
-}
-
-/// Runs `exe args` in the repository and asserts success (HDF5 file locking
-/// off, as on shared file systems).
-pub fn run_ok(exe: &str, args: &[&str]) -> Output {
-    let o = Command::new(exe)
-        .args(args)
-        .current_dir(repo())
-        .env("HDF5_USE_FILE_LOCKING", "FALSE")
-        .output()
-        .expect("run the binary");
-    assert!(o.status.success(), "{exe} {args:?}\n{}", text(&o));
-    o
 }
 
 /// Raw little-endian float16 values of a fixture file, as f32.

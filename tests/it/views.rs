@@ -13,7 +13,7 @@
 //! path, view), a resumed run equals an uninterrupted one, shards merge with
 //! their views, h5py reads them, and training uses and records them.
 
-mod common;
+use crate::common::{self, done};
 
 use std::path::{Path, PathBuf};
 
@@ -92,31 +92,12 @@ fn augmented_views_match_torchvision_resized_crop_and_flip() {
 }
 
 fn extract(data: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
-    let tiny = common::tiny_manifest();
-    let mut args = vec![
-        "extract",
-        "--model",
-        tiny.to_str().unwrap(),
-        "--data",
-        data.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "-q",
-    ];
+    let mut args = vec!["-q"];
     if !extra.contains(&"--batch") {
         args.extend(["--batch", "6"]);
     }
     args.extend_from_slice(extra);
-    common::xfer(&args)
-}
-
-/// Success; an extraction that skipped the broken file exits with 3.
-fn ok(o: std::process::Output) {
-    assert!(
-        matches!(o.status.code(), Some(0) | Some(3)),
-        "{}",
-        common::text(&o)
-    );
+    common::tiny_extract(data, out, &args)
 }
 
 /// A folder of 3 classes × 9 images (odd sizes, JPEG and PNG) and one broken file.
@@ -132,9 +113,9 @@ fn views_are_seeded_resumable_and_view_0_is_plain_extraction() {
     let t = tempfile::tempdir().unwrap();
     let data = dataset(t.path());
     let plain = t.path().join("plain.h5");
-    ok(extract(&data, &plain, &[]));
+    done(extract(&data, &plain, &[]));
     let v = t.path().join("v.h5");
-    ok(extract(&data, &v, &["--views", "5", "--seed", "3"]));
+    done(extract(&data, &v, &["--views", "5", "--seed", "3"]));
     let p = store::read(&plain).unwrap();
     let f = store::read(&v).unwrap();
     // `data` is exactly what a plain run writes; old readers see a plain file.
@@ -163,7 +144,7 @@ fn views_are_seeded_resumable_and_view_0_is_plain_extraction() {
 
     // Same seed, another batch size (other batch boundaries): the same views.
     let again = t.path().join("again.h5");
-    ok(extract(
+    done(extract(
         &data,
         &again,
         &["--views", "5", "--seed", "3", "--batch", "17"],
@@ -171,7 +152,7 @@ fn views_are_seeded_resumable_and_view_0_is_plain_extraction() {
     assert_eq!(store::read(&again).unwrap().views, f.views);
     // Another seed: other views, the same centre.
     let other = t.path().join("other.h5");
-    ok(extract(&data, &other, &["--views", "5", "--seed", "4"]));
+    done(extract(&data, &other, &["--views", "5", "--seed", "4"]));
     let o = store::read(&other).unwrap();
     assert_eq!(o.data, f.data);
     assert_ne!(o.views, f.views);
@@ -201,7 +182,7 @@ fn views_are_seeded_resumable_and_view_0_is_plain_extraction() {
     let txt = common::text(&o);
     assert_eq!(o.status.code(), Some(1), "{txt}");
     assert!(txt.contains("augmented views"), "{txt}");
-    ok(extract(
+    done(extract(
         &data,
         &resumed,
         &["--views", "5", "--seed", "3", "--resume"],
@@ -228,20 +209,20 @@ fn h5py_reads_views_and_merged_shards_carry_them() {
     let data = dataset(t.path());
     let whole = t.path().join("whole.h5");
     let light = ["--views", "3", "--augment", "light", "--seed", "11"];
-    ok(extract(&data, &whole, &light));
+    done(extract(&data, &whole, &light));
     let mut shards = Vec::new();
     for i in 0..3 {
         let s = t.path().join(format!("s{i}.h5"));
         let shard = format!("{i}/3");
         let mut args = light.to_vec();
         args.extend(["--shard", shard.as_str()]);
-        ok(extract(&data, &s, &args));
+        done(extract(&data, &s, &args));
         shards.push(s);
     }
     let merged = t.path().join("merged.h5");
     let mut args = vec!["merge", "--out", merged.to_str().unwrap()];
     args.extend(shards.iter().map(|s| s.to_str().unwrap()));
-    ok(common::xfer(&args));
+    done(common::xfer(&args));
     let (w, m) = (store::read(&whole).unwrap(), store::read(&merged).unwrap());
     assert!(w.views.is_some());
     assert_eq!(m.views, w.views, "merged views = unsharded views");
@@ -284,7 +265,7 @@ fn training_on_views_uses_and_records_them() {
     let t = tempfile::tempdir().unwrap();
     let data = dataset(t.path());
     let v = t.path().join("v.h5");
-    ok(extract(&data, &v, &["--views", "4"]));
+    done(extract(&data, &v, &["--views", "4"]));
     let out = t.path().join("heads");
     let o = common::xfer(&[
         "train",
@@ -320,9 +301,9 @@ fn training_on_views_uses_and_records_them() {
     // The MLP really trains on the views: the same run on the plain centre
     // features ends with other weights.
     let plain = t.path().join("plain.h5");
-    ok(extract(&data, &plain, &[]));
+    done(extract(&data, &plain, &[]));
     let out2 = t.path().join("plain_heads");
-    ok(common::xfer(&[
+    done(common::xfer(&[
         "train",
         "--train",
         plain.to_str().unwrap(),

@@ -5,7 +5,7 @@
 //! changed weight is refused, `package` carries the file and `export`
 //! inlines it.
 
-mod common;
+use crate::common::{self, s};
 
 use std::path::{Path, PathBuf};
 
@@ -13,10 +13,6 @@ use ndarray::Array4;
 use xfer::models::backbone::{Backbone, SessionOptions};
 use xfer::models::onnx_data;
 use xfer::models::zoo::{sha256_file, Manifest};
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
 
 /// tiny_ext.onnx and its data file copied into a fresh folder.
 fn copy_ext(dir: &Path) -> PathBuf {

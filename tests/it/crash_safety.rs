@@ -2,7 +2,7 @@
 //! finished into the result of an uninterrupted one: two writers, a full disk,
 //! and `kill -9` at seeded random moments during extraction and training.
 
-mod common;
+use crate::common::{self, done, ok, s, xfer};
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -11,46 +11,8 @@ use std::time::{Duration, Instant};
 use xfer::features::store;
 use xfer::ship::bundle::Bundle;
 
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
 fn extract_args(data: &Path, out: &Path, extra: &[&str]) -> Vec<String> {
-    let tiny = common::tiny_manifest();
-    let mut v: Vec<String> = [
-        "extract",
-        "--model",
-        s(&tiny),
-        "--data",
-        s(data),
-        "--out",
-        s(out),
-        "--batch",
-        "4",
-    ]
-    .map(String::from)
-    .to_vec();
-    v.extend(extra.iter().map(|x| x.to_string()));
-    v
-}
-
-fn xfer(args: &[String]) -> std::process::Output {
-    common::xfer(&args.iter().map(String::as_str).collect::<Vec<_>>())
-}
-
-fn ok(o: std::process::Output) -> std::process::Output {
-    assert!(o.status.success(), "{}", common::text(&o));
-    o
-}
-
-/// Finished, with or without skipped files (exit status 0 or 3).
-fn done(o: std::process::Output) -> std::process::Output {
-    assert!(
-        matches!(o.status.code(), Some(0 | 3)),
-        "{}",
-        common::text(&o)
-    );
-    o
+    common::tiny_extract_args(data, out, &[&["--batch", "4"], extra].concat())
 }
 
 /// Same rows, labels, paths, skipped files, provenance, and features bit for bit.
@@ -80,7 +42,7 @@ impl Seeded {
 
 /// Runs `args` and kills it (SIGKILL) after `ms` milliseconds, unless it ended before.
 fn run_and_kill(args: &[String], ms: u64) -> bool {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_xfer"))
+    let mut child = Command::new(common::XFER)
         .args(args)
         .current_dir(common::repo())
         .stdout(Stdio::null())

@@ -4,9 +4,9 @@
 //! raw outputs (avg, max, none, cls, mean with 1 and 3 prefix tokens, cls+mean,
 //! L2), alone and with two backbones sharing the input, and its
 //! `probabilities` equal the bundle's own head on those features. The real
-//! EfficientNet-Lite0 path is tests/ship_e2e.rs.
+//! EfficientNet-Lite0 path is tests/it/ship_e2e.rs.
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 

@@ -4,29 +4,11 @@
 //! `--quiet`), one-line errors for the mistakes a user makes with a path,
 //! shell completions, and a closed pipe ending the program quietly.
 
-mod common;
+use crate::common::{self, s, xfer, xfer_env};
 
 use std::io::Read;
-use std::path::Path;
+
 use std::process::{Command, Output, Stdio};
-
-fn xfer_env(args: &[&str], env: &[(&str, &str)]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_xfer"))
-        .args(args)
-        .current_dir(common::repo())
-        .env("HDF5_USE_FILE_LOCKING", "FALSE")
-        .envs(env.iter().copied())
-        .output()
-        .expect("run xfer")
-}
-
-fn xfer(args: &[&str]) -> Output {
-    xfer_env(args, &[])
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
 
 fn json(o: &Output) -> serde_json::Value {
     assert!(o.status.success(), "{}", common::text(o));
@@ -236,7 +218,7 @@ fn completions_and_a_closed_pipe() {
         );
     }
     // `xfer completions bash | head -c 10`: the reader goes away; no panic.
-    let mut child = Command::new(env!("CARGO_BIN_EXE_xfer"))
+    let mut child = Command::new(common::XFER)
         .args(["completions", "bash"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

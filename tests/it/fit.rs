@@ -2,33 +2,12 @@
 //! package's `animals` folder is kept back and never read): a fit end to end,
 //! the feature cache, an interrupted run continued, and `--model auto`.
 
-mod common;
-
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
-use common::{read_predictions_csv, repo, text};
+use crate::common::{read_predictions_csv, repo, text, xfer, xfer_cmd, xfer_ok};
 
 /// The classes used; `animals` is held back.
 const CLASSES: [&str; 4] = ["flowers", "fruit", "vegetables", "vehicles"];
-
-fn xfer_cmd(args: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_xfer"));
-    c.args(args)
-        .current_dir(repo())
-        .env("HDF5_USE_FILE_LOCKING", "FALSE");
-    c
-}
-
-fn run(args: &[&str]) -> Output {
-    xfer_cmd(args).output().expect("run xfer")
-}
-
-fn run_ok(args: &[&str]) -> Output {
-    let o = run(args);
-    assert!(o.status.success(), "xfer {args:?}\n{}", text(&o));
-    o
-}
 
 /// The photos of each class, sorted.
 fn stamps() -> Vec<(String, Vec<PathBuf>)> {
@@ -72,7 +51,7 @@ fn stamps_folder(root: &Path, hold: usize) -> Vec<(String, PathBuf)> {
 fn fit_json(args: &[&str]) -> (serde_json::Value, String) {
     let mut a = vec!["fit", "--json"];
     a.extend_from_slice(args);
-    let o = run_ok(&a);
+    let o = xfer_ok(&a);
     let json = serde_json::from_slice(&o.stdout)
         .unwrap_or_else(|e| panic!("stdout is one JSON object ({e})\n{}", text(&o)));
     (json, String::from_utf8_lossy(&o.stderr).into_owned())
@@ -170,7 +149,7 @@ fn fit_end_to_end_report_bundle_and_predictions_agree_with_predict() {
         "--quiet",
     ];
     a.extend(tests.iter().map(String::as_str));
-    run_ok(&a);
+    xfer_ok(&a);
     let (classes, by_predict) = read_predictions_csv(&predicted, None);
     let (classes2, by_fit) = read_predictions_csv(&out.join("report/test_predictions.csv"), None);
     assert_eq!(classes, classes2);
@@ -240,7 +219,7 @@ fn the_cache_extracts_only_new_photos_and_misses_on_another_model_or_recipe() {
     // … and its files hold the features `xfer extract` gives, bit for bit.
     for split in ["train", "test"] {
         let direct = t.path().join(format!("direct_{split}.h5"));
-        run_ok(&[
+        xfer_ok(&[
             "extract",
             "--model",
             "efficientnet_lite0",
@@ -305,7 +284,7 @@ fn the_cache_extracts_only_new_photos_and_misses_on_another_model_or_recipe() {
     // A held-out photo gone: the recorded split no longer applies, and fit says so.
     let test_photo = list_paths(&run1.join("lists/test.csv")).remove(0);
     std::fs::remove_file(&test_photo).unwrap();
-    let o = run(&[
+    let o = xfer(&[
         "fit",
         p(&data),
         "--out",
@@ -345,7 +324,7 @@ fn a_killed_fit_run_again_ends_as_an_uninterrupted_one() {
         .to_vec()
     };
     let a: Vec<String> = args("a");
-    run_ok(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    xfer_ok(&a.iter().map(String::as_str).collect::<Vec<_>>());
     // Killed (SIGKILL) while the first chunk is being extracted.
     let b: Vec<String> = args("b");
     let mut child = xfer_cmd(&b.iter().map(String::as_str).collect::<Vec<_>>())
@@ -378,7 +357,7 @@ fn a_killed_fit_run_again_ends_as_an_uninterrupted_one() {
     child.wait().unwrap();
     assert!(!t.path().join("run_b/best.safetensors").exists());
     let interrupted = partial.exists();
-    let o = run_ok(&b.iter().map(String::as_str).collect::<Vec<_>>());
+    let o = xfer_ok(&b.iter().map(String::as_str).collect::<Vec<_>>());
     let err = String::from_utf8_lossy(&o.stderr);
     if interrupted {
         assert!(err.contains("--resume"), "the chunk is resumed\n{err}");

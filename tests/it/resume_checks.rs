@@ -4,27 +4,14 @@
 //! interrupted run leaves it: the first rows of a complete run, written with
 //! the same provenance into `<out>.partial`, never finished.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 
 use xfer::features::store::{self, FeatureWriter};
 
 fn extract(data: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
-    let tiny = common::tiny_manifest();
-    let mut args = vec![
-        "extract",
-        "--model",
-        tiny.to_str().unwrap(),
-        "--data",
-        data.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--batch",
-        "4",
-    ];
-    args.extend_from_slice(extra);
-    common::xfer(&args)
+    common::tiny_extract(data, out, &[&["--batch", "4"], extra].concat())
 }
 
 /// A complete run of `data` into `dir/name`.

@@ -1,5 +1,5 @@
 //! Shipping, end to end on real photos with the real EfficientNet-Lite0: a head
-//! trained on Tux Paint photo cut-outs (the split of tests/predict_e2e.rs), then
+//! trained on Tux Paint photo cut-outs (the split of tests/it/predict_e2e.rs), then
 //!
 //! - `xfer export`: the ONNX file, run by ONNX Runtime from Rust and from Python
 //!   (tools/check_export.py) on xfer's preprocessed tensors of the held-out
@@ -14,24 +14,16 @@
 //! Needs what the test command's set-up provides (tools/setup.sh): the ONNX
 //! Runtime library, `onnx/efficientnet_lite0.onnx`, `data/stamps`, `.venv`.
 
-mod common;
+use crate::common::{self, s, xfer_ok};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 use ndarray::{Array2, Array4, Ix2};
 use xfer::images::preprocess::DecodeOptions;
 use xfer::models::zoo::Zoo;
 use xfer::ship::bundle::Bundle;
-
-fn xfer(args: &[&str]) -> Output {
-    common::run_ok(env!("CARGO_BIN_EXE_xfer"), args)
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
 
 /// A little-endian float32 .npy file (format 1.0).
 fn write_npy(path: &Path, shape: &[usize], data: &[f32]) {
@@ -124,7 +116,7 @@ fn exported_onnx_and_package_give_the_probabilities_of_xfer_predict() {
     let t = tempfile::tempdir().unwrap();
     let (train, test, _) = common::stamps_split(t.path());
     let ftrain = t.path().join("train.h5");
-    xfer(&[
+    xfer_ok(&[
         "extract",
         "--model",
         "efficientnet_lite0",
@@ -135,7 +127,7 @@ fn exported_onnx_and_package_give_the_probabilities_of_xfer_predict() {
         "--quiet",
     ]);
     let run_dir = t.path().join("run");
-    xfer(&[
+    xfer_ok(&[
         "train",
         "--train",
         s(&ftrain),
@@ -148,7 +140,7 @@ fn exported_onnx_and_package_give_the_probabilities_of_xfer_predict() {
     for head in ["mlp", "logistic"] {
         let bundle = run_dir.join(format!("{head}.safetensors"));
         let csv = t.path().join(format!("{head}.csv"));
-        xfer(&[
+        xfer_ok(&[
             "predict",
             "--bundle",
             s(&bundle),
@@ -160,7 +152,7 @@ fn exported_onnx_and_package_give_the_probabilities_of_xfer_predict() {
         let (_, reference) = common::read_predictions_csv(&csv, Some(&test));
 
         let onnx = t.path().join(format!("{head}.onnx"));
-        xfer(&["export", "--bundle", s(&bundle), "--onnx", s(&onnx)]);
+        xfer_ok(&["export", "--bundle", s(&bundle), "--onnx", s(&onnx)]);
         let (names, x) = tensors(&bundle, &test);
         let probs = run_exported(&onnx, &x);
         let d = max_diff(&names, &probs, &reference);
@@ -193,7 +185,7 @@ fn exported_onnx_and_package_give_the_probabilities_of_xfer_predict() {
     common::build_slim();
     let bundle = run_dir.join("mlp.safetensors");
     let pkg = t.path().join("classifier");
-    let o = xfer(&[
+    let o = xfer_ok(&[
         "package",
         "--bundle",
         s(&bundle),

@@ -1,6 +1,6 @@
 //! Timing of the parts of one training step of the tutorial's large head
 //! (4608 → 1000 → 2), for tuning. Not a test: run with
-//! `cargo test --release --test heads_bench -- --ignored --nocapture`.
+//! `cargo test --release --test it heads_bench:: -- --ignored --nocapture`.
 
 use std::time::Instant;
 

@@ -1,7 +1,7 @@
 //! The `xfer` binary end to end on the tiny generated ONNX model: feature files,
 //! bad files, interruption and resume, device errors, missing ONNX Runtime.
 
-mod common;
+use crate::common::{self, tiny};
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -13,17 +13,13 @@ use xfer::images::preprocess::{self, DecodeOptions};
 use xfer::models::backbone::{Backbone, SessionOptions};
 use xfer::models::zoo::Manifest;
 
-fn tiny() -> String {
-    common::tiny_manifest().display().to_string()
-}
-
 #[test]
 fn extract_writes_a_complete_feature_file_matching_the_backbone() {
     let t = tempfile::tempdir().unwrap();
     let data = t.path().join("data");
     common::make_image_folder(&data, &["cat", "dog"], 5);
     let out = t.path().join("f.h5");
-    let o = xfer_extract(&data, &out, &["--batch", "3"]);
+    let o = common::tiny_extract(&data, &out, &["--batch", "3"]);
     assert!(o.status.success(), "{}", common::text(&o));
     let f = store::read(&out).unwrap();
     assert_eq!(f.data.dim(), (10, 8));
@@ -59,7 +55,7 @@ fn extract_writes_a_complete_feature_file_matching_the_backbone() {
     }
 
     // A second run refuses to overwrite silently.
-    let o = xfer_extract(&data, &out, &[]);
+    let o = common::tiny_extract(&data, &out, &[]);
     assert_eq!(o.status.code(), Some(1));
     assert!(
         common::text(&o).contains("--overwrite"),
@@ -126,7 +122,7 @@ fn bad_files_are_skipped_listed_and_reported_in_the_exit_status() {
     )
     .unwrap();
     let out = t.path().join("f.h5");
-    let o = xfer_extract(&data, &out, &["--max-megapixels", "0.05"]);
+    let o = common::tiny_extract(&data, &out, &["--max-megapixels", "0.05"]);
     let txt = common::text(&o);
     assert_eq!(
         o.status.code(),
@@ -154,30 +150,8 @@ fn bad_files_are_skipped_listed_and_reported_in_the_exit_status() {
 fn run_to_completion(data: &Path, out: &Path, extra: &[&str]) {
     let mut args = vec!["--batch", "2"];
     args.extend_from_slice(extra);
-    let o = xfer_extract(data, out, &args);
+    let o = common::tiny_extract(data, out, &args);
     assert!(o.status.success(), "{}", common::text(&o));
-}
-
-/// `xfer extract` on the tiny model from `data` into `out`, plus `extra` flags.
-fn extract_args(data: &Path, out: &Path, extra: &[&str]) -> Vec<String> {
-    let mut args: Vec<String> = [
-        "extract",
-        "--model",
-        &tiny(),
-        "--data",
-        data.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]
-    .map(String::from)
-    .to_vec();
-    args.extend(extra.iter().map(|s| s.to_string()));
-    args
-}
-
-fn xfer_extract(data: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
-    let args = extract_args(data, out, extra);
-    common::xfer(&args.iter().map(String::as_str).collect::<Vec<_>>())
 }
 
 #[test]
@@ -193,8 +167,8 @@ fn killed_run_is_not_complete_and_resume_gives_the_same_rows() {
     let mut killed_midway = false;
     for delay_ms in [150u64, 60, 300, 20] {
         let _ = std::fs::remove_file(&partial);
-        let mut child = Command::new(env!("CARGO_BIN_EXE_xfer"))
-            .args(extract_args(&data, &out, &["--batch", "2"]))
+        let mut child = Command::new(common::XFER)
+            .args(common::tiny_extract_args(&data, &out, &["--batch", "2"]))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -216,7 +190,7 @@ fn killed_run_is_not_complete_and_resume_gives_the_same_rows() {
     let e = store::read(&out).unwrap_err().to_string();
     assert!(e.contains("--resume"), "{e}");
 
-    let o = xfer_extract(&data, &out, &[]);
+    let o = common::tiny_extract(&data, &out, &[]);
     assert_eq!(
         o.status.code(),
         Some(1),
@@ -239,7 +213,7 @@ fn cuda_request_on_cpu_library_fails_loudly_unless_fallback_is_allowed() {
     let data = t.path().join("data");
     common::make_image_folder(&data, &["a", "b"], 2);
     let out = t.path().join("f.h5");
-    let o = xfer_extract(&data, &out, &["--device", "cuda"]);
+    let o = common::tiny_extract(&data, &out, &["--device", "cuda"]);
     let txt = common::text(&o);
     assert_eq!(o.status.code(), Some(1), "{txt}");
     assert!(
@@ -249,7 +223,7 @@ fn cuda_request_on_cpu_library_fails_loudly_unless_fallback_is_allowed() {
     );
     assert!(!out.exists());
 
-    let o = xfer_extract(&data, &out, &["--device", "cuda", "--allow-cpu-fallback"]);
+    let o = common::tiny_extract(&data, &out, &["--device", "cuda", "--allow-cpu-fallback"]);
     assert!(o.status.success(), "{}", common::text(&o));
     assert!(common::text(&o).contains("running on CPU"));
     assert_eq!(
@@ -279,7 +253,7 @@ fn tensorrt_flags_without_tensorrt_are_errors_not_ignored() {
             "--trt-cache and --trt-fp16 only apply",
         ),
     ] {
-        let o = xfer_extract(&data, &out, extra);
+        let o = common::tiny_extract(&data, &out, extra);
         let txt = common::text(&o);
         assert_eq!(o.status.code(), Some(1), "{txt}");
         assert!(
@@ -309,7 +283,7 @@ fn tensorrt_cache_is_created_with_its_parents() {
     let out = t.path().join("f.h5");
     let elsewhere = t.path().join("elsewhere");
     std::fs::create_dir(&elsewhere).unwrap();
-    let mut args = extract_args(&data, &out, &[]);
+    let mut args = common::tiny_extract_args(&data, &out, &[]);
     args.extend(
         [
             "--device",
@@ -320,7 +294,7 @@ fn tensorrt_cache_is_created_with_its_parents() {
         ]
         .map(String::from),
     );
-    let o = Command::new(env!("CARGO_BIN_EXE_xfer"))
+    let o = Command::new(common::XFER)
         .args(&args)
         .current_dir(&elsewhere)
         .output()
@@ -340,7 +314,7 @@ fn tensorrt_cache_is_created_with_its_parents() {
 
 #[test]
 fn missing_onnx_runtime_is_a_clear_error_not_a_panic() {
-    common::assert_missing_ort_is_clear(Command::new(env!("CARGO_BIN_EXE_xfer")).args([
+    common::assert_missing_ort_is_clear(Command::new(common::XFER).args([
         "bench-model",
         "--model",
         &tiny(),

@@ -12,7 +12,7 @@
 //! photos plus two broken files; the error cases use the tiny test model on
 //! real photos too. Needs tools/setup.sh's model and data/stamps.
 
-mod common;
+use crate::common::{self, done, output, s};
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -23,32 +23,13 @@ use hdf5::types::VarLenUnicode;
 use xfer::features::shard::Shard;
 use xfer::features::store::{self, FeatureWriter, FileReader, ListInfo};
 
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
 /// `xfer` with no scheduler variables but those a test sets.
 fn xfer_cmd(args: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_xfer"));
-    c.args(args).current_dir(common::repo());
+    let mut c = common::xfer_cmd(args);
     for v in xfer::features::shard::INDEX_VARIABLES {
         c.env_remove(v);
     }
     c
-}
-
-fn run(mut c: Command) -> Output {
-    c.output().expect("run xfer")
-}
-
-/// Finished, with or without skipped files (exit status 0 or 3).
-fn done(o: Output) -> Output {
-    assert!(
-        matches!(o.status.code(), Some(0 | 3)),
-        "{}",
-        common::text(&o)
-    );
-    o
 }
 
 /// Failed with status 1 and a message containing every one of `needles`.
@@ -169,7 +150,7 @@ fn fixture() -> &'static Fixture {
         std::fs::write(data.join("flowers/broken.png"), b"not a png").unwrap();
         std::fs::write(data.join("fruit/zz_empty.jpg"), b"").unwrap();
         let reference = dir.join("unsharded.h5");
-        let o = done(run(lite0_extract(&data, &reference, &[])));
+        let o = done(output(lite0_extract(&data, &reference, &[])));
         assert_eq!(o.status.code(), Some(3), "two files are skipped");
         assert_eq!(store::read(&reference).unwrap().skipped.len(), 2);
         Fixture { data, reference }
@@ -268,7 +249,7 @@ fn simulate(scheduler: Scheduler, n: usize, victim: usize) {
     assert!(store::partial_path(&out(victim)).exists());
 
     // The scheduler's retry: the same task, with --resume.
-    let o = done(run(shard_cmd(victim, &["--resume"])));
+    let o = done(output(shard_cmd(victim, &["--resume"])));
     let txt = common::text(&o);
     assert!(txt.contains("(resumed after "), "{txt}");
     eprintln!(
@@ -281,7 +262,7 @@ fn simulate(scheduler: Scheduler, n: usize, victim: usize) {
     // A completed shard run again does nothing and says so, with or without --resume.
     for extra in [&[][..], &["--resume"][..]] {
         let before = std::fs::metadata(out(0)).unwrap().modified().unwrap();
-        let o = run(shard_cmd(0, extra));
+        let o = output(shard_cmd(0, extra));
         let txt = common::text(&o);
         assert_eq!(o.status.code(), Some(0), "{txt}");
         assert!(
@@ -310,7 +291,7 @@ fn simulate(scheduler: Scheduler, n: usize, victim: usize) {
     let merged = t.path().join("merged.h5");
     let mut args = vec!["merge".to_string(), "--out".into(), s(&merged).into()];
     args.extend((0..n).rev().map(|i| s(&out(i)).to_string()));
-    let o = run(xfer_cmd(
+    let o = output(xfer_cmd(
         &args.iter().map(String::as_str).collect::<Vec<_>>(),
     ));
     assert_eq!(o.status.code(), Some(0), "{}", common::text(&o));
@@ -320,7 +301,7 @@ fn simulate(scheduler: Scheduler, n: usize, victim: usize) {
     assert_eq!(skipped, ["flowers/broken.png", "fruit/zz_empty.jpg"]);
 
     // And is an ordinary feature file: training takes it.
-    let o = run(xfer_cmd(&[
+    let o = output(xfer_cmd(&[
         "train",
         "--train",
         s(&merged),
@@ -360,13 +341,13 @@ fn tiny_extract(data_flag: &str, input: &Path, out: &Path, extra: &[&str]) -> Ou
         "4",
     ];
     args.extend(extra);
-    run(xfer_cmd(&args))
+    output(xfer_cmd(&args))
 }
 
 fn merge(out: &Path, shards: &[&Path]) -> Output {
     let mut args = vec!["merge", "--out", s(out)];
     args.extend(shards.iter().map(|p| s(p)));
-    run(xfer_cmd(&args))
+    output(xfer_cmd(&args))
 }
 
 /// Real photos (vegetables and vehicles) and their three tiny-model shard files.
@@ -437,7 +418,7 @@ fn missing_duplicated_and_stale_shards_are_errors_naming_them() {
     assert!(!out.exists() && !store::partial_path(&out).exists());
     // A shard is not a dataset: training on one is refused, naming the merge.
     refused(
-        run(xfer_cmd(&[
+        output(xfer_cmd(&[
             "train",
             "--train",
             s(&sh[0]),
@@ -454,7 +435,7 @@ fn missing_duplicated_and_stale_shards_are_errors_naming_them() {
     refused(merge(&out, &[&sh[2], &sh[0], &sh[1]]), &["--overwrite"]);
     let mut args = vec!["merge", "--json", "--overwrite", "--out", s(&out)];
     args.extend(sh.iter().map(|p| s(p)));
-    let o = run(xfer_cmd(&args));
+    let o = output(xfer_cmd(&args));
     assert_eq!(o.status.code(), Some(0), "{}", common::text(&o));
     let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(j["command"], "merge");
@@ -549,7 +530,7 @@ fn shard_arguments_are_checked() {
         "auto/3",
     ]);
     c.env("JOB_COMPLETION_INDEX", "3");
-    refused(run(c), &["JOB_COMPLETION_INDEX=3 is out of range"]);
+    refused(output(c), &["JOB_COMPLETION_INDEX=3 is out of range"]);
     refused(
         tiny_extract("--data", &data, &out, &["--shard", "1/0"]),
         &["--shard 1/0"],

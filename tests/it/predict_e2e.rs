@@ -8,23 +8,10 @@
 //! `onnx/efficientnet_lite0.onnx` (tools/setup.sh) and `data/stamps`
 //! (tools/fetch_stamps.sh). Nothing is downloaded here.
 
-mod common;
+use crate::common::{self, run_ok, s, xfer_ok};
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Output;
-
-fn run(exe: &str, args: &[&str]) -> Output {
-    common::run_ok(exe, args)
-}
-
-fn xfer(args: &[&str]) -> Output {
-    run(env!("CARGO_BIN_EXE_xfer"), args)
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
 
 fn read_csv(path: &Path, root: Option<&Path>) -> (Vec<String>, BTreeMap<String, Vec<f32>>) {
     common::read_predictions_csv(path, root)
@@ -39,7 +26,7 @@ fn stamps_extract_train_predict_agree_and_beat_chance() {
     assert_eq!(classes.len(), 4, "flowers, fruit, vegetables, vehicles");
     let (ftrain, ftest) = (t.path().join("train.h5"), t.path().join("test.h5"));
     for (data, out) in [(&train, &ftrain), (&test, &ftest)] {
-        xfer(&[
+        xfer_ok(&[
             "extract",
             "--model",
             "efficientnet_lite0",
@@ -50,7 +37,7 @@ fn stamps_extract_train_predict_agree_and_beat_chance() {
         ]);
     }
     let run_dir = t.path().join("run");
-    xfer(&["train", "--train", s(&ftrain), "--out", s(&run_dir)]);
+    xfer_ok(&["train", "--train", s(&ftrain), "--out", s(&run_dir)]);
     // The default recipe: both heads calibrated on cross-validated predictions
     // (so the temperature must travel through all three prediction paths),
     // and the recommended one saved again as best.safetensors.
@@ -72,7 +59,7 @@ fn stamps_extract_train_predict_agree_and_beat_chance() {
     for head in ["mlp", "logistic", "best"] {
         let bundle = run_dir.join(format!("{head}.safetensors"));
         let ev = t.path().join(format!("{head}-evaluate.csv"));
-        xfer(&[
+        xfer_ok(&[
             "evaluate",
             "--bundle",
             s(&bundle),
@@ -83,7 +70,7 @@ fn stamps_extract_train_predict_agree_and_beat_chance() {
         ]);
         let p1 = t.path().join(format!("{head}-predict.csv"));
         let p2 = t.path().join(format!("{head}-slim.csv"));
-        xfer(&[
+        xfer_ok(&[
             "predict",
             "--bundle",
             s(&bundle),
@@ -92,8 +79,8 @@ fn stamps_extract_train_predict_agree_and_beat_chance() {
             s(&p1),
             "--quiet",
         ]);
-        run(
-            env!("CARGO_BIN_EXE_xfer-predict"),
+        run_ok(
+            common::XFER_PREDICT,
             &[
                 "--bundle",
                 s(&bundle),

@@ -5,11 +5,10 @@
 //! the header's size would call for. Fixtures: tests/fixtures/hostile/, written
 //! by tools/make_hostile_fixtures.py; the rest is generated here.
 
-mod common;
+use crate::common;
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use image::codecs::gif::{GifEncoder, Repeat};
 use image::{DynamicImage, Frame, ImageFormat, RgbImage, Rgba, RgbaImage};
@@ -420,47 +419,63 @@ fn hostile_folder(root: &Path) -> Vec<(String, &'static str)> {
     expected
 }
 
-/// Runs `cmd` to the end and returns its output and its peak RSS in KiB
-/// (`wait4`'s `ru_maxrss` for this child alone). The child is reaped by
-/// `wait4`, which clippy cannot see.
-#[allow(clippy::zombie_processes)]
-fn output_and_peak_rss(cmd: &mut Command) -> (std::process::Output, u64) {
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut out = child.stdout.take().unwrap();
-    let mut err = child.stderr.take().unwrap();
-    let t_out = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        out.read_to_end(&mut v).unwrap();
-        v
-    });
-    let t_err = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        err.read_to_end(&mut v).unwrap();
-        v
-    });
-    let mut status = 0;
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let pid = child.id() as libc::pid_t;
-    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    assert_eq!(r, pid, "wait4");
-    use std::os::unix::process::ExitStatusExt;
-    let output = std::process::Output {
-        status: std::process::ExitStatus::from_raw(status),
-        stdout: t_out.join().unwrap(),
-        stderr: t_err.join().unwrap(),
-    };
-    (output, usage.ru_maxrss as u64)
+/// Forks and execs `argv[2:]` (stdout, stderr, environment and folder
+/// inherited), writes the child's `ru_maxrss` (KiB) to `argv[1]`, and ends as
+/// the child ended.
+const PEAK_RSS_PY: &str = r#"
+import os, signal, sys
+pid = os.fork()
+if pid == 0:
+    try:
+        os.execv(sys.argv[2], sys.argv[2:])
+    finally:
+        os._exit(127)
+_, status, usage = os.wait4(pid, 0)
+with open(sys.argv[1], "w") as f:
+    f.write(str(usage.ru_maxrss))
+if os.WIFSIGNALED(status):
+    signal.signal(os.WTERMSIG(status), signal.SIG_DFL)
+    os.kill(os.getpid(), os.WTERMSIG(status))
+sys.exit(os.WEXITSTATUS(status))
+"#;
+
+/// Runs `cmd` to the end and returns its output and its own peak RSS in KiB
+/// (`wait4`'s `ru_maxrss`), measured from a small process: the set-up's Python
+/// forks and execs it. Spawned from this process, the child's `ru_maxrss`
+/// would start at this process's own peak (the kernel carries the parent's
+/// high-water mark into a child spawned with vfork, as `Command` does, and a
+/// forked copy counts the parent's pages), and this process runs every other
+/// integration test beside this one: their in-process peaks would be counted.
+fn output_and_peak_rss(cmd: &Command) -> (std::process::Output, u64) {
+    let python = common::setup_file(".venv/bin/python");
+    let rss = tempfile::NamedTempFile::new().unwrap();
+    let mut wrapped = Command::new(python);
+    wrapped
+        .args(["-c", PEAK_RSS_PY])
+        .arg(rss.path())
+        .arg(cmd.get_program())
+        .args(cmd.get_args());
+    if let Some(dir) = cmd.get_current_dir() {
+        wrapped.current_dir(dir);
+    }
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => wrapped.env(k, v),
+            None => wrapped.env_remove(k),
+        };
+    }
+    let output = common::output(wrapped);
+    let kib = std::fs::read_to_string(rss.path()).unwrap();
+    let kib = kib
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("no peak RSS: {kib:?}\n{}", common::text(&output)));
+    (output, kib)
 }
 
 fn extract_cmd(data: &Path, out: &Path, extra: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_xfer"));
-    c.current_dir(common::repo())
-        .args(["extract", "--model"])
-        .arg(common::tiny_manifest())
+    let mut c = common::xfer_cmd(&["extract", "--model"]);
+    c.arg(common::tiny_manifest())
         .arg("--data")
         .arg(data)
         .arg("--out")
@@ -486,7 +501,7 @@ fn extract_skips_every_hostile_file_with_its_reason_within_bounded_memory() {
     let expected = hostile_folder(&data);
     let out = t.path().join("f.h5");
     let started = std::time::Instant::now();
-    let (o, rss_kib) = output_and_peak_rss(&mut extract_cmd(
+    let (o, rss_kib) = output_and_peak_rss(&extract_cmd(
         &data,
         &out,
         &["--decode-threads", "2", "--batch", "4"],
@@ -629,7 +644,7 @@ fn unreadable_file_is_skipped_with_permission_denied() {
         // the library) in the opened temporary folder, and start it there, so
         // the test does not depend on where the checkout lives.
         let exe = t.path().join("xfer");
-        std::fs::copy(env!("CARGO_BIN_EXE_xfer"), &exe).unwrap();
+        common::write_executable(&exe, &std::fs::read(common::XFER).unwrap());
         let model_dir = t.path().join("model");
         std::fs::create_dir(&model_dir).unwrap();
         for f in ["tiny.toml", "tiny.onnx"] {

@@ -2,24 +2,19 @@
 //! there: a wrong path is an error naming it, never silently replaced by the
 //! library `tools/setup.sh` installed.
 
-mod common;
+use crate::common::{self, tiny};
 
-use std::process::{Command, Output};
-
-fn tiny() -> String {
-    common::tiny_manifest().display().to_string()
-}
+use std::process::Output;
 
 /// `xfer <args>` with the user's environment (HOME intact: the set-up library
 /// is there to be wrongly picked), plus `env`.
 fn xfer(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_xfer"));
-    cmd.args(args).current_dir(common::repo());
+    let mut cmd = common::xfer_cmd(args);
     cmd.env_remove("ORT_DYLIB_PATH");
     for (k, v) in env {
         cmd.env(k, v);
     }
-    cmd.output().expect("run xfer")
+    common::output(cmd)
 }
 
 fn assert_named_and_refused(o: &Output, path: &str, via: &str) {

@@ -3,38 +3,13 @@
 //! tutorial's layout), and every bad input refused before training starts.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use ndarray::Array2;
 use xfer::features::store::{FeatureWriter, Provenance};
 use xfer::ship::bundle::Bundle;
 use xfer::train::head::Rng;
 
-/// Runs the CLI. The tests of this file run in parallel threads that write
-/// HDF5 files in-process; a child forked meanwhile inherits the open file (HDF5
-/// opens without O_CLOEXEC) and with it the writer's lock, so another child could
-/// not open that file until the first one exits. The children therefore skip
-/// HDF5's advisory locking (the files they read are complete and closed).
-fn xfer(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_xfer"))
-        .args(args)
-        .env("HDF5_USE_FILE_LOCKING", "FALSE")
-        .output()
-        .expect("run xfer")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "status {:?}\n--- stdout\n{}\n--- stderr\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
+use crate::common::{s, text, xfer};
 
 const CLASSES: [&str; 3] = ["cat", "dog", "fox"];
 

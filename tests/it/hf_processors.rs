@@ -7,7 +7,7 @@
 //! `include_top`. `expected.json` says what transformers does;
 //! `tools/check_hf_processors.py` checks it against the real processors.
 
-mod common;
+use crate::common;
 
 use xfer::images::preprocess::{CropOffset, ResizeMode};
 use xfer::models::config::{self as model_config, Kind};

@@ -4,26 +4,12 @@
 //! mirrored, byte-identical), the bad-input errors, and `xfer train` writing
 //! the out-of-fold probabilities that `audit --run` reads.
 
-mod common;
+use crate::common::{self, ok, s, xfer};
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use xfer::eval::audit::confident::{self, RankBy};
-
-fn xfer(args: &[&str]) -> Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_xfer"))
-        .args(args)
-        .current_dir(common::repo())
-        .env("HDF5_USE_FILE_LOCKING", "FALSE")
-        .output()
-        .expect("run xfer")
-}
-
-fn ok(o: Output) -> Output {
-    assert!(o.status.success(), "{}", common::text(&o));
-    o
-}
 
 fn fails_with(o: Output, needle: &str) -> String {
     let t = common::text(&o);
@@ -34,10 +20,6 @@ fn fails_with(o: Output, needle: &str) -> String {
     assert_eq!(errors, 1, "one line (besides warnings): {t}");
     assert!(!err.contains("Some("), "{t}");
     err
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
 }
 
 fn extract(model: &str, data: &Path, out: &Path) -> PathBuf {
@@ -589,7 +571,7 @@ fn bad_input_gets_one_clear_line() {
 }
 
 /// Blocked exact search at scale (synthetic features): `cargo test --release
-/// --test audit scale -- --ignored --nocapture`; XFER_AUDIT_ROWS sets the rows.
+/// --test it audit::scale -- --ignored --nocapture`; XFER_AUDIT_ROWS sets the rows.
 #[test]
 #[ignore]
 fn scale_blocked_neighbour_search() {

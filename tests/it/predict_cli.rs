@@ -4,47 +4,15 @@
 //! bundle checked against the backbone's sha256 and preprocessing, bad files,
 //! Kaggle submissions, devices and set-up errors.
 
-mod common;
+use crate::common::{self, ok, s, slim, xfer};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 use xfer::ship::bundle::{BackboneRef, Bundle};
 use xfer::train::head::mlp::{Mlp, MlpConfig};
 use xfer::train::head::{HeadKind, Rng};
-
-/// Runs a binary of this package. Children skip HDF5's advisory locking (see
-/// tests/heads_cli.rs: files written by one child are complete when another reads them).
-fn run(exe: &str, args: &[&str]) -> Output {
-    Command::new(exe)
-        .args(args)
-        .current_dir(common::repo())
-        .env("HDF5_USE_FILE_LOCKING", "FALSE")
-        .output()
-        .expect("run the binary")
-}
-
-fn xfer(args: &[&str]) -> Output {
-    run(env!("CARGO_BIN_EXE_xfer"), args)
-}
-
-fn slim(args: &[&str]) -> Output {
-    run(env!("CARGO_BIN_EXE_xfer-predict"), args)
-}
-
-fn ok(o: Output) -> Output {
-    assert!(o.status.success(), "{}", common::text(&o));
-    o
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-fn tiny() -> String {
-    common::tiny_manifest().display().to_string()
-}
 
 fn tiny_zoo() -> PathBuf {
     common::repo().join("tests/fixtures/tiny")
@@ -103,19 +71,11 @@ fn max_diff(a: &Csv, b: &Csv) -> f32 {
 
 /// Extracts features of `data` with the tiny model.
 fn extract(data: &Path, out: &Path, preset: &str) {
-    ok(xfer(&[
-        "extract",
-        "--model",
-        &tiny(),
-        "--data",
-        s(data),
-        "--out",
-        s(out),
-        "--batch",
-        "5",
-        "--preset",
-        preset,
-    ]));
+    ok(common::tiny_extract(
+        data,
+        out,
+        &["--batch", "5", "--preset", preset],
+    ));
 }
 
 /// A trained MLP and logistic head on `train` (feature files, one per backbone).
@@ -528,7 +488,7 @@ fn devices_and_missing_onnx_runtime() {
     assert!(common::text(&o).contains("on CPU"), "{}", common::text(&o));
 
     common::assert_missing_ort_is_clear(
-        Command::new(env!("CARGO_BIN_EXE_xfer-predict"))
+        Command::new(common::XFER_PREDICT)
             .args(&base[..5])
             .current_dir(common::repo()),
     );

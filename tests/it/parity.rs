@@ -9,7 +9,7 @@
 //! features = ort.InferenceSession('onnx/efficientnet_lite0.onnx').run(['features'], {'input': t[None].numpy()})
 //! ```
 
-mod common;
+use crate::common;
 
 use ndarray::Array4;
 use xfer::images::preprocess::{self, DecodeOptions};

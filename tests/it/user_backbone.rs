@@ -8,9 +8,9 @@
 //! onnxruntime (Python) and numpy pooling give on real photos, and the pooled
 //! outputs on a fixed input.
 
-mod common;
+use crate::common::{self, s, xfer_ok};
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde_json::Value;
 use xfer::models::add::{self as model_add, AddRequest, RecipeFlags};
@@ -24,14 +24,6 @@ fn fixtures() -> PathBuf {
 fn reference() -> Value {
     serde_json::from_str(&std::fs::read_to_string(fixtures().join("reference.json")).unwrap())
         .unwrap()
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-fn ok(args: &[&str]) -> std::process::Output {
-    common::run_ok(env!("CARGO_BIN_EXE_xfer"), args)
 }
 
 fn pool_of(name: &str) -> Pool {
@@ -80,9 +72,9 @@ fn features_match_timm_and_transformers_on_real_photos() {
         if case["l2"].as_bool().unwrap() {
             args.push("--l2");
         }
-        ok(&args);
+        xfer_ok(&args);
         let out = t.path().join(format!("{name}.h5"));
-        ok(&[
+        xfer_ok(&[
             "--zoo",
             s(&zoo),
             "extract",
@@ -282,7 +274,7 @@ fn models_add_refuses_what_it_cannot_run_and_says_why() {
     assert!(e.contains("pooling: cls"), "{e}");
     let o = add(&[s(&vit), "--name", "v", "--config", s(&timm)]);
     assert!(common::text(&o).contains("--force"), "{}", common::text(&o));
-    ok(&[
+    xfer_ok(&[
         "--zoo",
         s(&zoo),
         "models",
@@ -294,7 +286,7 @@ fn models_add_refuses_what_it_cannot_run_and_says_why() {
         s(&timm),
         "--force",
     ]);
-    let list = common::text(&ok(&["--zoo", s(&zoo), "models"]));
+    let list = common::text(&xfer_ok(&["--zoo", s(&zoo), "models"]));
     assert!(
         list.contains("user-supplied ONNX file") && list.contains("cls "),
         "{list}"
@@ -332,14 +324,14 @@ fn bundle_on_a_user_backbone_predicts_through_all_three_paths() {
         if force {
             a.push("--force");
         }
-        ok(&a);
+        xfer_ok(&a);
     };
     add("mean", false);
     // The stamp photos, every third held back.
     let (train, test, _) = common::stamps_split(t.path());
     let (ftrain, ftest) = (t.path().join("train.h5"), t.path().join("test.h5"));
     for (data, out) in [(&train, &ftrain), (&test, &ftest)] {
-        ok(&[
+        xfer_ok(&[
             "--zoo",
             s(&zoo),
             "extract",
@@ -353,7 +345,7 @@ fn bundle_on_a_user_backbone_predicts_through_all_three_paths() {
         ]);
     }
     let run = t.path().join("run");
-    ok(&[
+    xfer_ok(&[
         "train",
         "--train",
         s(&ftrain),
@@ -371,7 +363,7 @@ fn bundle_on_a_user_backbone_predicts_through_all_three_paths() {
         t.path().join("p1.csv"),
         t.path().join("p2.csv"),
     );
-    ok(&[
+    xfer_ok(&[
         "evaluate",
         "--bundle",
         s(&bundle),
@@ -380,7 +372,7 @@ fn bundle_on_a_user_backbone_predicts_through_all_three_paths() {
         "--csv",
         s(&ev),
     ]);
-    ok(&[
+    xfer_ok(&[
         "--zoo",
         s(&zoo),
         "predict",
@@ -392,7 +384,7 @@ fn bundle_on_a_user_backbone_predicts_through_all_three_paths() {
         "--quiet",
     ]);
     common::run_ok(
-        env!("CARGO_BIN_EXE_xfer-predict"),
+        common::XFER_PREDICT,
         &[
             "--zoo",
             s(&zoo),
@@ -453,7 +445,7 @@ fn models_add_records_the_pooling_asked_random_weights_and_the_licence() {
     let config = t.path().join("config.json");
     std::fs::write(&config, cfg.to_string()).unwrap();
     let vit = fixtures().join("vit.onnx");
-    let o = ok(&[
+    let o = xfer_ok(&[
         "--zoo",
         s(&zoo),
         "models",

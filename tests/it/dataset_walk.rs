@@ -2,7 +2,7 @@
 //! `xfer extract`: a stray image at the root, symlink loops, names that are not
 //! UTF-8 or merely odd. Nothing is dropped or duplicated without a word.
 
-mod common;
+use crate::common;
 
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStringExt;
@@ -13,15 +13,7 @@ use xfer::features::store;
 use xfer::images::dataset::{self, IgnoredKind, Layout};
 
 fn extract(data: &Path, out: &Path) -> std::process::Output {
-    common::xfer(&[
-        "extract",
-        "--model",
-        common::tiny_manifest().to_str().unwrap(),
-        "--data",
-        data.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ])
+    common::tiny_extract(data, out, &[])
 }
 
 fn kinds(ds: &dataset::Dataset) -> Vec<(String, IgnoredKind)> {
