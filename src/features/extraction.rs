@@ -116,7 +116,8 @@ pub struct Extraction {
     pub existing: Existing,
     /// Batch size, decoder threads and decoding.
     pub pipeline: PipelineConfig,
-    /// Execution provider, threads, model cache.
+    /// Execution provider, threads, model cache (`max_batch` follows
+    /// `pipeline.batch`).
     pub session: SessionOptions,
     /// Decide ONNX Runtime's spinning from the first images' sizes and the
     /// device ([`schedule::auto_spin`]) instead of `session`'s setting.
@@ -199,10 +200,7 @@ impl Extraction {
             shard: None,
             existing: Existing::Refuse,
             pipeline: PipelineConfig::default(),
-            session: SessionOptions {
-                max_batch: 32,
-                ..SessionOptions::default()
-            },
+            session: SessionOptions::default(),
             auto_spin: true,
         }
     }
@@ -300,6 +298,8 @@ impl Extraction {
             list: &list,
         });
         let mut session = self.session.clone();
+        // TensorRT's profile is built for the batches the pipeline makes.
+        session.max_batch = self.pipeline.batch;
         if self.auto_spin {
             let first: Vec<PathBuf> = items.iter().take(64).map(|i| ds.abs_path(i)).collect();
             session.intra_op_spinning = schedule::auto_spin(session.device.device, &first);
