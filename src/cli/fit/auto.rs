@@ -12,7 +12,7 @@ use xfer::train::folder::RunFolder;
 use xfer::util::format::fixed;
 
 use super::features::{Features, Listed};
-use super::runner::Runner;
+use super::runner::{each, Runner};
 use super::{s, FitArgs, AUTO_FOLDS};
 
 /// One screened backbone (or concatenation) and its scores.
@@ -116,10 +116,8 @@ fn screen(
 ) -> Result<Candidate> {
     let dir = args.out.join("auto").join(combo.join("+"));
     std::fs::create_dir_all(&dir)?;
-    let mut a = Vec::new();
-    for m in combo {
-        a.extend(["--train".to_string(), s(&train_files[m])]);
-    }
+    let inputs: Vec<&Path> = combo.iter().map(|m| train_files[m].as_path()).collect();
+    let mut a = each("--train", &inputs);
     a.extend([
         "--head".into(),
         "logistic".into(),
@@ -132,7 +130,6 @@ fn screen(
         "--quiet".into(),
     ]);
     let argv = runner.argv("train", a);
-    let inputs: Vec<&Path> = combo.iter().map(|m| train_files[m].as_path()).collect();
     let folder = RunFolder::new(&dir);
     runner.step(
         &format!("auto-{}", combo.join("+")),

@@ -129,6 +129,14 @@ impl Runner {
     }
 }
 
+/// `flag FILE` for each of `files` (`--train a.h5 --train b.h5`).
+pub(super) fn each(flag: &str, files: &[&Path]) -> Vec<String> {
+    files
+        .iter()
+        .flat_map(|f| [flag.to_string(), s(f)])
+        .collect()
+}
+
 /// SHA-256 of a step's command line and its input files' contents.
 fn step_key(line: &str, inputs: &[&Path]) -> Result<String> {
     let mut h = Sha256::new();

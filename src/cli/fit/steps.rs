@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 use xfer::train::folder::RunFolder;
 
-use super::runner::Runner;
+use super::runner::{each, Runner};
 use super::{s, FitArgs};
 use crate::cli::train::HeadArg;
 
@@ -48,10 +48,8 @@ fn train(
     train_files: &[PathBuf],
     out: &Outputs,
 ) -> Result<()> {
-    let mut a = Vec::new();
-    for f in train_files {
-        a.extend(["--train".to_string(), s(f)]);
-    }
+    let inputs: Vec<&Path> = train_files.iter().map(PathBuf::as_path).collect();
+    let mut a = each("--train", &inputs);
     a.extend([
         "--out".into(),
         s(&args.out),
@@ -65,7 +63,6 @@ fn train(
         a.push("--quiet".into());
     }
     let argv = runner.argv("train", a);
-    let inputs: Vec<&Path> = train_files.iter().map(PathBuf::as_path).collect();
     runner.step(
         "train",
         argv,
@@ -83,10 +80,9 @@ fn evaluate(
     report: &Path,
     out: &Outputs,
 ) -> Result<()> {
+    let files: Vec<&Path> = test_files.iter().map(PathBuf::as_path).collect();
     let mut a = vec!["--bundle".to_string(), s(&out.bundle)];
-    for f in test_files {
-        a.extend(["--features".to_string(), s(f)]);
-    }
+    a.extend(each("--features", &files));
     a.extend([
         "--report".into(),
         s(report),
@@ -95,7 +91,7 @@ fn evaluate(
     ]);
     let argv = runner.argv("evaluate", a);
     let mut inputs: Vec<&Path> = vec![out.bundle.as_path()];
-    inputs.extend(test_files.iter().map(PathBuf::as_path));
+    inputs.extend(files);
     let outputs = [out.page.clone(), out.predictions.clone()];
     runner.step("evaluate", argv, &inputs, &outputs, &[])?;
     Ok(())
