@@ -101,6 +101,44 @@ impl DeviceArgs {
         }
     }
 
+    /// These settings as flags again (those not at their default), for a
+    /// command `xfer fit` runs.
+    #[allow(dead_code)] // used by `xfer fit`; xfer-predict includes this file too
+    pub fn flags(&self) -> Vec<String> {
+        let path = |p: &PathBuf| p.to_string_lossy().into_owned();
+        let mut v = Vec::new();
+        if self.device != Device::Cpu {
+            v.extend([
+                "--device".into(),
+                format!("{:?}", self.device).to_lowercase(),
+            ]);
+        }
+        if self.device_id != 0 {
+            v.extend(["--device-id".into(), self.device_id.to_string()]);
+        }
+        if self.allow_cpu_fallback {
+            v.push("--allow-cpu-fallback".into());
+        }
+        if let Some(c) = &self.trt_cache {
+            v.extend(["--trt-cache".into(), path(c)]);
+        }
+        if self.trt_fp16 {
+            v.push("--trt-fp16".into());
+        }
+        if self.threads != 0 {
+            v.extend(["--threads".into(), self.threads.to_string()]);
+        }
+        match self.ort_spin {
+            Spin::Auto => {}
+            Spin::On => v.extend(["--ort-spin".into(), "on".into()]),
+            Spin::Off => v.extend(["--ort-spin".into(), "off".into()]),
+        }
+        if let Some(c) = &self.model_cache {
+            v.extend(["--model-cache".into(), path(c)]);
+        }
+        v
+    }
+
     /// The session options, spinning off (`--ort-spin on` turns it on).
     pub fn session_options(&self, batch: usize) -> SessionOptions {
         SessionOptions {

@@ -44,8 +44,9 @@ use crate::error::{Error, Result};
 use crate::features::extract::{self, ExtractConfig};
 use crate::features::store::{self, FeatureWriter, FileReader};
 use crate::images::dataset::Dataset;
+use crate::images::list;
 use crate::models::zoo::Manifest;
-use crate::util::atomic::write_bytes_atomic;
+use crate::util::atomic::{write_bytes_atomic, write_bytes_if_changed};
 use crate::util::lock::OutputLock;
 
 /// Seconds before the hashing moment a file must have been last modified for
@@ -96,21 +97,6 @@ fn now_ns() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as i64)
-}
-
-fn sha256_bytes(path: &Path) -> std::io::Result<String> {
-    use std::io::Read;
-    let mut f = std::fs::File::open(path)?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 16];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(format!("{:x}", h.finalize()))
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -182,7 +168,7 @@ impl ContentHasher {
                     }
                 }
                 let checked = now_ns();
-                let sha = match sha256_bytes(p) {
+                let sha = match crate::util::digest::sha256_file(p) {
                     Ok(s) => s,
                     Err(e) => return (Err(e), false, 0),
                 };
@@ -390,17 +376,6 @@ fn row_key(key: &Key, path: &str, sha256: &str) -> String {
     }
 }
 
-/// The list text of `paths` (CSV, one quoted path per record, no labels).
-fn list_text(paths: &[&str]) -> String {
-    let mut s = String::from("path\n");
-    for p in paths {
-        s.push('"');
-        s.push_str(&p.replace('"', "\"\""));
-        s.push_str("\"\n");
-    }
-    s
-}
-
 impl Folder {
     /// Opens (creating it) the folder of `key` in the cache `root`, locks it,
     /// and indexes its verified chunks. Chunks that cannot be read, or that
@@ -411,16 +386,15 @@ impl Folder {
         let lock = OutputLock::acquire(&dir.join("chunks"))?;
         let key_file = dir.join("key.json");
         let text = serde_json::to_string_pretty(&key).expect("plain data") + "\n";
-        match std::fs::read_to_string(&key_file) {
-            Ok(old) if old == text => {}
-            Ok(old) if serde_json::from_str::<Key>(&old).is_ok_and(|k| k != key) => {
-                return Err(cache_err(
-                    &key_file,
-                    "is the key of another job than its folder name says; delete the folder (it is only a cache)",
-                ))
-            }
-            _ => write_bytes_atomic(&key_file, text.as_bytes())?,
+        let other = std::fs::read_to_string(&key_file)
+            .is_ok_and(|old| serde_json::from_str::<Key>(&old).is_ok_and(|k| k != key));
+        if other {
+            return Err(cache_err(
+                &key_file,
+                "is the key of another job than its folder name says; delete the folder (it is only a cache)",
+            ));
         }
+        write_bytes_if_changed(&key_file, text.as_bytes())?;
         let mut numbers: Vec<u32> = std::fs::read_dir(&dir)
             .map_err(|e| Error::io(&dir, e))?
             .filter_map(|e| e.ok())
@@ -539,7 +513,10 @@ impl Folder {
         };
         write_sidecar(&chunk.sidecar, &sidecar)?;
         let paths: Vec<&str> = sidecar.files.iter().map(|f| f.path.as_str()).collect();
-        write_bytes_atomic(&chunk.list, list_text(&paths).as_bytes())?;
+        write_bytes_atomic(
+            &chunk.list,
+            list::csv_text(&["path"], paths.iter().map(|p| [p])).as_bytes(),
+        )?;
         self.pending.push(chunk.clone());
         Ok(chunk)
     }
@@ -581,8 +558,42 @@ impl Folder {
         out: &Path,
     ) -> Result<Assembled> {
         assert_eq!(ds.items.len(), contents.len(), "one content per item");
-        let sources: Vec<&Source> = ds
-            .items
+        let sources = self.sources(ds, contents, out)?;
+        let used = chunks_of(&sources);
+        let dim = self.row_width(&used, manifest)?;
+        // The providers and ONNX Runtime versions of the chunks used.
+        let mut prov = extract::job_provenance(ds, &ds.root, cfg, manifest);
+        prov.ort_version = self.key.ort_version.clone();
+        prov.execution_provider = self.providers(&used);
+        let list = extract::list_info(ds, None);
+        let mut w = FeatureWriter::create_for(out, dim, &prov, Some(&list))?;
+        let (mut rows, mut skipped) = (0, 0);
+        const BLOCK: usize = 256;
+        for start in (0..ds.items.len()).step_by(BLOCK) {
+            let end = (start + BLOCK).min(ds.items.len());
+            let mut b = self.block(ds, &sources, start..end)?;
+            let (f, v) = b.arrays(dim, self.key.views, out)?;
+            w.append_views(
+                f.view(),
+                v.as_ref().map(|v| v.view()),
+                &b.labels,
+                &b.paths,
+                &b.skipped,
+            )?;
+            rows += b.labels.len();
+            skipped += b.skipped.len();
+        }
+        w.finish()?;
+        Ok(Assembled {
+            rows,
+            skipped,
+            chunks: used.len(),
+        })
+    }
+
+    /// Where each item of `ds` (with `contents`) is in the cache.
+    fn sources(&self, ds: &Dataset, contents: &[Content], out: &Path) -> Result<Vec<&Source>> {
+        ds.items
             .iter()
             .zip(contents)
             .map(|(item, c)| {
@@ -597,24 +608,12 @@ impl Folder {
                         )
                     })
             })
-            .collect::<Result<_>>()?;
-        // The providers and ONNX Runtime versions of the chunks used.
-        let mut used: Vec<usize> = sources
-            .iter()
-            .filter_map(|s| match s {
-                Source::Row { chunk, .. } => Some(*chunk),
-                Source::Skipped(_) => None,
-            })
-            .collect();
-        used.sort_unstable();
-        used.dedup();
-        let mut providers: Vec<&str> = Vec::new();
-        for &c in &used {
-            let p = self.readers[c].provenance.execution_provider.as_str();
-            if !providers.contains(&p) {
-                providers.push(p);
-            }
-        }
+            .collect()
+    }
+
+    /// The features per row of the chunks `used` (all the same), or the
+    /// manifest's when no row is used.
+    fn row_width(&self, used: &[usize], manifest: &Manifest) -> Result<usize> {
         let dim = used
             .first()
             .map_or(manifest.output.feature_dim, |&c| self.readers[c].dim);
@@ -624,82 +623,122 @@ impl Folder {
                 format!("has {} features per row, other chunks {dim}: delete the cache folder (it is only a cache)", self.readers[c].dim),
             ));
         }
-        let root = ds.root.clone();
-        let mut prov = extract::job_provenance(ds, &root, cfg, manifest);
-        prov.ort_version = self.key.ort_version.clone();
-        prov.execution_provider = providers.join(", ");
-        let list = extract::list_info(ds, None);
-        let mut w = FeatureWriter::create_for(out, dim, &prov, Some(&list))?;
-        let mut rows = 0;
-        let mut skipped_n = 0;
-        const BLOCK: usize = 256;
-        for start in (0..ds.items.len()).step_by(BLOCK) {
-            let end = (start + BLOCK).min(ds.items.len());
-            let mut feats: Vec<f32> = Vec::new();
-            let mut views: Vec<f32> = Vec::new();
-            let mut labels = Vec::new();
-            let mut paths = Vec::new();
-            let mut skipped = Vec::new();
-            let mut i = start;
-            while i < end {
-                match sources[i] {
-                    Source::Skipped(reason) => {
-                        skipped.push((ds.items[i].rel_path.clone(), reason.clone()));
-                        i += 1;
+        Ok(dim)
+    }
+
+    /// The execution providers that extracted the chunks `used`, in order
+    /// of first use, comma-separated.
+    fn providers(&self, used: &[usize]) -> String {
+        let mut providers: Vec<&str> = Vec::new();
+        for &c in used {
+            let p = self.readers[c].provenance.execution_provider.as_str();
+            if !providers.contains(&p) {
+                providers.push(p);
+            }
+        }
+        providers.join(", ")
+    }
+
+    /// The rows (and skipped files) of the items `range` of `ds`, whose
+    /// places are `sources`.
+    fn block(
+        &self,
+        ds: &Dataset,
+        sources: &[&Source],
+        range: std::ops::Range<usize>,
+    ) -> Result<Block> {
+        let mut b = Block::default();
+        let mut i = range.start;
+        while i < range.end {
+            match sources[i] {
+                Source::Skipped(reason) => {
+                    b.skipped
+                        .push((ds.items[i].rel_path.clone(), reason.clone()));
+                    i += 1;
+                }
+                Source::Row { chunk, row } => {
+                    // A run of consecutive rows of one chunk: one read.
+                    let mut j = i + 1;
+                    while j < range.end
+                        && matches!(sources[j], Source::Row { chunk: c, row: r }
+                            if *c == *chunk && *r == row + (j - i))
+                    {
+                        j += 1;
                     }
-                    Source::Row { chunk, row } => {
-                        // A run of consecutive rows of one chunk: one read.
-                        let mut j = i + 1;
-                        while j < end
-                            && matches!(sources[j], Source::Row { chunk: c, row: r }
-                                if *c == *chunk && *r == row + (j - i))
-                        {
-                            j += 1;
-                        }
-                        let reader = &self.readers[*chunk];
-                        let range = *row..*row + (j - i);
-                        let (f, _, _) = reader.block(range.clone())?;
-                        feats.extend(f.iter());
-                        if let Some(v) = reader.views_block(range)? {
-                            views.extend(v.iter());
-                        }
-                        for item in &ds.items[i..j] {
-                            labels.push(item.label);
-                            paths.push(item.rel_path.clone());
-                        }
-                        i = j;
+                    self.copy_rows(*chunk, *row..*row + (j - i), &mut b)?;
+                    for item in &ds.items[i..j] {
+                        b.labels.push(item.label);
+                        b.paths.push(item.rel_path.clone());
                     }
+                    i = j;
                 }
             }
-            let n = labels.len();
-            let f = ndarray::Array2::from_shape_vec((n, dim), feats).expect("n × dim values");
-            let v = match self.key.views {
-                0 => None,
-                k => Some(
-                    ndarray::Array3::from_shape_vec((n, k, dim), views).map_err(|_| {
-                        cache_err(
-                            out,
-                            "a chunk has no views; delete the cache folder (it is only a cache)",
-                        )
-                    })?,
-                ),
-            };
-            w.append_views(
-                f.view(),
-                v.as_ref().map(|v| v.view()),
-                &labels,
-                &paths,
-                &skipped,
-            )?;
-            rows += n;
-            skipped_n += skipped.len();
         }
-        w.finish()?;
-        Ok(Assembled {
-            rows,
-            skipped: skipped_n,
-            chunks: used.len(),
+        Ok(b)
+    }
+
+    /// Appends the features (and views) of `rows` of chunk `chunk` to `b`.
+    fn copy_rows(&self, chunk: usize, rows: std::ops::Range<usize>, b: &mut Block) -> Result<()> {
+        let reader = &self.readers[chunk];
+        let (f, _, _) = reader.block(rows.clone())?;
+        b.feats.extend(f.iter());
+        if let Some(v) = reader.views_block(rows)? {
+            b.views.extend(v.iter());
+        }
+        Ok(())
+    }
+}
+
+/// The chunks (indices into [`Folder::readers`]) that `sources` take rows
+/// from, sorted, each once.
+fn chunks_of(sources: &[&Source]) -> Vec<usize> {
+    let mut used: Vec<usize> = sources
+        .iter()
+        .filter_map(|s| match s {
+            Source::Row { chunk, .. } => Some(*chunk),
+            Source::Skipped(_) => None,
         })
+        .collect();
+    used.sort_unstable();
+    used.dedup();
+    used
+}
+
+/// A block of an assembled file: rows copied from the chunks, in order.
+#[derive(Default)]
+struct Block {
+    feats: Vec<f32>,
+    views: Vec<f32>,
+    labels: Vec<i64>,
+    paths: Vec<String>,
+    skipped: Vec<(String, String)>,
+}
+
+type Views = Option<ndarray::Array3<f32>>;
+
+impl Block {
+    /// The features (n × `dim`) and, with `k` views, the views (n × k ×
+    /// dim), taken out of the block.
+    fn arrays(
+        &mut self,
+        dim: usize,
+        k: usize,
+        out: &Path,
+    ) -> Result<(ndarray::Array2<f32>, Views)> {
+        let n = self.labels.len();
+        let feats = std::mem::take(&mut self.feats);
+        let f = ndarray::Array2::from_shape_vec((n, dim), feats).expect("n × dim values");
+        if k == 0 {
+            return Ok((f, None));
+        }
+        let views = std::mem::take(&mut self.views);
+        let v = ndarray::Array3::from_shape_vec((n, k, dim), views).map_err(|_| {
+            cache_err(
+                out,
+                "a chunk has no views; delete the cache folder (it is only a cache)",
+            )
+        })?;
+        Ok((f, Some(v)))
     }
 }
 
@@ -779,13 +818,5 @@ mod tests {
         let c = h.contents(std::slice::from_ref(&f)).remove(0).unwrap();
         assert_eq!(h.hashed, 1);
         assert_ne!(c.sha256, a.sha256);
-    }
-
-    #[test]
-    fn list_text_quotes_every_path() {
-        assert_eq!(
-            list_text(&["/a/b.jpg", "/a/x,\"y\".png"]),
-            "path\n\"/a/b.jpg\"\n\"/a/x,\"\"y\"\".png\"\n"
-        );
     }
 }

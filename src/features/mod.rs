@@ -1,7 +1,8 @@
 //! Features: images through a backbone ([`pipeline`]) into HDF5 feature files
-//! ([`extract`], [`store`]; cached by image content for `xfer fit`: [`cache`]), split into shards and merged again ([`shard`],
-//! [`merge`]), and loaded back for training and evaluation ([`load`], whose
-//! items are re-exported here).
+//! ([`extract`], [`store`]; cached by image content for `xfer fit`:
+//! [`cache`]), split into shards and merged again ([`shard`], [`merge`]), and
+//! loaded back for training and evaluation ([`load`], whose items are
+//! re-exported here); the recorded test split of `xfer fit` ([`split`]).
 
 #[cfg(feature = "store")]
 pub mod cache;
@@ -14,6 +15,7 @@ pub mod load;
 pub mod merge;
 pub mod pipeline;
 pub mod shard;
+pub mod split;
 #[cfg(feature = "store")]
 pub mod store;
 

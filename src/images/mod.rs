@@ -1,5 +1,6 @@
-//! Images: finding them and their labels ([`dataset`]), decoding and the pixel
-//! maths ([`preprocess`], [`jpeg`]), and the augmented views ([`augment`]).
+//! Images: finding them and their labels ([`dataset`]; lists written by
+//! [`list`]), decoding and the pixel maths ([`preprocess`], [`jpeg`]), and the
+//! augmented views ([`augment`]).
 //! Nothing here knows about models or files xfer writes.
 
 pub mod augment;

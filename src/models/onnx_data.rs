@@ -264,19 +264,12 @@ pub fn model_sha256(path: &Path) -> Result<String> {
     let dir = path.parent().unwrap_or(Path::new("."));
     for file in external_files(path, &bytes)? {
         let data_path = dir.join(&file);
-        let mut f = fs::File::open(&data_path).map_err(|e| missing_data(path, &data_path, e))?;
+        let f = fs::File::open(&data_path).map_err(|e| missing_data(path, &data_path, e))?;
         let len = f.metadata().map_err(|e| Error::io(&data_path, e))?.len();
         hasher.update(file.as_bytes());
         hasher.update([0]);
         hasher.update(len.to_le_bytes());
-        let mut buf = vec![0u8; 1 << 20];
-        loop {
-            let n = f.read(&mut buf).map_err(|e| Error::io(&data_path, e))?;
-            if n == 0 {
-                break;
-            }
-            hasher.update(&buf[..n]);
-        }
+        crate::util::digest::update_from(&mut hasher, f).map_err(|e| Error::io(&data_path, e))?;
     }
     Ok(format!("{:x}", hasher.finalize()))
 }

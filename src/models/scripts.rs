@@ -84,9 +84,7 @@ pub fn script(name: &str) -> Result<PathBuf> {
     std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
     for (n, t) in SCRIPTS {
         let p = dir.join(n);
-        if !std::fs::read(&p).is_ok_and(|b| b == t.as_bytes()) {
-            crate::util::atomic::write_bytes_atomic(&p, t.as_bytes())?;
-        }
+        crate::util::atomic::write_bytes_if_changed(&p, t.as_bytes())?;
     }
     Ok(dir.join(name))
 }

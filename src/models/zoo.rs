@@ -2,11 +2,9 @@
 //! and what it produces. See docs/formats.md, "The backbone manifest", for the schema.
 
 use std::fs;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 use crate::images::preprocess::Recipe;
@@ -357,18 +355,9 @@ impl Manifest {
     }
 }
 
+/// SHA-256 of a file's bytes, hex ([`crate::util::digest::sha256_file`]).
 pub fn sha256_file(path: &Path) -> Result<String> {
-    let mut f = fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf).map_err(|e| Error::io(path, e))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(format!("{:x}", hasher.finalize()))
+    crate::util::digest::sha256_file(path).map_err(|e| Error::io(path, e))
 }
 
 /// The folder of manifests.

@@ -209,18 +209,12 @@ fn set_executable(path: &Path) -> Result<()> {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).map_err(io(path))
 }
 
-/// `s` as one word for a POSIX shell: single-quoted, a `'` inside written as
-/// `'\''`. Nothing in it is expanded (`$(…)`, backticks, newlines stay text).
-pub fn sh_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "'\\''"))
-}
-
 /// `predict.sh`: the predictor with the package's library, zoo, model cache
 /// and bundle, found relative to the script (a POSIX shell and its built-ins
-/// only). Names are quoted ([`sh_quote`]).
+/// only). Names are quoted ([`crate::util::shell::quote`]).
 fn predict_sh(lib_name: &str) -> String {
-    let lib_name = sh_quote(lib_name);
-    let bundle = sh_quote(BUNDLE);
+    let lib_name = crate::util::shell::quote(lib_name);
+    let bundle = crate::util::shell::quote(BUNDLE);
     format!(
         r#"#!/bin/sh
 # Classify images with this package: ./predict.sh PATHS... [xfer-predict flags]

@@ -120,6 +120,41 @@ impl RunFolder {
             Err(e) => Err(e),
         }
     }
+
+    /// The scores of the run's first head as `metrics.json` records them:
+    /// cross-validated (mean and standard deviation over the folds), else on
+    /// the validation split. `None` when it records no head.
+    pub fn first_head_scores(&self) -> Result<Option<HeadScores>> {
+        let file = self.file(Self::METRICS);
+        let bytes = std::fs::read(&file).map_err(|e| Error::io(&file, e))?;
+        let m: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| Error::Input {
+            path: file.clone(),
+            reason: e.to_string(),
+        })?;
+        let Some(head) = m["heads"].as_array().and_then(|h| h.first()) else {
+            return Ok(None);
+        };
+        let (cv, val) = (&head["cv"], &head["validation"]);
+        Ok(Some(HeadScores {
+            n_features: m["train"]["n_features"].as_u64(),
+            log_loss: cv["log_loss_mean"].as_f64().or(val["log_loss"].as_f64()),
+            log_loss_sd: cv["log_loss_sd"].as_f64(),
+            accuracy: cv["accuracy_mean"].as_f64().or(val["accuracy"].as_f64()),
+            accuracy_sd: cv["accuracy_sd"].as_f64(),
+        }))
+    }
+}
+
+/// A head's scores read back from a run folder ([`RunFolder::first_head_scores`]).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct HeadScores {
+    /// Features per row the head was trained on.
+    pub n_features: Option<u64>,
+    pub log_loss: Option<f64>,
+    /// Over the folds; `None` without cross-validation.
+    pub log_loss_sd: Option<f64>,
+    pub accuracy: Option<f64>,
+    pub accuracy_sd: Option<f64>,
 }
 
 #[cfg(test)]
@@ -143,5 +178,38 @@ mod tests {
         assert_eq!(removed, vec![run.file(RunFolder::MLP)]);
         assert_eq!(run.read_metrics().unwrap().as_deref(), Some("{}"));
         assert_eq!(RunFolder::of_bundle(&run.file(RunFolder::BEST)), run);
+    }
+
+    #[test]
+    fn the_first_heads_scores_are_cross_validated_else_validation() {
+        let d = tempfile::tempdir().unwrap();
+        let run = RunFolder::new(d.path());
+        assert!(run.first_head_scores().is_err(), "no metrics.json");
+        let cv = r#"{"train": {"n_features": 1280}, "heads": [
+            {"cv": {"log_loss_mean": 0.5, "log_loss_sd": 0.1, "accuracy_mean": 0.8, "accuracy_sd": 0.05},
+             "validation": {"log_loss": 0.7, "accuracy": 0.6}}, {}]}"#;
+        run.write(RunFolder::METRICS, cv.as_bytes()).unwrap();
+        let s = run.first_head_scores().unwrap().unwrap();
+        assert_eq!(
+            s,
+            HeadScores {
+                n_features: Some(1280),
+                log_loss: Some(0.5),
+                log_loss_sd: Some(0.1),
+                accuracy: Some(0.8),
+                accuracy_sd: Some(0.05),
+            }
+        );
+        let val = r#"{"heads": [{"validation": {"log_loss": 0.7, "accuracy": 0.6}}]}"#;
+        run.write(RunFolder::METRICS, val.as_bytes()).unwrap();
+        let s = run.first_head_scores().unwrap().unwrap();
+        assert_eq!(
+            (s.log_loss, s.accuracy, s.log_loss_sd),
+            (Some(0.7), Some(0.6), None)
+        );
+        run.write(RunFolder::METRICS, br#"{"heads": []}"#).unwrap();
+        assert_eq!(run.first_head_scores().unwrap(), None);
+        run.write(RunFolder::METRICS, b"{").unwrap();
+        assert!(run.first_head_scores().is_err());
     }
 }

@@ -130,6 +130,17 @@ pub fn write_bytes_atomic(path: &Path, bytes: &[u8]) -> Result<(), AtomicError> 
     write_atomic(path, |w| w.write_all(bytes))
 }
 
+/// Writes `bytes` to `path` atomically unless the file already holds exactly
+/// these bytes (then it is left alone, its modification time too). Returns
+/// whether it wrote.
+pub fn write_bytes_if_changed(path: &Path, bytes: &[u8]) -> Result<bool, AtomicError> {
+    if fs::read(path).is_ok_and(|old| old == bytes) {
+        return Ok(false);
+    }
+    write_bytes_atomic(path, bytes)?;
+    Ok(true)
+}
+
 /// A temporary file beside `path` for writers that need a path: write to
 /// [`TempFile::path`], then [`TempFile::commit`]. Dropped without a commit, it
 /// removes the temporary file (only if it is still the one it created).
@@ -373,6 +384,18 @@ mod tests {
         assert_eq!(n, 42);
         assert_eq!(fs::read(&p).unwrap(), b"two");
         assert_eq!(names(t.path()), ["out.bin"]);
+    }
+
+    #[test]
+    fn an_unchanged_file_is_left_alone() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("a.json");
+        assert!(write_bytes_if_changed(&p, b"one").unwrap());
+        let id = file_id(&p);
+        assert!(!write_bytes_if_changed(&p, b"one").unwrap());
+        assert_eq!(file_id(&p), id, "not replaced");
+        assert!(write_bytes_if_changed(&p, b"two").unwrap());
+        assert_eq!(fs::read(&p).unwrap(), b"two");
     }
 
     #[test]
