@@ -20,8 +20,8 @@ use crate::train::folder::RunFolder;
 use crate::train::head::calibrate::{self, Temperature};
 use crate::train::head::mlp::Mlp;
 use crate::train::head::{softmax_rows, HeadKind, Rng, Standardize};
-use crate::train::plan::{Plan, Validation};
-use crate::train::{self, Progress, Rows};
+use crate::train::plan::{MlpPlan, Plan, Validation};
+use crate::train::{self, Progress, Rows, TrainConfig};
 
 /// A trained head: what it scored, and the bundle that ships it.
 pub struct Trained {
@@ -483,24 +483,7 @@ pub fn fit_mlp(
         .mlp
         .as_ref()
         .ok_or_else(|| crate::Error::Config("the plan has no MLP head".into()))?;
-    let std = if m.standardize {
-        let s = Standardize::fit(data.train.data.view(), Some(&data.train_rows));
-        s.apply_inplace(data.train.data.view_mut());
-        if let Some(v) = &mut data.train.views {
-            let (n, k, d) = v.dim();
-            let flat = v
-                .view_mut()
-                .into_shape_with_order((n * k, d))
-                .expect("views are contiguous"); // [n × K, d]
-            s.apply_inplace(flat);
-        }
-        if let Some(v) = &mut data.val {
-            s.apply_inplace(v.data.view_mut());
-        }
-        Some(s)
-    } else {
-        None
-    };
+    let std = m.standardize.then(|| standardize_in_place(data));
     let config = m.config(data.train.n_features(), data.class_names.len());
     config.validate()?;
     let weights = class_weights(plan, data);
@@ -585,7 +568,48 @@ pub fn fit_mlp(
             .map(|f| format!("{} epochs by {}-fold CV", f.epochs, data.n_folds())),
         recommended: false,
     };
-    let mut bundle = Bundle::new(
+    let mut bundle = mlp_bundle(plan, m, data, mlp, std, &tc, &report);
+    bundle.meta.temperature = t;
+    Ok(Trained {
+        report,
+        bundle,
+        notes,
+        oof_probs,
+    })
+}
+
+/// Standardises the features of `data` in place (training, views,
+/// validation), fitted on the training rows; returns the transform the
+/// bundle applies to new features.
+fn standardize_in_place(data: &mut TrainingData) -> Standardize {
+    let s = Standardize::fit(data.train.data.view(), Some(&data.train_rows));
+    s.apply_inplace(data.train.data.view_mut());
+    if let Some(v) = &mut data.train.views {
+        let (n, k, d) = v.dim();
+        let flat = v
+            .view_mut()
+            .into_shape_with_order((n * k, d))
+            .expect("views are contiguous"); // [n × K, d]
+        s.apply_inplace(flat);
+    }
+    if let Some(v) = &mut data.val {
+        s.apply_inplace(v.data.view_mut());
+    }
+    s
+}
+
+/// The MLP's bundle: the head, its standardisation and what trained it.
+fn mlp_bundle(
+    plan: &Plan,
+    m: &MlpPlan,
+    data: &TrainingData,
+    mlp: Mlp,
+    std: Option<Standardize>,
+    tc: &TrainConfig,
+    report: &HeadReport,
+) -> Bundle {
+    let config = mlp.config.clone();
+    Bundle::new(
         HeadKind::Mlp,
         mlp,
         std,
@@ -605,15 +629,8 @@ pub fn fit_mlp(
             data,
             "one view per image per epoch, drawn at random (seeded); validation and held-out folds on the centre view",
         ),
-        final_metrics(&report),
-    );
-    bundle.meta.temperature = t;
-    Ok(Trained {
-        report,
-        bundle,
-        notes,
-        oof_probs,
-    })
+        final_metrics(report),
+    )
 }
 
 /// Marks the head with the lowest held-out log loss (after calibration) as
