@@ -1,6 +1,11 @@
-//! Typed errors of the library. Every message ends with what to do next.
+//! Typed errors of the library. A message states what is wrong (paths,
+//! values, what differs); the next step, where one is known, is a typed
+//! [`Next`] (or the variant itself) that the front end words: the command
+//! line in its flags, so that a library caller gets no command-line advice.
 
 use std::path::PathBuf;
+
+use crate::features::shard::Shard;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -9,8 +14,8 @@ pub enum Error {
     #[error(
         "no ONNX Runtime library found (looked at: {searched}); install it into xfer's Python \
          environment (`pip install onnxruntime==1.31.1`, or `onnxruntime-gpu==1.31.1` for CUDA), \
-         run `tools/setup.sh` in a checkout, or pass --ort-lib PATH / set ORT_DYLIB_PATH to a \
-         libonnxruntime.so of version 1.31"
+         run `tools/setup.sh` in a checkout, or set ORT_DYLIB_PATH to a libonnxruntime.so of \
+         version 1.31"
     )]
     OrtLibraryMissing { searched: String },
 
@@ -44,16 +49,14 @@ pub enum Error {
 
     /// The GPU providers cannot take every node of the model, and CPU fallback
     /// was not allowed (ONNX Runtime's `session.disable_cpu_ep_fallback`).
-    #[error("{requested} cannot run every node of {model}: {reason}; pass --allow-cpu-fallback to run those nodes on the CPU (xfer then records which providers ran), or use --device cpu")]
+    #[error("{requested} cannot run every node of {model}: {reason}")]
     ProviderPartial {
         requested: String,
         model: String,
         reason: String,
     },
 
-    #[error(
-        "TensorRT engine cache folder {path}: {reason}; pass --trt-cache a folder you can write to"
-    )]
+    #[error("TensorRT engine cache folder {path}: {reason}")]
     TrtCache { path: PathBuf, reason: String },
 
     #[error("manifest {path}: {reason}")]
@@ -110,9 +113,11 @@ pub enum Error {
         role: &'static str,
     },
 
-    /// An output that is one of the run's inputs (the same file).
-    #[error("{flag} {output} is {what} ({input}), an input of this run: writing it would destroy that input, so it is refused even with --overwrite; give {flag} another path")]
+    /// An output that is one of the run's inputs (the same file): refused
+    /// whether or not outputs may be replaced.
+    #[error("{flag} {output} is {what} ({input}), an input of this run: writing it would destroy that input")]
     OutputIsInput {
+        /// What the output is to the caller (the command line: its flag).
         flag: String,
         output: PathBuf,
         what: String,
@@ -142,23 +147,79 @@ pub enum Error {
     #[error("dataset {root}: {reason}")]
     Dataset { root: PathBuf, reason: String },
 
+    /// A dataset that cannot be read as given, and what would get past it.
+    #[error("dataset {root}: {reason}")]
+    DatasetUnusable {
+        root: PathBuf,
+        reason: String,
+        next: Next,
+    },
+
     #[error("feature file {path}: {reason}")]
     Store { path: PathBuf, reason: String },
 
-    /// A `--shard` argument that names no shard.
-    #[error("--shard {spec}: {reason}")]
-    ShardSpec { spec: String, reason: String },
+    /// A feature file (or the `.partial` of an interrupted one) that cannot
+    /// be used, continued or merged as asked: `reason` says what is wrong,
+    /// `next` what would get past it.
+    #[error("feature file {path}: {reason}")]
+    FeatureFile {
+        path: PathBuf,
+        reason: String,
+        next: Next,
+    },
+
+    /// A shard specification (`I/N` or `auto/N`) that names no shard.
+    #[error("shard {spec}: {reason}")]
+    ShardSpec {
+        spec: String,
+        reason: String,
+        next: Option<Next>,
+    },
+
+    /// More shards than the list has files.
+    #[error("shard {shard}: {} shards for a list of {len} files; the number of shards can be at most the number of files", shard.count)]
+    TooManyShards { shard: Shard, len: usize },
 
     /// Shard files that do not make one whole extraction together (a shard
     /// missing, given twice, or of another job); the message names them.
-    #[error("cannot merge: {0}")]
-    Merge(String),
+    #[error("cannot merge: {reason}")]
+    Merge { reason: String, next: Option<Next> },
+
+    /// A setting whose value cannot work; `problem` follows the setting's
+    /// name ("must be at least 1").
+    #[error("invalid configuration: {setting} {problem}")]
+    Setting { setting: Setting, problem: String },
+
+    /// An MLP head of more parameters than xfer allows.
+    #[error("invalid configuration: the head {head} has {parameters} parameters, over xfer's limit of {limit} (1 GiB of float32 weights)")]
+    HeadTooLarge {
+        head: String,
+        /// A number, or "more than 2^64".
+        parameters: String,
+        limit: u64,
+    },
+
+    /// A training plan without a head to train.
+    #[error("invalid configuration: no head to train")]
+    NoHead,
+
+    /// A batch whose input tensors would take more memory than xfer allows.
+    #[error("a batch of {tensors} tensors ({sides} floats each) would take {gib:.1} GiB, over xfer's limit of {limit_gib} GiB per batch")]
+    BatchTooLarge {
+        tensors: u64,
+        /// The tensors' shapes, "3×224×224 + 3×256×256".
+        sides: String,
+        gib: f64,
+        limit_gib: u64,
+        /// Views per image (1 without augmentation).
+        views: usize,
+    },
 
     /// `xfer audit` input that cannot be audited (splits of different
     /// backbones or datasets, a run that does not match the features, a class
     /// with one image); the message says what differs and what to do.
-    #[error("audit: {0}")]
-    Audit(String),
+    #[error("audit: {reason}")]
+    Audit { reason: String, next: Option<Next> },
 
     /// An image list (`--list`) that cannot be read; the reason names the line.
     #[error("image list {path}: {reason}")]
@@ -240,6 +301,131 @@ pub enum Error {
         second: PathBuf,
         id: String,
     },
+}
+
+/// What would get past a refusal, as a fact about the work to do; the front
+/// end words it (the command line names its flags).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Next {
+    /// Free some disk space, then continue the interrupted extraction.
+    FreeSpaceThenResume,
+    /// The interrupted file is damaged: delete it and start afresh (not resuming).
+    DeleteThenStartAfresh,
+    /// Restore the dataset as it was, or start the extraction again.
+    RestoreDatasetOrStartAgain,
+    /// Restore the dataset as it was, or extract every shard again.
+    RestoreDatasetOrExtractEveryShard,
+    /// Continue the file as the shard it was started as (`None`: as a whole
+    /// extraction), or start afresh.
+    ContinueAs(Option<Shard>),
+    /// Continue the shard file as the same shard, of the same list, it was
+    /// started as.
+    ContinueAsStarted,
+    /// Extract this shard again, replacing the file.
+    ExtractShardAgain,
+    /// Extract this file again, replacing it.
+    ExtractAgain,
+    /// Extract every shard again, replacing the files, then merge them.
+    ExtractEveryShardAgain,
+    /// Write this shard to another file, or replace the file.
+    OtherOutputOrReplace,
+    /// Extract this shard again (and the other shards, so that they merge).
+    ExtractAgainWithTheOthers,
+    /// Extract the shard again with the other shards' list and settings, or
+    /// give the shards of one run.
+    ExtractLikeTheOthers,
+    /// Give every shard's file, or extract the missing ones of `count`.
+    GiveEveryShard { count: u64 },
+    /// Give the files of a sharded extraction.
+    GiveShardFiles,
+    /// Merge the `count` shards into one file first.
+    MergeShardsFirst { count: u64 },
+    /// Finish the interrupted extraction (of this shard, if it is one).
+    FinishInterrupted(Option<Shard>),
+    /// Run inside a job array that gives the shard's index, or give the
+    /// index of one of `count` shards.
+    RunInJobOrGiveIndex { count: u64 },
+    /// Give a folder of images.
+    GiveFolder,
+    /// Give the list file itself (the layout asked for is a list).
+    GiveListFile,
+    /// Give the folder that holds the images, or read it with another layout.
+    GiveImageFolderOrLayout,
+    /// Read the dataset with the unlabelled layout.
+    ReadUnlabelled,
+    /// Extract every backbone's features from the same dataset (an
+    /// extraction with failed files lists them as skipped: continue it, or
+    /// remove them).
+    ExtractFromOneDataset,
+    /// Give the audit feature files.
+    GiveFeatures,
+    /// Give each split once (a split's backbones together).
+    GiveEachSplitOnce,
+    /// Give a split's backbones together, as one split.
+    GiveSplitBackbonesTogether,
+    /// Audit the features the run was trained on, or audit without the run.
+    AuditTrainedFeaturesOrWithoutRun,
+    /// Train again on these features, or audit without the run (computing
+    /// out-of-fold probabilities).
+    TrainAgainOrWithoutRun,
+    /// Train with cross-validation, or audit without the run (computing
+    /// out-of-fold probabilities with `default`).
+    CrossValidateOrWithoutRun { default: String },
+    /// Give the output folder of a training run.
+    GiveTrainingRun,
+    /// Pick one of the heads the run recorded.
+    PickRecordedHead,
+}
+
+/// A setting of a plan or a run, named in words (the command line names it
+/// by its flag).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Setting {
+    /// Images per batch.
+    Batch,
+    /// Views per image (augmentation).
+    Views,
+    /// The fraction of the training rows held out for validation.
+    ValSplit,
+    /// Epochs without improvement before training stops.
+    Patience,
+    /// The widths of the MLP's hidden layers.
+    Hidden,
+    /// The MLP's dropout probability.
+    Dropout,
+    /// The augmentation recipe (a name or a TOML file).
+    Augment,
+    /// The cosine similarity from which `audit` calls two images near duplicates.
+    Threshold,
+    /// Cross-validation folds.
+    Folds,
+    /// The logistic regression's inverse regularisation strength.
+    LogisticC,
+    /// Optimiser steps of the MLP.
+    Steps,
+    /// Training epochs.
+    Epochs,
+}
+
+impl std::fmt::Display for Setting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Setting::Batch => "the batch size",
+            Setting::Views => "the number of views",
+            Setting::ValSplit => "the validation fraction",
+            Setting::Patience => "early stopping (patience)",
+            Setting::Hidden => "the hidden layer widths",
+            Setting::Dropout => "the dropout",
+            Setting::Augment => "the augmentation recipe",
+            Setting::Threshold => "the similarity threshold",
+            Setting::Folds => "the number of folds",
+            Setting::LogisticC => "the logistic regression's C",
+            Setting::Steps => "the number of steps",
+            Setting::Epochs => "the number of epochs",
+        })
+    }
 }
 
 impl From<ort::Error<ort::session::builder::SessionBuilder>> for Error {

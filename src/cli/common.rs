@@ -253,36 +253,188 @@ pub fn check_output(flag: &str, path: &std::path::Path, overwrite: bool) -> anyh
     Ok(())
 }
 
-/// Prints an error with its whole chain (each cause once:
-/// [`xfer::error::chain_message`]) and gives the exit status for it.
+/// Prints an error with its whole chain (each cause once, as
+/// [`xfer::error::chain_message`] does) in the words of the command line
+/// ([`words`], [`hint`]) and gives the exit status for it.
 pub fn report(result: anyhow::Result<i32>) -> i32 {
     match result {
         Ok(code) => code,
         Err(e) => {
-            let hint = e
-                .chain()
-                .find_map(|c| c.downcast_ref::<xfer::Error>())
-                .and_then(hint);
-            let e: &(dyn std::error::Error + 'static) = e.as_ref();
-            match hint {
-                Some(h) => eprintln!("error: {}; {h}", xfer::error::chain_message(e)),
-                None => eprintln!("error: {}", xfer::error::chain_message(e)),
-            }
+            eprintln!("error: {}", message(&e));
             1
         }
     }
 }
 
-/// The next step for a library error that states only the facts, in the
-/// words of the command line (a library user gets the facts alone).
-pub fn hint(e: &xfer::Error) -> Option<&'static str> {
+/// The text `report` prints after "error: ": each cause of the chain once, a
+/// library error that names a setting in the flag's words, and the next step
+/// of the first library error that has one.
+pub fn message(e: &anyhow::Error) -> String {
+    let mut message = String::new();
+    for c in e.chain() {
+        let text = match c.downcast_ref::<xfer::Error>().and_then(words) {
+            Some(w) => w,
+            None => c.to_string(),
+        };
+        if text.is_empty() || message.contains(&text) {
+            continue;
+        }
+        if !message.is_empty() {
+            message.push_str(": ");
+        }
+        message.push_str(&text);
+    }
+    if let Some(h) = e
+        .chain()
+        .find_map(|c| c.downcast_ref::<xfer::Error>())
+        .and_then(hint)
+    {
+        message.push_str("; ");
+        message.push_str(&h);
+    }
+    message
+}
+
+/// The flag that sets a [`xfer::error::Setting`].
+pub fn flag(s: xfer::error::Setting) -> &'static str {
+    use xfer::error::Setting as S;
+    match s {
+        S::Batch => "--batch",
+        S::Views => "--views",
+        S::ValSplit => "--val-split",
+        S::Patience => "--patience",
+        S::Folds => "--cv",
+        S::LogisticC => "--logistic-c",
+        S::Steps => "--steps",
+        S::Epochs => "--epochs",
+        S::Hidden => "--hidden",
+        S::Dropout => "--dropout",
+        S::Augment => "--augment",
+        S::Threshold => "--threshold",
+        _ => "a setting",
+    }
+}
+
+/// A library error's own text in the words of the command line, where the
+/// library names a setting or an argument that the user gave as a flag.
+pub fn words(e: &xfer::Error) -> Option<String> {
     use xfer::Error as E;
     Some(match e {
-        E::OutputExists { .. } => "pass --overwrite to replace it",
-        E::Interrupted { .. } => "pass --resume to continue it, or --overwrite to start again",
-        E::NothingToResume { .. } => "run without --resume",
-        E::NoOutputFolder { .. } => "create it, or give another path",
-        E::MomentumWithoutSgd => "--momentum and --nesterov are for --optim sgd",
+        E::Setting { setting, problem } => {
+            format!("invalid configuration: {} {problem}", flag(*setting))
+        }
+        // "shard 5/3: …" names the argument of --shard.
+        E::ShardSpec { .. } | E::TooManyShards { .. } => format!("--{e}"),
+        _ => return None,
+    })
+}
+
+/// The next step for a library error that states only the facts, in the
+/// words of the command line (a library user gets the facts alone).
+pub fn hint(e: &xfer::Error) -> Option<String> {
+    use xfer::error::{Next, Setting};
+    use xfer::Error as E;
+    let next = match e {
+        E::OutputExists { .. } => return Some("pass --overwrite to replace it".into()),
+        E::Interrupted { .. } => {
+            return Some("pass --resume to continue it, or --overwrite to start again".into())
+        }
+        E::NothingToResume { .. } => return Some("run without --resume".into()),
+        E::NoOutputFolder { .. } => return Some("create it, or give another path".into()),
+        E::MomentumWithoutSgd => {
+            return Some("--momentum and --nesterov are for --optim sgd".into())
+        }
+        E::NoHead => return Some("choose --head mlp, logistic or both".into()),
+        E::HeadTooLarge { .. } => return Some("pass smaller --hidden widths".into()),
+        E::OrtLibraryMissing { .. } => {
+            return Some("or pass --ort-lib PATH".into())
+        }
+        E::ProviderPartial { .. } => return Some("pass --allow-cpu-fallback to run those nodes on the CPU (xfer then records which providers ran), or use --device cpu".into()),
+        E::TrtCache { .. } => return Some("pass --trt-cache a folder you can write to".into()),
+        E::OutputIsInput { flag, .. } => {
+            return Some(format!("it is refused even with --overwrite; give {flag} another path"))
+        }
+        E::Setting {
+            setting: Setting::Patience,
+            ..
+        } => return Some("pass --val, --val-split or --cv".into()),
+        E::BatchTooLarge { views, .. } => {
+            let views = if *views > 1 { " or fewer --views" } else { "" };
+            return Some(format!("pass a smaller --batch{views}"));
+        }
+        E::TooManyShards { len, .. } => {
+            return Some(format!("pass --shard I/N with N ≤ {len}"))
+        }
+        E::FeatureFile { next, .. } => next,
+        E::DatasetUnusable { next, .. } => next,
+        E::Merge { next: Some(next), .. } => next,
+        E::ShardSpec { next: Some(next), .. } => next,
+        E::Audit { next: Some(next), .. } => next,
+        _ => return None,
+    };
+    Some(match next {
+        Next::FreeSpaceThenResume => {
+            "free some space, then run the same command with --resume to continue".into()
+        }
+        Next::DeleteThenStartAfresh => "delete it and run without --resume".into(),
+        Next::RestoreDatasetOrStartAgain => {
+            "restore the dataset as it was, or start again with --overwrite".into()
+        }
+        Next::RestoreDatasetOrExtractEveryShard => {
+            "restore the dataset as it was, or extract every shard again with --overwrite".into()
+        }
+        Next::ContinueAs(Some(s)) => {
+            format!("pass --shard {s} to continue it, or --overwrite to start afresh")
+        }
+        Next::ContinueAs(None) => {
+            "run without --shard to continue it, or pass --overwrite to start afresh".into()
+        }
+        Next::ContinueAsStarted => {
+            "continue it with the same --shard (and list) it was started with".into()
+        }
+        Next::ExtractShardAgain => "extract this shard again with --overwrite".into(),
+        Next::ExtractAgain => "extract it again with --overwrite".into(),
+        Next::ExtractEveryShardAgain => {
+            "extract every shard again with --overwrite, then merge them".into()
+        }
+        Next::OtherOutputOrReplace => {
+            "give this shard another --out, or pass --overwrite to replace the file".into()
+        }
+        Next::ExtractAgainWithTheOthers => "pass --overwrite to extract it again (and the other shards, so that they can be merged)".into(),
+        Next::ExtractLikeTheOthers => "extract it again with the others' list and settings (--overwrite), or pass the shards of one run".into(),
+        Next::GiveEveryShard { count } => format!("pass every shard's file, or extract the missing ones first (xfer extract --shard I/{count} with the same flags)"),
+        Next::GiveShardFiles => "merge takes the files of `xfer extract --shard I/N`".into(),
+        Next::MergeShardsFirst { count } => format!(
+            "merge all {count} shards into one file first: xfer merge --out FILE.h5 SHARD_FILES…"
+        ),
+        Next::FinishInterrupted(Some(s)) => {
+            format!("finish it with `xfer extract --shard {s} --resume`")
+        }
+        Next::FinishInterrupted(None) => "finish it with `xfer extract --resume`".into(),
+        Next::GiveFolder => "pass --data DIR".into(),
+        Next::GiveListFile => "pass the list file with --list FILE".into(),
+        Next::GiveImageFolderOrLayout => {
+            "pass the folder that holds the images (or another --layout)".into()
+        }
+        Next::ReadUnlabelled => "use --layout unlabelled".into(),
+        Next::ExtractFromOneDataset => "extract every backbone from the same dataset (files that failed in one extraction are listed as skipped: re-run it with --resume or remove them)".into(),
+        Next::GiveFeatures => "pass --features FILE.h5".into(),
+        Next::GiveEachSplitOnce => "give each split once (--features train.h5 --features test.h5; several backbones of one split comma-separated)".into(),
+        Next::GiveSplitBackbonesTogether => {
+            "give a split's backbones comma-separated in one --features".into()
+        }
+        Next::AuditTrainedFeaturesOrWithoutRun => {
+            "audit the features the run was trained on, or leave out --run".into()
+        }
+        Next::TrainAgainOrWithoutRun => "train again on these features (`xfer train --train …`), or leave out --run and audit computes out-of-fold probabilities itself".into(),
+        Next::CrossValidateOrWithoutRun { default } => format!(
+            "train with --cv K, or leave out --run and audit computes them ({default})"
+        ),
+        Next::GiveTrainingRun => "give the --out folder of `xfer train`".into(),
+        Next::PickRecordedHead => "pick one of those with --head".into(),
+        Next::RunInJobOrGiveIndex { count } => {
+            format!("run inside such a job, or pass the index: --shard I/{count}")
+        }
         _ => return None,
     })
 }
@@ -295,5 +447,45 @@ pub fn die_quietly_on_closed_pipe() {
     // thread is started.
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use xfer::error::{Next, Setting};
+    use xfer::features::shard::Shard;
+
+    #[test]
+    fn library_facts_get_the_command_lines_words() {
+        let e = anyhow::Error::from(xfer::Error::FeatureFile {
+            path: "out.h5.partial".into(),
+            reason: "holds shard 1/3, this run is shard 2/3".into(),
+            next: Next::ContinueAs(Some(Shard { index: 1, count: 3 })),
+        });
+        assert_eq!(
+            message(&e),
+            "feature file out.h5.partial: holds shard 1/3, this run is shard 2/3; \
+             pass --shard 1/3 to continue it, or --overwrite to start afresh"
+        );
+        let e = anyhow::Error::from(xfer::Error::Setting {
+            setting: Setting::ValSplit,
+            problem: "must be between 0 and 1 (e.g. 0.1), got 2".into(),
+        });
+        assert_eq!(
+            message(&e),
+            "invalid configuration: --val-split must be between 0 and 1 (e.g. 0.1), got 2"
+        );
+        // Behind a context, too.
+        let e = anyhow::Error::from(xfer::Error::Setting {
+            setting: Setting::Patience,
+            problem: "needs validation data".into(),
+        })
+        .context("planning the run");
+        assert_eq!(
+            message(&e),
+            "planning the run: invalid configuration: --patience needs validation data; \
+             pass --val, --val-split or --cv"
+        );
     }
 }

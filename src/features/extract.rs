@@ -21,7 +21,7 @@
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Next, Result};
 use crate::features::pipeline::{self, Batch, PipelineConfig, Sink, Stage};
 use crate::features::shard::{self, Shard};
 use crate::features::store::{self, FeatureWriter, FileReader, ListInfo, Mismatch, Provenance};
@@ -162,26 +162,25 @@ pub fn completed_shard(
         return Ok(None);
     }
     let f = FileReader::open(out)?;
-    let refuse = |reason: String| Error::Store {
+    let refuse = |reason: String, next: Next| Error::FeatureFile {
         path: out.to_owned(),
         reason,
+        next,
     };
     if let Some((kind, what)) = store::list_mismatch(f.list.as_ref(), list) {
-        let next = match kind {
-            Mismatch::List => {
-                "it is stale: extract every shard again with --overwrite, then merge them"
-            }
-            Mismatch::Shard => {
-                "give this shard another --out, or pass --overwrite to replace the file"
-            }
-        };
-        return Err(refuse(format!("{what}; {next}")));
+        return Err(match kind {
+            Mismatch::List => refuse(format!("{what}; it is stale"), Next::ExtractEveryShardAgain),
+            Mismatch::Shard => refuse(what, Next::OtherOutputOrReplace),
+        });
     }
     if let Some((what, old, new)) = store::job_difference(&f.provenance, job) {
-        return Err(refuse(format!(
-            "holds {} extracted with {what} `{old}`, this run has `{new}`; pass --overwrite to extract it again (and the other shards, so that they can be merged)",
-            list.describe_shard()
-        )));
+        return Err(refuse(
+            format!(
+                "holds {} extracted with {what} `{old}`, this run has `{new}`",
+                list.describe_shard()
+            ),
+            Next::ExtractAgainWithTheOthers,
+        ));
     }
     Ok(Some(f))
 }
@@ -242,11 +241,12 @@ pub fn resume_point(
 ) -> Result<usize> {
     let k = done.len();
     let refuse = |what: String| {
-        Error::Store {
+        Error::FeatureFile {
         path: partial.to_owned(),
         reason: format!(
-            "{what}; the dataset changed before the point the interrupted run reached ({k} files), so continuing would not give the file of an uninterrupted run. Restore the dataset as it was, or start again with --overwrite"
+            "{what}; the dataset changed before the point the interrupted run reached ({k} files), so continuing would not give the file of an uninterrupted run"
         ),
+        next: Next::RestoreDatasetOrStartAgain,
     }
     };
     let name = |label: i64| match usize::try_from(label).ok().and_then(|l| classes.get(l)) {

@@ -479,13 +479,14 @@ fn align_by_path(
             ex(&extra)
         ));
     }
-    Err(store_err(
-        file,
-        format!(
-            "holds different images than {first_name} ({n} rows vs {rows}): {}; extract every backbone from the same dataset (files that failed in one extraction are listed as skipped: re-run it with --resume or remove them)",
+    Err(Error::FeatureFile {
+        path: file.to_owned(),
+        reason: format!(
+            "holds different images than {first_name} ({n} rows vs {rows}): {}",
             what.join("; ")
         ),
-    ))
+        next: crate::error::Next::ExtractFromOneDataset,
+    })
 }
 
 /// Refuses a file whose labels or class names differ from the first file's;

@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 
 use ndarray::{Array2, Array3};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Next, Result};
 use crate::features::store::{self, FeatureWriter, FileReader, ListInfo, Provenance};
 
 /// What a merge did.
@@ -48,13 +48,6 @@ pub struct MergeSummary {
 /// Rows copied per block: about 32 MiB of features.
 fn block_rows(dim: usize) -> usize {
     ((32 << 20) / dim.max(1).saturating_mul(4)).max(1)
-}
-
-fn store_err(path: &Path, reason: impl Into<String>) -> Error {
-    Error::Store {
-        path: path.to_owned(),
-        reason: reason.into(),
-    }
 }
 
 /// The shards' list, shard count and versions that most of them share (ties:
@@ -85,19 +78,22 @@ fn reference(files: &[FileReader]) -> &FileReader {
 /// them in shard order.
 pub fn check(paths: &[PathBuf]) -> Result<Vec<FileReader>> {
     if paths.is_empty() {
-        return Err(Error::Merge(
-            "no shard files given; pass every file of `xfer extract --shard I/N`".into(),
-        ));
+        return Err(Error::Merge {
+            reason: "no shard files given".into(),
+            next: Some(Next::GiveShardFiles),
+        });
     }
     refuse_repeated(paths)?;
     let mut files = Vec::with_capacity(paths.len());
     for p in paths {
         let f = FileReader::open(p)?;
         if f.list.as_ref().is_none_or(|l| l.shard.is_none()) {
-            return Err(store_err(
-                p,
-                "is not a shard file (a whole extraction, or one written before sharding); merge takes the files of `xfer extract --shard I/N`",
-            ));
+            return Err(Error::FeatureFile {
+                path: p.clone(),
+                reason: "is not a shard file (a whole extraction, or one written before sharding)"
+                    .into(),
+                next: Next::GiveShardFiles,
+            });
         }
         files.push(f);
     }
@@ -117,11 +113,14 @@ pub fn check(paths: &[PathBuf]) -> Result<Vec<FileReader>> {
             .expect("a shard")
             .index;
         if let Some(first) = by_index.get(&i) {
-            return Err(Error::Merge(format!(
-                "{} and {} are both shard {i}/{n}; pass one file per shard",
-                first.path.display(),
-                f.path.display()
-            )));
+            return Err(Error::Merge {
+                reason: format!(
+                    "{} and {} are both shard {i}/{n}; pass one file per shard",
+                    first.path.display(),
+                    f.path.display()
+                ),
+                next: None,
+            });
         }
         by_index.insert(i, f);
     }
@@ -135,12 +134,15 @@ fn refuse_repeated(paths: &[PathBuf]) -> Result<()> {
     for p in paths {
         let canonical = std::fs::canonicalize(p).unwrap_or_else(|_| p.clone());
         if let Some(first) = seen.insert(canonical, p) {
-            return Err(Error::Merge(format!(
-                "{} is given twice ({} and {}); pass each shard file once",
-                p.display(),
-                first.display(),
-                p.display()
-            )));
+            return Err(Error::Merge {
+                reason: format!(
+                    "{} is given twice ({} and {}); pass each shard file once",
+                    p.display(),
+                    first.display(),
+                    p.display()
+                ),
+                next: None,
+            });
         }
     }
     Ok(())
@@ -153,14 +155,13 @@ fn check_against(f: &FileReader, r: &FileReader) -> Result<()> {
     let n = rl.shard.expect("a shard").count;
     let l = f.list.as_ref().expect("a shard");
     let s = l.shard.expect("a shard");
-    let stale = |what: String| {
-        store_err(
-            &f.path,
-            format!(
-                "{what}, unlike {} and most shards given: it is stale or from another run; extract it again with the others' list and settings (--overwrite), or pass the shards of one run",
-                r.path.display()
-            ),
-        )
+    let stale = |what: String| Error::FeatureFile {
+        path: f.path.clone(),
+        reason: format!(
+            "{what}, unlike {} and most shards given: it is stale or from another run",
+            r.path.display()
+        ),
+        next: Next::ExtractLikeTheOthers,
     };
     if s.count != n {
         return Err(stale(format!(
@@ -210,16 +211,17 @@ fn check_against(f: &FileReader, r: &FileReader) -> Result<()> {
     }
     let want = l.range();
     if (f.rows + f.skipped) as u64 != want.end - want.start {
-        return Err(store_err(
-            &f.path,
-            format!(
-                "holds {} rows and {} skipped files, but {} has {} files: it is damaged; extract it again with --overwrite",
+        return Err(Error::FeatureFile {
+            path: f.path.clone(),
+            reason: format!(
+                "holds {} rows and {} skipped files, but {} has {} files: it is damaged",
                 f.rows,
                 f.skipped,
                 l.describe_shard(),
                 want.end - want.start
             ),
-        ));
+            next: Next::ExtractAgain,
+        });
     }
     Ok(())
 }
@@ -247,10 +249,13 @@ fn refuse_missing(by_index: &BTreeMap<u64, FileReader>, rl: &ListInfo) -> Result
         } else {
             String::new()
         };
-        return Err(Error::Merge(format!(
-            "{missing} of {n} shards missing: {}{more}; pass every shard's file, or extract the missing ones first (xfer extract --shard I/{n} with the same flags)",
-            named.join(", ")
-        )));
+        return Err(Error::Merge {
+            reason: format!(
+                "{missing} of {n} shards missing: {}{more}",
+                named.join(", ")
+            ),
+            next: Some(Next::GiveEveryShard { count: n }),
+        });
     }
     Ok(())
 }

@@ -57,6 +57,7 @@ fn spec_err(spec: &str, reason: impl Into<String>) -> Error {
     Error::ShardSpec {
         spec: spec.to_owned(),
         reason: reason.into(),
+        next: None,
     }
 }
 
@@ -81,13 +82,14 @@ pub fn parse(spec: &str, env: impl Fn(&str) -> Option<String>) -> Result<Shard> 
             .iter()
             .find_map(|v| env(v).map(|value| (value, *v)));
         let Some((value, var)) = found else {
-            return Err(spec_err(
-                spec,
-                format!(
-                    "auto takes the index from {} (a Slurm job array task) or {} (a Kubernetes Indexed Job), and neither is set; run inside such a job, or pass the index: --shard I/{count}",
+            return Err(Error::ShardSpec {
+                spec: spec.to_owned(),
+                reason: format!(
+                    "auto takes the index from {} (a Slurm job array task) or {} (a Kubernetes Indexed Job), and neither is set",
                     INDEX_VARIABLES[0], INDEX_VARIABLES[1]
                 ),
-            ));
+                next: Some(crate::error::Next::RunInJobOrGiveIndex { count }),
+            });
         };
         let source = format!("{var}={}", value.trim());
         (value, source)
@@ -104,7 +106,7 @@ pub fn parse(spec: &str, env: impl Fn(&str) -> Option<String>) -> Result<Shard> 
         return Err(spec_err(
             spec,
             format!(
-                "{source} is out of range for {count} shards (0..={}); shards are numbered from 0 (a Slurm array of {count} tasks is --array=0-{})",
+                "{source} is out of range for {count} shards (0..={}); shards are numbered from 0 (a Slurm array of {count} tasks has the indices 0-{})",
                 count - 1,
                 count - 1
             ),
@@ -117,13 +119,7 @@ pub fn parse(spec: &str, env: impl Fn(&str) -> Option<String>) -> Result<Shard> 
 /// that later code allocates by, and such shards would be empty).
 pub fn check_count(shard: Shard, len: usize) -> Result<()> {
     if shard.count > len as u64 {
-        return Err(spec_err(
-            &shard.to_string(),
-            format!(
-                "{} shards for a list of {len} files; the number of shards can be at most the number of files: pass --shard I/N with N ≤ {len}",
-                shard.count
-            ),
-        ));
+        return Err(Error::TooManyShards { shard, len });
     }
     Ok(())
 }
@@ -195,20 +191,28 @@ mod tests {
         assert!(
             e.contains("SLURM_ARRAY_TASK_ID")
                 && e.contains("JOB_COMPLETION_INDEX")
-                && e.contains("--shard I/4"),
+                && e.contains("neither is set")
+                && !e.contains("--shard"),
             "{e}"
         );
+        assert!(matches!(
+            parse("auto/4", none),
+            Err(Error::ShardSpec {
+                next: Some(crate::error::Next::RunInJobOrGiveIndex { count: 4 }),
+                ..
+            })
+        ));
         let slurm = |k: &str| (k == "SLURM_ARRAY_TASK_ID").then(|| "4".to_string());
         let e = parse("auto/4", slurm).unwrap_err().to_string();
         assert!(
-            e.contains("SLURM_ARRAY_TASK_ID=4 is out of range") && e.contains("--array=0-3"),
+            e.contains("SLURM_ARRAY_TASK_ID=4 is out of range") && e.contains("indices 0-3"),
             "{e}"
         );
         let e = parse("5/5", none).unwrap_err().to_string();
         assert!(e.contains("out of range for 5 shards"), "{e}");
         for bad in ["3", "1/0", "a/3", "-1/3", "1/x", ""] {
             let e = parse(bad, none).unwrap_err().to_string();
-            assert!(e.starts_with(&format!("--shard {bad}:")), "{e}");
+            assert!(e.starts_with(&format!("shard {bad}:")), "{e}");
         }
     }
 

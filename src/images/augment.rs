@@ -15,7 +15,7 @@
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Setting};
 use crate::images::preprocess::{CropBox, Jitter, ViewOps};
 use crate::train::head::Rng;
 
@@ -77,14 +77,14 @@ impl AugmentRecipe {
             path => {
                 let p = std::path::Path::new(path);
                 let text = std::fs::read_to_string(p).map_err(|e| {
-                    Error::Config(format!(
-                        "--augment {path}: not `tutorial` or `light`, and cannot read it as a TOML file ({e}); pass one of those names or a readable file"
-                    ))
+                    Error::Setting {
+                        setting: Setting::Augment,
+                        problem: format!("{path}: not `tutorial` or `light`, and cannot read it as a TOML file ({e}); pass one of those names or a readable file"),
+                    }
                 })?;
-                let mut value: toml::Table = toml::from_str(&text).map_err(|e| {
-                    Error::Config(format!(
-                        "--augment {path}: not valid TOML ({e}); fix the file"
-                    ))
+                let mut value: toml::Table = toml::from_str(&text).map_err(|e| Error::Setting {
+                    setting: Setting::Augment,
+                    problem: format!("{path}: not valid TOML ({e}); fix the file"),
                 })?;
                 if !value.contains_key("name") {
                     let stem = p
@@ -94,9 +94,10 @@ impl AugmentRecipe {
                     value.insert("name".into(), toml::Value::String(stem));
                 }
                 value.try_into().map_err(|e| {
-                    Error::Config(format!(
-                        "--augment {path}: {e}; the keys are scale = [lo, hi], ratio = [lo, hi], flip, and optionally brightness, contrast, saturation, name"
-                    ))
+                    Error::Setting {
+                        setting: Setting::Augment,
+                        problem: format!("{path}: {e}; the keys are scale = [lo, hi], ratio = [lo, hi], flip, and optionally brightness, contrast, saturation, name"),
+                    }
                 })?
             }
         };
@@ -165,16 +166,22 @@ pub struct ViewPlan {
 impl ViewPlan {
     pub fn validate(&self) -> Result<()> {
         if self.views > MAX_VIEWS {
-            return Err(Error::Config(format!(
-                "--views {} is over xfer's limit of {MAX_VIEWS} views per image (each is a backbone run, and every view's features are stored)",
-                self.views
-            )));
+            return Err(Error::Setting {
+                setting: Setting::Views,
+                problem: format!(
+                    "{} is over xfer's limit of {MAX_VIEWS} views per image (each is a backbone run, and every view's features are stored)",
+                    self.views
+                ),
+            });
         }
         if self.views < 2 {
-            return Err(Error::Config(format!(
-                "--views {} must be at least 2 (view 0 is the centre crop, the others are augmented); leave it out for plain features",
-                self.views
-            )));
+            return Err(Error::Setting {
+                setting: Setting::Views,
+                problem: format!(
+                    "{} must be at least 2 (view 0 is the centre crop, the others are augmented); leave it out for plain features",
+                    self.views
+                ),
+            });
         }
         self.recipe.validate()
     }

@@ -33,7 +33,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Next, Result};
 
 pub use crate::images::list::{from_list, missing_files, ListFormat};
 
@@ -170,6 +170,15 @@ fn dataset_err(root: &Path, reason: impl Into<String>) -> Error {
     Error::Dataset {
         root: root.to_owned(),
         reason: reason.into(),
+    }
+}
+
+/// A dataset that cannot be read as given, and what would get past it.
+fn unusable(root: &Path, reason: impl Into<String>, next: Next) -> Error {
+    Error::DatasetUnusable {
+        root: root.to_owned(),
+        reason: reason.into(),
+        next,
     }
 }
 
@@ -421,13 +430,10 @@ const ROOT_FILE_REASON: &str = "root-level file; ImageFolder takes images from c
 /// is never switched silently: what a layout leaves out is in [`Dataset::ignored`].
 pub fn scan(root: &Path, layout: Option<Layout>) -> Result<Dataset> {
     if !root.is_dir() {
-        return Err(dataset_err(root, "not a folder; pass --data DIR"));
+        return Err(unusable(root, "not a folder", Next::GiveFolder));
     }
     if layout == Some(Layout::List) {
-        return Err(dataset_err(
-            root,
-            "a folder is not a list; pass the list file with --list FILE",
-        ));
+        return Err(unusable(root, "a folder is not a list", Next::GiveListFile));
     }
     let mut w = Walker::new(root, dataset_err);
     let root_meta = fs::metadata(root).map_err(|e| Error::io(root, e))?;
@@ -456,9 +462,10 @@ pub fn scan(root: &Path, layout: Option<Layout>) -> Result<Dataset> {
         }
     };
     if items.is_empty() {
-        return Err(dataset_err(
+        return Err(unusable(
             root,
-            "no images found; pass the folder that holds the images (or another --layout)",
+            "no images found",
+            Next::GiveImageFolderOrLayout,
         ));
     }
     Ok(Dataset {
@@ -625,9 +632,10 @@ fn flat_items(
                 classes.iter().position(|k| k == c).unwrap_or_default() as i64
             }
             None if layout == Layout::KaggleFlat => {
-                return Err(dataset_err(
+                return Err(unusable(
                     root,
-                    format!("{name} does not follow <class>.<id>.<ext>; use --layout unlabelled"),
+                    format!("{name} does not follow <class>.<id>.<ext>"),
+                    Next::ReadUnlabelled,
                 ))
             }
             _ => -1,

@@ -734,8 +734,9 @@ mod tests {
         // A file in the way: an error naming the folder and what to do.
         let file = t.path().join("f");
         std::fs::write(&file, b"").unwrap();
-        let e = prepare_cache_dir(&file.join("x")).unwrap_err().to_string();
-        assert!(e.contains("--trt-cache") && e.contains("f/x"), "{e}");
+        let e = prepare_cache_dir(&file.join("x")).unwrap_err();
+        assert!(matches!(e, Error::TrtCache { .. }), "{e}");
+        assert!(e.to_string().contains("f/x"), "{e}");
     }
 
     /// `to` relative to `from` (both absolute), through `..` as needed.

@@ -66,10 +66,13 @@ impl TrainingData {
         let (train_rows, val_rows, val, val_labels) = match &validation {
             Validation::Folds(k) => {
                 if *k > train_labels.len() {
-                    return Err(crate::Error::Config(format!(
-                        "--cv {k} asks for more folds than there are training rows ({})",
-                        train_labels.len()
-                    )));
+                    return Err(crate::Error::Setting {
+                        setting: crate::error::Setting::Folds,
+                        problem: format!(
+                            "{k} asks for more folds than there are training rows ({})",
+                            train_labels.len()
+                        ),
+                    });
                 }
                 if min_class < *k {
                     warnings.push(format!(

@@ -44,15 +44,21 @@ impl Default for TrainConfig {
 
 impl TrainConfig {
     pub fn validate(&self) -> crate::Result<()> {
-        let bad = |m: &str| Err(crate::Error::Config(m.into()));
+        use crate::error::Setting;
+        let bad = |setting| {
+            Err(crate::Error::Setting {
+                setting,
+                problem: "must be at least 1".into(),
+            })
+        };
         if self.epochs == 0 {
-            return bad("--epochs must be at least 1");
+            return bad(Setting::Epochs);
         }
         if self.batch_size == 0 {
-            return bad("--batch must be at least 1");
+            return bad(Setting::Batch);
         }
         if self.patience == Some(0) {
-            return bad("--patience must be at least 1");
+            return bad(Setting::Patience);
         }
         self.optimizer.validate()
     }

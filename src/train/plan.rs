@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Setting};
 use crate::train::head::mlp::MlpConfig;
 use crate::train::head::optim::{AdamConfig, LrSchedule, OptimizerConfig, SgdConfig};
 use crate::train::TrainConfig;
@@ -300,6 +300,13 @@ fn invalid(reason: impl Into<String>) -> Error {
     Error::Config(reason.into())
 }
 
+fn setting(setting: Setting, problem: impl Into<String>) -> Error {
+    Error::Setting {
+        setting,
+        problem: problem.into(),
+    }
+}
+
 impl Plan {
     /// The plan for `c`: the preset's values where `c` leaves a choice open,
     /// checked as a whole.
@@ -356,9 +363,7 @@ impl Plan {
     /// [`MlpConfig::validate`] on placeholder widths (the real ones come from the data).
     pub fn validate(&self) -> Result<()> {
         if self.mlp.is_none() && self.logistic.is_none() {
-            return Err(invalid(
-                "no head to train; choose --head mlp, logistic or both",
-            ));
+            return Err(Error::NoHead);
         }
         let val_files: &[PathBuf] = match &self.validation {
             Validation::Files(f) => f,
@@ -381,19 +386,19 @@ impl Plan {
                 )))
             }
             Validation::Split(f) if !(*f > 0.0 && *f < 1.0) => {
-                return Err(invalid(format!(
-                    "--val-split must be between 0 and 1 (e.g. 0.1), got {f}"
-                )))
-            }
-            Validation::None if self.config.patience.is_some() => {
-                return Err(invalid(
-                    "--patience needs validation data: pass --val, --val-split or --cv",
+                return Err(setting(
+                    Setting::ValSplit,
+                    format!("must be between 0 and 1 (e.g. 0.1), got {f}"),
                 ))
             }
+            Validation::None if self.config.patience.is_some() => {
+                return Err(setting(Setting::Patience, "needs validation data"))
+            }
             Validation::Folds(k) if *k < 2 => {
-                return Err(invalid(format!(
-                    "--cv needs at least 2 folds (e.g. --cv 5), got {k}"
-                )))
+                return Err(setting(
+                    Setting::Folds,
+                    format!("must be at least 2 (e.g. 5), got {k}"),
+                ))
             }
             _ => {}
         }
@@ -403,11 +408,14 @@ impl Plan {
         }
         if let Some(c) = self.logistic.as_ref().and_then(|l| l.c) {
             if !(c > 0.0 && c.is_finite()) {
-                return Err(invalid(format!("--logistic-c must be positive, got {c}")));
+                return Err(setting(
+                    Setting::LogisticC,
+                    format!("must be positive, got {c}"),
+                ));
             }
         }
         if let Some(MlpPlan { steps: Some(0), .. }) = &self.mlp {
-            return Err(invalid("--steps must be at least 1"));
+            return Err(setting(Setting::Steps, "must be at least 1"));
         }
         Ok(())
     }

@@ -63,20 +63,21 @@ mod tests {
         std::fs::create_dir(t.path().join("sub")).unwrap();
         let dotted = t.path().join("sub/../f.h5");
         for out in [&f, &link, &hard, &dotted] {
-            let e = refuse_inputs("--csv", out, &inputs)
+            let e = refuse_inputs("the CSV", out, &inputs)
                 .unwrap_err()
                 .to_string();
             assert!(
-                e.contains("--csv")
+                e.contains("the CSV")
                     && e.contains("the feature file")
-                    && e.contains("even with --overwrite"),
+                    && e.contains("would destroy that input")
+                    && !e.contains("--"),
                 "{e}"
             );
         }
         let other = t.path().join("other.csv");
-        refuse_inputs("--csv", &other, &inputs).unwrap();
+        refuse_inputs("the CSV", &other, &inputs).unwrap();
         std::fs::write(&other, b"x").unwrap();
-        refuse_inputs("--csv", &other, &inputs).unwrap();
+        refuse_inputs("the CSV", &other, &inputs).unwrap();
         assert_eq!(std::fs::read(&f).unwrap(), b"input");
     }
 }

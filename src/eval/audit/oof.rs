@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use ndarray::{Array2, ArrayView2};
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Next, Result};
 use crate::ship::bundle::BackboneRef;
 use crate::train::folder::RunFolder;
 
@@ -51,20 +51,28 @@ impl OutOfFold {
     /// Reads `dir/out_of_fold.json`, checking its shapes.
     pub fn read(dir: &Path) -> Result<OutOfFold> {
         let path = RunFolder::new(dir).file(RunFolder::OUT_OF_FOLD);
-        let bad = |reason: String| Error::Audit(format!("{}: {reason}", path.display()));
+        let bad = |reason: String| Error::Audit {
+            reason: format!("{}: {reason}", path.display()),
+            next: None,
+        };
         if !dir.is_dir() {
-            return Err(Error::Audit(format!(
-                "--run {} is not a folder; give the --out folder of `xfer train`",
-                dir.display()
-            )));
+            return Err(Error::Audit {
+                reason: format!("the run {} is not a folder", dir.display()),
+                next: Some(Next::GiveTrainingRun),
+            });
         }
         let text = match std::fs::read_to_string(&path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(bad(format!(
-                    "not found: the run did not cross-validate (or predates xfer recording out-of-fold probabilities); train with --cv K, or leave out --run and audit computes them ({})",
-                    "logistic head, 5 folds"
-                )))
+                return Err(Error::Audit {
+                    reason: format!(
+                        "{}: not found: the run did not cross-validate (or predates xfer recording out-of-fold probabilities)",
+                        path.display()
+                    ),
+                    next: Some(Next::CrossValidateOrWithoutRun {
+                        default: "logistic head, 5 folds".into(),
+                    }),
+                })
             }
             Err(e) => return Err(bad(format!("cannot be read ({e})"))),
         };
@@ -95,12 +103,21 @@ impl OutOfFold {
     /// The recommended head (else the first).
     pub fn head(&self, kind: Option<&str>) -> Result<&OofHead> {
         match kind {
-            Some(k) => self.heads.iter().find(|h| h.kind == k).ok_or_else(|| {
-                Error::Audit(format!(
-                    "the run has no out-of-fold probabilities of a {k} head (it has: {}); pick one of those with --head",
-                    self.heads.iter().map(|h| h.kind.as_str()).collect::<Vec<_>>().join(", ")
-                ))
-            }),
+            Some(k) => self
+                .heads
+                .iter()
+                .find(|h| h.kind == k)
+                .ok_or_else(|| Error::Audit {
+                    reason: format!(
+                        "the run has no out-of-fold probabilities of a {k} head (it has: {})",
+                        self.heads
+                            .iter()
+                            .map(|h| h.kind.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                    next: Some(Next::PickRecordedHead),
+                }),
             None => Ok(self
                 .recommended
                 .as_ref()

@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 use super::confident::{self, RankBy};
 use super::neighbors;
 use super::oof::{self, OutOfFold};
-use crate::error::{Error, Result};
+use crate::error::{Error, Next, Result};
 use crate::features::{self, FeatureSet};
 use crate::ship::bundle::check_backbones;
 
@@ -34,7 +34,18 @@ pub struct Splits {
 }
 
 fn audit_err(reason: impl Into<String>) -> Error {
-    Error::Audit(reason.into())
+    Error::Audit {
+        reason: reason.into(),
+        next: None,
+    }
+}
+
+/// An audit refused, and what would get past it.
+fn refused(reason: impl Into<String>, next: Next) -> Error {
+    Error::Audit {
+        reason: reason.into(),
+        next: Some(next),
+    }
 }
 
 fn split_name(files: &[PathBuf], backbone: &str) -> String {
@@ -54,15 +65,15 @@ impl Splits {
     /// and checks that the splits come from the same backbones and classes.
     pub fn load(groups: &[Vec<PathBuf>]) -> Result<Splits> {
         if groups.is_empty() {
-            return Err(audit_err("no feature file given; pass --features FILE.h5"));
+            return Err(refused("no feature file given", Next::GiveFeatures));
         }
         let mut seen: Vec<&PathBuf> = Vec::new();
         for f in groups.iter().flatten() {
             if seen.contains(&f) {
-                return Err(audit_err(format!(
-                    "{} is given twice; give each split once (--features train.h5 --features test.h5; several backbones of one split comma-separated)",
-                    f.display()
-                )));
+                return Err(refused(
+                    format!("{} is given twice", f.display()),
+                    Next::GiveEachSplitOnce,
+                ));
             }
             seen.push(f);
         }
@@ -136,12 +147,15 @@ impl Splits {
                     &sb.set.dataset_root,
                 ) {
                     if ra == rb && !pa.is_empty() && pa == pb {
-                        return Err(audit_err(format!(
-                            "splits `{}` and `{}` hold the same images of {}: they are one split given twice (e.g. two backbones' files of one split); give a split's backbones comma-separated in one --features",
-                            sa.name,
-                            sb.name,
-                            ra.display()
-                        )));
+                        return Err(refused(
+                            format!(
+                                "splits `{}` and `{}` hold the same images of {}: they are one split given twice (e.g. two backbones' files of one split)",
+                                sa.name,
+                                sb.name,
+                                ra.display()
+                            ),
+                            Next::GiveSplitBackbonesTogether,
+                        ));
                     }
                 }
             }
@@ -384,10 +398,13 @@ pub struct Probabilities {
 fn match_run(splits: &Splits, oof: &OutOfFold, dir: &Path) -> Result<usize> {
     let run = dir.display();
     if oof.classes != splits.class_names {
-        return Err(audit_err(format!(
-            "the run {run} was trained on classes {:?}, the features record {:?}; audit the features the run was trained on, or leave out --run",
-            oof.classes, splits.class_names
-        )));
+        return Err(refused(
+            format!(
+                "the run {run} was trained on classes {:?}, the features record {:?}",
+                oof.classes, splits.class_names
+            ),
+            Next::AuditTrainedFeaturesOrWithoutRun,
+        ));
     }
     check_backbones(
         &oof.backbones,
@@ -454,11 +471,14 @@ fn match_run(splits: &Splits, oof: &OutOfFold, dir: &Path) -> Result<usize> {
             }
         }
     }
-    Err(audit_err(format!(
-        "the run {run}'s folds do not match the features: no split holds the {} rows it was trained on ({}); train again on these features (`xfer train --train …`), or leave out --run and audit computes out-of-fold probabilities itself",
-        oof.labels.len(),
-        why.join("; ")
-    )))
+    Err(refused(
+        format!(
+            "the run {run}'s folds do not match the features: no split holds the {} rows it was trained on ({})",
+            oof.labels.len(),
+            why.join("; ")
+        ),
+        Next::TrainAgainOrWithoutRun,
+    ))
 }
 
 /// The out-of-fold probabilities of the labelled rows, by the default
@@ -552,11 +572,14 @@ pub fn audit(splits: &Splits, settings: &Settings) -> Result<Audit> {
     let mut notes = Vec::new();
     let mut seconds = Timings::default();
     if !(settings.threshold > 0.0 && settings.threshold <= 1.0) {
-        return Err(audit_err(format!(
-            "--threshold must be in (0, 1] (a cosine similarity; the default is {}), got {}",
-            super::DEFAULT_THRESHOLD,
-            settings.threshold
-        )));
+        return Err(Error::Setting {
+            setting: crate::error::Setting::Threshold,
+            problem: format!(
+                "must be in (0, 1] (a cosine similarity; the default is {}), got {}",
+                super::DEFAULT_THRESHOLD,
+                settings.threshold
+            ),
+        });
     }
     let labelled = count_labelled(splits)?;
     // Out-of-fold probabilities.

@@ -63,7 +63,10 @@ pub const MAX_BATCH_BYTES: u64 = 4 << 30;
 /// of every recipe's size, before anything is allocated.
 pub fn check_batch_size(batch: usize, views: usize, recipes: &[Recipe]) -> Result<(), Error> {
     if batch == 0 {
-        return Err(Error::Config("--batch must be at least 1".into()));
+        return Err(Error::Setting {
+            setting: crate::error::Setting::Batch,
+            problem: "must be at least 1".into(),
+        });
     }
     let views = views.max(1);
     // A batch holds max(1, batch / K) images of K views each.
@@ -75,13 +78,13 @@ pub fn check_batch_size(batch: usize, views: usize, recipes: &[Recipe]) -> Resul
             .iter()
             .map(|r| format!("3×{0}×{0}", r.crop))
             .collect();
-        return Err(Error::Config(format!(
-            "a batch of {tensors} tensors ({} floats each) would take {:.1} GiB, over xfer's limit of {} GiB per batch; pass a smaller --batch{}",
-            sides.join(" + "),
-            bytes as f64 / f64::from(1u32 << 30),
-            MAX_BATCH_BYTES >> 30,
-            if views > 1 { " or fewer --views" } else { "" }
-        )));
+        return Err(Error::BatchTooLarge {
+            tensors,
+            sides: sides.join(" + "),
+            gib: bytes as f64 / f64::from(1u32 << 30),
+            limit_gib: MAX_BATCH_BYTES >> 30,
+            views,
+        });
     }
     Ok(())
 }
@@ -559,11 +562,13 @@ mod tests {
         let e = check_batch_size(100_000, 1, std::slice::from_ref(&r))
             .unwrap_err()
             .to_string();
-        assert!(e.contains("limit of 4 GiB") && e.contains("--batch"), "{e}");
+        assert!(e.contains("limit of 4 GiB") && !e.contains("--"), "{e}");
         // 1 image of 100000 views is 100000 tensors.
-        let e = check_batch_size(32, 100_000, std::slice::from_ref(&r))
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("100000 tensors") && e.contains("--views"), "{e}");
+        let e = check_batch_size(32, 100_000, std::slice::from_ref(&r)).unwrap_err();
+        assert!(
+            matches!(e, Error::BatchTooLarge { views: 100_000, .. }),
+            "{e}"
+        );
+        assert!(e.to_string().contains("100000 tensors"), "{e}");
     }
 }

@@ -16,7 +16,7 @@ use hdf5::{Dataset, Extent, File};
 use ndarray::{s, Array1, Array2, Array3, ArrayView2, ArrayView3};
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Next, Result};
 use crate::features::shard::Shard;
 
 /// Where a feature file came from. Stored as attributes of the file's root.
@@ -158,9 +158,10 @@ fn h5(path: &Path) -> impl Fn(hdf5::Error) -> Error + 'static {
         // HDF5 reports a full disk as a C error stack with errno 28 inside.
         let text = source.to_string();
         if text.contains("No space left on device") || text.contains("errno = 28") {
-            return store_err(
+            return refused(
                 &path,
-                "the disk is full (No space left on device); every batch written before is kept: free some space, then run the same command with --resume to continue",
+                "the disk is full (No space left on device); every batch written before is kept",
+                Next::FreeSpaceThenResume,
             );
         }
         Error::Hdf5 {
@@ -174,6 +175,15 @@ fn store_err(path: &Path, reason: impl Into<String>) -> Error {
     Error::Store {
         path: path.to_owned(),
         reason: reason.into(),
+    }
+}
+
+/// A feature file that cannot be used as asked, and what would get past it.
+fn refused(path: &Path, reason: impl Into<String>, next: Next) -> Error {
+    Error::FeatureFile {
+        path: path.to_owned(),
+        reason: reason.into(),
+        next,
     }
 }
 
@@ -243,11 +253,10 @@ fn read_list(file: &File, path: &Path) -> Result<Option<ListInfo>> {
         }));
     }
     let damaged = |what: &str| {
-        store_err(
+        refused(
             path,
-            format!(
-                "has damaged shard attributes ({what}); extract this shard again with --overwrite"
-            ),
+            format!("has damaged shard attributes ({what})"),
+            Next::ExtractShardAgain,
         )
     };
     let v: Vec<Option<u64>> = names.iter().map(|n| read_u64_attr(file, n)).collect();
@@ -305,7 +314,7 @@ pub fn list_mismatch(old: Option<&ListInfo>, new: &ListInfo) -> Option<(Mismatch
         };
         let new_what = match new.shard {
             Some(_) => new.describe_shard(),
-            None => "a whole extraction (no --shard)".into(),
+            None => "a whole extraction (not a shard)".into(),
         };
         return Some((
             Mismatch::Shard,
@@ -482,9 +491,14 @@ mod tests {
         };
         let e = resume_err(Some(&other));
         assert!(
-            e.contains("holds shard 1/3 (files 3..6 of 10)") && e.contains("pass --shard 1/3"),
+            e.contains("holds shard 1/3 (files 3..6 of 10)") && !e.contains("--"),
             "{e}"
         );
+        let shard = Some(Shard { index: 1, count: 3 });
+        assert!(matches!(
+            FeatureWriter::resume_for(&out, 2, &prov(), Some(&other)),
+            Err(Error::FeatureFile { next: Next::ContinueAs(s), .. }) if s == shard
+        ));
         let stale = ListInfo {
             sha256: "cd".repeat(32),
             len: 11,
@@ -499,12 +513,15 @@ mod tests {
             shard: None,
             ..list.clone()
         };
-        assert!(resume_err(Some(&whole)).contains("a whole extraction (no --shard)"));
+        assert!(resume_err(Some(&whole)).contains("a whole extraction (not a shard)"));
         assert!(resume_err(None).contains("is a shard file"));
         let (w, _) = FeatureWriter::resume_for(&out, 2, &prov(), Some(&list)).unwrap();
         w.finish().unwrap();
         let e = read(&out).unwrap_err().to_string();
-        assert!(e.contains("shard 1/3") && e.contains("xfer merge"), "{e}");
+        assert!(
+            e.contains("shard 1/3") && e.contains("not a whole dataset"),
+            "{e}"
+        );
         let r = FileReader::open(&out).unwrap();
         assert_eq!(r.list, Some(list));
         assert_eq!(

@@ -28,13 +28,13 @@ pub fn read(path: &Path) -> Result<FeatureFile> {
     let file = open_complete(path)?;
     if let Some(list) = read_list(&file, path)? {
         if let Some(s) = list.shard {
-            return Err(store_err(
+            return Err(refused(
                 path,
                 format!(
-                    "is {} of a sharded extraction, not a whole dataset; merge all {} shards into one file first: xfer merge --out FILE.h5 SHARD_FILES…",
+                    "is {} of a sharded extraction, not a whole dataset",
                     list.describe_shard(),
-                    s.count
                 ),
+                Next::MergeShardsFirst { count: s.count },
             ));
         }
     }
@@ -119,15 +119,17 @@ pub fn read(path: &Path) -> Result<FeatureFile> {
 fn open_complete(path: &Path) -> Result<File> {
     if !path.exists() {
         let partial = partial_path(path);
-        let hint = if partial.exists() {
-            format!(
-                "; {} is an interrupted extraction: finish it with `xfer extract --resume`",
-                partial.display()
-            )
-        } else {
-            String::new()
-        };
-        return Err(store_err(path, format!("does not exist{hint}")));
+        if partial.exists() {
+            return Err(refused(
+                path,
+                format!(
+                    "does not exist; {} is an interrupted extraction",
+                    partial.display()
+                ),
+                Next::FinishInterrupted(None),
+            ));
+        }
+        return Err(store_err(path, "does not exist"));
     }
     // A folder, another kind of file, a truncated copy: one line, not HDF5's stack.
     crate::util::h5file::check(path)?;
@@ -143,13 +145,16 @@ fn open_complete(path: &Path) -> Result<File> {
     if file.attr("complete").is_ok() {
         // Present but not the number 1 (or not a number at all): not complete.
         if read_u64_attr(&file, "complete") != Some(1) {
-            let how = match read_list(&file, path).ok().flatten().and_then(|l| l.shard) {
-                Some(s) => format!(
-                    "an interrupted shard {s}); finish it with `xfer extract --shard {s} --resume`"
-                ),
-                None => "interrupted extraction); finish it with `xfer extract --resume`".into(),
+            let shard = read_list(&file, path).ok().flatten().and_then(|l| l.shard);
+            let how = match shard {
+                Some(s) => format!("an interrupted shard {s}"),
+                None => "interrupted extraction".into(),
             };
-            return Err(store_err(path, format!("is not complete ({how}")));
+            return Err(refused(
+                path,
+                format!("is not complete ({how})"),
+                Next::FinishInterrupted(shard),
+            ));
         }
     }
     Ok(file)

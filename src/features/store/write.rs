@@ -321,14 +321,15 @@ impl FeatureWriter {
         };
         let need = 2 * bytes as u64 + MARGIN;
         if free < need {
-            return Err(store_err(
+            return Err(refused(
                 &self.partial,
                 format!(
-                    "the disk is full ({} KiB free in {}, the next batch needs about {} KiB); every batch written before is kept: free some space, then run the same command with --resume to continue",
+                    "the disk is full ({} KiB free in {}, the next batch needs about {} KiB); every batch written before is kept",
                     free / 1024,
                     dir.display(),
                     need / 1024
                 ),
+                Next::FreeSpaceThenResume,
             ));
         }
         Ok(())
@@ -368,12 +369,15 @@ fn open_partial(partial: &Path) -> Result<File> {
     }
     File::open_rw(partial).map_err(|e| {
         let text = e.to_string();
-        let reason = if text.contains("unable to lock file") {
-            format!("is open in another program ({text}); close it (an h5py session, another xfer) and run again")
+        if text.contains("unable to lock file") {
+            store_err(partial, format!("is open in another program ({text}); close it (an h5py session, another xfer) and run again"))
         } else {
-            format!("cannot be reopened ({text}); it was damaged by the interruption: delete it and run without --resume")
-        };
-        store_err(partial, reason)
+            refused(
+                partial,
+                format!("cannot be reopened ({text}); it was damaged by the interruption"),
+                Next::DeleteThenStartAfresh,
+            )
+        }
     })
 }
 
@@ -400,12 +404,13 @@ fn check_same_job(old: &Provenance, prov: &Provenance, partial: &Path) -> Result
             .iter()
             .filter(|c| !prov.class_names.contains(c))
             .collect();
-        return Err(store_err(
+        return Err(refused(
             partial,
             format!(
-                "was started with the classes {:?}, the dataset now has {:?} (added {added:?}, removed {removed:?}): its labels use the old numbering, so it cannot be continued. Restore the dataset as it was, or start again with --overwrite",
+                "was started with the classes {:?}, the dataset now has {:?} (added {added:?}, removed {removed:?}): its labels use the old numbering, so it cannot be continued",
                 old.class_names, prov.class_names
             ),
+            Next::RestoreDatasetOrStartAgain,
         ));
     }
     Ok(())
@@ -416,19 +421,24 @@ fn check_same_list(file: &File, partial: &Path, list: Option<&ListInfo>) -> Resu
     if let Some(list) = list {
         let old_list = read_list(file, partial)?;
         if let Some((kind, what)) = list_mismatch(old_list.as_ref(), list) {
-            let next = match kind {
-                Mismatch::List => "shards of different lists cannot be merged: restore the dataset as it was, or extract every shard again with --overwrite".to_string(),
-                Mismatch::Shard => match old_list.as_ref().and_then(|l| l.shard) {
-                    Some(s) => format!("pass --shard {s} to continue it, or --overwrite to start afresh"),
-                    None => "run without --shard to continue it, or pass --overwrite to start afresh".to_string(),
-                },
-            };
-            return Err(store_err(partial, format!("{what}; {next}")));
+            return Err(match kind {
+                Mismatch::List => refused(
+                    partial,
+                    format!("{what}; shards of different lists cannot be merged"),
+                    Next::RestoreDatasetOrExtractEveryShard,
+                ),
+                Mismatch::Shard => refused(
+                    partial,
+                    what,
+                    Next::ContinueAs(old_list.as_ref().and_then(|l| l.shard)),
+                ),
+            });
         }
     } else if read_list(file, partial)?.is_some_and(|l| l.shard.is_some()) {
-        return Err(store_err(
+        return Err(refused(
             partial,
-            "is a shard file; continue it with the same --shard (and list) it was started with",
+            "is a shard file, this run is not",
+            Next::ContinueAsStarted,
         ));
     }
     Ok(())
@@ -468,12 +478,20 @@ impl Committed {
             0 => None,
             k => {
                 let ds = file.dataset("views").map_err(|_| {
-                    store_err(partial, "records augmented views but has no `views` dataset; it is damaged: delete it and run without --resume")
+                    refused(
+                        partial,
+                        "records augmented views but has no `views` dataset; it is damaged",
+                        Next::DeleteThenStartAfresh,
+                    )
                 })?;
                 if ds.shape().get(1..) != Some(&[k, dim][..]) {
-                    return Err(store_err(
+                    return Err(refused(
                         partial,
-                        format!("has `views` of shape {:?}, expected [_, {k}, {dim}]; delete it and run without --resume", ds.shape()),
+                        format!(
+                            "has `views` of shape {:?}, expected [_, {k}, {dim}]",
+                            ds.shape()
+                        ),
+                        Next::DeleteThenStartAfresh,
                     ));
                 }
                 Some(ds)
@@ -487,9 +505,10 @@ impl Committed {
             ("skipped_reason", skipped_reason.size(), n_skipped),
         ];
         if let Some((name, has, want)) = short.into_iter().find(|(_, has, want)| has < want) {
-            return Err(store_err(
+            return Err(refused(
                 partial,
-                format!("commits {want} rows of `{name}` but holds {has}: it is damaged; delete it and run without --resume"),
+                format!("commits {want} rows of `{name}` but holds {has}: it is damaged"),
+                Next::DeleteThenStartAfresh,
             ));
         }
         let p: Vec<VarLenUnicode> = skipped_path
