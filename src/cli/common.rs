@@ -332,7 +332,7 @@ pub fn words(e: &xfer::Error) -> Option<String> {
 /// The next step for a library error that states only the facts, in the
 /// words of the command line (a library user gets the facts alone).
 pub fn hint(e: &xfer::Error) -> Option<String> {
-    use xfer::error::{Next, Setting};
+    use xfer::error::Setting;
     use xfer::Error as E;
     let next = match e {
         E::OutputExists { .. } => return Some("pass --overwrite to replace it".into()),
@@ -372,6 +372,13 @@ pub fn hint(e: &xfer::Error) -> Option<String> {
         E::Audit { next: Some(next), .. } => next,
         _ => return None,
     };
+    next_words(next)
+}
+
+/// What a [`Next`] asks of the user, in flag words: resuming, extracting,
+/// sharding and merging ([`dataset_words`] has the rest).
+fn next_words(next: &xfer::error::Next) -> Option<String> {
+    use xfer::error::Next;
     Some(match next {
         Next::FreeSpaceThenResume => {
             "free some space, then run the same command with --resume to continue".into()
@@ -411,6 +418,18 @@ pub fn hint(e: &xfer::Error) -> Option<String> {
             format!("finish it with `xfer extract --shard {s} --resume`")
         }
         Next::FinishInterrupted(None) => "finish it with `xfer extract --resume`".into(),
+        Next::RunInJobOrGiveIndex { count } => {
+            format!("run inside such a job, or pass the index: --shard I/{count}")
+        }
+        other => return dataset_words(other),
+    })
+}
+
+/// What a [`Next`] about datasets, feature files given together and audits
+/// asks of the user, in flag words.
+fn dataset_words(next: &xfer::error::Next) -> Option<String> {
+    use xfer::error::Next;
+    Some(match next {
         Next::GiveFolder => "pass --data DIR".into(),
         Next::GiveListFile => "pass the list file with --list FILE".into(),
         Next::GiveImageFolderOrLayout => {
@@ -432,9 +451,6 @@ pub fn hint(e: &xfer::Error) -> Option<String> {
         ),
         Next::GiveTrainingRun => "give the --out folder of `xfer train`".into(),
         Next::PickRecordedHead => "pick one of those with --head".into(),
-        Next::RunInJobOrGiveIndex { count } => {
-            format!("run inside such a job, or pass the index: --shard I/{count}")
-        }
         _ => return None,
     })
 }
