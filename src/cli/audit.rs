@@ -8,7 +8,7 @@ use clap::{Args, ValueEnum};
 use xfer::eval::audit::confident::RankBy;
 use xfer::eval::audit::{self, ProbSource, Settings, Splits};
 
-use super::common::check_output;
+use super::common::{check_output, report_page, write_report_page};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum RankArg {
@@ -114,13 +114,7 @@ pub fn audit(args: &AuditArgs) -> Result<i32> {
     }
     if let (Some(page), Some(dir)) = (&page, &args.report) {
         let html = audit::html::page(&result, &splits, args.image_root.as_deref());
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        xfer::util::atomic::write_bytes_atomic(page, html.as_bytes())?;
-        eprintln!(
-            "report: {} ({} KB)",
-            page.display(),
-            html.len().div_ceil(1024)
-        );
+        write_report_page(dir, page, &html)?;
     }
     if args.json {
         let mut v = serde_json::to_value(&result)?;
@@ -273,22 +267,7 @@ fn check(args: &AuditArgs, groups: &[Vec<PathBuf>]) -> Result<Option<PathBuf>> {
         check_output("--csv", csv, args.overwrite)?;
     }
     let page = match &args.report {
-        Some(dir) => {
-            if dir.exists() && !dir.is_dir() {
-                anyhow::bail!(
-                    "--report {} exists and is not a folder; give a folder",
-                    dir.display()
-                );
-            }
-            let p = dir.join("audit.html");
-            if p.exists() && !args.overwrite {
-                anyhow::bail!(
-                    "{} already exists; pass --overwrite to replace it, or choose another --report folder",
-                    p.display()
-                );
-            }
-            Some(p)
-        }
+        Some(dir) => Some(report_page(dir, "audit.html", args.overwrite)?),
         None => None,
     };
     Ok(page)

@@ -253,6 +253,45 @@ pub fn check_output(flag: &str, path: &std::path::Path, overwrite: bool) -> anyh
     Ok(())
 }
 
+/// The page `name` that `--report DIR` writes, checked before any work:
+/// DIR a folder (or not there yet), the page not there unless `overwrite`.
+#[allow(dead_code)] // used by `xfer evaluate` and `xfer audit`; xfer-predict includes this file too
+pub fn report_page(dir: &std::path::Path, name: &str, overwrite: bool) -> anyhow::Result<PathBuf> {
+    if dir.exists() && !dir.is_dir() {
+        anyhow::bail!(
+            "--report {} exists and is not a folder; give a folder",
+            dir.display()
+        );
+    }
+    let page = dir.join(name);
+    if page.exists() && !overwrite {
+        anyhow::bail!(
+            "{} already exists; pass --overwrite to replace it, or choose another --report folder",
+            page.display()
+        );
+    }
+    Ok(page)
+}
+
+/// Writes a report `page` (checked by [`report_page`]) into `dir`, created
+/// with its parents, and says where it is.
+#[allow(dead_code)] // used by `xfer evaluate` and `xfer audit`; xfer-predict includes this file too
+pub fn write_report_page(
+    dir: &std::path::Path,
+    page: &std::path::Path,
+    html: &str,
+) -> anyhow::Result<()> {
+    use anyhow::Context;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    xfer::util::atomic::write_bytes_atomic(page, html.as_bytes())?;
+    eprintln!(
+        "report: {} ({} KB)",
+        page.display(),
+        html.len().div_ceil(1024)
+    );
+    Ok(())
+}
+
 /// Prints an error with its whole chain (each cause once, as
 /// [`xfer::error::chain_message`] does) in the words of the command line
 /// ([`words`], [`hint`]) and gives the exit status for it.

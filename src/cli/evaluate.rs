@@ -1,6 +1,6 @@
 //! `xfer evaluate`: score a trained head (a bundle) on labelled feature files.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Args;
@@ -10,7 +10,7 @@ use xfer::features;
 use xfer::ship::bundle::{check_backbones, Bundle};
 use xfer::util::clobber::{refuse_inputs, Input};
 
-use super::common::check_output;
+use super::common::{check_output, report_page, write_report_page};
 use super::Cli;
 
 /// Score a trained head on labelled features: accuracy, log loss, confusion matrix,
@@ -50,25 +50,6 @@ pub struct EvaluateArgs {
     /// Replace an existing --csv file or --report page.
     #[arg(long)]
     overwrite: bool,
-}
-
-/// The page `--report DIR` writes, checked before any work: DIR is a folder
-/// (or not there yet) and its report.html is replaced only with --overwrite.
-fn report_page(dir: &Path, overwrite: bool) -> Result<PathBuf> {
-    if dir.exists() && !dir.is_dir() {
-        anyhow::bail!(
-            "--report {} exists and is not a folder; give a folder",
-            dir.display()
-        );
-    }
-    let page = dir.join("report.html");
-    if page.exists() && !overwrite {
-        anyhow::bail!(
-            "{} already exists; pass --overwrite to replace it, or choose another --report folder",
-            page.display()
-        );
-    }
-    Ok(page)
 }
 
 pub fn evaluate(_cli: &Cli, args: &EvaluateArgs) -> Result<i32> {
@@ -114,13 +95,7 @@ pub fn evaluate(_cli: &Cli, args: &EvaluateArgs) -> Result<i32> {
             probs: probs.view(),
             labels: &labels,
         });
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        xfer::util::atomic::write_bytes_atomic(page, html.as_bytes())?;
-        eprintln!(
-            "report: {} ({} KB)",
-            page.display(),
-            html.len().div_ceil(1024)
-        );
+        write_report_page(dir, page, &html)?;
     }
     print_result(args, &bundle, &set, &eval)?;
     Ok(0)
@@ -145,7 +120,7 @@ fn check(args: &EvaluateArgs) -> Result<Option<PathBuf>> {
         check_output("--csv", csv, args.overwrite)?;
     }
     let page = match &args.report {
-        Some(dir) => Some(report_page(dir, args.overwrite)?),
+        Some(dir) => Some(report_page(dir, "report.html", args.overwrite)?),
         None => None,
     };
     let mut inputs = vec![Input::new("the bundle", &args.bundle)];
