@@ -121,9 +121,6 @@ impl From<LayoutArg> for Layout {
 
 /// The flags' own checks; the rest is [`Extraction::validate`]'s.
 fn validate(args: &ExtractArgs) -> Result<()> {
-    if args.batch == 0 {
-        bail!("--batch must be at least 1");
-    }
     args.decode.validate()?;
     args.device.validate()?;
     Ok(())

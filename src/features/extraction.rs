@@ -209,7 +209,11 @@ impl Extraction {
     /// views, and what exists at `out`.
     pub fn validate(&self) -> Result<()> {
         if self.pipeline.batch == 0 {
-            return Err(Error::Config("a batch holds at least 1 image".into()));
+            // The pipeline's own check, before the lock and the folder walk.
+            return Err(Error::Setting {
+                setting: crate::error::Setting::Batch,
+                problem: "must be at least 1".into(),
+            });
         }
         if let Some(v) = &self.views {
             v.validate()?;
