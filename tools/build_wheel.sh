@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the Python wheel that carries xfer's binaries, as ruff and uv are built:
 #
-#   tools/build_wheel.sh            → dist/xfer-<version>-py3-none-manylinux_2_28_x86_64.whl
+#   tools/build_wheel.sh            → dist/xfer_learn-<version>-py3-none-manylinux_2_28_x86_64.whl
 #
 # What it runs (the documented command; no root, no system HDF5 or CUDA needed):
 #   pip install "maturin>=1.7,<2" ziglang cmake

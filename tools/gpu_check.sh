@@ -113,7 +113,8 @@ PY
   xz "-$XZ_LEVEL" -T0 -c "$t/libonnxruntime.so.$ORT_VER" >"$b/libonnxruntime.so.$ORT_VER.xz"
   cp "$t/libonnxruntime_providers_shared.so" "$t/libonnxruntime_providers_tensorrt.so" "$b/"
   xz "-$XZ_LEVEL" -T0 -c "$t/xfer" >"$b/xfer.xz"
-  # xfer links Debian's libhdf5 (and through it libcurl, gnutls, krb5...): carry them, not glibc.
+  # Whatever xfer links beyond the C runtime (nothing with HDF5 built in, the default;
+  # a --no-default-features build links the system's libhdf5 and its libraries): carry it.
   mkdir -p "$t/hostlibs"
   ldd target/release/xfer | awk '/=> \//{print $3}' |
     grep -vE '/(libc|libm|libgcc_s|ld-linux-x86-64|libresolv|libpthread|libdl|librt)\.so' |

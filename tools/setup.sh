@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Sets up everything xfer and its tests need on a fresh Debian machine, offline
 # except for the package registries (Debian, PyPI, crates.io):
-#   - system packages: libhdf5-dev, pkg-config, nasm (libjpeg-turbo's SIMD decoder), Python 3.11 with numpy/PIL/h5py
+#   - system packages: nasm (libjpeg-turbo's SIMD decoder), Python 3.11 with numpy/PIL/h5py (no HDF5 library:
+#     the build compiles HDF5 from source)
 #   - a Python venv (.venv) with onnxruntime==1.31.1, onnx and ml_dtypes (onnxruntime.quantization, for xfer quantize),
-#     and kubernetes-validate (tools/k8s/check.py)
+#     kubernetes-validate (tools/k8s/check.py) and CMake >= 3.26 (the HDF5 build; tools/cmake finds it)
 #   - the ONNX Runtime shared library, copied to $XFER_HOME/onnxruntime/
 #   - EfficientNet-Lite0 with real ImageNet weights, converted into onnx/
 #   - a few real photos into data/photos/ (scikit-image's chelsea and coffee)
@@ -38,7 +39,7 @@ say() { printf '\033[1msetup:\033[0m %s\n' "$*"; }
 # --- system packages ---------------------------------------------------------
 need=()
 have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
-for p in libhdf5-dev pkg-config nasm python3.11 python3-venv python3-numpy python3-pil python3-h5py; do
+for p in nasm python3.11 python3-venv python3-numpy python3-pil python3-h5py; do
   have_pkg "$p" || need+=("$p")
 done
 if [ "$WITH_TORCH" = 1 ]; then
@@ -84,6 +85,12 @@ fi
 if ! .venv/bin/python -c "import onnxruntime.quantization" 2>/dev/null; then
   say "installing ml_dtypes into .venv (for onnxruntime.quantization)"
   .venv/bin/pip install -q --disable-pip-version-check "numpy<2" "ml_dtypes==0.5.4"
+fi
+
+# HDF5 is compiled from source by the build and needs CMake >= 3.26 (Debian 12 has 3.25).
+if ! .venv/bin/cmake --version 2>/dev/null | grep -q "^cmake version 4.4.5$"; then
+  say "installing cmake into .venv (the build compiles HDF5 with it)"
+  .venv/bin/pip install -q --disable-pip-version-check "cmake==4.4.5"
 fi
 
 # The cluster checks (tools/k8s/check.py) validate the Kubernetes Jobs offline.

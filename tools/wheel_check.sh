@@ -30,9 +30,9 @@ command -v debootstrap >/dev/null || {
 }
 
 # 1. The wheel.
-rm -f dist/xfer-*.whl
+rm -f dist/xfer_learn-*.whl
 tools/build_wheel.sh >/tmp/xfer-wheel-build.log 2>&1 || { tail -30 /tmp/xfer-wheel-build.log; fail "building the wheel"; }
-wheel=$(ls dist/xfer-*.whl)
+wheel=$(ls dist/xfer_learn-*.whl)
 say "built $(basename "$wheel"), $(du -h "$wheel" | cut -f1)"
 audit=$(.venv-build/bin/auditwheel show "$wheel" 2>&1) || fail "auditwheel: $audit"
 flat=$(echo "$audit" | tr -s ' \n' '  ')
@@ -117,6 +117,36 @@ target/release/xfer train --train "$ref/feats.h5" --out "$ref/run" >/dev/null
 cmp -s "$ref/pred.csv" "$home/pred.csv" || { diff "$ref/pred.csv" "$home/pred.csv" | head; fail "the wheel's predictions differ from the checkout build's"; }
 say "predictions of the installed xfer-predict == the checkout build's ($(($(wc -l <"$ref/pred.csv") - 1)) photos)"
 rm -rf "$ref"
+
+# 3b. pipx and uv tool, with docs/install.md's lines: the package found as on PyPI
+# (--find-links to a folder holding the wheel), ONNX Runtime from the [cpu] extra,
+# the commands linked into ~/.local/bin. Each must take ONNX Runtime from its own
+# tool environment and predict as the pip install did.
+tools_flow() {
+  in_root "$root" bash -c '
+    set -e; cd ~
+    rm -rf wheels tools .local/bin .local/share/pipx .local/share/uv
+    mkdir wheels && cp xfer_learn-*.whl wheels/
+    python3 -m venv tools && tools/bin/pip install -q "pipx==1.18.4" "uv==0.13.9"
+    tools/bin/pipx install "xfer-learn[cpu]" --pip-args="--find-links=$HOME/wheels" >/dev/null
+    echo "pipx: $(.local/bin/xfer info | grep -o "found via the onnxruntime package of the Python environment [^ ]*")"
+    .local/bin/xfer-predict --bundle run/best.safetensors --csv pred-pipx.csv photos/fruit photos/vehicles >/dev/null
+    tools/bin/pipx uninstall xfer-learn >/dev/null
+    UV_PYTHON_DOWNLOADS=never UV_NATIVE_TLS=1 SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt \
+      tools/bin/uv tool install -q "xfer-learn[cpu]" --with pip --find-links "$HOME/wheels" --python /usr/bin/python3
+    echo "uv: $(.local/bin/xfer info | grep -o "found via the onnxruntime package of the Python environment [^ ]*")"
+    .local/bin/xfer-predict --bundle run/best.safetensors --csv pred-uv.csv photos/fruit photos/vehicles >/dev/null'
+}
+flow=$(tools_flow 2>&1) || { echo "$flow"; fail "pipx / uv tool install"; }
+echo "$flow"
+echo "$flow" | grep -q "^pipx: found via the onnxruntime package of the Python environment /home/xfer-user/.local/share/pipx/venvs/xfer-learn" ||
+  fail "xfer installed by pipx did not take ONNX Runtime from its pipx environment"
+echo "$flow" | grep -q "^uv: found via the onnxruntime package of the Python environment /home/xfer-user/.local/share/uv/tools/xfer-learn" ||
+  fail "xfer installed by uv tool did not take ONNX Runtime from its tool environment"
+for t in pipx uv; do
+  cmp -s "$home/pred.csv" "$home/pred-$t.csv" || fail "the predictions of the $t-installed xfer-predict differ from pip's"
+done
+say "pipx install and uv tool install \"xfer-learn[cpu]\": ONNX Runtime from their own environments, predictions equal"
 
 # 4. An older glibc: the installed binaries in a Debian 11 root.
 if [ "$old_glibc" = 1 ]; then
