@@ -125,15 +125,19 @@ rm -rf "$ref"
 tools_flow() {
   in_root "$root" bash -c '
     set -e; cd ~
-    rm -rf wheels tools .local/bin .local/share/pipx .local/share/uv
+    # uv trusts the system certificates
+    # only when told: the registries may be reached through this machine'"'"'s own CA.
+    export UV_SYSTEM_CERTS=1 UV_NATIVE_TLS=1 SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt UV_PYTHON_DOWNLOADS=never
+    rm -rf wheels tools uv .local/bin .local/share/pipx .local/share/uv
     mkdir wheels && cp xfer_learn-*.whl wheels/
-    python3 -m venv tools && tools/bin/pip install -q "pipx==1.18.4" "uv==0.13.9"
+    # Separate venvs: pipx beside uv would install through uv; alone it uses pip, as most pipx users have it.
+    python3 -m venv tools && tools/bin/pip install -q "pipx==1.18.4"
+    python3 -m venv uv && uv/bin/pip install -q "uv==0.13.9"
     tools/bin/pipx install "xfer-learn[cpu]" --pip-args="--find-links=$HOME/wheels" >/dev/null
     echo "pipx: $(.local/bin/xfer info | grep -o "found via the onnxruntime package of the Python environment [^ ]*")"
     .local/bin/xfer-predict --bundle run/best.safetensors --csv pred-pipx.csv photos/fruit photos/vehicles >/dev/null
     tools/bin/pipx uninstall xfer-learn >/dev/null
-    UV_PYTHON_DOWNLOADS=never UV_NATIVE_TLS=1 SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt \
-      tools/bin/uv tool install -q "xfer-learn[cpu]" --with pip --find-links "$HOME/wheels" --python /usr/bin/python3
+    uv/bin/uv tool install -q "xfer-learn[cpu]" --with pip --find-links "$HOME/wheels" --python /usr/bin/python3
     echo "uv: $(.local/bin/xfer info | grep -o "found via the onnxruntime package of the Python environment [^ ]*")"
     .local/bin/xfer-predict --bundle run/best.safetensors --csv pred-uv.csv photos/fruit photos/vehicles >/dev/null'
 }
