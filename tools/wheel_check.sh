@@ -10,16 +10,28 @@
 #      the predictions with the checkout build's on the same photos (equal);
 #      `ldd` of both installed binaries lists only the C runtime;
 #   4. with --old-glibc, also runs the installed binaries (extract and predict)
-#      in a Debian 11 root (glibc 2.31), ONNX Runtime and zoo copied in.
+#      in a Debian 11 root (glibc 2.31), ONNX Runtime and zoo copied in;
+#   5. with --cuda, `pip install <wheel> "onnxruntime-gpu[cuda,cudnn]==1.31.1"`
+#      (2.5 GB from PyPI) into a second venv: every NVIDIA library ONNX Runtime's
+#      CUDA provider needs from pip must load, leaving only the driver's
+#      libcuda.so.1, which no pip package has (this machine has no GPU); a CUDA
+#      extraction then refuses, naming it, and --allow-cpu-fallback runs on CPU.
 # Prints the wheel's size, the install time and the glibc the wheel needs.
 # Needs root (debootstrap, chroot); without it prints SKIPPED. The roots are
 # kept in data/cache/roots/ (delete them to start over).
-#   tools/wheel_check.sh [--old-glibc]
+#   tools/wheel_check.sh [--old-glibc] [--cuda]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$(pwd)
 old_glibc=0
-[ "${1:-}" = --old-glibc ] && old_glibc=1
+cuda=0
+for a in "$@"; do
+  case "$a" in
+    --old-glibc) old_glibc=1 ;;
+    --cuda) cuda=1 ;;
+    *) echo "wheel_check: unknown option $a (--old-glibc, --cuda)" >&2; exit 2 ;;
+  esac
+done
 say() { printf '\033[1mwheel check:\033[0m %s\n' "$*"; }
 fail() { say "FAILED: $*"; exit 1; }
 skip() { say "SKIPPED: $* — the pip install was NOT checked"; exit 0; }
@@ -175,5 +187,25 @@ if [ "$old_glibc" = 1 ]; then
   echo "$out" | head -3
   cmp -s "$old/home/xfer-user/pred.csv" "$home/pred.csv" || fail "Debian 11's predictions differ"
   say "Debian 11 (glibc 2.31): the installed binaries extract, train and predict; predictions equal"
+fi
+
+# 5. The GPU build of ONNX Runtime with NVIDIA's libraries from pip, on a machine without a GPU.
+if [ "$cuda" = 1 ]; then
+  out=$(in_root "$root" bash -c "
+    set -e; cd ~; rm -rf env-gpu
+    python3 -m venv env-gpu && env-gpu/bin/pip install -q '$whl' 'onnxruntime-gpu[cuda,cudnn]==1.31.1'
+    env-gpu/bin/xfer info
+    env-gpu/bin/xfer extract --model efficientnet_lite0 --data photos/fruit --out gpu.h5 --device cuda 2>&1 && exit 9 || true
+    env-gpu/bin/xfer extract --model efficientnet_lite0 --data photos/fruit --out gpu.h5 --device cuda --allow-cpu-fallback 2>&1 | tail -1" 2>&1) ||
+    { echo "$out"; fail "the onnxruntime-gpu install"; }
+  echo "$out"
+  for l in libcublasLt.so.13 libcublas.so.13 libnvrtc.so.13 libcurand.so.10 libcufft.so.12 libcudart.so.13 libcudnn.so.9; do
+    echo "$out" | grep -q "  $l loaded (/home/xfer-user/env-gpu/lib/python3.*/site-packages/nvidia/" || fail "$l was not loaded from the environment's nvidia/ folder"
+  done
+  echo "$out" | grep "CUDAExecutionProvider  *not usable" | grep -q "libcuda.so.1: cannot open shared object file" ||
+    fail "the CUDA provider did not get as far as the driver's libcuda.so.1"
+  echo "$out" | grep -q "^error: .*CUDAExecutionProvider is not available.*libcuda.so.1" || fail "a CUDA extraction did not refuse naming libcuda.so.1"
+  echo "$out" | grep -q "provider CPUExecutionProvider" || fail "--allow-cpu-fallback did not run on CPU"
+  say "onnxruntime-gpu from pip: the 7 NVIDIA libraries of its CUDA provider loaded from the venv, no system CUDA, no LD_LIBRARY_PATH; only the driver's libcuda.so.1 is missing (no GPU here)"
 fi
 say "passed"
