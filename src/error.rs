@@ -155,6 +155,12 @@ pub enum Error {
     #[error("feature file {path}: {reason}")]
     Store { path: PathBuf, reason: String },
 
+    /// Labels that a split's features cannot be trained or scored with
+    /// (unlabelled rows, unknown classes, another class list); `what` names
+    /// the split and its files.
+    #[error("{what}: {reason}")]
+    Labels { what: String, reason: String },
+
     /// A feature file (or the `.partial` of an interrupted one) that cannot
     /// be used, continued or merged as asked: `reason` says what is wrong,
     /// `next` what would get past it.
@@ -296,9 +302,9 @@ pub enum Error {
     },
 
     /// `xfer export` cannot make one ONNX graph of these backbones and head;
-    /// the message says why and what to do.
-    #[error("export: {0}")]
-    Export(String),
+    /// the reason says why.
+    #[error("export: {reason}")]
+    Export { reason: String, next: Option<Next> },
 
     /// `xfer package` cannot gather what a package needs or write it where
     /// asked; the reason says what is missing or in the way.
@@ -444,6 +450,9 @@ pub enum Next {
     DecodeAsTrained { full: bool, extract: bool },
     /// Extract with the preprocessing preset training used.
     SamePreset,
+    /// Keep the backbones' opset `have`, or export them at `want` and train
+    /// again.
+    KeepOpset { have: i64, want: i64 },
 }
 
 /// A setting of a plan or a run, named in words (the command line names it

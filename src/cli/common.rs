@@ -468,6 +468,7 @@ pub fn hint(e: &xfer::Error) -> Option<String> {
         E::Package { next: Some(next), .. } => next,
         E::BundleMismatch { next: Some(next), .. } => next,
         E::FeaturesMismatch { next: Some(next), .. } => next,
+        E::Export { next: Some(next), .. } => next,
         _ => return None,
     };
     next_words(next)
@@ -607,6 +608,7 @@ fn ship_words(next: &xfer::error::Next) -> Option<String> {
             if *full { "pass" } else { "leave out" }
         ),
         Next::SamePreset => "extract again with the same --preset".into(),
+        Next::KeepOpset { have, want } => format!("leave out --opset (the file keeps opset {have}), or export the backbone at opset {want} (e.g. onnx.version_converter, then a manifest with its sha256) and train again"),
         _ => return None,
     })
 }
