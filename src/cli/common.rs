@@ -157,6 +157,18 @@ impl DeviceArgs {
     }
 }
 
+/// The library's warning for an int8 model on this CPU
+/// ([`xfer::models::cpu::int8_warning`]), with the command that avoids it.
+#[allow(dead_code)] // used by `xfer extract` and `xfer quantize`; xfer-predict includes this file too
+pub fn int8_warning(
+    name: &str,
+    q: &xfer::models::zoo::Quantization,
+    cpu: &xfer::models::cpu::Int8Support,
+) -> Option<String> {
+    xfer::models::cpu::int8_warning(name, q, cpu)
+        .map(|w| format!("{w} (`xfer quantize --reduce-range`)"))
+}
+
 /// What a front end says on stderr about a loaded backbone: a fallback that
 /// --allow-cpu-fallback allowed, and ONNX Runtime's own warnings.
 pub fn backbone_warnings(device: Device, backbone: &Backbone) -> Vec<String> {

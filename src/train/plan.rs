@@ -373,7 +373,7 @@ impl Plan {
             if !f.exists() {
                 return Err(Error::Store {
                     path: f.clone(),
-                    reason: crate::util::h5file::Problem::Missing.explain(),
+                    reason: "does not exist; create it with `xfer extract`".into(),
                 });
             }
         }

@@ -128,7 +128,7 @@ impl OptimizerConfig {
                 if c.nesterov && (c.momentum <= 0.0 || c.dampening != 0.0) {
                     return bad(
                         Setting::Momentum,
-                        "must be > 0, with zero dampening, for Nesterov momentum (as in PyTorch)",
+                        &format!("is {}, but Nesterov momentum requires a momentum > 0 and zero dampening (as in PyTorch)", c.momentum),
                     );
                 }
             }
