@@ -452,7 +452,7 @@ impl LrSchedule {
                 Ok(LrSchedule::Step { step, gamma })
             }
             _ => Err(bad(format!(
-                "`{s}` is unknown; use constant, cosine or step:EVERY:GAMMA (e.g. step:7:0.1)"
+                "`{s}` is an unknown learning-rate schedule; use constant, cosine or step:EVERY:GAMMA (e.g. step:7:0.1)"
             ))),
         }
     }
