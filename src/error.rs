@@ -6,6 +6,7 @@
 use std::path::PathBuf;
 
 use crate::features::shard::Shard;
+use crate::models::runtime::{Device, LibrarySource};
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -19,15 +20,14 @@ pub enum Error {
     )]
     OrtLibraryMissing { searched: String },
 
-    /// A library named by --ort-lib or ORT_DYLIB_PATH that is not there: never
-    /// silently replaced by another one.
-    #[error("no ONNX Runtime library found at {path}, which {via} names: {reason}; {hint}")]
+    /// A library named by the caller or by ORT_DYLIB_PATH that is not there:
+    /// never silently replaced by another one.
+    #[error("no ONNX Runtime library found at {path}, which {} names: {reason}{}", via.describe(), if *via == LibrarySource::Env { "; set ORT_DYLIB_PATH to the path of a libonnxruntime.so of version 1.31, or unset it to use the one `tools/setup.sh` installs" } else { "" })]
     OrtLibraryNamed {
         path: PathBuf,
-        /// "--ort-lib" or "ORT_DYLIB_PATH".
-        via: String,
+        /// [`LibrarySource::Given`] or [`LibrarySource::Env`].
+        via: LibrarySource,
         reason: String,
-        hint: String,
     },
 
     #[error("could not load ONNX Runtime from {path}: {reason}; run `tools/setup.sh` to install version 1.31.1")]
@@ -40,12 +40,9 @@ pub enum Error {
     #[error("ONNX Runtime, {0}")]
     Session(String),
 
-    #[error("execution provider {requested} is not available: {reason}; {hint}")]
-    ProviderUnavailable {
-        requested: String,
-        reason: String,
-        hint: String,
-    },
+    /// A GPU provider that could not be used; the message says what it needs.
+    #[error("execution provider {} is not available: {reason}; {}", device.provider_name(), gpu_needs(*device))]
+    ProviderUnavailable { device: Device, reason: String },
 
     /// The GPU providers cannot take every node of the model, and CPU fallback
     /// was not allowed (ONNX Runtime's `session.disable_cpu_ep_fallback`).
@@ -115,10 +112,10 @@ pub enum Error {
 
     /// An output that is one of the run's inputs (the same file): refused
     /// whether or not outputs may be replaced.
-    #[error("{flag} {output} is {what} ({input}), an input of this run: writing it would destroy that input")]
+    #[error("{named} {output} is {what} ({input}), an input of this run: writing it would destroy that input")]
     OutputIsInput {
-        /// What the output is to the caller (the command line: its flag).
-        flag: String,
+        /// Which output of the run it is.
+        named: Output,
         output: PathBuf,
         what: String,
         input: PathBuf,
@@ -157,6 +154,12 @@ pub enum Error {
 
     #[error("feature file {path}: {reason}")]
     Store { path: PathBuf, reason: String },
+
+    /// Labels that a split's features cannot be trained or scored with
+    /// (unlabelled rows, unknown classes, another class list); `what` names
+    /// the split and its files.
+    #[error("{what}: {reason}")]
+    Labels { what: String, reason: String },
 
     /// A feature file (or the `.partial` of an interrupted one) that cannot
     /// be used, continued or merged as asked: `reason` says what is wrong,
@@ -246,24 +249,32 @@ pub enum Error {
     /// A model's own preprocessing configuration (timm, Hugging Face) that
     /// cannot be read or reproduced.
     #[error("model config {path}: {reason}")]
-    ModelConfig { path: PathBuf, reason: String },
+    ModelConfig {
+        path: PathBuf,
+        reason: String,
+        next: Option<Next>,
+    },
 
-    /// A model file `xfer models add` cannot take; the reason says what to do.
+    /// A model file `xfer models add` cannot take: `reason` says why, `next`
+    /// what would get past it.
     #[error("cannot add {path}: {reason}")]
-    AddModel { path: PathBuf, reason: String },
+    AddModel {
+        path: PathBuf,
+        reason: String,
+        next: Option<Next>,
+    },
 
     #[error("invalid configuration: {0}")]
     Config(String),
 
-    /// `xfer quantize` could not make or measure the int8 model; the message
-    /// says what to do.
-    #[error("quantize: {0}")]
-    Quantize(String),
+    /// `xfer quantize` could not make or measure the int8 model.
+    #[error("quantize: {reason}")]
+    Quantize { reason: String, next: Option<Next> },
 
     /// Features that do not come from the backbones (or images) expected; the
-    /// message says what differs and what to pass instead.
-    #[error("{0}")]
-    FeaturesMismatch(String),
+    /// reason says what differs.
+    #[error("{reason}")]
+    FeaturesMismatch { reason: String, next: Option<Next> },
 
     /// Weights that do not fit a head's architecture.
     #[error("head weights: {0}")]
@@ -281,19 +292,24 @@ pub enum Error {
     #[error("logistic regression: {0}")]
     Logistic(#[from] crate::train::head::logistic::LogisticError),
 
-    /// A bundle and a backbone of the zoo disagree; the reason names both.
+    /// A bundle and a backbone of the zoo (or this run's decoding) disagree;
+    /// the reason names both.
     #[error("bundle {bundle}: {reason}")]
-    BundleMismatch { bundle: PathBuf, reason: String },
+    BundleMismatch {
+        bundle: PathBuf,
+        reason: String,
+        next: Option<Next>,
+    },
 
     /// `xfer export` cannot make one ONNX graph of these backbones and head;
-    /// the message says why and what to do.
-    #[error("export: {0}")]
-    Export(String),
+    /// the reason says why.
+    #[error("export: {reason}")]
+    Export { reason: String, next: Option<Next> },
 
-    /// `xfer package` cannot gather what a package needs; the message says
-    /// what is missing and how to provide it.
-    #[error("package: {0}")]
-    Package(String),
+    /// `xfer package` cannot gather what a package needs or write it where
+    /// asked; the reason says what is missing or in the way.
+    #[error("package: {reason}")]
+    Package { reason: String, next: Option<Next> },
 
     #[error("{} and {} both have the id {id}; a submission needs one row per id: predict one test folder", first.display(), second.display())]
     DuplicateId {
@@ -376,6 +392,67 @@ pub enum Next {
     GiveTrainingRun,
     /// Pick one of the heads the run recorded.
     PickRecordedHead,
+
+    // Adding a model to the zoo, and its preprocessing config.
+    /// Choose another name for the model.
+    OtherModelName,
+    /// Choose another name, or replace the zoo's manifest of that name.
+    OtherModelNameOrReplace,
+    /// Give a crop of `side` (the graph's fixed input), or the model's config.
+    CropOf { side: i64 },
+    /// Give a crop that is a multiple of the patch size.
+    CropMultipleOf { patch: u32 },
+    /// Give the input size: the model's config or a crop.
+    GiveConfigOrCrop,
+    /// Give a resize or a crop fraction, not both.
+    ResizeOrCropPct,
+    /// Give the normalisation: the model's config, or a mean and a std.
+    GiveNormalisation,
+    /// Choose which output of the graph gives the features.
+    ChooseOutput,
+    /// Choose a pooling that fits the output's shape.
+    ChoosePooling,
+    /// Check the number of prefix tokens (class and register tokens).
+    CheckPrefixTokens,
+    /// Give the model's right config, or the preprocessing explicitly.
+    RightConfigOrRecipe,
+    /// Give a resize and a crop (or a square resize): the config's sizes
+    /// cannot be batched.
+    GiveResizeAndCrop,
+    /// Give a centre crop.
+    GiveCrop,
+
+    // Quantizing, shipping, predicting.
+    /// Give a Python with onnxruntime 1.31 (`tools/setup.sh` installs one).
+    GivePython,
+    /// Build the slim predictor with `build`, or give one.
+    BuildOrGivePredictor { build: String },
+    /// Fix the slim predictor's build, or give one.
+    FixBuildOrGivePredictor,
+    /// The output is not xfer's to replace: choose another, or remove it.
+    OtherOutputOrRemove,
+    /// Replace the output, or choose another.
+    ReplaceOrOtherOutput,
+    /// Give the package's output folder.
+    GiveOutputFolder,
+    /// Install tar, or make no tarball (the folder is complete).
+    InstallTarOrNoTarball,
+    /// Fix tar's failure, or make no tarball (the folder is complete).
+    FixTarOrNoTarball,
+    /// Use the zoo the head was trained with, or extract again with this
+    /// backbone and train the head again.
+    TrainingZooOrRetrain,
+    /// Use a zoo holding backbone `name`, or make it (`precision`: the int8
+    /// model `xfer quantize` made, empty for a backbone of the zoo's list).
+    ZooWithBackbone { name: String, precision: String },
+    /// Decode JPEGs at full size (`full`) or reduced, as training did
+    /// (`extract`: extracting the features again).
+    DecodeAsTrained { full: bool, extract: bool },
+    /// Extract with the preprocessing preset training used.
+    SamePreset,
+    /// Keep the backbones' opset `have`, or export them at `want` and train
+    /// again.
+    KeepOpset { have: i64, want: i64 },
 }
 
 /// A setting of a plan or a run, named in words (the command line names it
@@ -407,6 +484,20 @@ pub enum Setting {
     Steps,
     /// Training epochs.
     Epochs,
+    /// The learning rate.
+    LearningRate,
+    /// SGD's momentum.
+    Momentum,
+    /// The weight decay.
+    WeightDecay,
+    /// The learning-rate schedule.
+    Schedule,
+    /// The crop fraction of a model's preprocessing (resize = crop / crop_pct).
+    CropPct,
+    /// Calibration images of a quantisation.
+    CalibrationImages,
+    /// Held-back images a quantisation's agreement is measured on.
+    HeldBackImages,
 }
 
 impl std::fmt::Display for Setting {
@@ -424,8 +515,95 @@ impl std::fmt::Display for Setting {
             Setting::LogisticC => "the logistic regression's C",
             Setting::Steps => "the number of steps",
             Setting::Epochs => "the number of epochs",
+            Setting::LearningRate => "the learning rate",
+            Setting::Momentum => "the momentum",
+            Setting::WeightDecay => "the weight decay",
+            Setting::Schedule => "the learning-rate schedule",
+            Setting::CropPct => "the crop fraction (crop_pct)",
+            Setting::CalibrationImages => "the number of calibration images",
+            Setting::HeldBackImages => "the number of held-back images",
         })
     }
+}
+
+/// Which output of a run [`Error::OutputIsInput`] refuses: the library's own
+/// by what they are, a front end's by its own word for them (the command
+/// line: the flag).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Output {
+    /// An extraction's feature file (or its `.partial`).
+    FeatureFile,
+    /// The manifest `xfer models add` writes into the zoo.
+    Manifest,
+    /// An output a front end names.
+    Named(String),
+}
+
+impl std::fmt::Display for Output {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Output::FeatureFile => "the feature file",
+            Output::Manifest => "the manifest",
+            Output::Named(s) => s,
+        })
+    }
+}
+
+impl From<&str> for Output {
+    fn from(s: &str) -> Output {
+        Output::Named(s.to_owned())
+    }
+}
+
+/// What is wrong, before the caller names its subject (a file, a model),
+/// and what would get past it where that is known: the caller makes it an
+/// [`Error`] of its concern.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Refusal {
+    pub reason: String,
+    pub next: Option<Next>,
+}
+
+impl Refusal {
+    pub fn new(reason: impl Into<String>, next: Next) -> Refusal {
+        Refusal {
+            reason: reason.into(),
+            next: Some(next),
+        }
+    }
+}
+
+impl From<String> for Refusal {
+    fn from(reason: String) -> Refusal {
+        Refusal { reason, next: None }
+    }
+}
+
+impl From<&str> for Refusal {
+    fn from(reason: &str) -> Refusal {
+        Refusal::from(reason.to_owned())
+    }
+}
+
+/// What a GPU provider needs, beyond what the caller chose (the device, the
+/// library, whether to fall back to the CPU).
+fn gpu_needs(device: Device) -> String {
+    format!(
+        "check the GPU (nvidia-smi) and that the ONNX Runtime library loaded is the GPU build \
+         (PyPI onnxruntime-gpu==1.31.1), with CUDA 13 and cuDNN 9{} on LD_LIBRARY_PATH \
+         (docs/clusters.md, \"GPUs\"); xfer must be built with the Cargo feature {}",
+        if device == Device::Tensorrt {
+            " and TensorRT 10"
+        } else {
+            ""
+        },
+        if device == Device::Tensorrt {
+            "tensorrt"
+        } else {
+            "cuda"
+        }
+    )
 }
 
 impl From<ort::Error<ort::session::builder::SessionBuilder>> for Error {

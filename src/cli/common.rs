@@ -8,7 +8,7 @@ use clap::Args;
 use xfer::features::pipeline::{schedule, PipelineConfig};
 use xfer::images::preprocess::DecodeOptions;
 use xfer::models::backbone::{Backbone, SessionOptions};
-use xfer::models::runtime::{Device, DeviceRequest};
+use xfer::models::runtime::{Device, DeviceRequest, LibrarySource};
 
 /// Exit status of a run that finished but skipped some inputs.
 pub const EXIT_SKIPPED: i32 = 3;
@@ -155,6 +155,18 @@ impl DeviceArgs {
             max_batch: batch,
         }
     }
+}
+
+/// The library's warning for an int8 model on this CPU
+/// ([`xfer::models::cpu::int8_warning`]), with the command that avoids it.
+#[allow(dead_code)] // used by `xfer extract` and `xfer quantize`; xfer-predict includes this file too
+pub fn int8_warning(
+    name: &str,
+    q: &xfer::models::zoo::Quantization,
+    cpu: &xfer::models::cpu::Int8Support,
+) -> Option<String> {
+    xfer::models::cpu::int8_warning(name, q, cpu)
+        .map(|w| format!("{w} (`xfer quantize --reduce-range`)"))
 }
 
 /// What a front end says on stderr about a loaded backbone: a fallback that
@@ -350,6 +362,13 @@ pub fn flag(s: xfer::error::Setting) -> &'static str {
         S::Dropout => "--dropout",
         S::Augment => "--augment",
         S::Threshold => "--threshold",
+        S::LearningRate => "--lr",
+        S::Momentum => "--momentum",
+        S::WeightDecay => "--weight-decay",
+        S::Schedule => "--lr-schedule",
+        S::CropPct => "--crop-pct",
+        S::CalibrationImages => "--n",
+        S::HeldBackImages => "--holdout",
         _ => "a setting",
     }
 }
@@ -364,8 +383,46 @@ pub fn words(e: &xfer::Error) -> Option<String> {
         }
         // "shard 5/3: …" names the argument of --shard.
         E::ShardSpec { .. } | E::TooManyShards { .. } => format!("--{e}"),
+        E::OutputIsInput {
+            named,
+            output,
+            what,
+            input,
+        } => format!(
+            "{} {} is {what} ({}), an input of this run: writing it would destroy that input",
+            output_flag(named),
+            output.display(),
+            input.display()
+        ),
+        E::OrtLibraryNamed {
+            path,
+            via: LibrarySource::Given,
+            reason,
+        } => format!(
+            "no ONNX Runtime library found at {}, which --ort-lib names: {reason}",
+            path.display()
+        ),
         _ => return None,
     })
+}
+
+/// The flag that names an output the library refuses to write.
+fn output_flag(o: &xfer::error::Output) -> String {
+    use xfer::error::Output;
+    match o {
+        Output::FeatureFile => "--out".into(),
+        Output::Manifest => "--name".into(),
+        other => other.to_string(),
+    }
+}
+
+/// Where the ONNX Runtime library was found, as the command line says it.
+#[allow(dead_code)] // used by `xfer info`; xfer-predict includes this file too
+pub fn library_source(s: &LibrarySource) -> String {
+    match s {
+        LibrarySource::Given => "--ort-lib".into(),
+        other => other.describe(),
+    }
 }
 
 /// The next step for a library error that states only the facts, in the
@@ -390,9 +447,17 @@ pub fn hint(e: &xfer::Error) -> Option<String> {
         }
         E::ProviderPartial { .. } => return Some("pass --allow-cpu-fallback to run those nodes on the CPU (xfer then records which providers ran), or use --device cpu".into()),
         E::TrtCache { .. } => return Some("pass --trt-cache a folder you can write to".into()),
-        E::OutputIsInput { flag, .. } => {
-            return Some(format!("it is refused even with --overwrite; give {flag} another path"))
+        E::OutputIsInput { named, .. } => {
+            return Some(format!(
+                "it is refused even with --overwrite; give {} another path",
+                output_flag(named)
+            ))
         }
+        E::OrtLibraryNamed {
+            via: LibrarySource::Given,
+            ..
+        } => return Some("pass --ort-lib the path of a libonnxruntime.so of version 1.31, or leave --ort-lib out to use the one `tools/setup.sh` installs".into()),
+        E::ProviderUnavailable { .. } => return Some("check --device-id and the library --ort-lib names (`xfer info` tries each provider), or pass --allow-cpu-fallback to run on CPU".into()),
         E::Setting {
             setting: Setting::Patience,
             ..
@@ -409,6 +474,13 @@ pub fn hint(e: &xfer::Error) -> Option<String> {
         E::Merge { next: Some(next), .. } => next,
         E::ShardSpec { next: Some(next), .. } => next,
         E::Audit { next: Some(next), .. } => next,
+        E::AddModel { next: Some(next), .. } => next,
+        E::ModelConfig { next: Some(next), .. } => next,
+        E::Quantize { next: Some(next), .. } => next,
+        E::Package { next: Some(next), .. } => next,
+        E::BundleMismatch { next: Some(next), .. } => next,
+        E::FeaturesMismatch { next: Some(next), .. } => next,
+        E::Export { next: Some(next), .. } => next,
         _ => return None,
     };
     next_words(next)
@@ -490,6 +562,65 @@ fn dataset_words(next: &xfer::error::Next) -> Option<String> {
         ),
         Next::GiveTrainingRun => "give the --out folder of `xfer train`".into(),
         Next::PickRecordedHead => "pick one of those with --head".into(),
+        other => return model_words(other),
+    })
+}
+
+/// What a [`Next`] about adding a model to the zoo and its preprocessing
+/// asks of the user, in flag words.
+fn model_words(next: &xfer::error::Next) -> Option<String> {
+    use xfer::error::Next;
+    Some(match next {
+        Next::OtherModelName => "choose another --name".into(),
+        Next::OtherModelNameOrReplace => {
+            "choose another --name, or pass --force to replace it".into()
+        }
+        Next::CropOf { side } => format!("pass --crop {side} or the config of this model"),
+        Next::CropMultipleOf { patch } => format!("pass --crop with a multiple of {patch}"),
+        Next::GiveConfigOrCrop => "pass --config or --crop S".into(),
+        Next::ResizeOrCropPct => "give --resize or --crop-pct, not both".into(),
+        Next::GiveNormalisation => "pass --config (the model's config.json or preprocessor_config.json) or --mean and --std".into(),
+        Next::ChooseOutput => "choose one with --output NAME (tokens [N, T, D] with --pool cls, mean or cls+mean; feature maps [N, C, H, W] with --pool avg)".into(),
+        Next::ChoosePooling => "choose a pooling: --pool avg or max for feature maps [N, C, H, W], cls, mean or cls+mean for tokens [N, T, D]".into(),
+        Next::CheckPrefixTokens => "check --prefix-tokens".into(),
+        Next::RightConfigOrRecipe => {
+            "pass the right file, or give the preprocessing with --resize/--crop/--mean/--std".into()
+        }
+        Next::GiveResizeAndCrop => "give --resize and --crop (or --square)".into(),
+        Next::GiveCrop => "give --crop".into(),
+        Next::GivePython => "run `tools/setup.sh`, or pass --python PATH / set XFER_PYTHON to a Python with onnxruntime 1.31".into(),
+        other => return ship_words(other),
+    })
+}
+
+/// What a [`Next`] about packaging and predicting with a bundle asks of the
+/// user, in flag words.
+fn ship_words(next: &xfer::error::Next) -> Option<String> {
+    use xfer::error::Next;
+    Some(match next {
+        Next::BuildOrGivePredictor { build } => {
+            format!("build it in the xfer source with `{build}`, or pass --predictor FILE")
+        }
+        Next::FixBuildOrGivePredictor => "fix the build, or pass --predictor FILE".into(),
+        Next::OtherOutputOrRemove => "it is not replaced even with --overwrite; choose another --out, or remove it yourself".into(),
+        Next::ReplaceOrOtherOutput => "pass --overwrite to replace it, or another --out".into(),
+        Next::GiveOutputFolder => "pass --out DIR".into(),
+        Next::InstallTarOrNoTarball => "install tar, or leave out --tar".into(),
+        Next::FixTarOrNoTarball => "leave out --tar or fix the cause".into(),
+        Next::TrainingZooOrRetrain => "pass --zoo DIR holding the manifest and ONNX file the head was trained with, or extract features with this model and train the head again".into(),
+        Next::ZooWithBackbone { name, precision } if precision.is_empty() => format!(
+            "pass --zoo DIR holding its manifest ({name}.toml) and ONNX file, or generate it (see `xfer models`)"
+        ),
+        Next::ZooWithBackbone { name, precision } => format!(
+            "pass --zoo DIR holding its manifest ({name}.toml) and ONNX file; it is an {precision} model made by `xfer quantize`: copy its {name}.toml and {name}.onnx into the zoo, or quantise again and train the head again (a new quantisation is a new model)"
+        ),
+        Next::DecodeAsTrained { full, extract } => format!(
+            "{}{} --full-jpeg-decode to decode as training did",
+            if *extract { "extract again and " } else { "" },
+            if *full { "pass" } else { "leave out" }
+        ),
+        Next::SamePreset => "extract again with the same --preset".into(),
+        Next::KeepOpset { have, want } => format!("leave out --opset (the file keeps opset {have}), or export the backbone at opset {want} (e.g. onnx.version_converter, then a manifest with its sha256) and train again"),
         _ => return None,
     })
 }

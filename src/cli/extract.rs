@@ -292,7 +292,7 @@ impl Printer<'_> {
         }
         if let Some(q) = &manifest.quantization {
             let cpu = xfer::models::cpu::Int8Support::detect();
-            if let Some(w) = xfer::models::cpu::int8_warning(&manifest.name, q, &cpu) {
+            if let Some(w) = super::common::int8_warning(&manifest.name, q, &cpu) {
                 lines.push(format!("warning: {w}"));
             }
         }

@@ -41,7 +41,7 @@ pub fn info(cli: &Cli) -> Result<i32> {
 /// The library found, NVIDIA's pip libraries beside it, and each provider tried for real.
 fn print_runtime(rt: &Runtime) {
     println!("ONNX Runtime {} from {}", rt.version, rt.library.display());
-    println!("  found via {}", rt.source.describe());
+    println!("  found via {}", super::common::library_source(&rt.source));
     // The same (once per process) load the CUDA provider's registration uses.
     if let Some(site) = xfer::models::nvidia::site_packages_of(&rt.library) {
         match xfer::models::nvidia::preload_once(&rt.library) {

@@ -244,7 +244,7 @@ fn print_done(cfg: &QuantizeConfig, out: &Outcome, cpu: &Int8Support) {
         out.manifest_path.display(),
         out.report_path.display()
     );
-    if let Some(w) = xfer::models::cpu::int8_warning(&out.manifest.name, q, cpu) {
+    if let Some(w) = super::common::int8_warning(&out.manifest.name, q, cpu) {
         println!("note: {w}");
     }
     println!(

@@ -21,7 +21,7 @@
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Output, Result};
 use crate::features::extract::{self, ExtractConfig, Summary};
 use crate::features::pipeline::{schedule, PipelineConfig, Progress};
 use crate::features::shard::{self, Shard};
@@ -344,7 +344,7 @@ impl Extraction {
                 .map(|i| Input::new("an image", ds.abs_path(i))),
         );
         for out in [&self.out, &partial] {
-            refuse_inputs("--out", out, &inputs)?;
+            refuse_inputs(Output::FeatureFile, out, &inputs)?;
         }
         Ok(())
     }

@@ -584,7 +584,10 @@ pub fn training_labels(
     what: &str,
     row_name: &dyn Fn(usize) -> String,
 ) -> Result<(Vec<usize>, Vec<String>)> {
-    let bad = |reason: String| Error::Config(format!("{what}: {reason}"));
+    let bad = |reason: String| Error::Labels {
+        what: what.to_owned(),
+        reason,
+    };
     let unlabelled: Vec<usize> = labels
         .iter()
         .enumerate()
@@ -651,7 +654,10 @@ pub fn eval_labels(
     what: &str,
     row_name: &dyn Fn(usize) -> String,
 ) -> Result<Vec<usize>> {
-    let bad = |reason: String| Error::Config(format!("{what}: {reason}"));
+    let bad = |reason: String| Error::Labels {
+        what: what.to_owned(),
+        reason,
+    };
     if labels.is_empty() {
         return Err(bad("has no rows".into()));
     }
@@ -679,9 +685,12 @@ pub fn eval_labels(
 pub fn check_class_names(train: &[String], other: Option<&[String]>, what: &str) -> Result<()> {
     if let Some(o) = other {
         if o != train {
-            return Err(Error::Config(format!(
-                "{what} records classes {o:?}, but the head was trained on {train:?}; extract both from datasets with the same class folders"
-            )));
+            return Err(Error::Labels {
+                what: what.to_owned(),
+                reason: format!(
+                    "records classes {o:?}, but the head was trained on {train:?}; extract both from datasets with the same class folders"
+                ),
+            });
         }
     }
     Ok(())

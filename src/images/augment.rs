@@ -107,10 +107,10 @@ impl AugmentRecipe {
 
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| {
-            Err(Error::Config(format!(
-                "augmentation recipe {}: {m}; fix the recipe",
-                self.name
-            )))
+            Err(Error::Setting {
+                setting: Setting::Augment,
+                problem: format!("{}: {m}; fix the recipe", self.name),
+            })
         };
         let [s0, s1] = self.scale;
         if !(s0 > 0.0 && s0 <= s1 && s1 <= 1.0) {

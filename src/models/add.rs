@@ -8,7 +8,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Next, Output, Refusal, Result, Setting};
 use crate::images::preprocess::{
     ChannelOrder, CropOffset, Interpolation, Recipe, ResizeMode, MAX_SIDE,
 };
@@ -66,11 +66,21 @@ pub struct Added {
 const REEXPORT: &str = "re-export it with a dynamic batch axis: torch.onnx.export(..., dynamic_axes={INPUT: {0: 'batch'}, OUTPUT: {0: 'batch'}}), or tools/export_timm.py / tools/export_hf.py";
 
 pub fn add(runtime: &Runtime, zoo: &Zoo, req: &AddRequest) -> Result<Added> {
-    let fail = |reason: String| failure(req, reason);
+    let fail = |refusal: Refusal| failure(req, refusal);
     if let Err(e) = crate::models::zoo::check_name(&req.name) {
-        return Err(fail(format!(
-            "--name: {e} (it names the file NAME.toml in the zoo); choose another --name"
+        return Err(fail(Refusal::new(
+            format!(
+                "the name `{}`: {e} (it names the file NAME.toml in the zoo)",
+                req.name
+            ),
+            Next::OtherModelName,
         )));
+    }
+    if let Some(p) = req.recipe.crop_pct.filter(|p| !(*p > 0.0 && *p <= 1.0)) {
+        return Err(Error::Setting {
+            setting: Setting::CropPct,
+            problem: format!("must be in (0, 1], got {p}"),
+        });
     }
     let onnx = std::fs::canonicalize(&req.onnx).map_err(|e| Error::io(&req.onnx, e))?;
     let path = manifest_path(zoo, req, &onnx)?;
@@ -128,15 +138,16 @@ pub fn add(runtime: &Runtime, zoo: &Zoo, req: &AddRequest) -> Result<Added> {
 }
 
 /// The error `xfer models add` gives for `req`'s ONNX file.
-fn failure(req: &AddRequest, reason: String) -> Error {
+fn failure(req: &AddRequest, refusal: Refusal) -> Error {
     Error::AddModel {
         path: req.onnx.clone(),
-        reason,
+        reason: refusal.reason,
+        next: refusal.next,
     }
 }
 
 /// The manifest's path in the zoo (made if missing), refused when it would
-/// overwrite an input or, without --force, another manifest.
+/// overwrite an input or, unless `req.force`, another manifest.
 fn manifest_path(zoo: &Zoo, req: &AddRequest, onnx: &Path) -> Result<PathBuf> {
     std::fs::create_dir_all(&zoo.dir).map_err(|e| Error::io(&zoo.dir, e))?;
     let path = zoo.dir.join(format!("{}.toml", req.name));
@@ -144,13 +155,13 @@ fn manifest_path(zoo: &Zoo, req: &AddRequest, onnx: &Path) -> Result<PathBuf> {
     if let Some(c) = &req.config {
         inputs.push(crate::util::clobber::Input::new("the model's config", c));
     }
-    crate::util::clobber::refuse_inputs("--name", &path, &inputs)?;
+    crate::util::clobber::refuse_inputs(Output::Manifest, &path, &inputs)?;
     if path.exists() && !req.force {
         return Err(failure(
             req,
-            format!(
-                "the zoo already has {}; choose another --name, or pass --force to replace it",
-                path.display()
+            Refusal::new(
+                format!("the zoo already has {}", path.display()),
+                Next::OtherModelNameOrReplace,
             ),
         ));
     }
@@ -186,40 +197,41 @@ struct GraphInput {
 
 /// The graph's input, refused unless it is one NCHW RGB tensor with a dynamic
 /// batch axis and, if fixed, a square side xfer can feed.
-fn check_input(graph: &Graph) -> std::result::Result<GraphInput, String> {
+fn check_input(graph: &Graph) -> std::result::Result<GraphInput, Refusal> {
     let (input, in_shape) = match graph.inputs.as_slice() {
         [one] => one.clone(),
         many => {
-            return Err(format!(
+            return Err(Refusal::from(format!(
                 "xfer feeds one image tensor, the graph has {} inputs ({}); export the image encoder alone",
                 many.len(),
                 many.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(", ")
-            ))
+            )))
         }
     };
     if in_shape.len() != 4 || !(in_shape[1] == 3 || in_shape[1] < 0) {
         return Err(format!(
             "input `{input}` has shape {in_shape:?}; xfer feeds NCHW RGB images [N, 3, S, S]"
-        ));
+        )
+        .into());
     }
     if in_shape[0] > 0 {
         return Err(format!(
             "input `{input}` has a fixed batch size of {} (shape {in_shape:?}); {}",
             in_shape[0],
             REEXPORT.replace("INPUT", &format!("'{input}'"))
-        ));
+        )
+        .into());
     }
     let fixed_side = (in_shape[2] > 0 && in_shape[3] > 0).then_some((in_shape[2], in_shape[3]));
     if let Some((h, w)) = fixed_side.filter(|&(h, w)| h.max(w) > i64::from(MAX_SIDE)) {
         return Err(format!(
             "input `{input}` is {h}×{w}; xfer takes images of at most {MAX_SIDE}×{MAX_SIDE}"
-        ));
+        )
+        .into());
     }
     if let Some((h, w)) = fixed_side {
         if h != w {
-            return Err(format!(
-                "input `{input}` is {h}×{w}; xfer feeds square images"
-            ));
+            return Err(format!("input `{input}` is {h}×{w}; xfer feeds square images").into());
         }
     }
     Ok(GraphInput {
@@ -237,20 +249,26 @@ fn check_recipe_fits(
     recipe: &Recipe,
     fixed_side: Option<(i64, i64)>,
     patch_size: Option<u32>,
-) -> std::result::Result<(), String> {
+) -> std::result::Result<(), Refusal> {
     if let Some((side, _)) = fixed_side {
         if side != i64::from(recipe.crop) {
-            return Err(format!(
-                "the graph takes {side}×{side} images, but the preprocessing crops {}; pass --crop {side} or the config of this model",
-                recipe.crop
+            return Err(Refusal::new(
+                format!(
+                    "the graph takes {side}×{side} images, but the preprocessing crops {}",
+                    recipe.crop
+                ),
+                Next::CropOf { side },
             ));
         }
     }
     if let Some(p) = patch_size {
         if recipe.crop % p != 0 {
-            return Err(format!(
-                "the input side {} is not a multiple of the patch size {p}; pass --crop with a multiple of {p}",
-                recipe.crop
+            return Err(Refusal::new(
+                format!(
+                    "the input side {} is not a multiple of the patch size {p}",
+                    recipe.crop
+                ),
+                Next::CropMultipleOf { patch: p },
             ));
         }
     }
@@ -264,22 +282,22 @@ fn probe_output(
     req: &AddRequest,
     input: &str,
     crop: u32,
-) -> std::result::Result<(String, Vec<usize>), String> {
+) -> std::result::Result<(String, Vec<usize>), Refusal> {
     let output = match (&req.output, graph.outputs.as_slice()) {
         (Some(name), outs) => {
             if !outs.iter().any(|(n, _)| n == name) {
-                return Err(format!(
-                    "no output `{name}`; the graph has {}",
-                    describe(outs)
+                return Err(Refusal::new(
+                    format!("no output `{name}`; the graph has {}", describe(outs)),
+                    Next::ChooseOutput,
                 ));
             }
             name.clone()
         }
         (None, [(name, _)]) => name.clone(),
         (None, outs) => {
-            return Err(format!(
-                "the graph has several outputs ({}); choose one with --output NAME (tokens [N, T, D] with --pool cls, mean or cls+mean; feature maps [N, C, H, W] with --pool avg)",
-                describe(outs)
+            return Err(Refusal::new(
+                format!("the graph has several outputs ({})", describe(outs)),
+                Next::ChooseOutput,
             ))
         }
     };
@@ -294,12 +312,14 @@ fn probe_output(
         return Err(format!(
             "output `{output}` has shape {shape:?} for a batch of 2; {}",
             REEXPORT.replace("INPUT", &format!("'{input}'"))
-        ));
+        )
+        .into());
     }
     if non_finite > 0 {
         return Err(format!(
             "output `{output}` has {non_finite} non-finite values (NaN or infinity) for the probe batch (a black image and a test pattern); xfer would store them as features. Fix the model (or its export) so that it gives finite outputs"
-        ));
+        )
+        .into());
     }
     Ok((output, shape))
 }
@@ -311,7 +331,7 @@ fn output_spec(
     shape: &[usize],
     global_pool: Option<&str>,
     decisions: &mut Vec<String>,
-) -> std::result::Result<OutputSpec, String> {
+) -> std::result::Result<OutputSpec, Refusal> {
     let pool_mode = match req.pool {
         Some(p) => {
             decisions.push(format!("pooling: {} (--pool)", p.name()));
@@ -339,8 +359,10 @@ fn output_spec(
         logits: None,
         n_logits: None,
     };
-    spec.feature_dim = pool::pooled_width(shape, &spec)
-        .map_err(|reason| format!("output `{}` {reason}", spec.features))?;
+    spec.feature_dim = pool::pooled_width(shape, &spec).map_err(|r| Refusal {
+        reason: format!("output `{}` {}", spec.features, r.reason),
+        next: r.next,
+    })?;
     decisions.push(format!(
         "features: {} values per image{}",
         spec.feature_dim,
@@ -420,7 +442,8 @@ fn manifest(zoo: &Zoo, req: &AddRequest, onnx: &Path, parts: Parts) -> Result<Ma
 
 /// Writes the manifest to `path` once it reads back; returns it as read.
 fn write_manifest(req: &AddRequest, manifest: &Manifest, path: &Path) -> Result<Manifest> {
-    let text = toml::to_string(manifest).map_err(|e| failure(req, format!("manifest: {e}")))?;
+    let text =
+        toml::to_string(manifest).map_err(|e| failure(req, format!("manifest: {e}").into()))?;
     let text = format!(
         "# Written by `xfer models add`; re-run it (with --force) rather than edit by hand.\n{text}"
     );
@@ -472,20 +495,30 @@ fn resolve_recipe(
     config: &ConfigRecipe,
     graph_side: Option<u32>,
     decisions: &mut Vec<String>,
-) -> std::result::Result<Recipe, String> {
-    let crop = flags.crop.or(config.crop).or(graph_side).ok_or(
-        "the graph's input size is symbolic and no config or --crop gives it; pass --config or --crop S",
-    )?;
+) -> std::result::Result<Recipe, Refusal> {
+    let crop = flags
+        .crop
+        .or(config.crop)
+        .or(graph_side)
+        .ok_or(Refusal::new(
+            "the graph's input size is symbolic, and neither a config nor a crop gives it",
+            Next::GiveConfigOrCrop,
+        ))?;
     let resize_mode = if flags.square {
         ResizeMode::Square
     } else {
         config.resize_mode.unwrap_or_default()
     };
     let resize = match (flags.resize, flags.crop_pct) {
-        (Some(_), Some(_)) => return Err("give --resize or --crop-pct, not both".into()),
+        (Some(_), Some(_)) => {
+            return Err(Refusal::new(
+                "both a resize and a crop fraction are given, and each sets the resize",
+                Next::ResizeOrCropPct,
+            ))
+        }
         (Some(r), None) => r,
-        (None, Some(p)) if p > 0.0 && p <= 1.0 => (crop as f64 / p).floor() as u32,
-        (None, Some(p)) => return Err(format!("--crop-pct {p} must be in (0, 1]")),
+        // `add` refused a fraction outside (0, 1].
+        (None, Some(p)) => (crop as f64 / p).floor() as u32,
         // The config's resize belongs to its crop; an overridden crop keeps the ratio.
         (None, None) => match (config.resize, config.crop) {
             (Some(r), Some(c)) if flags.crop.is_none() || flags.crop == Some(c) => r,
@@ -511,10 +544,10 @@ fn resolve_recipe(
         1.0 / 255.0
     });
     let (Some(mean), Some(std)) = (flags.mean.or(config.mean), flags.std.or(config.std)) else {
-        return Err(
-            "no normalisation: pass --config (the model's config.json or preprocessor_config.json) or --mean and --std"
-                .into(),
-        );
+        return Err(Refusal::new(
+            "no normalisation: neither a config nor a mean and std give it",
+            Next::GiveNormalisation,
+        ));
     };
     let recipe = Recipe {
         resize,
@@ -585,7 +618,7 @@ mod tests {
             Some(224),
             &mut d,
         );
-        assert!(none.unwrap_err().contains("--mean and --std"));
+        assert_eq!(none.unwrap_err().next, Some(Next::GiveNormalisation));
     }
 
     #[test]

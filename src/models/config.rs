@@ -9,7 +9,7 @@ use std::path::Path;
 
 use serde_json::{Map, Value};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Next, Refusal, Result};
 use crate::images::preprocess::{ChannelOrder, CropOffset, Interpolation, ResizeMode};
 
 /// Which library's configuration a file is.
@@ -132,10 +132,12 @@ const HF_IGNORED: &[&str] = &[
 
 /// Reads `path`, deciding from its keys which library wrote it.
 pub fn read(path: &Path) -> Result<ModelConfig> {
-    let err = |reason: String| Error::ModelConfig {
+    let refuse = |r: Refusal| Error::ModelConfig {
         path: path.to_owned(),
-        reason,
+        reason: r.reason,
+        next: r.next,
     };
+    let err = |reason: String| refuse(reason.into());
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
     let value: Value =
         serde_json::from_str(&text).map_err(|e| err(format!("not JSON: {e}; pass the model's config.json (timm) or preprocessor_config.json (Hugging Face)")))?;
@@ -156,11 +158,14 @@ pub fn read(path: &Path) -> Result<ModelConfig> {
     .iter()
     .any(|k| obj.contains_key(*k))
     {
-        hugging_face(&obj).map_err(err)
+        hugging_face(&obj).map_err(refuse)
     } else {
-        Err(err(format!(
-            "neither a timm config (no `pretrained_cfg`) nor a Hugging Face preprocessor config (no `size`, `do_resize` or `image_mean`); its keys are {:?}. Pass the right file, or give the preprocessing with --resize/--crop/--mean/--std",
-            obj.keys().collect::<Vec<_>>()
+        Err(refuse(Refusal::new(
+            format!(
+                "neither a timm config (no `pretrained_cfg`) nor a Hugging Face preprocessor config (no `size`, `do_resize` or `image_mean`); its keys are {:?}",
+                obj.keys().collect::<Vec<_>>()
+            ),
+            Next::RightConfigOrRecipe,
         )))
     }
 }
@@ -339,7 +344,7 @@ fn flag(cfg: &Map<String, Value>, k: &str, default: bool) -> bool {
     cfg.get(k).and_then(Value::as_bool).unwrap_or(default)
 }
 
-fn hugging_face(cfg: &Map<String, Value>) -> std::result::Result<ModelConfig, String> {
+fn hugging_face(cfg: &Map<String, Value>) -> std::result::Result<ModelConfig, Refusal> {
     let mut warnings = Vec::new();
     let mut r = ConfigRecipe::default();
     let class = processor_class(cfg);
@@ -354,7 +359,10 @@ fn hugging_face(cfg: &Map<String, Value>) -> std::result::Result<ModelConfig, St
         (true, None) => return Err("do_center_crop is true but there is no crop_size".into()),
     };
     if !do_resize {
-        return Err("do_resize is false: images of different sizes cannot be batched; give --resize and --crop".into());
+        return Err(Refusal::new(
+            "do_resize is false: images of different sizes cannot be batched",
+            Next::GiveResizeAndCrop,
+        ));
     }
     let (side, mode) = hf_size(cfg.get("size"), class, crop, &mut warnings)?;
     let resize = hf_resize(cfg, &mut r, (side, mode), crop, class)?;
@@ -363,8 +371,9 @@ fn hugging_face(cfg: &Map<String, Value>) -> std::result::Result<ModelConfig, St
         r.crop = Some(crop.unwrap_or(resize));
     }
     if r.resize_mode == Some(ResizeMode::ShorterSide) && crop.is_none() && r.crop == Some(resize) {
-        return Err(format!(
-            "resizes the shortest edge to {resize} with no centre crop: images of different shapes cannot be batched; give --crop"
+        return Err(Refusal::new(
+            format!("resizes the shortest edge to {resize} with no centre crop: images of different shapes cannot be batched"),
+            Next::GiveCrop,
         ));
     }
     // Hugging Face's center_crop puts the box at (len - crop) // 2.
@@ -410,7 +419,7 @@ fn hf_size(
     class: Option<&str>,
     crop: Option<u32>,
     warnings: &mut Vec<String>,
-) -> std::result::Result<(u32, ResizeMode), String> {
+) -> std::result::Result<(u32, ResizeMode), Refusal> {
     let shortest = |s: u32| (s, ResizeMode::ShorterSide);
     Ok(match size {
         Some(v @ Value::Number(_)) => {
@@ -436,9 +445,12 @@ fn hf_size(
             }
         }
         Some(Value::Object(m)) if m.contains_key("longest_edge") || m.contains_key("max_height") => {
-            return Err(format!(
-                "size {} bounds the longest edge, so images of different shapes give different input sizes, which cannot be batched; give --resize and --crop (or --square)",
-                Value::Object(m.clone())
+            return Err(Refusal::new(
+                format!(
+                    "size {} bounds the longest edge, so images of different shapes give different input sizes, which cannot be batched",
+                    Value::Object(m.clone())
+                ),
+                Next::GiveResizeAndCrop,
             ))
         }
         Some(Value::Object(m)) if m.contains_key("shortest_edge") => shortest(
@@ -453,9 +465,10 @@ fn hf_size(
             return Err(format!(
                 "size {:?} is not supported (xfer does shortest_edge and height/width)",
                 m.keys().collect::<Vec<_>>()
-            ))
+            )
+            .into())
         }
-        Some(v) => return Err(format!("size {v} is not supported")),
+        Some(v) => return Err(format!("size {v} is not supported").into()),
         None => return Err("no size".into()),
     })
 }
@@ -633,7 +646,7 @@ mod tests {
         if obj.contains_key("pretrained_cfg") {
             timm(obj)
         } else {
-            hugging_face(obj)
+            hugging_face(obj).map_err(|r| r.reason)
         }
     }
 

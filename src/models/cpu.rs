@@ -100,7 +100,7 @@ pub fn int8_warning(name: &str, q: &Quantization, cpu: &Int8Support) -> Option<S
         None => "it has no agreement report".into(),
     };
     Some(format!(
-        "{name} is an int8 model with 8-bit weights, and this CPU has {}: ONNX Runtime's int8 path here can saturate, so features may differ from where the model was calibrated ({measured}); to be safe, quantise with `xfer quantize --reduce-range` on such CPUs and check its agreement report",
+        "{name} is an int8 model with 8-bit weights, and this CPU has {}: ONNX Runtime's int8 path here can saturate, so features may differ from where the model was calibrated ({measured}); to be safe, quantise with 7-bit weights (reduce_range) on such CPUs and check the agreement report",
         cpu.describe()
     ))
 }
@@ -161,7 +161,7 @@ mod tests {
         let avx2 = Int8Support::from_flags(EPYC_AVX2);
         let w = int8_warning("lite0_int8", &q(false), &avx2).expect("AVX2 only, 8-bit weights");
         assert!(w.contains("lite0_int8") && w.contains("AVX2 only"), "{w}");
-        assert!(w.contains("--reduce-range"), "{w}");
+        assert!(w.contains("reduce_range") && !w.contains("--"), "{w}");
         assert!(w.contains("no agreement report"), "{w}");
         // 7-bit weights do not saturate.
         assert_eq!(int8_warning("m", &q(true), &avx2), None);

@@ -5,11 +5,12 @@
 
 use ndarray::{Array2, ArrayViewD, Axis, Ix3, Ix4};
 
+use crate::error::{Next, Refusal};
 use crate::models::zoo::{OutputSpec, Pool};
 
 /// The width of one image's pooled vector for an output of `shape`
 /// (batch axis first), or why that output cannot be pooled so.
-pub fn pooled_width(shape: &[usize], spec: &OutputSpec) -> Result<usize, String> {
+pub fn pooled_width(shape: &[usize], spec: &OutputSpec) -> Result<usize, Refusal> {
     let k = spec.prefix_tokens;
     match (spec.pool, shape) {
         (Pool::None, [_, rest @ ..]) => {
@@ -18,29 +19,37 @@ pub fn pooled_width(shape: &[usize], spec: &OutputSpec) -> Result<usize, String>
             match big.as_slice() {
                 [d] => Ok(*d),
                 [] if !rest.is_empty() => Ok(1),
-                _ => Err(format!(
-                    "holds {shape:?}, not one vector per image; choose a pooling: --pool avg or max for feature maps [N, C, H, W], cls, mean or cls+mean for tokens [N, T, D]"
+                _ => Err(Refusal::new(
+                    format!("holds {shape:?}, not one vector per image, and is not pooled"),
+                    Next::ChoosePooling,
                 )),
             }
         }
         (Pool::Avg | Pool::Max, [_, c, _, _]) => Ok(*c),
-        (Pool::Avg | Pool::Max, _) => Err(format!(
-            "holds {shape:?}, but --pool {} needs feature maps [N, C, H, W]",
-            spec.pool.name()
+        (Pool::Avg | Pool::Max, _) => Err(Refusal::new(
+            format!(
+                "holds {shape:?}, but pooling {} needs feature maps [N, C, H, W]",
+                spec.pool.name()
+            ),
+            Next::ChoosePooling,
         )),
         (Pool::Cls, [_, t, d]) if *t >= 1 => Ok(*d),
-        (Pool::Mean | Pool::ClsMean, [_, t, d]) if *t > k => Ok(if spec.pool == Pool::Mean {
-            *d
-        } else {
-            2 * d
-        }),
-        (Pool::Mean | Pool::ClsMean, [_, t, _]) => Err(format!(
-            "holds {t} tokens, but --pool {} skips {k} prefix tokens and would average none; check --prefix-tokens",
-            spec.pool.name()
+        (Pool::Mean | Pool::ClsMean, [_, t, d]) if *t > k => {
+            Ok(if spec.pool == Pool::Mean { *d } else { 2 * d })
+        }
+        (Pool::Mean | Pool::ClsMean, [_, t, _]) => Err(Refusal::new(
+            format!(
+                "holds {t} tokens, but pooling {} skips {k} prefix tokens and would average none",
+                spec.pool.name()
+            ),
+            Next::CheckPrefixTokens,
         )),
-        (_, _) => Err(format!(
-            "holds {shape:?}, but --pool {} needs tokens [N, T, D]",
-            spec.pool.name()
+        (_, _) => Err(Refusal::new(
+            format!(
+                "holds {shape:?}, but pooling {} needs tokens [N, T, D]",
+                spec.pool.name()
+            ),
+            Next::ChoosePooling,
         )),
     }
 }
@@ -56,7 +65,7 @@ pub fn pool(out: ArrayViewD<f32>, n: usize, spec: &OutputSpec) -> Result<Array2<
     if shape.first() != Some(&n) {
         return Err(format!("has shape {shape:?} for a batch of {n} images"));
     }
-    let width = pooled_width(&shape, spec)?;
+    let width = pooled_width(&shape, spec).map_err(|r| r.reason)?;
     let mut pooled = Array2::<f32>::zeros((n, width));
     match spec.pool {
         Pool::None => {
@@ -175,19 +184,22 @@ mod tests {
         let w = |shape: &[usize], p, k| pooled_width(shape, &spec(p, k, false));
         assert_eq!(w(&[2, 768], Pool::None, 1), Ok(768));
         assert_eq!(w(&[2, 1280, 1, 1], Pool::None, 1), Ok(1280));
-        assert!(w(&[2, 197, 768], Pool::None, 1)
-            .unwrap_err()
-            .contains("--pool"));
+        assert_eq!(
+            w(&[2, 197, 768], Pool::None, 1).unwrap_err().next,
+            Some(Next::ChoosePooling)
+        );
         assert_eq!(w(&[2, 512, 7, 7], Pool::Avg, 1), Ok(512));
         assert_eq!(w(&[2, 261, 384], Pool::ClsMean, 5), Ok(768));
-        assert!(w(&[2, 5, 384], Pool::Mean, 5)
-            .unwrap_err()
-            .contains("--prefix-tokens"));
+        let e = w(&[2, 5, 384], Pool::Mean, 5).unwrap_err();
+        assert!(e.reason.contains("5 prefix tokens"), "{e:?}");
+        assert_eq!(e.next, Some(Next::CheckPrefixTokens));
         assert!(w(&[2, 197, 768], Pool::Avg, 1)
             .unwrap_err()
+            .reason
             .contains("[N, C, H, W]"));
         assert!(w(&[2, 512, 7, 7], Pool::Cls, 1)
             .unwrap_err()
+            .reason
             .contains("[N, T, D]"));
     }
 }

@@ -22,7 +22,7 @@ use ndarray::{s, Array2, ArrayView2, ArrayView4, Axis};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Next, Result, Setting};
 use crate::images::dataset::{Dataset, Item};
 use crate::images::preprocess::{self, DecodeOptions};
 use crate::models::backbone::{Backbone, SessionOptions};
@@ -30,7 +30,10 @@ use crate::models::runtime::Runtime;
 use crate::models::zoo::{Agreement, Manifest, Quantization};
 
 fn err(reason: impl Into<String>) -> Error {
-    Error::Quantize(reason.into())
+    Error::Quantize {
+        reason: reason.into(),
+        next: None,
+    }
 }
 
 /// ONNX Runtime's calibration methods.
@@ -64,10 +67,16 @@ pub struct Selection {
 /// held-back part is at most a quarter of it (and at least one image) and the
 /// rest calibrates.
 pub fn select(items: &[Item], n: usize, holdout: usize) -> Result<Selection> {
-    if n == 0 || holdout == 0 {
-        return Err(err(
-            "--n and --holdout must be at least 1; pass --n 256 --holdout 32, say",
-        ));
+    for (setting, value, say) in [
+        (Setting::CalibrationImages, n, 256),
+        (Setting::HeldBackImages, holdout, 32),
+    ] {
+        if value == 0 {
+            return Err(Error::Setting {
+                setting,
+                problem: format!("must be at least 1 ({say}, say)"),
+            });
+        }
     }
     let len = items.len();
     if len < 2 {
@@ -470,11 +479,9 @@ fn run_quantizer(
     if cfg.reduce_range {
         cmd.arg("--reduce-range");
     }
-    let out = cmd.output().map_err(|e| {
-        err(format!(
-            "cannot run {} ({e}); run `tools/setup.sh`, or pass --python PATH / set XFER_PYTHON to a Python with onnxruntime 1.31",
-            cfg.python.display()
-        ))
+    let out = cmd.output().map_err(|e| Error::Quantize {
+        reason: format!("cannot run {} ({e})", cfg.python.display()),
+        next: Some(Next::GivePython),
     })?;
     let seconds = started.elapsed().as_secs_f64();
     if !out.status.success() {

@@ -62,8 +62,8 @@ pub fn prepare_cache_dir(dir: &Path) -> Result<PathBuf> {
 /// Where the ONNX Runtime library in use was found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LibrarySource {
-    /// `--ort-lib`.
-    Flag,
+    /// The path the caller gave (the command line: `--ort-lib`).
+    Given,
     /// `ORT_DYLIB_PATH`.
     Env,
     /// Where `tools/setup.sh` installs it ([`default_library_path`]).
@@ -77,7 +77,7 @@ impl LibrarySource {
     /// "ORT_DYLIB_PATH", "the onnxruntime package of the Python environment /v/lib/python3.11/site-packages", …
     pub fn describe(&self) -> String {
         match self {
-            LibrarySource::Flag => "--ort-lib".into(),
+            LibrarySource::Given => "the path given".into(),
             LibrarySource::Env => "ORT_DYLIB_PATH".into(),
             LibrarySource::SetUp => "the set-up location (tools/setup.sh)".into(),
             LibrarySource::PythonEnv { site_packages } => format!(
@@ -191,17 +191,9 @@ fn find_library_from(
     site_packages: Vec<PathBuf>,
 ) -> Result<FoundLibrary> {
     let named = explicit
-        .map(|p| (p, LibrarySource::Flag, "pass --ort-lib the path of a libonnxruntime.so of version 1.31, or leave --ort-lib out to use the one `tools/setup.sh` installs"))
-        .or_else(|| {
-            env.map(|p| {
-                (
-                    p,
-                    LibrarySource::Env,
-                    "set ORT_DYLIB_PATH to the path of a libonnxruntime.so of version 1.31, or unset it to use the one `tools/setup.sh` installs",
-                )
-            })
-        });
-    if let Some((path, source, hint)) = named {
+        .map(|p| (p, LibrarySource::Given))
+        .or_else(|| env.map(|p| (p, LibrarySource::Env)));
+    if let Some((path, source)) = named {
         let reason = match std::fs::metadata(path) {
             Ok(m) if m.is_file() => {
                 return Ok(FoundLibrary {
@@ -216,9 +208,8 @@ fn find_library_from(
         };
         return Err(Error::OrtLibraryNamed {
             path: path.to_owned(),
-            via: source.describe(),
+            via: source,
             reason,
-            hint: hint.into(),
         });
     }
     let mut searched = Vec::new();
@@ -557,7 +548,10 @@ mod tests {
         // Named and missing: an error naming it, even though the default exists.
         let e = find(Some(missing), None).unwrap_err();
         assert!(
-            e.contains("/no/such/file") && e.contains("--ort-lib") && e.contains("no such file"),
+            e.contains("/no/such/file")
+                && e.contains("the path given")
+                && e.contains("no such file")
+                && !e.contains("--"),
             "{e}"
         );
         let e = find(None, Some(missing)).unwrap_err();

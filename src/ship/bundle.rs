@@ -27,8 +27,8 @@ use serde::{Deserialize, Serialize};
 use crate::train::head::mlp::{Linear, Mlp, MlpConfig};
 use crate::train::head::{softmax_rows_inplace, HeadKind, Standardize};
 
-use crate::error::Error;
 pub use crate::error::Result;
+use crate::error::{Error, Next, Refusal};
 
 fn io(path: &Path, source: std::io::Error) -> Error {
     Error::io(path, source)
@@ -84,14 +84,17 @@ impl BackboneRef {
 /// Checks that features come from the backbones a head expects, in the same
 /// order; the error says what differs.
 pub fn check_backbones(expected: &[BackboneRef], got: &[BackboneRef], what: &str) -> Result<()> {
-    backbones_differ(expected, got, what).map_err(Error::FeaturesMismatch)
+    backbones_differ(expected, got, what).map_err(|r| Error::FeaturesMismatch {
+        reason: r.reason,
+        next: r.next,
+    })
 }
 
 fn backbones_differ(
     expected: &[BackboneRef],
     got: &[BackboneRef],
     what: &str,
-) -> std::result::Result<(), String> {
+) -> std::result::Result<(), Refusal> {
     let names = |v: &[BackboneRef]| {
         v.iter()
             .map(|b| b.name.as_str())
@@ -99,65 +102,74 @@ fn backbones_differ(
             .join(" + ")
     };
     if expected.len() != got.len() {
-        return Err(format!(
+        return Err(Refusal::from(format!(
             "{what} come from {} backbone(s) ({}), expected {} ({}); pass one feature file per backbone, in the order used for training",
             got.len(),
             names(got),
             expected.len(),
             names(expected)
-        ));
+        )));
     }
     for (i, (e, g)) in expected.iter().zip(got).enumerate() {
         let at = format!("{what}, backbone {} of {}", i + 1, expected.len());
         if e.n_features != g.n_features {
-            return Err(format!(
+            return Err(Refusal::from(format!(
                 "{at}: {} features from {}, expected {} from {}; pass the files in the training order ({})",
                 g.n_features,
                 g.name,
                 e.n_features,
                 e.name,
                 names(expected)
-            ));
+            )));
         }
         if e.known() && g.known() {
             if e.precision != g.precision {
-                return Err(format!(
+                return Err(Refusal::from(format!(
                     "{at}: features of {}, but the head was trained on features of {}: an int8 model's features and its fp32 source's differ; extract with {} (or train the head again on these features)",
                     g.describe(),
                     e.describe(),
                     e.name
-                ));
+                )));
             }
             if e.name != g.name {
-                return Err(format!(
+                return Err(Refusal::from(format!(
                     "{at}: features of {}, expected {}; pass the files in the training order ({})",
                     g.name,
                     e.name,
                     names(expected)
-                ));
+                )));
             }
             if e.model_sha256 != g.model_sha256 {
-                return Err(format!(
+                return Err(Refusal::from(format!(
                     "{at}: {} was extracted with model sha256 {}, but training used {}; the backbone changed: extract again with the model used for training",
                     g.name, g.model_sha256, e.model_sha256
-                ));
+                )));
             }
             if !e.decode.is_empty() && !g.decode.is_empty() && e.decode != g.decode {
-                return Err(format!(
-                    "{at}: {} was extracted with image decoding {}, but training used {}; extract again with the same JPEG decoding (--full-jpeg-decode or not)",
-                    g.name, g.decode, e.decode
+                return Err(Refusal::new(
+                    format!(
+                        "{at}: {} was extracted with image decoding {}, but training used {}",
+                        g.name, g.decode, e.decode
+                    ),
+                    Next::DecodeAsTrained {
+                        full: e.decode == "jpeg_full",
+                        extract: true,
+                    },
                 ));
             }
             if e.pooling != g.pooling {
-                return Err(format!(
+                return Err(Refusal::from(format!(
                     "{at}: {} was extracted with pooling `{}`, but training used `{}`; extract again with the manifest used for training",
                     g.name, g.pooling, e.pooling
-                ));
+                )));
             }
             if e.preprocess != g.preprocess {
-                return Err(format!(
-                    "{at}: {} was extracted with preprocessing {}, but training used {}; extract again with the same --preset",
-                    g.name, g.preprocess, e.preprocess
+                return Err(Refusal::new(
+                    format!(
+                        "{at}: {} was extracted with preprocessing {}, but training used {}",
+                        g.name, g.preprocess, e.preprocess
+                    ),
+                    Next::SamePreset,
                 ));
             }
         }

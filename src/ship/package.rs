@@ -23,7 +23,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Next, Result};
 use crate::ship::bundle::Bundle;
 use crate::ship::predict::ResolvedBackbone;
 
@@ -46,7 +46,18 @@ pub const BUNDLE: &str = "bundle.safetensors";
 pub const MARKER: &str = ".xfer-package";
 
 fn err(msg: impl Into<String>) -> Error {
-    Error::Package(msg.into())
+    Error::Package {
+        reason: msg.into(),
+        next: None,
+    }
+}
+
+/// A refusal with what would get past it.
+fn refuse(reason: String, next: Next) -> Error {
+    Error::Package {
+        reason,
+        next: Some(next),
+    }
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
@@ -145,9 +156,12 @@ pub fn find_slim_predictor(
             .output()
             .is_ok_and(|o| o.status.success());
     if !can_build {
-        return Err(err(format!(
-            "no slim xfer-predict: {found}; build it in the xfer source with `{SLIM_BUILD}`, or pass --predictor FILE"
-        )));
+        return Err(refuse(
+            format!("no slim xfer-predict: {found}"),
+            Next::BuildOrGivePredictor {
+                build: SLIM_BUILD.into(),
+            },
+        ));
     }
     let args: Vec<&str> = SLIM_BUILD.split_whitespace().skip(1).collect();
     let o = Command::new(&cargo)
@@ -158,12 +172,15 @@ pub fn find_slim_predictor(
     if !o.status.success() || !is_slim(&built) {
         let stderr = String::from_utf8_lossy(&o.stderr);
         let tail: Vec<&str> = stderr.lines().rev().take(15).collect();
-        return Err(err(format!(
-            "{found}, and building the slim one failed (`{SLIM_BUILD}` in {}, {}):\n{}\nfix the build, or pass --predictor FILE",
-            source.display(),
-            o.status,
-            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-        )));
+        return Err(refuse(
+            format!(
+                "{found}, and building the slim one failed (`{SLIM_BUILD}` in {}, {}):\n{}",
+                source.display(),
+                o.status,
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            ),
+            Next::FixBuildOrGivePredictor,
+        ));
     }
     Ok((built, PredictorSource::Built))
 }
@@ -290,24 +307,30 @@ fn check_out(out: &Path, overwrite: bool) -> Result<bool> {
         Err(e) => return Err(Error::io(out, e)),
     };
     if !m.file_type().is_dir() {
-        return Err(err(format!(
-            "--out {} is {}, not a package folder: xfer replaces only a folder that `xfer package` made, even with --overwrite; choose another --out, or remove it yourself",
-            out.display(),
-            crate::util::atomic::describe_kind(&m)
-        )));
+        return Err(refuse(
+            format!(
+                "{} is {}, not a package folder: xfer replaces only a folder that `xfer package` made",
+                out.display(),
+                crate::util::atomic::describe_kind(&m)
+            ),
+            Next::OtherOutputOrRemove,
+        ));
     }
     let marked = std::fs::symlink_metadata(out.join(MARKER)).is_ok_and(|m| m.is_file());
     if !marked {
-        return Err(err(format!(
-            "--out {} is a folder that `xfer package` did not make (it has no {MARKER}): it is not replaced, even with --overwrite; choose another --out, or remove it yourself",
-            out.display()
-        )));
+        return Err(refuse(
+            format!(
+                "{} is a folder that `xfer package` did not make (it has no {MARKER}), so xfer does not replace it",
+                out.display()
+            ),
+            Next::OtherOutputOrRemove,
+        ));
     }
     if !overwrite {
-        return Err(err(format!(
-            "{} exists (a package); pass --overwrite to replace it, or another --out",
-            out.display()
-        )));
+        return Err(refuse(
+            format!("{} exists (a package)", out.display()),
+            Next::ReplaceOrOtherOutput,
+        ));
     }
     Ok(true)
 }
@@ -322,18 +345,19 @@ pub fn write_package(
     overwrite: bool,
     tar: bool,
 ) -> Result<Packaged> {
-    let name = out
-        .file_name()
-        .filter(|n| *n != "..")
-        .ok_or_else(|| err(format!("{} names no folder; pass --out DIR", out.display())))?;
+    let name = out.file_name().filter(|n| *n != "..").ok_or_else(|| {
+        refuse(
+            format!("{} names no folder", out.display()),
+            Next::GiveOutputFolder,
+        )
+    })?;
     let tarball = out.with_file_name(format!("{}.tar.gz", name.to_string_lossy()));
     if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
         if !parent.is_dir() {
-            return Err(err(format!(
-                "the folder of --out {}, {}, does not exist; create it or choose another --out",
-                out.display(),
-                parent.display()
-            )));
+            return Err(Error::NoOutputFolder {
+                path: out.to_owned(),
+                folder: parent.to_owned(),
+            });
         }
     }
     let _lock = crate::util::lock::OutputLock::acquire(out)?;
@@ -341,17 +365,20 @@ pub fn write_package(
     if tar {
         if let Ok(m) = std::fs::symlink_metadata(&tarball) {
             if !m.file_type().is_file() {
-                return Err(err(format!(
-                    "{} is {}, not a tarball xfer wrote; choose another --out, or remove it yourself",
-                    tarball.display(),
-                    crate::util::atomic::describe_kind(&m)
-                )));
+                return Err(refuse(
+                    format!(
+                        "{} is {}, not a tarball xfer wrote",
+                        tarball.display(),
+                        crate::util::atomic::describe_kind(&m)
+                    ),
+                    Next::OtherOutputOrRemove,
+                ));
             }
             if !overwrite {
-                return Err(err(format!(
-                    "{} exists; pass --overwrite to replace it, or another --out",
-                    tarball.display()
-                )));
+                return Err(refuse(
+                    format!("{} exists", tarball.display()),
+                    Next::ReplaceOrOtherOutput,
+                ));
             }
         }
     }
@@ -486,18 +513,17 @@ fn make_tarball(dir: &Path, tarball: &Path) -> Result<u64> {
         .arg(name)
         .stdout(file)
         .output()
-        .map_err(|e| {
-            err(format!(
-                "cannot run tar ({e}); install tar, or leave out --tar"
-            ))
-        })?;
+        .map_err(|e| refuse(format!("cannot run tar ({e})"), Next::InstallTarOrNoTarball))?;
     if !o.status.success() {
-        return Err(err(format!(
-            "tar failed ({}): {}; the folder {} is complete, leave out --tar or fix the cause",
-            o.status,
-            String::from_utf8_lossy(&o.stderr).trim(),
-            dir.display()
-        )));
+        return Err(refuse(
+            format!(
+                "tar failed ({}): {}; the folder {} is complete",
+                o.status,
+                String::from_utf8_lossy(&o.stderr).trim(),
+                dir.display()
+            ),
+            Next::FixTarOrNoTarball,
+        ));
     }
     tmp.commit()?;
     Ok(std::fs::metadata(tarball).map_err(io(tarball))?.len())

@@ -371,10 +371,10 @@ impl Plan {
         };
         for f in self.train_files.iter().chain(val_files) {
             if !f.exists() {
-                return Err(invalid(format!(
-                    "{} does not exist; create it with `xfer extract`",
-                    f.display()
-                )));
+                return Err(Error::Store {
+                    path: f.clone(),
+                    reason: "does not exist; create it with `xfer extract`".into(),
+                });
             }
         }
         match &self.validation {

@@ -10,7 +10,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Output, Result};
 use crate::util::atomic::file_id;
 
 /// One input of a run: what it is in words ("the bundle", "the feature file",
@@ -30,14 +30,15 @@ impl Input {
     }
 }
 
-/// Refuses `output` (named by `flag`) when it is one of `inputs`.
-pub fn refuse_inputs(flag: &str, output: &Path, inputs: &[Input]) -> Result<()> {
+/// Refuses `output` (which output of the run it is: `named`) when it is one
+/// of `inputs`.
+pub fn refuse_inputs(named: impl Into<Output>, output: &Path, inputs: &[Input]) -> Result<()> {
     let Some(out) = file_id(output) else {
         return Ok(());
     };
     match inputs.iter().find(|i| file_id(&i.path) == Some(out)) {
         Some(i) => Err(Error::OutputIsInput {
-            flag: flag.to_owned(),
+            named: named.into(),
             output: output.to_owned(),
             what: i.what.clone(),
             input: i.path.clone(),

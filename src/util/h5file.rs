@@ -36,7 +36,7 @@ impl Problem {
     pub fn explain(&self) -> String {
         match self {
             Problem::Missing => "does not exist; create it with `xfer extract`".into(),
-            Problem::Folder => "is a folder, not a feature file: pass the .h5 file `xfer extract --out` wrote (images go to `xfer extract --data`)".into(),
+            Problem::Folder => "is a folder, not a feature file: give the .h5 file that `xfer extract` wrote (a folder of images is what `xfer extract` reads)".into(),
             Problem::Empty => "is empty (0 bytes): extract it again with `xfer extract`".into(),
             Problem::NotHdf5 => "is not an HDF5 file (no HDF5 signature): pass a feature file written by `xfer extract` (or an HDF5 file in the tutorial's layout)".into(),
             Problem::Truncated { have, need } => format!(

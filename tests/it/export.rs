@@ -249,9 +249,22 @@ fn what_cannot_be_one_graph_is_refused_with_the_reason() {
         std::slice::from_ref(&a),
         &ExportOptions { opset: Some(18) },
     )
-    .unwrap_err()
-    .to_string();
-    assert!(e.contains("--opset 18") && e.contains("opset 17"), "{e}");
+    .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            xfer::Error::Export {
+                next: Some(xfer::error::Next::KeepOpset { have: 17, want: 18 }),
+                ..
+            }
+        ),
+        "{e}"
+    );
+    let e = e.to_string();
+    assert!(
+        e.contains("opset 18 was asked") && e.contains("opset 17"),
+        "{e}"
+    );
     // The metadata carry the recipe, the classes and the version.
     let ok = export::export(&bundle1, &[a], &ExportOptions { opset: Some(17) }).unwrap();
     let text = String::from_utf8_lossy(&ok.bytes);

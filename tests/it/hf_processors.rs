@@ -79,9 +79,21 @@ fn sizes_that_cannot_be_batched_or_are_ambiguous_are_refused() {
             .map(|c| c.recipe)
             .map_err(|e| e.to_string())
     };
-    let e = read(r#"{"size": {"longest_edge": 512}, "image_mean": [0.5], "image_std": [0.5]}"#)
-        .unwrap_err();
-    assert!(e.contains("longest edge") && e.contains("--resize"), "{e}");
+    // The library states the fact and, typed, what would get past it (the
+    // command line words it as --resize and --crop).
+    let p = t.path().join("preprocessor_config.json");
+    std::fs::write(
+        &p,
+        r#"{"size": {"longest_edge": 512}, "image_mean": [0.5], "image_std": [0.5]}"#,
+    )
+    .unwrap();
+    match model_config::read(&p) {
+        Err(xfer::Error::ModelConfig { reason, next, .. }) => {
+            assert!(reason.contains("longest edge"), "{reason}");
+            assert_eq!(next, Some(xfer::error::Next::GiveResizeAndCrop));
+        }
+        other => panic!("{other:?}"),
+    }
     let e = read(r#"{"size": {"shortest_edge": 800, "longest_edge": 1333}, "image_mean": [0.5], "image_std": [0.5]}"#)
         .unwrap_err();
     assert!(e.contains("longest edge"), "{e}");

@@ -30,7 +30,7 @@ use std::path::Path;
 
 use proto::{field, fields, Attr, Dim, Field, Writer};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Next, Result};
 use crate::images::preprocess::{ChannelOrder, Recipe, ResizeMode};
 use crate::models::zoo::{OutputSpec, Pool};
 use crate::ship::bundle::Bundle;
@@ -74,7 +74,10 @@ pub struct Exported {
 }
 
 fn err(msg: impl Into<String>) -> Error {
-    Error::Export(msg.into())
+    Error::Export {
+        reason: msg.into(),
+        next: None,
+    }
 }
 
 /// How a model file's protobuf was found wrong.
@@ -699,10 +702,16 @@ fn check_opset(
     }
     if let Some(want) = opts.opset {
         if want != opset {
-            return Err(err(format!(
-                "--opset {want} asked, but the backbone graph{} opset {opset}, and xfer does not convert operators between opsets; leave out --opset (the file keeps opset {opset}), or export the backbone at opset {want} (e.g. onnx.version_converter, then a manifest with its sha256) and train again",
-                if backbones.len() > 1 { "s are" } else { " is" }
-            )));
+            return Err(Error::Export {
+                reason: format!(
+                    "opset {want} was asked, but the backbone graph{} opset {opset}, and xfer does not convert operators between opsets",
+                    if backbones.len() > 1 { "s are" } else { " is" }
+                ),
+                next: Some(Next::KeepOpset {
+                    have: opset,
+                    want,
+                }),
+            });
         }
     }
     Ok(opset)

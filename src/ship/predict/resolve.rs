@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Next, Refusal, Result};
 use crate::images::preprocess::{Preset, Recipe};
 use crate::models::zoo::{Manifest, Zoo};
 use crate::ship::bundle::{BackboneRef, Bundle};
@@ -62,6 +62,7 @@ pub fn resolve_backbones(
         return Err(Error::BundleMismatch {
             bundle: bundle_path.to_owned(),
             reason: "names no backbone; train the head with `xfer train` on features from `xfer extract`".into(),
+            next: None,
         });
     }
     bundle
@@ -70,24 +71,25 @@ pub fn resolve_backbones(
         .iter()
         .enumerate()
         .map(|(i, b)| {
-            resolve_one(b, zoo).map_err(|reason| Error::BundleMismatch {
+            resolve_one(b, zoo).map_err(|r| Error::BundleMismatch {
                 bundle: bundle_path.to_owned(),
                 reason: if n > 1 {
-                    format!("backbone {} of {n}: {reason}", i + 1)
+                    format!("backbone {} of {n}: {}", i + 1, r.reason)
                 } else {
-                    reason
+                    r.reason
                 },
+                next: r.next,
             })
         })
         .collect()
 }
 
-fn resolve_one(b: &BackboneRef, zoo: &Zoo) -> std::result::Result<ResolvedBackbone, String> {
+fn resolve_one(b: &BackboneRef, zoo: &Zoo) -> std::result::Result<ResolvedBackbone, Refusal> {
     if !b.known() || b.preprocess.is_empty() {
-        return Err(format!(
+        return Err(Refusal::from(format!(
             "its head was trained on {} features without provenance (tutorial-layout files: no model sha256, no preprocessing recorded), so xfer cannot make the same features from images; extract the features with `xfer extract` and train the head again",
             b.name
-        ));
+        )));
     }
     let zoo_file = zoo.dir.join(format!("{}.toml", b.name));
     // A name that is not a model name (`../x`) is never used as a path.
@@ -107,8 +109,8 @@ fn resolve_one(b: &BackboneRef, zoo: &Zoo) -> std::result::Result<ResolvedBackbo
             match (same_model, other) {
                 (Some(m), _) => m,
                 (None, Some(m)) => {
-                    return Err(format!(
-                        "its head was trained on features of {} with model sha256 {}…, but the zoo's {} ({}) is {}model sha256 {}…: a different model. Pass --zoo DIR holding the manifest and ONNX file used for training, or extract features with this model and train the head again",
+                    return Err(Refusal::new(format!(
+                        "its head was trained on features of {} with model sha256 {}…, but the zoo's {} ({}) is {}model sha256 {}…: a different model",
                         b.describe(),
                         short(&b.model_sha256),
                         m.name,
@@ -119,32 +121,32 @@ fn resolve_one(b: &BackboneRef, zoo: &Zoo) -> std::result::Result<ResolvedBackbo
                             format!("the {} ", m.precision())
                         },
                         short(&m.sha256)
-                    ))
+                    ), Next::TrainingZooOrRetrain))
                 }
                 (None, None) => {
-                    let made = if b.precision.is_empty() {
-                        "generate it (see `xfer models`)".to_string()
-                    } else {
+                    return Err(Refusal::new(
                         format!(
-                            "it is an {} model made by `xfer quantize`: copy its {}.toml and {}.onnx into the zoo, or quantise again and train the head again (a new quantisation is a new model)",
-                            b.precision, b.name, b.name
-                        )
-                    };
-                    return Err(format!(
-                        "its head needs backbone {} (model sha256 {}…), which is not in the zoo {}; pass --zoo DIR holding its manifest ({}.toml) and ONNX file, or {made}",
-                        b.describe(),
-                        short(&b.model_sha256),
-                        zoo.dir.display(),
-                        b.name
+                            "its head needs backbone {} (model sha256 {}…), which is not in the zoo {}",
+                            b.describe(),
+                            short(&b.model_sha256),
+                            zoo.dir.display(),
+                        ),
+                        Next::ZooWithBackbone {
+                            name: b.name.clone(),
+                            precision: b.precision.clone(),
+                        },
                     ))
                 }
             }
         }
     };
     if manifest.output.feature_dim != b.n_features {
-        return Err(format!(
-            "its head expects {} features from {}, but the manifest of {} gives {}; use the manifest the head was trained with",
-            b.n_features, b.name, manifest.name, manifest.output.feature_dim
+        return Err(Refusal::new(
+            format!(
+                "its head expects {} features from {}, but the manifest of {} gives {}",
+                b.n_features, b.name, manifest.name, manifest.output.feature_dim
+            ),
+            Next::TrainingZooOrRetrain,
         ));
     }
     if manifest.output.pooling() != b.pooling {
@@ -155,12 +157,15 @@ fn resolve_one(b: &BackboneRef, zoo: &Zoo) -> std::result::Result<ResolvedBackbo
                 p.to_owned()
             }
         };
-        return Err(format!(
-            "its head was trained on {} features pooled as {}, but the manifest of {} now pools as {}; use the manifest the head was trained with (--zoo DIR), or extract features again and retrain",
-            b.name,
-            show(&b.pooling),
-            manifest.name,
-            show(&manifest.output.pooling())
+        return Err(Refusal::new(
+            format!(
+                "its head was trained on {} features pooled as {}, but the manifest of {} now pools as {}",
+                b.name,
+                show(&b.pooling),
+                manifest.name,
+                show(&manifest.output.pooling())
+            ),
+            Next::TrainingZooOrRetrain,
         ));
     }
     let recipe: Recipe = serde_json::from_str(&b.preprocess).map_err(|e| {
@@ -174,13 +179,16 @@ fn resolve_one(b: &BackboneRef, zoo: &Zoo) -> std::result::Result<ResolvedBackbo
         .into_iter()
         .find(|&p| manifest.preprocess.with_preset(p) == recipe);
     let Some(preset) = preset else {
-        return Err(format!(
-            "its head was trained on {} features preprocessed as {}, but the manifest of {} now gives {} (native) and {} (--preset tutorial): the backbone's preprocessing changed. Use the manifest the head was trained with (--zoo DIR), or extract features again and retrain",
-            b.name,
-            recipe_json(&recipe),
-            manifest.name,
-            recipe_json(&manifest.preprocess),
-            recipe_json(&manifest.preprocess.with_preset(Preset::Tutorial))
+        return Err(Refusal::new(
+            format!(
+                "its head was trained on {} features preprocessed as {}, but the manifest of {} now gives {} (native) and {} (the tutorial preset): the backbone's preprocessing changed",
+                b.name,
+                recipe_json(&recipe),
+                manifest.name,
+                recipe_json(&manifest.preprocess),
+                recipe_json(&manifest.preprocess.with_preset(Preset::Tutorial))
+            ),
+            Next::TrainingZooOrRetrain,
         ));
     };
     Ok(ResolvedBackbone {
@@ -198,17 +206,16 @@ fn resolve_one(b: &BackboneRef, zoo: &Zoo) -> std::result::Result<ResolvedBackbo
 pub fn check_decode(bundle: &Bundle, bundle_path: &Path, mode: &str) -> Result<()> {
     for b in &bundle.meta.backbones {
         if !b.decode.is_empty() && b.decode != mode {
-            let flag = if b.decode == "jpeg_full" {
-                "pass --full-jpeg-decode"
-            } else {
-                "leave out --full-jpeg-decode"
-            };
             return Err(Error::BundleMismatch {
                 bundle: bundle_path.to_owned(),
                 reason: format!(
-                    "its head was trained on {} features of images decoded as {}, but this run decodes as {mode}; {flag} to decode as training did",
+                    "its head was trained on {} features of images decoded as {}, but this run decodes as {mode}",
                     b.name, b.decode
                 ),
+                next: Some(Next::DecodeAsTrained {
+                    full: b.decode == "jpeg_full",
+                    extract: false,
+                }),
             });
         }
     }

@@ -16,6 +16,8 @@
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use crate::error::Setting;
+
 /// `torch.optim.SGD(params, lr, momentum=0, dampening=0, weight_decay=0, nesterov=False)`.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct SgdConfig {
@@ -98,26 +100,45 @@ impl OptimizerConfig {
     }
 
     pub fn validate(&self) -> crate::Result<()> {
-        let bad = |m: String| Err(crate::Error::Config(m));
+        let bad = |setting, problem: &str| {
+            Err(crate::Error::Setting {
+                setting,
+                problem: problem.into(),
+            })
+        };
         let lr = self.lr();
         if !(lr.is_finite() && lr > 0.0) {
-            return bad(format!("learning rate must be positive, got {lr}"));
+            return bad(
+                Setting::LearningRate,
+                &format!("must be positive, got {lr}"),
+            );
+        }
+        let weight_decay = match self {
+            OptimizerConfig::Sgd(c) => c.weight_decay,
+            OptimizerConfig::Adam(c) => c.weight_decay,
+        };
+        if weight_decay < 0.0 {
+            return bad(Setting::WeightDecay, "must be ≥ 0");
         }
         match self {
             OptimizerConfig::Sgd(c) => {
-                if c.momentum < 0.0 || c.weight_decay < 0.0 {
-                    return bad("momentum and weight decay must be ≥ 0".into());
+                if c.momentum < 0.0 {
+                    return bad(Setting::Momentum, "must be ≥ 0");
                 }
                 if c.nesterov && (c.momentum <= 0.0 || c.dampening != 0.0) {
-                    return bad("Nesterov momentum requires a momentum > 0 and zero dampening (as in PyTorch)".into());
+                    return bad(
+                        Setting::Momentum,
+                        &format!("is {}, but Nesterov momentum requires a momentum > 0 and zero dampening (as in PyTorch)", c.momentum),
+                    );
                 }
             }
             OptimizerConfig::Adam(c) => {
-                if !(0.0..1.0).contains(&c.beta1) || !(0.0..1.0).contains(&c.beta2) {
-                    return bad("Adam's betas must be in [0, 1)".into());
-                }
-                if c.eps <= 0.0 || c.weight_decay < 0.0 {
-                    return bad("Adam's eps must be > 0 and weight decay ≥ 0".into());
+                let betas = [c.beta1, c.beta2];
+                if !(betas.iter().all(|b| (0.0..1.0).contains(b)) && c.eps > 0.0) {
+                    return Err(crate::Error::Config(format!(
+                        "Adam's betas must be in [0, 1) and its eps > 0, got {betas:?} and {}",
+                        c.eps
+                    )));
                 }
             }
         }
@@ -410,7 +431,10 @@ impl LrSchedule {
 
     /// Parses `constant`, `step:EVERY:GAMMA` or `cosine`.
     pub fn parse(s: &str, epochs: usize) -> crate::Result<LrSchedule> {
-        let bad = |m: String| crate::Error::Config(m);
+        let bad = |problem: String| crate::Error::Setting {
+            setting: Setting::Schedule,
+            problem,
+        };
         let parts: Vec<&str> = s.split(':').collect();
         match parts.as_slice() {
             ["constant"] | ["none"] => Ok(LrSchedule::Constant),
@@ -418,17 +442,17 @@ impl LrSchedule {
             ["step", every, gamma] => {
                 let step: usize = every
                     .parse()
-                    .map_err(|_| bad(format!("step schedule: `{every}` is not a number of epochs")))?;
+                    .map_err(|_| bad(format!("step: `{every}` is not a number of epochs")))?;
                 let gamma: f32 = gamma
                     .parse()
-                    .map_err(|_| bad(format!("step schedule: `{gamma}` is not a factor")))?;
+                    .map_err(|_| bad(format!("step: `{gamma}` is not a factor")))?;
                 if step == 0 || gamma.is_nan() || gamma <= 0.0 {
-                    return Err(bad("step schedule needs EVERY ≥ 1 and GAMMA > 0".into()));
+                    return Err(bad("step:EVERY:GAMMA needs EVERY ≥ 1 and GAMMA > 0".into()));
                 }
                 Ok(LrSchedule::Step { step, gamma })
             }
             _ => Err(bad(format!(
-                "unknown learning-rate schedule `{s}`; use constant, cosine or step:EVERY:GAMMA (e.g. step:7:0.1)"
+                "`{s}` is an unknown learning-rate schedule; use constant, cosine or step:EVERY:GAMMA (e.g. step:7:0.1)"
             ))),
         }
     }
