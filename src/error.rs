@@ -41,7 +41,7 @@ pub enum Error {
     Session(String),
 
     /// A GPU provider that could not be used; the message says what it needs.
-    #[error("execution provider {} is not available: {reason}; {}", device.provider_name(), gpu_needs(*device))]
+    #[error("execution provider {} is not available: {reason}; {}", device.provider_name(), gpu_needs(*device, reason))]
     ProviderUnavailable { device: Device, reason: String },
 
     /// The GPU providers cannot take every node of the model, and CPU fallback
@@ -587,22 +587,23 @@ impl From<&str> for Refusal {
 }
 
 /// What a GPU provider needs, beyond what the caller chose (the device, the
-/// library, whether to fall back to the CPU).
-fn gpu_needs(device: Device) -> String {
+/// library, whether to fall back to the CPU). ONNX Runtime's CUDA provider
+/// failing on `libcuda.so.1` means no NVIDIA driver: its other libraries can
+/// come from pip, that one only with the driver.
+fn gpu_needs(device: Device, reason: &str) -> String {
+    if reason.contains("libcuda.so.1") {
+        return "libcuda.so.1 is the NVIDIA driver's library, which no pip package provides: this machine \
+                has no NVIDIA driver (no GPU?); run on a GPU machine, where nvidia-smi works"
+            .into();
+    }
+    let tensorrt = device == Device::Tensorrt;
     format!(
         "check the GPU (nvidia-smi) and that the ONNX Runtime library loaded is the GPU build \
-         (PyPI onnxruntime-gpu==1.31.1), with CUDA 13 and cuDNN 9{} on LD_LIBRARY_PATH \
+         (PyPI onnxruntime-gpu==1.31.1), with CUDA 13 and cuDNN 9{} from NVIDIA's pip packages in \
+         the same Python environment (onnxruntime-gpu[cuda,cudnn]) or on LD_LIBRARY_PATH \
          (docs/clusters.md, \"GPUs\"); xfer must be built with the Cargo feature {}",
-        if device == Device::Tensorrt {
-            " and TensorRT 10"
-        } else {
-            ""
-        },
-        if device == Device::Tensorrt {
-            "tensorrt"
-        } else {
-            "cuda"
-        }
+        if tensorrt { " and TensorRT 10" } else { "" },
+        if tensorrt { "tensorrt" } else { "cuda" }
     )
 }
 

@@ -142,7 +142,7 @@ pub fn fetch(req: &FetchRequest) -> Result<PathBuf> {
         .args(&missing);
         if !succeeds(pip, false)? {
             return Err(fail(format!(
-                "pip could not install {} with {} (does it have pip? `{} -m pip --version`; with uv: `uv tool install xfer --with onnxruntime --with pip`)",
+                "pip could not install {} with {} (does it have pip? `{} -m pip --version`; with uv: `uv tool install \"xfer-learn[cpu]\" --with pip`)",
                 missing.join(" "),
                 py.display(),
                 py.display()
