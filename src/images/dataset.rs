@@ -35,6 +35,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Next, Result};
 
+#[cfg(feature = "store")]
 pub(crate) use crate::images::list::ListFormat;
 pub use crate::images::list::{from_list, missing_files};
 
