@@ -35,9 +35,9 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Next, Result};
 
+pub use crate::images::list::from_list;
 #[cfg(feature = "store")]
-pub(crate) use crate::images::list::ListFormat;
-pub use crate::images::list::{from_list, missing_files};
+pub(crate) use crate::images::list::{missing_files, ListFormat};
 
 /// File extensions taken as images (torchvision's IMG_EXTENSIONS plus GIF), case-insensitive.
 pub const IMAGE_EXTENSIONS: &[&str] = &[

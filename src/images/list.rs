@@ -288,7 +288,7 @@ pub fn from_list(list: &Path) -> Result<Dataset> {
 
 /// The items of `items` whose file does not exist (a list may name files that
 /// are gone; extraction records them as skipped).
-pub fn missing_files<'a>(ds: &Dataset, items: &'a [Item]) -> Vec<&'a Item> {
+pub(crate) fn missing_files<'a>(ds: &Dataset, items: &'a [Item]) -> Vec<&'a Item> {
     items
         .iter()
         .filter(|i| fs::symlink_metadata(ds.abs_path(i)).is_err())

@@ -31,7 +31,8 @@ use crate::util::clobber::Input;
 
 pub(crate) use crate::features::pipeline::{Progress, Timings};
 pub use crate::images::dataset::{collect_inputs, Inputs};
-pub use resolve::{check_decode, resolve_backbones, ResolvedBackbone};
+pub(crate) use resolve::check_decode;
+pub use resolve::{resolve_backbones, ResolvedBackbone};
 
 #[derive(Debug, Clone, Default)]
 pub struct PredictorOptions {
