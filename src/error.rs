@@ -618,7 +618,8 @@ impl From<ort::Error<ort::session::builder::SessionBuilder>> for Error {
 /// `Hdf5` errors show their source in their own text (`{path}: {source}`) and
 /// also give it as their `source()`, and printing both would say the OS error
 /// twice ("Permission denied (os error 13): Permission denied (os error 13)").
-pub fn chain_message(err: &(dyn std::error::Error + 'static)) -> String {
+#[cfg(test)]
+pub(crate) fn chain_message(err: &(dyn std::error::Error + 'static)) -> String {
     let mut message = err.to_string();
     let mut cause = err.source();
     while let Some(c) = cause {
@@ -633,7 +634,7 @@ pub fn chain_message(err: &(dyn std::error::Error + 'static)) -> String {
 }
 
 impl Error {
-    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {
             path: path.into(),
             source,

@@ -11,17 +11,17 @@ use crate::train::head::argmax;
 /// Probabilities below this are treated as this in an unclipped log loss
 /// (sklearn's `log_loss` uses the same floor), so a confident mistake costs
 /// about 34.5 instead of infinity.
-pub const PROB_FLOOR: f64 = 1e-15;
+pub(crate) const PROB_FLOOR: f64 = 1e-15;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ClassScores {
-    pub name: String,
+pub(crate) struct ClassScores {
+    pub(crate) name: String,
     /// True rows of this class.
-    pub support: usize,
+    pub(crate) support: usize,
     /// Of the rows predicted as this class, the share that are; `None` when none were predicted.
-    pub precision: Option<f64>,
+    pub(crate) precision: Option<f64>,
     /// Of the rows of this class, the share predicted so; `None` without support.
-    pub recall: Option<f64>,
+    pub(crate) recall: Option<f64>,
 }
 
 impl ClassScores {
@@ -29,7 +29,7 @@ impl ClassScores {
     /// recall, 0 for a class that has rows but is never predicted right (as
     /// scikit-learn's `f1_score` with `zero_division=0`); `None` for a class
     /// neither present nor predicted.
-    pub fn f1(&self) -> Option<f64> {
+    pub(crate) fn f1(&self) -> Option<f64> {
         match (self.precision, self.recall) {
             (Some(p), Some(r)) if p + r > 0.0 => Some(2.0 * p * r / (p + r)),
             (Some(_), Some(_)) | (None, Some(_)) | (Some(_), None) => Some(0.0),
@@ -44,11 +44,11 @@ pub struct Evaluation {
     pub accuracy: f64,
     pub log_loss: f64,
     /// The clipping of probabilities into [clip, 1 − clip] used for `log_loss`, if any.
-    pub clip: Option<f64>,
-    pub class_names: Vec<String>,
+    pub(crate) clip: Option<f64>,
+    pub(crate) class_names: Vec<String>,
     /// `confusion[true][predicted]`: row counts.
-    pub confusion: Vec<Vec<usize>>,
-    pub per_class: Vec<ClassScores>,
+    pub(crate) confusion: Vec<Vec<usize>>,
+    pub(crate) per_class: Vec<ClassScores>,
 }
 
 /// Mean negative log-probability of the true class. With `clip`, the
@@ -57,7 +57,7 @@ pub struct Evaluation {
 ///
 /// # Shapes
 /// `probs`: [n_samples, n_classes], `labels`: [n_samples]
-pub fn log_loss(probs: ArrayView2<f32>, labels: &[usize], clip: Option<f64>) -> f64 {
+pub(crate) fn log_loss(probs: ArrayView2<f32>, labels: &[usize], clip: Option<f64>) -> f64 {
     assert_eq!(probs.nrows(), labels.len(), "one label per row");
     let (lo, hi) = match clip {
         Some(c) => (c.max(PROB_FLOOR), 1.0 - c),
@@ -152,24 +152,24 @@ pub fn evaluate(
 /// One bin of a reliability diagram: the rows whose top-class probability
 /// falls in `[lo, hi)` (the last bin includes 1).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ReliabilityBin {
-    pub lo: f64,
-    pub hi: f64,
-    pub count: usize,
+pub(crate) struct ReliabilityBin {
+    pub(crate) lo: f64,
+    pub(crate) hi: f64,
+    pub(crate) count: usize,
     /// Mean top-class probability of its rows; `None` when empty.
-    pub confidence: Option<f64>,
+    pub(crate) confidence: Option<f64>,
     /// Share of its rows whose top class is the true one; `None` when empty.
-    pub accuracy: Option<f64>,
+    pub(crate) accuracy: Option<f64>,
 }
 
 /// Calibration of the top class: the bins of a reliability diagram and the
 /// expected calibration error.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Reliability {
-    pub bins: Vec<ReliabilityBin>,
+pub(crate) struct Reliability {
+    pub(crate) bins: Vec<ReliabilityBin>,
     /// ECE = Σ_b (n_b / n) · |accuracy_b − confidence_b| (Guo et al., 2017).
-    pub ece: f64,
-    pub n_samples: usize,
+    pub(crate) ece: f64,
+    pub(crate) n_samples: usize,
 }
 
 /// The top-class probability of each row, binned into `n_bins` equal-width
@@ -180,7 +180,7 @@ pub struct Reliability {
 ///
 /// # Shapes
 /// `probs`: [n_samples, n_classes], `labels`: [n_samples]
-pub fn reliability(probs: ArrayView2<f32>, labels: &[usize], n_bins: usize) -> Reliability {
+pub(crate) fn reliability(probs: ArrayView2<f32>, labels: &[usize], n_bins: usize) -> Reliability {
     assert_eq!(probs.nrows(), labels.len(), "one label per row");
     assert!(n_bins > 0, "at least one bin");
     // Per bin: (rows, Σ confidence, rows right).

@@ -71,10 +71,10 @@ pub fn default_root() -> Option<PathBuf> {
 pub struct Content {
     /// SHA-256 of the file's bytes, hex.
     pub sha256: String,
-    pub size: u64,
+    pub(crate) size: u64,
     /// Modification time, nanoseconds since the epoch.
-    pub mtime_ns: i64,
-    pub ino: u64,
+    pub(crate) mtime_ns: i64,
+    pub(crate) ino: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -226,17 +226,17 @@ impl ContentHasher {
 /// one cache folder per distinct key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Key {
-    pub backbone: String,
-    pub model_sha256: String,
-    pub preprocess: String,
-    pub decode: String,
-    pub pooling: String,
-    pub views: usize,
-    pub augment: String,
-    pub precision: String,
-    pub ort_version: String,
+    pub(crate) backbone: String,
+    pub(crate) model_sha256: String,
+    pub(crate) preprocess: String,
+    pub(crate) decode: String,
+    pub(crate) pooling: String,
+    pub(crate) views: usize,
+    pub(crate) augment: String,
+    pub(crate) precision: String,
+    pub(crate) ort_version: String,
     /// The execution provider asked for (`cpu`, `cuda`, `tensorrt`, `tensorrt-fp16`).
-    pub device: String,
+    pub(crate) device: String,
 }
 
 impl Key {
@@ -308,7 +308,7 @@ struct Sidecar {
 /// A chunk: its list (`chunk-N.csv`), feature file (`chunk-N.h5`) and sidecar.
 #[derive(Debug, Clone)]
 pub struct Chunk {
-    pub n: u32,
+    pub(crate) n: u32,
     pub list: PathBuf,
     pub out: PathBuf,
     sidecar: PathBuf,
@@ -353,7 +353,7 @@ enum Source {
 
 /// The cache folder of one job, locked while it is open.
 pub struct Folder {
-    pub dir: PathBuf,
+    pub(crate) dir: PathBuf,
     pub key: Key,
     _lock: OutputLock,
     /// Complete, verified chunks, with their readers.
@@ -480,15 +480,6 @@ impl Folder {
             .contains_key(&row_key(&self.key, path, &content.sha256))
     }
 
-    /// Rows and skipped files cached.
-    pub fn len(&self) -> usize {
-        self.index.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.index.is_empty()
-    }
-
     /// A new chunk for `files` (absolute paths with their content): the
     /// sidecar is written first, then the list, so that a list always has
     /// its hashes. Files with the same content are listed once (without views).
@@ -584,11 +575,7 @@ impl Folder {
             skipped += b.skipped.len();
         }
         w.finish()?;
-        Ok(Assembled {
-            rows,
-            skipped,
-            chunks: used.len(),
-        })
+        Ok(Assembled { rows, skipped })
     }
 
     /// Where each item of `ds` (with `contents`) is in the cache.
@@ -747,8 +734,6 @@ impl Block {
 pub struct Assembled {
     pub rows: usize,
     pub skipped: usize,
-    /// Chunks the rows came from.
-    pub chunks: usize,
 }
 
 fn read_sidecar(path: &Path) -> Option<Sidecar> {

@@ -72,14 +72,14 @@ impl Summary {
 }
 
 /// Progress over the whole dataset (a resumed run starts past the files already done).
-pub use crate::features::pipeline::Progress;
+pub(crate) use crate::features::pipeline::Progress;
 
 /// A loaded backbone with the provenance its features will carry.
-pub type LoadedBackbone = (Backbone, Provenance);
+pub(crate) type LoadedBackbone = (Backbone, Provenance);
 
 /// What a feature file of `ds` (canonical root `root`) made by `backbone`
 /// under `cfg` records about where its rows came from.
-pub fn provenance(
+pub(crate) fn provenance(
     ds: &Dataset,
     root: &Path,
     cfg: &ExtractConfig,
@@ -96,7 +96,7 @@ pub fn provenance(
 /// The part of [`provenance`] known before the model is loaded (what
 /// [`store::job_difference`] compares); the ONNX Runtime version and the
 /// execution provider are left empty.
-pub fn job_provenance(
+pub(crate) fn job_provenance(
     ds: &Dataset,
     root: &Path,
     cfg: &ExtractConfig,
@@ -134,7 +134,7 @@ pub fn job_provenance(
 
 /// The list a run over `ds` covers: the whole sorted list's hash and length,
 /// and the shard, if any.
-pub fn list_info(ds: &Dataset, shard: Option<Shard>) -> ListInfo {
+pub(crate) fn list_info(ds: &Dataset, shard: Option<Shard>) -> ListInfo {
     ListInfo {
         sha256: shard::list_sha256(&ds.items),
         len: ds.items.len() as u64,
@@ -143,7 +143,7 @@ pub fn list_info(ds: &Dataset, shard: Option<Shard>) -> ListInfo {
 }
 
 /// The items of `ds` that a run over `list` extracts.
-pub fn items<'a>(ds: &'a Dataset, list: &ListInfo) -> &'a [Item] {
+pub(crate) fn items<'a>(ds: &'a Dataset, list: &ListInfo) -> &'a [Item] {
     let r = list.range();
     &ds.items[r.start as usize..r.end as usize]
 }
@@ -153,7 +153,7 @@ pub fn items<'a>(ds: &'a Dataset, list: &ListInfo) -> &'a [Item] {
 /// do: `Ok(Some(file))` then. `Ok(None)` when `out` does not exist; an error
 /// naming what differs when it holds something else (another shard, a file
 /// of another list or another model).
-pub fn completed_shard(
+pub(crate) fn completed_shard(
     out: &Path,
     list: &ListInfo,
     job: &Provenance,
@@ -233,7 +233,7 @@ impl Sink for FileSink<'_> {
 /// renamed or relabelled before that point would mix two datasets in one
 /// file, so it is an error naming the file. Files added after that point are
 /// simply extracted. `classes` name the labels in the message.
-pub fn resume_point(
+pub(crate) fn resume_point(
     items: &[Item],
     done: &HashMap<String, Option<i64>>,
     classes: &[String],
@@ -292,7 +292,7 @@ pub fn resume_point(
 /// run loads first (the file's provenance decides which images are left).
 ///
 /// `load`'s errors come back unchanged; xfer's own are converted into `E`.
-pub fn run<E: From<Error>>(
+pub(crate) fn run<E: From<Error>>(
     ds: &Dataset,
     load: impl FnOnce() -> std::result::Result<LoadedBackbone, E>,
     out: &Path,
@@ -358,7 +358,6 @@ pub fn run<E: From<Error>>(
     let mut report = |p: Progress| {
         progress(Progress {
             done: already + p.done,
-            total,
             skipped: p.skipped,
         })
     };

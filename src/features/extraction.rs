@@ -58,7 +58,7 @@ impl Source {
     }
 
     /// The list file, if the source is one.
-    pub fn list_file(&self) -> Option<&Path> {
+    pub(crate) fn list_file(&self) -> Option<&Path> {
         match self {
             Source::List(p) => Some(p),
             Source::Folder { .. } => None,
@@ -207,7 +207,7 @@ impl Extraction {
 
     /// Checks what can be checked before a file is read: the batch, the
     /// views, and what exists at `out`.
-    pub fn validate(&self) -> Result<()> {
+    pub(crate) fn validate(&self) -> Result<()> {
         if self.pipeline.batch == 0 {
             // The pipeline's own check, before the lock and the folder walk.
             return Err(Error::Setting {

@@ -39,14 +39,13 @@ pub struct FeatureSet {
     pub dataset_root: Option<PathBuf>,
     /// One per file, in concatenation order.
     pub backbones: Vec<BackboneRef>,
-    pub files: Vec<PathBuf>,
     /// Things the user should know (alignment by order, differing dataset roots…).
     pub warnings: Vec<String>,
     /// [n_samples, K, n_features]: augmented views (view 0 = `data`), from a
     /// single feature file extracted with `--views K`.
     pub views: Option<Array3<f32>>,
     /// How the views were drawn (the file's `augment` attribute, JSON).
-    pub augment: Option<String>,
+    pub(crate) augment: Option<String>,
 }
 
 impl FeatureSet {
@@ -88,7 +87,7 @@ fn store_err(path: &Path, reason: impl Into<String>) -> Error {
 ///
 /// # Shapes
 /// `data`: [n_samples, n_features]
-pub fn first_non_finite(data: ArrayView2<f32>) -> Option<(usize, usize, f32)> {
+pub(crate) fn first_non_finite(data: ArrayView2<f32>) -> Option<(usize, usize, f32)> {
     for (r, row) in data.rows().into_iter().enumerate() {
         if let Some(c) = row.iter().position(|v| !v.is_finite()) {
             return Some((r, c, row[c]));
@@ -98,7 +97,7 @@ pub fn first_non_finite(data: ArrayView2<f32>) -> Option<(usize, usize, f32)> {
 }
 
 /// The backbone's name for a tutorial file without provenance: `train_feature_vgg19.hd5f` → `vgg19`.
-pub fn name_from_file(path: &Path) -> String {
+pub(crate) fn name_from_file(path: &Path) -> String {
     let stem = path
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
@@ -267,7 +266,6 @@ pub fn load(files: &[PathBuf]) -> Result<FeatureSet> {
         class_names,
         dataset_root: root_dir,
         backbones,
-        files: files.to_vec(),
         warnings,
         views: None,
         augment: None,
@@ -338,7 +336,6 @@ fn load_one(
         paths: first.paths,
         class_names,
         dataset_root,
-        files: files.to_vec(),
         warnings,
         views: first.views,
         augment,
@@ -578,7 +575,7 @@ fn concatenation_warnings(
 /// Refuses unlabelled rows (−1), labels outside the class list, a class without
 /// samples and a single class. Returns `(labels, class names)`; without
 /// recorded names the classes are named by their index.
-pub fn training_labels(
+pub(crate) fn training_labels(
     labels: ArrayView1<i64>,
     class_names: Option<&[String]>,
     what: &str,
@@ -699,7 +696,7 @@ pub fn check_class_names(train: &[String], other: Option<&[String]>, what: &str)
 /// A seeded, stratified split of `0..labels.len()` into (train, validation):
 /// `fraction` of each class goes to validation (at least one row of each class
 /// that has two or more). Both lists are sorted.
-pub fn stratified_split(
+pub(crate) fn stratified_split(
     labels: &[usize],
     n_classes: usize,
     fraction: f64,
@@ -731,7 +728,12 @@ pub fn stratified_split(
 /// `labels`. Each class's rows are shuffled and dealt to the folds in turn,
 /// each class starting where the previous one stopped, so fold sizes differ
 /// by at most one and every class is spread as evenly as it can be.
-pub fn stratified_folds(labels: &[usize], n_classes: usize, k: usize, seed: u64) -> Vec<usize> {
+pub(crate) fn stratified_folds(
+    labels: &[usize],
+    n_classes: usize,
+    k: usize,
+    seed: u64,
+) -> Vec<usize> {
     let k = k.max(1);
     let mut rng = Rng::new(seed ^ 0xf01d_f01d_f01d_f01d);
     let mut by_class: Vec<Vec<usize>> = vec![Vec::new(); n_classes];

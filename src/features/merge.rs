@@ -76,7 +76,7 @@ fn reference(files: &[FileReader]) -> &FileReader {
 
 /// Opens and checks the shard files (see the module's documentation); returns
 /// them in shard order.
-pub fn check(paths: &[PathBuf]) -> Result<Vec<FileReader>> {
+pub(crate) fn check(paths: &[PathBuf]) -> Result<Vec<FileReader>> {
     if paths.is_empty() {
         return Err(Error::Merge {
             reason: "no shard files given".into(),

@@ -10,7 +10,7 @@ pub mod cache;
 pub mod extract;
 #[cfg(feature = "store")]
 pub mod extraction;
-pub mod load;
+pub(crate) mod load;
 #[cfg(feature = "store")]
 pub mod merge;
 pub mod pipeline;

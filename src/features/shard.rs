@@ -47,7 +47,7 @@ impl std::fmt::Display for Shard {
 
 impl Shard {
     /// The files `start..end` of a list of `len` files that this shard takes.
-    pub fn range(&self, len: usize) -> std::ops::Range<usize> {
+    pub(crate) fn range(&self, len: usize) -> std::ops::Range<usize> {
         let at = |i: u64| (i as u128 * len as u128 / self.count as u128) as usize;
         at(self.index)..at(self.index + 1)
     }
@@ -117,7 +117,7 @@ pub fn parse(spec: &str, env: impl Fn(&str) -> Option<String>) -> Result<Shard> 
 
 /// Refuses more shards than the list has files (a shard count is a size
 /// that later code allocates by, and such shards would be empty).
-pub fn check_count(shard: Shard, len: usize) -> Result<()> {
+pub(crate) fn check_count(shard: Shard, len: usize) -> Result<()> {
     if shard.count > len as u64 {
         return Err(Error::TooManyShards { shard, len });
     }
@@ -125,7 +125,7 @@ pub fn check_count(shard: Shard, len: usize) -> Result<()> {
 }
 
 /// The hash of the whole ordered file list (see the module's documentation).
-pub fn list_sha256(items: &[Item]) -> String {
+pub(crate) fn list_sha256(items: &[Item]) -> String {
     let mut h = Sha256::new();
     for item in items {
         h.update(item.rel_path.as_bytes());

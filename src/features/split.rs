@@ -21,7 +21,7 @@ pub type Labelled = (String, String);
 /// The record of a test split (`split.json`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SplitRecord {
-    pub version: u32,
+    pub(crate) version: u32,
     /// The data (a canonical folder, or the list file).
     pub data: String,
     /// The test folder, when the test set is not a split of the data.
@@ -29,7 +29,7 @@ pub struct SplitRecord {
     /// The held-out fraction of a split.
     pub test_fraction: Option<f64>,
     pub seed: u64,
-    pub classes: Vec<String>,
+    pub(crate) classes: Vec<String>,
     /// The held-out photos; empty with `test_dir`.
     pub test: Vec<Labelled>,
     /// The training photos when the split was last applied.
@@ -73,7 +73,7 @@ pub enum SplitNote {
 }
 
 /// The distinct classes of `rows`, sorted.
-pub fn classes_of(rows: &[Labelled]) -> Vec<String> {
+pub(crate) fn classes_of(rows: &[Labelled]) -> Vec<String> {
     let mut c: Vec<String> = rows.iter().map(|(_, c)| c.clone()).collect();
     c.sort();
     c.dedup();

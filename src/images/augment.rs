@@ -24,26 +24,26 @@ use crate::train::head::Rng;
 #[serde(deny_unknown_fields)]
 pub struct AugmentRecipe {
     /// The recipe's name (`tutorial`, `light`, or the TOML file's stem).
-    pub name: String,
+    pub(crate) name: String,
     /// Range of the crop's area as a fraction of the image's (torchvision `scale`).
-    pub scale: [f64; 2],
+    pub(crate) scale: [f64; 2],
     /// Range of the crop's aspect ratio w/h, sampled log-uniformly (torchvision `ratio`).
-    pub ratio: [f64; 2],
+    pub(crate) ratio: [f64; 2],
     /// Probability of a horizontal flip.
-    pub flip: f64,
+    pub(crate) flip: f64,
     /// Colour jitter strengths (factors drawn uniformly in [1 − s, 1 + s]); 0 = none.
     #[serde(default)]
-    pub brightness: f32,
+    pub(crate) brightness: f32,
     #[serde(default)]
-    pub contrast: f32,
+    pub(crate) contrast: f32,
     #[serde(default)]
-    pub saturation: f32,
+    pub(crate) saturation: f32,
 }
 
 impl AugmentRecipe {
     /// The tutorial's method-1 training transform: `RandomSizedCrop` (torchvision's
     /// default scale 0.08–1, ratio 3/4–4/3) and `RandomHorizontalFlip()`.
-    pub fn tutorial() -> AugmentRecipe {
+    pub(crate) fn tutorial() -> AugmentRecipe {
         AugmentRecipe {
             name: "tutorial".into(),
             scale: [0.08, 1.0],
@@ -56,7 +56,7 @@ impl AugmentRecipe {
     }
 
     /// Milder crops (at least 35 % of the area), flips and a small colour jitter.
-    pub fn light() -> AugmentRecipe {
+    pub(crate) fn light() -> AugmentRecipe {
         AugmentRecipe {
             name: "light".into(),
             scale: [0.35, 1.0],
@@ -105,7 +105,7 @@ impl AugmentRecipe {
         Ok(r)
     }
 
-    pub fn validate(&self) -> Result<()> {
+    pub(crate) fn validate(&self) -> Result<()> {
         let bad = |m: String| {
             Err(Error::Setting {
                 setting: Setting::Augment,
@@ -151,7 +151,7 @@ impl AugmentRecipe {
 
 /// The most views per image (`--views K`): tutorials use 5–10; each view is
 /// a backbone run and its features are stored ([N, K, D]).
-pub const MAX_VIEWS: usize = 256;
+pub(crate) const MAX_VIEWS: usize = 256;
 
 /// A run's views: K per image (K counts the centre view 0), their recipe and seed.
 /// Recorded in the feature file's `augment` attribute as JSON.
@@ -187,13 +187,13 @@ impl ViewPlan {
     }
 
     /// The JSON recorded in feature files and bundles.
-    pub fn to_json(&self) -> String {
+    pub(crate) fn to_json(&self) -> String {
         serde_json::to_string(self).expect("a view plan is plain data")
     }
 
     /// What each view of the image `key` (its path relative to the dataset
     /// root) of size `width × height` gets; `None` for view 0, the centre crop.
-    pub fn ops(&self, key: &str, view: usize, width: u32, height: u32) -> Option<ViewOps> {
+    pub(crate) fn ops(&self, key: &str, view: usize, width: u32, height: u32) -> Option<ViewOps> {
         if view == 0 {
             return None;
         }
@@ -246,7 +246,7 @@ fn round_half_even(x: f64) -> i64 {
 /// uniform in `scale` and a log-uniform aspect ratio in `ratio`; the first box
 /// that fits is placed uniformly; otherwise the centre crop with the ratio
 /// clamped into `ratio`.
-pub fn random_resized_crop(
+pub(crate) fn random_resized_crop(
     rng: &mut Rng,
     width: u32,
     height: u32,

@@ -35,7 +35,9 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Next, Result};
 
-pub use crate::images::list::{from_list, missing_files, ListFormat};
+pub use crate::images::list::from_list;
+#[cfg(feature = "store")]
+pub(crate) use crate::images::list::{missing_files, ListFormat};
 
 /// File extensions taken as images (torchvision's IMG_EXTENSIONS plus GIF), case-insensitive.
 pub const IMAGE_EXTENSIONS: &[&str] = &[
@@ -81,7 +83,7 @@ pub enum IgnoredKind {
 
 impl IgnoredKind {
     /// A short plural description, for summaries: "files that are not images by extension".
-    pub fn describe(self) -> &'static str {
+    pub(crate) fn describe(self) -> &'static str {
         match self {
             IgnoredKind::NotImage => "files that are not images by extension",
             IgnoredKind::RootFile => "files at the top of an ImageFolder dataset",
@@ -159,7 +161,7 @@ impl Dataset {
     }
 }
 
-pub fn is_image_name(name: &str) -> bool {
+pub(crate) fn is_image_name(name: &str) -> bool {
     Path::new(name)
         .extension()
         .and_then(|e| e.to_str())

@@ -24,14 +24,14 @@ use image::RgbImage;
 use mozjpeg::{ColorSpace, Decompress, Marker};
 
 /// A decoded JPEG: RGB pixels as stored (EXIF orientation not yet applied).
-pub struct Decoded {
-    pub image: RgbImage,
-    pub orientation: Orientation,
+pub(crate) struct Decoded {
+    pub(crate) image: RgbImage,
+    pub(crate) orientation: Orientation,
 }
 
 /// Why libjpeg did not produce an image.
 #[derive(Debug)]
-pub enum Failure {
+pub(crate) enum Failure {
     /// A colour space this decoder does not turn into RGB: use another decoder.
     Unsupported,
     /// The header's size (width, height) is empty or over the caller's pixel limit.
@@ -44,7 +44,7 @@ pub enum Failure {
 
 /// The smallest IDCT scale n/8 (n = 1, 2, 4, 8) that keeps the shorter side
 /// at least `min_short_side` pixels; 8 (full size) when `min_short_side` is 0.
-pub fn scale_for(short_side: u32, min_short_side: u32) -> u8 {
+pub(crate) fn scale_for(short_side: u32, min_short_side: u32) -> u8 {
     if min_short_side == 0 {
         return 8;
     }
@@ -93,7 +93,7 @@ impl<R: BufRead> BufRead for EofWatch<R> {
 /// the full size whatever the scale, and a progressive or multi-scan file makes
 /// it buffer every coefficient of the full-size image (2 bytes each: 3 bytes a
 /// pixel for 4:2:0 chroma, 6 for 4:4:4), also whatever the scale.
-pub fn decode<R: BufRead>(
+pub(crate) fn decode<R: BufRead>(
     reader: R,
     min_short_side: u32,
     max_pixels: u64,

@@ -13,7 +13,7 @@ use crate::images::dataset::{Dataset, Item, Layout};
 
 /// How a list file is read, from its extension.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ListFormat {
+pub(crate) enum ListFormat {
     /// `*.csv`: `path[,label]`, RFC 4180 quoting.
     Csv,
     /// `*.tsv`: `path[<TAB>label]`, no quoting.
@@ -23,7 +23,7 @@ pub enum ListFormat {
 }
 
 impl ListFormat {
-    pub fn of(list: &Path) -> ListFormat {
+    pub(crate) fn of(list: &Path) -> ListFormat {
         match list
             .extension()
             .and_then(|e| e.to_str())
@@ -288,7 +288,7 @@ pub fn from_list(list: &Path) -> Result<Dataset> {
 
 /// The items of `items` whose file does not exist (a list may name files that
 /// are gone; extraction records them as skipped).
-pub fn missing_files<'a>(ds: &Dataset, items: &'a [Item]) -> Vec<&'a Item> {
+pub(crate) fn missing_files<'a>(ds: &Dataset, items: &'a [Item]) -> Vec<&'a Item> {
     items
         .iter()
         .filter(|i| fs::symlink_metadata(ds.abs_path(i)).is_err())

@@ -103,10 +103,10 @@ pub enum Preset {
 
 /// The largest input side (crop) a model may take: far above any image
 /// backbone's (224–1024), far below what cannot be allocated.
-pub const MAX_SIDE: u32 = 4096;
+pub(crate) const MAX_SIDE: u32 = 4096;
 
 /// The largest resize (shorter side or square) of a recipe.
-pub const MAX_RESIZE: u32 = 2 * MAX_SIDE;
+pub(crate) const MAX_RESIZE: u32 = 2 * MAX_SIDE;
 
 impl Recipe {
     pub fn validate(&self) -> crate::Result<()> {
@@ -185,7 +185,7 @@ impl DecodeOptions {
     /// The decoding settings that change pixels, as recorded in feature files
     /// and bundles: `jpeg_scaled` (JPEGs reduced inside the IDCT when large)
     /// or `jpeg_full`. Features made one way are not those of the other.
-    pub fn mode(&self) -> &'static str {
+    pub(crate) fn mode(&self) -> &'static str {
         if self.scaled_jpeg {
             "jpeg_scaled"
         } else {
@@ -465,7 +465,7 @@ fn into_rgb(img: DynamicImage, background: [u8; 3]) -> RgbImage {
 
 /// Output size of torchvision's `Resize(size)` (int): the shorter side becomes
 /// `size`, the longer side `int(size * long / short)` (truncated).
-pub fn resized_size(w: u32, h: u32, size: u32) -> (u32, u32) {
+pub(crate) fn resized_size(w: u32, h: u32, size: u32) -> (u32, u32) {
     if w <= h {
         (size, (size as u64 * h as u64 / w as u64) as u32)
     } else {
@@ -491,7 +491,7 @@ pub fn crop_offset(len: u32, crop: u32, how: CropOffset) -> u32 {
 
 /// torchvision's `CenterCrop` offset: `int(round((len - crop) / 2.0))`, with
 /// Python's round-half-to-even.
-pub fn center_offset(len: u32, crop: u32) -> u32 {
+pub(crate) fn center_offset(len: u32, crop: u32) -> u32 {
     let d = len.saturating_sub(crop);
     let half = d / 2;
     if d % 2 == 1 && half % 2 == 1 {
@@ -544,9 +544,9 @@ pub struct CropBox {
 /// Colour jitter factors (1 = unchanged), applied in this order.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Jitter {
-    pub brightness: f32,
-    pub contrast: f32,
-    pub saturation: f32,
+    pub(crate) brightness: f32,
+    pub(crate) contrast: f32,
+    pub(crate) saturation: f32,
 }
 
 /// What one augmented view does to an image (chosen by [`crate::images::augment`]).

@@ -15,8 +15,8 @@ use crate::error::{Error, Result};
 use crate::models::runtime::{self, Device, DeviceRequest, Runtime, TrtProfile, CPU_PROVIDER};
 use crate::models::zoo::Manifest;
 
+pub(crate) use crate::models::placement::Placement;
 use crate::models::placement::SessionLog;
-pub use crate::models::placement::{Placement, ProviderNodes};
 
 #[derive(Debug, Clone, Default)]
 pub struct SessionOptions {
@@ -116,7 +116,7 @@ impl Backbone {
         self.provider == CPU_PROVIDER
     }
 
-    pub fn feature_dim(&self) -> usize {
+    pub(crate) fn feature_dim(&self) -> usize {
         self.manifest.output.feature_dim
     }
 
@@ -436,7 +436,6 @@ const PROBE_MODEL: &[u8] = &[
 /// What [`probe`] found for one device.
 #[derive(Debug, Clone)]
 pub struct Probe {
-    pub device: Device,
     /// The placement of a session that built and ran right, or ONNX Runtime's error.
     pub result: std::result::Result<Placement, String>,
 }
@@ -494,7 +493,7 @@ pub fn probe(runtime: &Runtime, device: Device, device_id: i32) -> Probe {
         Ok(o.placement)
     });
     let _ = std::fs::remove_dir_all(&t);
-    Probe { device, result }
+    Probe { result }
 }
 
 /// Checks the graph's real inputs and outputs against the manifest.
@@ -571,8 +570,8 @@ fn check_io(session: &Session, m: &Manifest) -> Result<()> {
 /// symbolic axis), and a CPU session to probe it with.
 pub struct Graph {
     session: Session,
-    pub inputs: Vec<(String, Vec<i64>)>,
-    pub outputs: Vec<(String, Vec<i64>)>,
+    pub(crate) inputs: Vec<(String, Vec<i64>)>,
+    pub(crate) outputs: Vec<(String, Vec<i64>)>,
 }
 
 impl Graph {
@@ -634,7 +633,7 @@ impl Graph {
 /// the model's sha256 and a key of what the optimised graph depends on (the
 /// ONNX Runtime library and the CPU's features: ONNX Runtime's level-3
 /// optimisations lay out tensors for this CPU).
-pub fn optimized_cache_file(
+pub(crate) fn optimized_cache_file(
     dir: &std::path::Path,
     runtime: &Runtime,
     manifest: &Manifest,
@@ -716,6 +715,7 @@ fn commit_cached(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::models::placement::ProviderNodes;
     use std::path::PathBuf;
 
     fn runtime() -> Runtime {

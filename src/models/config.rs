@@ -20,7 +20,7 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub fn describe(&self) -> &'static str {
+    pub(crate) fn describe(&self) -> &'static str {
         match self {
             Kind::Timm => "timm pretrained_cfg",
             Kind::HuggingFace => "Hugging Face image processor",
@@ -40,13 +40,13 @@ pub struct ConfigRecipe {
     pub pixel_scale: Option<f32>,
     pub mean: Option<[f32; 3]>,
     pub std: Option<[f32; 3]>,
-    pub channel_order: Option<ChannelOrder>,
+    pub(crate) channel_order: Option<ChannelOrder>,
     /// timm's `global_pool` (`token`, `avg`, …), when the file names it.
-    pub global_pool: Option<String>,
+    pub(crate) global_pool: Option<String>,
     /// The patch size, when the file names it (`patch_size`).
-    pub patch_size: Option<u32>,
+    pub(crate) patch_size: Option<u32>,
     /// The weights' licence, when the file names it (timm's `license`).
-    pub license: Option<String>,
+    pub(crate) license: Option<String>,
 }
 
 /// A configuration file read.
@@ -593,7 +593,7 @@ fn unknown_keys(
 /// An interpolation xfer does not reproduce.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("interpolation `{0}` is not supported (xfer does bicubic, bilinear, nearest)")]
-pub struct UnknownInterpolation(pub String);
+pub struct UnknownInterpolation(pub(crate) String);
 
 pub fn interpolation_by_name(
     name: &str,

@@ -15,10 +15,10 @@ use crate::models::zoo::Quantization;
 pub struct Int8Support {
     /// `/proc/cpuinfo` could be read (else nothing is known).
     pub known: bool,
-    pub avx2: bool,
-    pub avx512_vnni: bool,
-    pub avx_vnni: bool,
-    pub amx_int8: bool,
+    pub(crate) avx2: bool,
+    pub(crate) avx512_vnni: bool,
+    pub(crate) avx_vnni: bool,
+    pub(crate) amx_int8: bool,
 }
 
 impl Int8Support {
@@ -37,7 +37,7 @@ impl Int8Support {
     }
 
     /// From a whitespace-separated flag list as in `/proc/cpuinfo`.
-    pub fn from_flags(flags: &str) -> Int8Support {
+    pub(crate) fn from_flags(flags: &str) -> Int8Support {
         let has = |f: &str| flags.split_whitespace().any(|x| x == f);
         Int8Support {
             known: true,

@@ -18,7 +18,7 @@ use crate::error::{Error, Result};
 /// and the repository's committed manifest, whose sha256 the converted file must
 /// have (so a model fetched by a pip user is byte for byte the checkout's, and
 /// bundles move between the two).
-pub const FETCHABLE: &[(&str, u32, &str, &str)] = &[
+pub(crate) const FETCHABLE: &[(&str, u32, &str, &str)] = &[
     (
         "efficientnet_lite0",
         0,

@@ -10,9 +10,9 @@ pub mod cpu;
 pub mod fetch;
 pub mod nvidia;
 pub mod onnx_data;
-pub mod placement;
+pub(crate) mod placement;
 pub(crate) mod pool;
-pub mod proto;
+pub(crate) mod proto;
 #[cfg(feature = "store")]
 pub mod quantize;
 pub mod runtime;

@@ -17,13 +17,13 @@ use std::sync::OnceLock;
 
 /// One library of the list.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NvidiaLibrary {
+pub(crate) struct NvidiaLibrary {
     /// The file name, e.g. `libcublasLt.so.13`.
-    pub name: &'static str,
+    pub(crate) name: &'static str,
     /// Where it is, when found.
-    pub path: Option<PathBuf>,
+    pub(crate) path: Option<PathBuf>,
     /// Missing is not an error (onnxruntime treats these so).
-    pub optional: bool,
+    pub(crate) optional: bool,
 }
 
 /// The libraries in load order: (folder under `nvidia/`, file, optional).
@@ -49,7 +49,7 @@ pub fn site_packages_of(library: &Path) -> Option<PathBuf> {
 
 /// The list, with what `site_packages/nvidia/` holds; None when there is no
 /// `nvidia/` folder there at all (a CPU install, or a system CUDA).
-pub fn find(site_packages: &Path) -> Option<Vec<NvidiaLibrary>> {
+pub(crate) fn find(site_packages: &Path) -> Option<Vec<NvidiaLibrary>> {
     let root = site_packages.join("nvidia");
     if !root.is_dir() {
         return None;
@@ -72,14 +72,14 @@ pub fn find(site_packages: &Path) -> Option<Vec<NvidiaLibrary>> {
 /// What preloading did, library by library.
 #[derive(Debug, Clone)]
 pub struct Preloaded {
-    pub site_packages: PathBuf,
+    pub(crate) site_packages: PathBuf,
     /// (library, Ok or the loader's reason).
-    pub results: Vec<(NvidiaLibrary, Result<(), String>)>,
+    pub(crate) results: Vec<(NvidiaLibrary, Result<(), String>)>,
 }
 
 impl Preloaded {
     /// Required libraries missing or failing to load, named, for an error message.
-    pub fn problems(&self) -> Vec<String> {
+    pub(crate) fn problems(&self) -> Vec<String> {
         self.results
             .iter()
             .filter(|(l, _)| !l.optional)
@@ -107,7 +107,7 @@ impl Preloaded {
 
 /// Loads every library found, in order, with `RTLD_NOW | RTLD_GLOBAL`, so that
 /// ONNX Runtime's CUDA provider finds them already in the process.
-pub fn preload(site_packages: &Path, libraries: Vec<NvidiaLibrary>) -> Preloaded {
+pub(crate) fn preload(site_packages: &Path, libraries: Vec<NvidiaLibrary>) -> Preloaded {
     let results = libraries
         .into_iter()
         .map(|l| {

@@ -22,16 +22,16 @@ use crate::models::proto::{field, fields, WireError, WireResult, Writer};
 const EXTERNAL: u64 = 1;
 /// protobuf's limit on one serialised message: a model with its weights
 /// inlined must stay under it.
-pub const PROTOBUF_LIMIT: u64 = (1 << 31) - 1;
+pub(crate) const PROTOBUF_LIMIT: u64 = (1 << 31) - 1;
 
 /// Field numbers not in [`field`]: sparse tensors in attributes, functions'
 /// nodes, external data entries.
 mod more {
-    pub const ATTR_SPARSE_TENSOR: u32 = 22;
-    pub const ATTR_SPARSE_TENSORS: u32 = 23;
-    pub const FUNCTION_NODE: u32 = 7;
-    pub const ENTRY_KEY: u32 = 1;
-    pub const ENTRY_VALUE: u32 = 2;
+    pub(crate) const ATTR_SPARSE_TENSOR: u32 = 22;
+    pub(crate) const ATTR_SPARSE_TENSORS: u32 = 23;
+    pub(crate) const FUNCTION_NODE: u32 = 7;
+    pub(crate) const ENTRY_KEY: u32 = 1;
+    pub(crate) const ENTRY_VALUE: u32 = 2;
 }
 
 /// One tensor's external data: its file and byte range.
@@ -291,7 +291,7 @@ fn missing_data(model: &Path, data: &Path, e: std::io::Error) -> Error {
 /// `model` (read from `model_path`) with every external tensor's bytes moved
 /// into its `raw_data`: one self-contained model. Refused, saying what to do,
 /// when the result would pass protobuf's 2 GB limit.
-pub fn inline(model_path: &Path, model: &[u8]) -> Result<Vec<u8>> {
+pub(crate) fn inline(model_path: &Path, model: &[u8]) -> Result<Vec<u8>> {
     let dir = model_path.parent().unwrap_or(Path::new("."));
     let files = external_files(model_path, model)?;
     if files.is_empty() {

@@ -20,12 +20,12 @@ pub struct ProviderNodes {
     pub nodes: usize,
     /// Operator types of the nodes ONNX Runtime listed, with their counts (it lists
     /// them only when several providers share the graph).
-    pub op_types: Vec<(String, usize)>,
+    pub(crate) op_types: Vec<(String, usize)>,
 }
 
 impl Placement {
     /// Reads the placement from ONNX Runtime's log messages (other messages are ignored).
-    pub fn parse<'a>(messages: impl IntoIterator<Item = &'a str>) -> Placement {
+    pub(crate) fn parse<'a>(messages: impl IntoIterator<Item = &'a str>) -> Placement {
         let mut out = Placement::default();
         let mut listing = false;
         for m in messages {
@@ -65,7 +65,7 @@ impl Placement {
     }
 
     /// The nodes on `provider`.
-    pub fn nodes_on(&self, provider: &str) -> usize {
+    pub(crate) fn nodes_on(&self, provider: &str) -> usize {
         self.providers
             .iter()
             .filter(|p| p.provider == provider)
@@ -73,7 +73,7 @@ impl Placement {
             .sum()
     }
 
-    pub fn total(&self) -> usize {
+    pub(crate) fn total(&self) -> usize {
         self.providers.iter().map(|p| p.nodes).sum()
     }
 

@@ -10,7 +10,7 @@ use crate::models::zoo::{OutputSpec, Pool};
 
 /// The width of one image's pooled vector for an output of `shape`
 /// (batch axis first), or why that output cannot be pooled so.
-pub fn pooled_width(shape: &[usize], spec: &OutputSpec) -> Result<usize, Refusal> {
+pub(crate) fn pooled_width(shape: &[usize], spec: &OutputSpec) -> Result<usize, Refusal> {
     let k = spec.prefix_tokens;
     match (spec.pool, shape) {
         (Pool::None, [_, rest @ ..]) => {
@@ -60,7 +60,11 @@ pub fn pooled_width(shape: &[usize], spec: &OutputSpec) -> Result<usize, Refusal
 /// # Shapes
 /// `none`: [n, D] (or [n, D, 1, 1]) → [n, D]; `avg`/`max`: [n, C, H, W] → [n, C];
 /// `cls`/`mean`: [n, T, D] → [n, D]; `cls+mean`: [n, T, D] → [n, 2·D]
-pub fn pool(out: ArrayViewD<f32>, n: usize, spec: &OutputSpec) -> Result<Array2<f32>, String> {
+pub(crate) fn pool(
+    out: ArrayViewD<f32>,
+    n: usize,
+    spec: &OutputSpec,
+) -> Result<Array2<f32>, String> {
     let shape = out.shape().to_vec();
     if shape.first() != Some(&n) {
         return Err(format!("has shape {shape:?} for a batch of {n} images"));

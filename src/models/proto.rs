@@ -6,13 +6,15 @@
 
 /// A protobuf wire-format error: the file is not a valid ONNX protobuf.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WireError(pub String);
+pub(crate) struct WireError(pub(crate) String);
 
-pub type WireResult<T> = std::result::Result<T, WireError>;
+pub(crate) type WireResult<T> = std::result::Result<T, WireError>;
 
-/// One field's value, as read from the wire.
+/// One field's value, as read from the wire. The fixed-width values are read
+/// whole (only the tests look at them: no field xfer reads is fixed-width).
 #[derive(Debug, Clone, Copy)]
-pub enum Value<'a> {
+#[allow(dead_code)]
+pub(crate) enum Value<'a> {
     Varint(u64),
     Fixed64(u64),
     Bytes(&'a [u8]),
@@ -22,14 +24,14 @@ pub enum Value<'a> {
 /// One field: its number, its value and its raw bytes (key included), for
 /// copying it unchanged.
 #[derive(Debug, Clone, Copy)]
-pub struct Field<'a> {
-    pub number: u32,
-    pub value: Value<'a>,
-    pub raw: &'a [u8],
+pub(crate) struct Field<'a> {
+    pub(crate) number: u32,
+    pub(crate) value: Value<'a>,
+    pub(crate) raw: &'a [u8],
 }
 
 impl<'a> Field<'a> {
-    pub fn bytes(&self) -> WireResult<&'a [u8]> {
+    pub(crate) fn bytes(&self) -> WireResult<&'a [u8]> {
         match self.value {
             Value::Bytes(b) => Ok(b),
             _ => Err(WireError(format!(
@@ -39,12 +41,12 @@ impl<'a> Field<'a> {
         }
     }
 
-    pub fn string(&self) -> WireResult<&'a str> {
+    pub(crate) fn string(&self) -> WireResult<&'a str> {
         std::str::from_utf8(self.bytes()?)
             .map_err(|_| WireError(format!("field {} is not UTF-8", self.number)))
     }
 
-    pub fn varint(&self) -> WireResult<u64> {
+    pub(crate) fn varint(&self) -> WireResult<u64> {
         match self.value {
             Value::Varint(v) => Ok(v),
             _ => Err(WireError(format!("field {} is not a varint", self.number))),
@@ -68,7 +70,7 @@ fn read_varint(buf: &[u8], pos: &mut usize) -> WireResult<u64> {
 }
 
 /// The fields of one message, in order.
-pub fn fields(buf: &[u8]) -> WireResult<Vec<Field<'_>>> {
+pub(crate) fn fields(buf: &[u8]) -> WireResult<Vec<Field<'_>>> {
     let mut out = Vec::new();
     let mut pos = 0;
     while pos < buf.len() {
@@ -109,84 +111,82 @@ pub fn fields(buf: &[u8]) -> WireResult<Vec<Field<'_>>> {
 }
 
 /// Field numbers of the ONNX messages xfer reads or writes (onnx.proto).
-pub mod field {
-    pub mod model {
-        pub const IR_VERSION: u32 = 1;
-        pub const PRODUCER_NAME: u32 = 2;
-        pub const PRODUCER_VERSION: u32 = 3;
-        pub const DOC_STRING: u32 = 6;
-        pub const GRAPH: u32 = 7;
-        pub const OPSET_IMPORT: u32 = 8;
-        pub const METADATA_PROPS: u32 = 14;
-        pub const FUNCTIONS: u32 = 25;
+pub(crate) mod field {
+    pub(crate) mod model {
+        pub(crate) const IR_VERSION: u32 = 1;
+        pub(crate) const PRODUCER_NAME: u32 = 2;
+        pub(crate) const PRODUCER_VERSION: u32 = 3;
+        pub(crate) const DOC_STRING: u32 = 6;
+        pub(crate) const GRAPH: u32 = 7;
+        pub(crate) const OPSET_IMPORT: u32 = 8;
+        pub(crate) const METADATA_PROPS: u32 = 14;
+        pub(crate) const FUNCTIONS: u32 = 25;
     }
-    pub mod opset {
-        pub const DOMAIN: u32 = 1;
-        pub const VERSION: u32 = 2;
+    pub(crate) mod opset {
+        pub(crate) const DOMAIN: u32 = 1;
+        pub(crate) const VERSION: u32 = 2;
     }
-    pub mod graph {
-        pub const NODE: u32 = 1;
-        pub const NAME: u32 = 2;
-        pub const INITIALIZER: u32 = 5;
-        pub const DOC_STRING: u32 = 10;
-        pub const INPUT: u32 = 11;
-        pub const OUTPUT: u32 = 12;
-        pub const VALUE_INFO: u32 = 13;
-        pub const QUANTIZATION_ANNOTATION: u32 = 14;
-        pub const SPARSE_INITIALIZER: u32 = 15;
+    pub(crate) mod graph {
+        pub(crate) const NODE: u32 = 1;
+        pub(crate) const NAME: u32 = 2;
+        pub(crate) const INITIALIZER: u32 = 5;
+        pub(crate) const DOC_STRING: u32 = 10;
+        pub(crate) const INPUT: u32 = 11;
+        pub(crate) const OUTPUT: u32 = 12;
+        pub(crate) const VALUE_INFO: u32 = 13;
+        pub(crate) const QUANTIZATION_ANNOTATION: u32 = 14;
+        pub(crate) const SPARSE_INITIALIZER: u32 = 15;
     }
-    pub mod node {
-        pub const INPUT: u32 = 1;
-        pub const OUTPUT: u32 = 2;
-        pub const NAME: u32 = 3;
-        pub const OP_TYPE: u32 = 4;
-        pub const ATTRIBUTE: u32 = 5;
+    pub(crate) mod node {
+        pub(crate) const INPUT: u32 = 1;
+        pub(crate) const OUTPUT: u32 = 2;
+        pub(crate) const NAME: u32 = 3;
+        pub(crate) const OP_TYPE: u32 = 4;
+        pub(crate) const ATTRIBUTE: u32 = 5;
     }
-    pub mod attribute {
-        pub const NAME: u32 = 1;
-        pub const F: u32 = 2;
-        pub const I: u32 = 3;
-        pub const T: u32 = 5;
-        pub const G: u32 = 6;
-        pub const INTS: u32 = 8;
-        pub const TENSORS: u32 = 10;
-        pub const GRAPHS: u32 = 11;
-        pub const TYPE: u32 = 20;
+    pub(crate) mod attribute {
+        pub(crate) const NAME: u32 = 1;
+        pub(crate) const I: u32 = 3;
+        pub(crate) const T: u32 = 5;
+        pub(crate) const G: u32 = 6;
+        pub(crate) const INTS: u32 = 8;
+        pub(crate) const TENSORS: u32 = 10;
+        pub(crate) const GRAPHS: u32 = 11;
+        pub(crate) const TYPE: u32 = 20;
     }
-    pub mod tensor {
-        pub const DIMS: u32 = 1;
-        pub const DATA_TYPE: u32 = 2;
-        pub const NAME: u32 = 8;
-        pub const RAW_DATA: u32 = 9;
-        pub const EXTERNAL_DATA: u32 = 13;
-        pub const DATA_LOCATION: u32 = 14;
+    pub(crate) mod tensor {
+        pub(crate) const DIMS: u32 = 1;
+        pub(crate) const DATA_TYPE: u32 = 2;
+        pub(crate) const NAME: u32 = 8;
+        pub(crate) const RAW_DATA: u32 = 9;
+        pub(crate) const EXTERNAL_DATA: u32 = 13;
+        pub(crate) const DATA_LOCATION: u32 = 14;
     }
-    pub mod sparse_tensor {
-        pub const VALUES: u32 = 1;
-        pub const INDICES: u32 = 2;
+    pub(crate) mod sparse_tensor {
+        pub(crate) const VALUES: u32 = 1;
+        pub(crate) const INDICES: u32 = 2;
     }
-    pub mod value_info {
-        pub const NAME: u32 = 1;
-        pub const TYPE: u32 = 2;
+    pub(crate) mod value_info {
+        pub(crate) const NAME: u32 = 1;
+        pub(crate) const TYPE: u32 = 2;
     }
-    pub mod tensor_annotation {
-        pub const TENSOR_NAME: u32 = 1;
+    pub(crate) mod tensor_annotation {
+        pub(crate) const TENSOR_NAME: u32 = 1;
     }
 }
 
 /// ONNX TensorProto data types.
-pub const FLOAT: i32 = 1;
-pub const INT64: i32 = 7;
+pub(crate) const FLOAT: i32 = 1;
+pub(crate) const INT64: i32 = 7;
 
 /// AttributeProto types.
-const ATTR_FLOAT: u64 = 1;
 const ATTR_INT: u64 = 2;
 const ATTR_INTS: u64 = 7;
 
 /// A message being written.
 #[derive(Debug, Default, Clone)]
-pub struct Writer {
-    pub buf: Vec<u8>,
+pub(crate) struct Writer {
+    pub(crate) buf: Vec<u8>,
 }
 
 fn put_varint(buf: &mut Vec<u8>, mut v: u64) {
@@ -198,52 +198,53 @@ fn put_varint(buf: &mut Vec<u8>, mut v: u64) {
 }
 
 impl Writer {
-    pub fn new() -> Writer {
+    pub(crate) fn new() -> Writer {
         Writer::default()
     }
 
-    pub fn varint(&mut self, number: u32, v: u64) -> &mut Self {
+    pub(crate) fn varint(&mut self, number: u32, v: u64) -> &mut Self {
         put_varint(&mut self.buf, u64::from(number) << 3);
         put_varint(&mut self.buf, v);
         self
     }
 
     /// An int64 field (negative values as ten-byte varints, as protobuf does).
-    pub fn int64(&mut self, number: u32, v: i64) -> &mut Self {
+    pub(crate) fn int64(&mut self, number: u32, v: i64) -> &mut Self {
         self.varint(number, v as u64)
     }
 
-    pub fn fixed32(&mut self, number: u32, v: u32) -> &mut Self {
+    #[cfg(test)]
+    pub(crate) fn fixed32(&mut self, number: u32, v: u32) -> &mut Self {
         put_varint(&mut self.buf, (u64::from(number) << 3) | 5);
         self.buf.extend_from_slice(&v.to_le_bytes());
         self
     }
 
-    pub fn bytes(&mut self, number: u32, b: &[u8]) -> &mut Self {
+    pub(crate) fn bytes(&mut self, number: u32, b: &[u8]) -> &mut Self {
         put_varint(&mut self.buf, (u64::from(number) << 3) | 2);
         put_varint(&mut self.buf, b.len() as u64);
         self.buf.extend_from_slice(b);
         self
     }
 
-    pub fn string(&mut self, number: u32, s: &str) -> &mut Self {
+    pub(crate) fn string(&mut self, number: u32, s: &str) -> &mut Self {
         self.bytes(number, s.as_bytes())
     }
 
     /// Raw bytes of fields read elsewhere, copied unchanged.
-    pub fn raw(&mut self, raw: &[u8]) -> &mut Self {
+    pub(crate) fn raw(&mut self, raw: &[u8]) -> &mut Self {
         self.buf.extend_from_slice(raw);
         self
     }
 }
 
 /// A TensorProto with raw little-endian data.
-pub fn tensor_f32(name: &str, dims: &[usize], data: &[f32]) -> Vec<u8> {
+pub(crate) fn tensor_f32(name: &str, dims: &[usize], data: &[f32]) -> Vec<u8> {
     let raw: Vec<u8> = data.iter().flat_map(|v| v.to_le_bytes()).collect();
     tensor_raw(name, dims, FLOAT, &raw)
 }
 
-pub fn tensor_i64(name: &str, dims: &[usize], data: &[i64]) -> Vec<u8> {
+pub(crate) fn tensor_i64(name: &str, dims: &[usize], data: &[i64]) -> Vec<u8> {
     let raw: Vec<u8> = data.iter().flat_map(|v| v.to_le_bytes()).collect();
     tensor_raw(name, dims, INT64, &raw)
 }
@@ -262,14 +263,13 @@ fn tensor_raw(name: &str, dims: &[usize], data_type: i32, raw: &[u8]) -> Vec<u8>
 
 /// A node attribute.
 #[derive(Debug, Clone)]
-pub enum Attr {
+pub(crate) enum Attr {
     Int(i64),
-    Float(f32),
     Ints(Vec<i64>),
 }
 
 /// A NodeProto.
-pub fn node(
+pub(crate) fn node(
     op: &str,
     name: &str,
     inputs: &[&str],
@@ -293,9 +293,6 @@ pub fn node(
             Attr::Int(i) => {
                 aw.int64(a::I, *i).varint(a::TYPE, ATTR_INT);
             }
-            Attr::Float(f) => {
-                aw.fixed32(a::F, f.to_bits()).varint(a::TYPE, ATTR_FLOAT);
-            }
             Attr::Ints(v) => {
                 for i in v {
                     aw.int64(a::INTS, *i);
@@ -310,13 +307,13 @@ pub fn node(
 
 /// A tensor dimension: fixed, or named (symbolic).
 #[derive(Debug, Clone)]
-pub enum Dim {
+pub(crate) enum Dim {
     Value(i64),
     Param(String),
 }
 
 /// A ValueInfoProto for a float tensor.
-pub fn value_info_f32(name: &str, dims: &[Dim]) -> Vec<u8> {
+pub(crate) fn value_info_f32(name: &str, dims: &[Dim]) -> Vec<u8> {
     let mut shape = Writer::new();
     for d in dims {
         let mut dw = Writer::new();
@@ -337,7 +334,7 @@ pub fn value_info_f32(name: &str, dims: &[Dim]) -> Vec<u8> {
 }
 
 /// A StringStringEntryProto (metadata_props).
-pub fn entry(key: &str, value: &str) -> Vec<u8> {
+pub(crate) fn entry(key: &str, value: &str) -> Vec<u8> {
     let mut w = Writer::new();
     w.string(1, key).string(2, value);
     w.buf

@@ -56,9 +56,9 @@ impl Method {
 
 /// The calibration images and the held-back images the agreement is measured on.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Selection {
-    pub calib: Vec<Item>,
-    pub holdout: Vec<Item>,
+pub(crate) struct Selection {
+    pub(crate) calib: Vec<Item>,
+    pub(crate) holdout: Vec<Item>,
 }
 
 /// Chooses up to `n` calibration images and `holdout` held-back ones from the
@@ -66,7 +66,7 @@ pub struct Selection {
 /// folder is in both). When the list is shorter than `n + holdout`, the
 /// held-back part is at most a quarter of it (and at least one image) and the
 /// rest calibrates.
-pub fn select(items: &[Item], n: usize, holdout: usize) -> Result<Selection> {
+pub(crate) fn select(items: &[Item], n: usize, holdout: usize) -> Result<Selection> {
     for (setting, value, say) in [
         (Setting::CalibrationImages, n, 256),
         (Setting::HeldBackImages, holdout, 32),
@@ -107,7 +107,7 @@ pub fn select(items: &[Item], n: usize, holdout: usize) -> Result<Selection> {
 /// Decodes and preprocesses `items` of `ds` with `manifest`'s recipe into one
 /// [n, 3, S, S] tensor (images in parallel). Images that cannot be decoded are
 /// left out and returned with their reason.
-pub fn preprocess_images(
+pub(crate) fn preprocess_images(
     ds: &Dataset,
     items: &[Item],
     manifest: &Manifest,
@@ -173,7 +173,7 @@ pub fn write_npy(w: &mut dyn Write, shape: &[usize], data: &[f32]) -> std::io::R
 
 /// Cosine similarity of each row of `a` with the same row of `b` (in f64; a
 /// zero row against a zero row counts as 1, against anything else as 0).
-pub fn row_cosines(a: ArrayView2<f32>, b: ArrayView2<f32>) -> Vec<f64> {
+pub(crate) fn row_cosines(a: ArrayView2<f32>, b: ArrayView2<f32>) -> Vec<f64> {
     assert_eq!(a.dim(), b.dim(), "the two feature blocks");
     a.outer_iter()
         .zip(b.outer_iter())
@@ -197,7 +197,7 @@ pub fn row_cosines(a: ArrayView2<f32>, b: ArrayView2<f32>) -> Vec<f64> {
 }
 
 /// Mean, minimum and 5th percentile (nearest rank: the ⌈0.05·n⌉-th smallest).
-pub fn summarise(values: &[f64]) -> (f64, f64, f64) {
+pub(crate) fn summarise(values: &[f64]) -> (f64, f64, f64) {
     assert!(!values.is_empty(), "no values");
     let mut v = values.to_vec();
     v.sort_by(f64::total_cmp);
@@ -207,7 +207,7 @@ pub fn summarise(values: &[f64]) -> (f64, f64, f64) {
 }
 
 /// Fraction of rows whose largest entry is in the same column (the first one on ties).
-pub fn top1_agreement(a: ArrayView2<f32>, b: ArrayView2<f32>) -> f64 {
+pub(crate) fn top1_agreement(a: ArrayView2<f32>, b: ArrayView2<f32>) -> f64 {
     let argmax = |r: ndarray::ArrayView1<f32>| {
         r.iter()
             .enumerate()
@@ -260,13 +260,13 @@ fn run_all(
 
 /// The agreement of `int8` with `fp32` on the same tensors, and each model's
 /// features (rows in tensor order).
-pub struct Measured {
-    pub agreement: Agreement,
-    pub cosines: Vec<f64>,
+pub(crate) struct Measured {
+    pub(crate) agreement: Agreement,
+    pub(crate) cosines: Vec<f64>,
 }
 
 /// Measures how far `int8` agrees with `fp32` on `tensors` [n, 3, S, S].
-pub fn measure_agreement(
+pub(crate) fn measure_agreement(
     fp32: &mut Backbone,
     int8: &mut Backbone,
     tensors: ArrayView4<f32>,
@@ -299,15 +299,15 @@ pub fn measure_agreement(
 
 /// What `tools/quantize.py` reports on stdout.
 #[derive(Debug, Clone, Deserialize, Serialize)]
-pub struct QuantizerReport {
-    pub ort_version: String,
-    pub method: String,
-    pub reduce_range: bool,
-    pub per_channel: bool,
-    pub format: String,
-    pub weights: String,
-    pub activations: String,
-    pub images: usize,
+pub(crate) struct QuantizerReport {
+    pub(crate) ort_version: String,
+    pub(crate) method: String,
+    pub(crate) reduce_range: bool,
+    pub(crate) per_channel: bool,
+    pub(crate) format: String,
+    pub(crate) weights: String,
+    pub(crate) activations: String,
+    pub(crate) images: usize,
 }
 
 /// Everything `quantize` needs, checked by the front end.
@@ -336,7 +336,6 @@ pub struct Outcome {
     pub manifest: Manifest,
     pub manifest_path: PathBuf,
     pub report_path: PathBuf,
-    pub selection: Selection,
     /// Images that could not be decoded (relative path, reason).
     pub skipped: Vec<(String, String)>,
     pub quantizer_seconds: f64,
@@ -426,7 +425,6 @@ pub fn quantize(
         manifest,
         manifest_path,
         report_path,
-        selection,
         skipped,
         quantizer_seconds,
     })

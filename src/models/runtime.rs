@@ -13,7 +13,7 @@ pub const ORT_VERSION: &str = "1.31.1";
 
 /// xfer's per-user data folder: `$XFER_HOME`, else `$XDG_DATA_HOME/xfer`, else
 /// `~/.local/share/xfer` (None when none of them is set).
-pub fn xfer_home() -> Option<PathBuf> {
+pub(crate) fn xfer_home() -> Option<PathBuf> {
     std::env::var_os("XFER_HOME")
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
@@ -26,7 +26,7 @@ pub fn xfer_home() -> Option<PathBuf> {
 }
 
 /// Where `tools/setup.sh` installs the library: `<xfer_home>/onnxruntime/`.
-pub fn default_library_path() -> Option<PathBuf> {
+pub(crate) fn default_library_path() -> Option<PathBuf> {
     Some(
         xfer_home()?
             .join("onnxruntime")
@@ -36,14 +36,14 @@ pub fn default_library_path() -> Option<PathBuf> {
 
 /// The TensorRT engine cache when `--trt-cache` is not given: `<xfer_home>/trt-cache`,
 /// one per user whatever the working folder (engines take minutes to build).
-pub fn default_trt_cache_dir() -> Option<PathBuf> {
+pub(crate) fn default_trt_cache_dir() -> Option<PathBuf> {
     Some(xfer_home()?.join("trt-cache"))
 }
 
 /// Creates the TensorRT engine cache folder with its parents (ONNX Runtime creates
 /// only the last level) and returns it absolute, so the provider finds it whatever
 /// the working folder.
-pub fn prepare_cache_dir(dir: &Path) -> Result<PathBuf> {
+pub(crate) fn prepare_cache_dir(dir: &Path) -> Result<PathBuf> {
     let fail = |e: std::io::Error| Error::TrtCache {
         path: dir.to_owned(),
         reason: e.to_string(),
@@ -90,9 +90,9 @@ impl LibrarySource {
 
 /// A library found by [`locate_library`].
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FoundLibrary {
-    pub path: PathBuf,
-    pub source: LibrarySource,
+pub(crate) struct FoundLibrary {
+    pub(crate) path: PathBuf,
+    pub(crate) source: LibrarySource,
 }
 
 /// The path of the library [`locate_library`] finds.
@@ -107,7 +107,7 @@ pub fn find_library(explicit: Option<&Path>) -> Result<PathBuf> {
 /// names (the first two) must exist and be a file: it is an error naming it,
 /// never silently replaced by another library. None found is an error listing
 /// where it looked.
-pub fn locate_library(explicit: Option<&Path>) -> Result<FoundLibrary> {
+pub(crate) fn locate_library(explicit: Option<&Path>) -> Result<FoundLibrary> {
     let env = std::env::var_os("ORT_DYLIB_PATH").filter(|v| !v.is_empty());
     let exe = std::env::current_exe().ok();
     find_library_from(
@@ -122,7 +122,7 @@ pub fn locate_library(explicit: Option<&Path>) -> Result<FoundLibrary> {
 /// `<env>/bin/xfer` → `<env>/lib{,64}/python3.*/site-packages`, newest Python
 /// first. A venv, `pip install --user` (`~/.local/bin`), pipx, `uv tool` and
 /// conda all lay it out so. Empty when `exe` is not in such a place.
-pub fn python_site_packages(exe: &Path) -> Vec<PathBuf> {
+pub(crate) fn python_site_packages(exe: &Path) -> Vec<PathBuf> {
     let Some(env) = exe
         .parent()
         .filter(|b| b.ends_with("bin"))
@@ -306,7 +306,7 @@ fn version_from_file_name(library: &Path) -> Option<String> {
 /// ([`crate::models::nvidia`]); an error naming what is missing when some required one is
 /// missing or fails to load. Nothing to do for a library outside a Python
 /// environment with an `nvidia/` folder (a system CUDA is found by the loader).
-pub fn preload_nvidia(
+pub(crate) fn preload_nvidia(
 ) -> std::result::Result<Option<&'static crate::models::nvidia::Preloaded>, String> {
     let library = RUNTIME
         .lock()
@@ -349,11 +349,11 @@ pub enum Device {
 }
 
 /// ONNX Runtime's name of the CPU provider.
-pub const CPU_PROVIDER: &str = "CPUExecutionProvider";
+pub(crate) const CPU_PROVIDER: &str = "CPUExecutionProvider";
 /// ONNX Runtime's name of the CUDA provider.
-pub const CUDA_PROVIDER: &str = "CUDAExecutionProvider";
+pub(crate) const CUDA_PROVIDER: &str = "CUDAExecutionProvider";
 /// ONNX Runtime's name of the TensorRT provider.
-pub const TENSORRT_PROVIDER: &str = "TensorrtExecutionProvider";
+pub(crate) const TENSORRT_PROVIDER: &str = "TensorrtExecutionProvider";
 
 impl Device {
     /// ONNX Runtime's name of the device's own provider.
@@ -369,7 +369,7 @@ impl Device {
     /// preference: TensorRT is followed by CUDA, which takes the nodes TensorRT
     /// rejects (ONNX Runtime's documented set-up). Empty for the CPU, which ONNX
     /// Runtime adds by itself.
-    pub fn registered_providers(self) -> &'static [&'static str] {
+    pub(crate) fn registered_providers(self) -> &'static [&'static str] {
         match self {
             Device::Cpu => &[],
             Device::Cuda => &[CUDA_PROVIDER],
@@ -408,7 +408,7 @@ impl Default for DeviceRequest {
 
 /// The request's TensorRT engine cache folder ([`default_trt_cache_dir`] when none
 /// is named), created and absolute ([`prepare_cache_dir`]).
-pub fn trt_cache_dir(request: &DeviceRequest) -> Result<PathBuf> {
+pub(crate) fn trt_cache_dir(request: &DeviceRequest) -> Result<PathBuf> {
     let dir = match &request.trt_cache_dir {
         Some(d) => d.clone(),
         None => default_trt_cache_dir().ok_or_else(|| Error::TrtCache {
@@ -423,11 +423,11 @@ pub fn trt_cache_dir(request: &DeviceRequest) -> Result<PathBuf> {
 /// (the batch) is dynamic: one engine serves every batch from 1 to `max_batch`,
 /// tuned for `max_batch` (a last, shorter batch needs no second engine).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TrtProfile {
-    pub input: String,
+pub(crate) struct TrtProfile {
+    pub(crate) input: String,
     /// The input's other axes (channels, height, width).
-    pub dims: Vec<i64>,
-    pub max_batch: usize,
+    pub(crate) dims: Vec<i64>,
+    pub(crate) max_batch: usize,
 }
 
 impl TrtProfile {
@@ -441,7 +441,7 @@ impl TrtProfile {
 
     /// `trt_profile_min_shapes`, `trt_profile_opt_shapes`, `trt_profile_max_shapes`,
     /// in ONNX Runtime's form `input:1x3x224x224`.
-    pub fn min_opt_max(&self) -> [String; 3] {
+    pub(crate) fn min_opt_max(&self) -> [String; 3] {
         let max = self.max_batch.max(1);
         [self.shape(1), self.shape(max), self.shape(max)]
     }
@@ -452,7 +452,7 @@ impl TrtProfile {
 /// instead of ONNX Runtime's default exhaustive benchmark, which runs again for
 /// every new input shape (a last, shorter batch, another `--batch`).
 #[cfg(feature = "cuda")]
-pub fn cuda_provider(request: &DeviceRequest) -> ort::ep::CUDA {
+pub(crate) fn cuda_provider(request: &DeviceRequest) -> ort::ep::CUDA {
     ort::ep::CUDA::default()
         .with_device_id(request.device_id)
         .with_conv_algorithm_search(ort::ep::cuda::ConvAlgorithmSearch::Heuristic)
@@ -462,7 +462,7 @@ pub fn cuda_provider(request: &DeviceRequest) -> ort::ep::CUDA {
 /// engine and timing caches in `cache` (absolute, existing: [`prepare_cache_dir`]),
 /// and the batch profile, so one engine is built per model, precision and `--batch`.
 #[cfg(feature = "tensorrt")]
-pub fn tensorrt_provider(
+pub(crate) fn tensorrt_provider(
     request: &DeviceRequest,
     profile: &TrtProfile,
     cache: &Path,
@@ -484,7 +484,7 @@ pub fn tensorrt_provider(
 /// The providers to register for a GPU request, in order ([`Device::registered_providers`]),
 /// each failing loudly at registration (never skipped in silence). `Err`: this
 /// xfer cannot register them (built without the feature; the cache folder).
-pub fn gpu_providers(
+pub(crate) fn gpu_providers(
     request: &DeviceRequest,
     profile: Option<&TrtProfile>,
 ) -> std::result::Result<Vec<ort::ep::ExecutionProviderDispatch>, String> {

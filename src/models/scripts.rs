@@ -42,7 +42,7 @@ pub fn names() -> impl Iterator<Item = &'static str> {
 /// folder when it has `tools/lite_to_onnx.py`, else the checkout this binary
 /// was built in when the binary lives inside it (`target/…/xfer`); None for an
 /// installed binary.
-pub fn checkout() -> Option<PathBuf> {
+pub(crate) fn checkout() -> Option<PathBuf> {
     if Path::new("tools/lite_to_onnx.py").is_file() && Path::new("Cargo.toml").is_file() {
         return Some(PathBuf::from("."));
     }
@@ -51,7 +51,7 @@ pub fn checkout() -> Option<PathBuf> {
 
 /// The source checkout this binary was built in, when the binary still lives
 /// inside it (`target/…/xfer`); None for an installed or copied binary.
-pub fn built_checkout() -> Option<PathBuf> {
+pub(crate) fn built_checkout() -> Option<PathBuf> {
     let built = Path::new(env!("CARGO_MANIFEST_DIR"));
     let exe = std::env::current_exe().ok()?;
     exe.starts_with(built).then(|| built.to_owned())

@@ -19,7 +19,7 @@ pub enum Weights {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InputSpec {
-    pub name: String,
+    pub(crate) name: String,
     /// NCHW; -1 marks the dynamic batch axis.
     pub shape: [i64; 4],
 }
@@ -55,7 +55,7 @@ impl Pool {
     }
 
     /// The manifest's (and `--pool`'s) name of the mode.
-    pub fn name(&self) -> &'static str {
+    pub(crate) fn name(&self) -> &'static str {
         match self {
             Pool::None => "none",
             Pool::Avg => "avg",
@@ -102,23 +102,23 @@ fn one() -> usize {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OutputSpec {
-    pub features: String,
+    pub(crate) features: String,
     /// The width of one image's feature vector after pooling.
     pub feature_dim: usize,
     /// What xfer does to the `features` output (absent = `none`).
     #[serde(default, skip_serializing_if = "Pool::is_none")]
-    pub pool: Pool,
+    pub(crate) pool: Pool,
     /// Leading tokens that are not patches (`mean`, `cls+mean`): 1 for a
     /// class token, 1 + R with R register tokens.
     #[serde(default = "one", skip_serializing_if = "is_one")]
-    pub prefix_tokens: usize,
+    pub(crate) prefix_tokens: usize,
     /// Divide each pooled vector by its L2 norm (CLIP's image embeddings).
     #[serde(default, skip_serializing_if = "is_false")]
-    pub l2: bool,
+    pub(crate) l2: bool,
     #[serde(default)]
-    pub logits: Option<String>,
+    pub(crate) logits: Option<String>,
     #[serde(default)]
-    pub n_logits: Option<usize>,
+    pub(crate) n_logits: Option<usize>,
 }
 
 /// How a quantised model was made from its source, and how closely it agrees
@@ -144,15 +144,15 @@ pub struct Quantization {
     pub calibration_images: usize,
     pub calibration_sha256: String,
     #[serde(default)]
-    pub calibration_root: String,
+    pub(crate) calibration_root: String,
     /// The ONNX Runtime (Python) version whose quantiser made it.
     pub ort_version: String,
     /// The int8 instructions of the CPU that quantised it and measured the
     /// agreement (`xfer info` shows this machine's).
     #[serde(default)]
-    pub cpu_int8: String,
+    pub(crate) cpu_int8: String,
     #[serde(default)]
-    pub xfer_version: String,
+    pub(crate) xfer_version: String,
     /// Agreement with the source model on held-back calibration images.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agreement: Option<Agreement>,
@@ -174,14 +174,14 @@ pub struct Agreement {
 }
 
 /// What a model name may be, in words (for errors).
-pub const NAME_RULE: &str = "one file name of ASCII letters, digits, `_`, `-` and `.`, not starting with `.` or `-`, at most 100 characters";
+pub(crate) const NAME_RULE: &str = "one file name of ASCII letters, digits, `_`, `-` and `.`, not starting with `.` or `-`, at most 100 characters";
 
 /// A model name that breaks [`NAME_RULE`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("the model name {shown:?} is not allowed: a name is {NAME_RULE}")]
 pub struct BadName {
     /// The name (its first 120 characters).
-    pub shown: String,
+    pub(crate) shown: String,
 }
 
 /// Checks a model name: it names the files `<name>.toml` (and often
@@ -205,14 +205,14 @@ pub fn check_name(name: &str) -> std::result::Result<(), BadName> {
 
 /// The most features per image a model may give: 64 times the widest
 /// backbones' (ResNet-152's 2048, ViT-G's 1664 × 2 for cls+mean).
-pub const MAX_FEATURE_DIM: usize = 1 << 17;
+pub(crate) const MAX_FEATURE_DIM: usize = 1 << 17;
 
 /// One backbone, as committed in `onnx/<name>.toml`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Manifest {
     pub name: String,
-    pub file: String,
+    pub(crate) file: String,
     pub sha256: String,
     pub weights: Weights,
     #[serde(default)]
@@ -220,13 +220,13 @@ pub struct Manifest {
     #[serde(default)]
     pub license: String,
     #[serde(default)]
-    pub generator: String,
+    pub(crate) generator: String,
     /// The command a user runs to make the ONNX file (e.g. `tools/setup.sh --lite 1`),
     /// when it is not the generator itself.
     #[serde(default)]
-    pub setup: String,
+    pub(crate) setup: String,
     #[serde(default)]
-    pub description: String,
+    pub(crate) description: String,
     pub input: InputSpec,
     pub output: OutputSpec,
     pub preprocess: Recipe,
@@ -342,7 +342,7 @@ impl Manifest {
     }
 
     /// Compares the ONNX file's sha256, computed by the caller, with the manifest's.
-    pub fn check_sha256(&self, actual: &str) -> Result<()> {
+    pub(crate) fn check_sha256(&self, actual: &str) -> Result<()> {
         if actual != self.sha256 {
             return Err(Error::ModelChecksum {
                 path: self.onnx_path(),

@@ -27,15 +27,15 @@ use serde::{Deserialize, Serialize};
 use crate::train::head::mlp::{Linear, Mlp, MlpConfig};
 use crate::train::head::{softmax_rows_inplace, HeadKind, Standardize};
 
-pub use crate::error::Result;
+pub(crate) use crate::error::Result;
 use crate::error::{Error, Next, Refusal};
 
 fn io(path: &Path, source: std::io::Error) -> Error {
     Error::io(path, source)
 }
 
-pub const FORMAT: &str = "xfer-head";
-pub const FORMAT_VERSION: u32 = 2;
+pub(crate) const FORMAT: &str = "xfer-head";
+pub(crate) const FORMAT_VERSION: u32 = 2;
 const META_KEY: &str = "xfer";
 
 /// A backbone whose features a head was trained on, as recorded in the feature
@@ -66,13 +66,13 @@ pub struct BackboneRef {
 }
 
 impl BackboneRef {
-    pub fn known(&self) -> bool {
+    pub(crate) fn known(&self) -> bool {
         !self.model_sha256.is_empty()
     }
 
     /// "efficientnet_lite0_int8 (int8)", "efficientnet_lite0 (fp32)"; the name
     /// alone when nothing is recorded (tutorial files).
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         match (self.known(), self.precision.as_str()) {
             (false, _) => self.name.clone(),
             (true, "") => format!("{} (fp32)", self.name),
@@ -180,13 +180,13 @@ fn backbones_differ(
 /// The JSON metadata of a bundle.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BundleMeta {
-    pub format: String,
-    pub format_version: u32,
+    pub(crate) format: String,
+    pub(crate) format_version: u32,
     pub kind: HeadKind,
     pub architecture: MlpConfig,
     pub class_names: Vec<String>,
     pub backbones: Vec<BackboneRef>,
-    pub standardized: bool,
+    pub(crate) standardized: bool,
     /// Temperature scaling: probabilities are `softmax(logits / temperature)`
     /// (1 = uncalibrated; absent in version-1 bundles).
     #[serde(default = "one")]
@@ -194,8 +194,8 @@ pub struct BundleMeta {
     /// The training configuration (free-form JSON written by `xfer train`).
     pub training: serde_json::Value,
     /// Final metrics (free-form JSON).
-    pub metrics: serde_json::Value,
-    pub xfer_version: String,
+    pub(crate) metrics: serde_json::Value,
+    pub(crate) xfer_version: String,
 }
 
 fn one() -> f32 {
@@ -273,7 +273,7 @@ fn check_meta(meta: &BundleMeta) -> std::result::Result<(), String> {
 
 /// The temperatures a bundle may have: the range calibration fits in
 /// ([`crate::train::head::calibrate::RANGE`]).
-pub const TEMPERATURE_RANGE: (f32, f32) = (
+pub(crate) const TEMPERATURE_RANGE: (f32, f32) = (
     crate::train::head::calibrate::RANGE.0 as f32,
     crate::train::head::calibrate::RANGE.1 as f32,
 );
@@ -282,7 +282,7 @@ pub const TEMPERATURE_RANGE: (f32, f32) = (
 /// stay far below: the MLP's weight decay and the logistic baseline's L2
 /// penalty (C ≤ 10⁴) keep them within the hundreds; 10⁶ only comes from an
 /// edited file, whose predictions would be saturated nonsense.
-pub const MAX_WEIGHT: f32 = 1e6;
+pub(crate) const MAX_WEIGHT: f32 = 1e6;
 
 /// An error naming the first weight or bias whose magnitude is over [`MAX_WEIGHT`].
 fn absurd<'a>(
@@ -619,7 +619,7 @@ impl Bundle {
     ///
     /// # Shapes
     /// `x`: [n_samples, n_features] → [n_samples, n_classes]
-    pub fn logits(&self, x: ArrayView2<f32>) -> Array2<f32> {
+    pub(crate) fn logits(&self, x: ArrayView2<f32>) -> Array2<f32> {
         match &self.standardize {
             None => self.mlp.forward(x),
             Some(s) => {

@@ -36,14 +36,14 @@ pub const SLIM_BUILD: &str = "cargo build --release --no-default-features --feat
 pub const SLIM_BINARY: &str = "target/slim/release/xfer-predict";
 
 /// What `xfer-predict --version` ends with in a build without HDF5 and linfa.
-pub const SLIM_MARK: &str = "(slim)";
+pub(crate) const SLIM_MARK: &str = "(slim)";
 
 /// The bundle's name inside a package.
-pub const BUNDLE: &str = "bundle.safetensors";
+pub(crate) const BUNDLE: &str = "bundle.safetensors";
 
 /// The file that marks a folder as made by `xfer package`: `--overwrite`
 /// replaces only such a folder.
-pub const MARKER: &str = ".xfer-package";
+pub(crate) const MARKER: &str = ".xfer-package";
 
 fn err(msg: impl Into<String>) -> Error {
     Error::Package {
@@ -66,7 +66,7 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
 
 /// The `--version` line of an `xfer-predict` binary, run with a clean
 /// environment (it must not need one).
-pub fn predictor_version(bin: &Path) -> Result<String> {
+pub(crate) fn predictor_version(bin: &Path) -> Result<String> {
     let o = Command::new(bin)
         .arg("--version")
         .env_clear()

@@ -15,19 +15,19 @@ use crate::train::Rows;
 pub struct TrainingData {
     pub train: FeatureSet,
     /// Class index of every row of `train`.
-    pub train_labels: Vec<usize>,
+    pub(crate) train_labels: Vec<usize>,
     /// The rows of `train` that are trained on.
     pub train_rows: Vec<usize>,
     /// Separate validation features, or None when validation is a split of `train`.
-    pub val: Option<FeatureSet>,
-    pub val_labels: Vec<usize>,
+    pub(crate) val: Option<FeatureSet>,
+    pub(crate) val_labels: Vec<usize>,
     /// Validation rows (of `val`, or of `train` for a split).
     pub val_rows: Vec<usize>,
     pub class_names: Vec<String>,
     /// The validation that is used (the plan's, with `Auto` resolved).
-    pub validation: Validation,
+    pub(crate) validation: Validation,
     /// With [`Validation::Folds`]: the fold of each entry of `train_rows`.
-    pub folds: Vec<usize>,
+    pub(crate) folds: Vec<usize>,
     /// One line saying where validation figures come from.
     pub validation_note: String,
     /// Things the user should know (from loading both splits).
@@ -156,7 +156,7 @@ impl TrainingData {
         })
     }
 
-    pub fn train_rows(&self) -> Rows<'_> {
+    pub(crate) fn train_rows(&self) -> Rows<'_> {
         Rows {
             x: self.train.data.view(),
             labels: &self.train_labels,
@@ -166,7 +166,7 @@ impl TrainingData {
     }
 
     /// With folds: the training rows outside and inside fold `f`.
-    pub fn fold_rows(&self, f: usize) -> (Vec<usize>, Vec<usize>) {
+    pub(crate) fn fold_rows(&self, f: usize) -> (Vec<usize>, Vec<usize>) {
         let (mut outside, mut inside) = (Vec::new(), Vec::new());
         for (&r, &fold) in self.train_rows.iter().zip(&self.folds) {
             if fold == f {

@@ -19,13 +19,13 @@ pub struct TrainConfig {
     pub epochs: usize,
     pub batch_size: usize,
     pub optimizer: OptimizerConfig,
-    pub schedule: LrSchedule,
+    pub(crate) schedule: LrSchedule,
     /// Stop after this many epochs without a lower validation loss.
     pub patience: Option<usize>,
-    pub seed: u64,
+    pub(crate) seed: u64,
     /// Per-class weights of the loss (`--class-weight balanced`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub class_weights: Option<Vec<f32>>,
+    pub(crate) class_weights: Option<Vec<f32>>,
 }
 
 impl Default for TrainConfig {
@@ -43,7 +43,7 @@ impl Default for TrainConfig {
 }
 
 impl TrainConfig {
-    pub fn validate(&self) -> crate::Result<()> {
+    pub(crate) fn validate(&self) -> crate::Result<()> {
         use crate::error::Setting;
         let bad = |setting| {
             Err(crate::Error::Setting {
@@ -70,7 +70,7 @@ impl TrainConfig {
 pub struct EpochRecord {
     /// 1-based.
     pub epoch: usize,
-    pub lr: f32,
+    pub(crate) lr: f32,
     pub train_loss: f64,
     pub train_accuracy: f64,
     pub val_loss: Option<f64>,
@@ -79,12 +79,12 @@ pub struct EpochRecord {
     /// CPU time of the whole process during the epoch (all threads), where the
     /// system reports it: with other work on the machine, a fairer speed figure.
     #[serde(default)]
-    pub cpu_seconds: Option<f64>,
+    pub(crate) cpu_seconds: Option<f64>,
 }
 
 /// CPU time (user + system, all threads) of this process so far, from
 /// `getrusage(RUSAGE_SELF)` (microsecond resolution; `None` if the call fails).
-pub fn process_cpu_seconds() -> Option<f64> {
+pub(crate) fn process_cpu_seconds() -> Option<f64> {
     // SAFETY: getrusage only writes the struct we hand it.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
@@ -111,42 +111,42 @@ pub enum Progress<'a> {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TrainOutcome {
-    pub history: Vec<EpochRecord>,
+pub(crate) struct TrainOutcome {
+    pub(crate) history: Vec<EpochRecord>,
     /// The epoch whose weights were kept (lowest validation loss; the last one without validation).
-    pub best_epoch: usize,
-    pub stopped_early: bool,
+    pub(crate) best_epoch: usize,
+    pub(crate) stopped_early: bool,
     /// Wall time of training, validation included.
-    pub seconds: f64,
+    pub(crate) seconds: f64,
 }
 
 /// The rows of one split of a feature matrix.
 #[derive(Clone, Copy)]
 pub struct Rows<'a> {
     /// [n_samples, n_features], all splits.
-    pub x: ArrayView2<'a, f32>,
+    pub(crate) x: ArrayView2<'a, f32>,
     /// [n_samples]: class index of every row of `x`.
-    pub labels: &'a [usize],
+    pub(crate) labels: &'a [usize],
     /// Which rows of `x` belong to the split.
-    pub rows: &'a [usize],
+    pub(crate) rows: &'a [usize],
     /// [n_samples, K, n_features]: augmented views of every row of `x` (view 0
     /// = `x`). When present, [`train_mlp`] trains each epoch on one view per
     /// row, drawn afresh (seeded); scoring always uses `x`.
-    pub views: Option<ArrayView3<'a, f32>>,
+    pub(crate) views: Option<ArrayView3<'a, f32>>,
 }
 
 impl Rows<'_> {
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.rows.len()
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.rows.is_empty()
     }
 }
 
 /// Mean cross-entropy and accuracy of `mlp` on some rows, in inference mode.
-pub fn score(mlp: &Mlp, data: Rows) -> (f64, f64) {
+pub(crate) fn score(mlp: &Mlp, data: Rows) -> (f64, f64) {
     const BLOCK: usize = 1024;
     let mut xb = Array2::zeros((0, 0));
     let (mut total, mut correct) = (0f64, 0usize);
@@ -176,7 +176,7 @@ fn gather_views(views: ArrayView3<f32>, rows: &[usize], picks: &[usize], out: &m
 }
 
 /// Trains `mlp` in place; on return it holds the best epoch's weights.
-pub fn train_mlp(
+pub(crate) fn train_mlp(
     mlp: &mut Mlp,
     train: Rows,
     val: Option<Rows>,

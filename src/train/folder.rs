@@ -28,10 +28,10 @@ pub struct RunFolder {
 impl RunFolder {
     pub const METRICS: &'static str = "metrics.json";
     pub const OUT_OF_FOLD: &'static str = "out_of_fold.json";
-    pub const MLP: &'static str = "mlp.safetensors";
-    pub const LOGISTIC: &'static str = "logistic.safetensors";
+    pub(crate) const MLP: &'static str = "mlp.safetensors";
+    pub(crate) const LOGISTIC: &'static str = "logistic.safetensors";
     pub const BEST: &'static str = "best.safetensors";
-    pub const LEARNING_CURVE: &'static str = "learning_curve.svg";
+    pub(crate) const LEARNING_CURVE: &'static str = "learning_curve.svg";
     /// Every file a run may write (a run removes an earlier run's that it
     /// does not write again, so that the folder never mixes two runs).
     pub const FILES: [&'static str; 6] = [
@@ -48,7 +48,7 @@ impl RunFolder {
     }
 
     /// The run folder a bundle was written into (its own folder).
-    pub fn of_bundle(bundle: &Path) -> RunFolder {
+    pub(crate) fn of_bundle(bundle: &Path) -> RunFolder {
         RunFolder::new(bundle.parent().unwrap_or(Path::new("")))
     }
 
@@ -113,7 +113,7 @@ impl RunFolder {
     }
 
     /// `metrics.json`'s text, `None` when the folder has none.
-    pub fn read_metrics(&self) -> std::io::Result<Option<String>> {
+    pub(crate) fn read_metrics(&self) -> std::io::Result<Option<String>> {
         match std::fs::read_to_string(self.file(Self::METRICS)) {
             Ok(t) => Ok(Some(t)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),

@@ -13,7 +13,7 @@ use crate::train::TrainConfig;
 
 /// Where validation rows come from.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Validation {
+pub(crate) enum Validation {
     /// Chosen from the data when it is loaded ([`Validation::resolve`]):
     /// stratified k-fold cross-validation up to [`AUTO_CV_MAX_ROWS`] rows
     /// (k = 5, fewer when a class has fewer rows), a 10 % split above.
@@ -31,12 +31,12 @@ pub enum Validation {
 }
 
 /// Most training rows for which [`Validation::Auto`] cross-validates.
-pub const AUTO_CV_MAX_ROWS: usize = 10_000;
+pub(crate) const AUTO_CV_MAX_ROWS: usize = 10_000;
 
 impl Validation {
     /// What [`Validation::Auto`] becomes for `n_rows` rows whose smallest
     /// class has `min_class` rows; other kinds stay as they are.
-    pub fn resolve(&self, n_rows: usize, min_class: usize) -> Validation {
+    pub(crate) fn resolve(&self, n_rows: usize, min_class: usize) -> Validation {
         match self {
             Validation::Auto if n_rows <= AUTO_CV_MAX_ROWS => {
                 let k = min_class.min(5);
@@ -70,10 +70,10 @@ pub enum Preset {
 /// The MLP head's shape (its input and output widths come from the data).
 #[derive(Debug, Clone, PartialEq)]
 pub struct MlpPlan {
-    pub hidden: Vec<usize>,
-    pub dropout: f32,
+    pub(crate) hidden: Vec<usize>,
+    pub(crate) dropout: f32,
     /// Dropout before the first Linear too (the tutorial's text; its code has none).
-    pub input_dropout: bool,
+    pub(crate) input_dropout: bool,
     /// Standardise the features (fitted on the training rows) before the MLP.
     pub standardize: bool,
     /// A budget in optimiser steps: the epochs are `steps / batches per
@@ -82,11 +82,11 @@ pub struct MlpPlan {
     pub steps: Option<usize>,
     /// Early-stopping patience from the epochs (`max(10, epochs / 5)`) when
     /// there is validation data and none was given.
-    pub auto_patience: bool,
+    pub(crate) auto_patience: bool,
 }
 
 /// Fewest epochs a step budget gives.
-pub const MIN_EPOCHS: usize = 10;
+pub(crate) const MIN_EPOCHS: usize = 10;
 
 impl MlpPlan {
     /// The architecture for `n_features` inputs and `n_classes` outputs.
@@ -114,8 +114,8 @@ pub struct LogisticPlan {
 #[derive(Debug, Clone)]
 pub struct Plan {
     /// One feature file per backbone, concatenated in this order.
-    pub train_files: Vec<PathBuf>,
-    pub validation: Validation,
+    pub(crate) train_files: Vec<PathBuf>,
+    pub(crate) validation: Validation,
     /// Train the MLP head (None: do not).
     pub mlp: Option<MlpPlan>,
     /// Train the logistic baseline (None: do not).
@@ -124,10 +124,10 @@ pub struct Plan {
     /// and the folds. With a step budget, `epochs` is the most it may run.
     pub config: TrainConfig,
     /// Fit a temperature on held-out predictions (validation rows or folds).
-    pub calibrate: bool,
+    pub(crate) calibrate: bool,
     /// Weight each class by `n / (n_classes · n_c)` in the losses
     /// (scikit-learn's `class_weight="balanced"`).
-    pub balanced: bool,
+    pub(crate) balanced: bool,
     pub preset: Preset,
 }
 
@@ -152,8 +152,8 @@ pub enum Optim {
 }
 
 /// The default preset's step budget and most epochs.
-pub const DEFAULT_STEPS: usize = 1000;
-pub const MAX_EPOCHS: usize = 300;
+pub(crate) const DEFAULT_STEPS: usize = 1000;
+pub(crate) const MAX_EPOCHS: usize = 300;
 
 /// What a user chose for a run; every `None` takes the preset's value.
 /// [`Plan::resolve`] makes the plan (the presets live there, nowhere else).
@@ -361,7 +361,7 @@ impl Plan {
 
     /// Checks the plan as a whole; the architecture is checked with
     /// [`MlpConfig::validate`] on placeholder widths (the real ones come from the data).
-    pub fn validate(&self) -> Result<()> {
+    pub(crate) fn validate(&self) -> Result<()> {
         if self.mlp.is_none() && self.logistic.is_none() {
             return Err(Error::NoHead);
         }
@@ -446,7 +446,7 @@ impl Plan {
 
     /// The training configuration a bundle records, with the head's own part.
     /// `validation` is what was used (the plan's, resolved by the data).
-    pub fn training_json(
+    pub(crate) fn training_json(
         &self,
         validation: &Validation,
         head: serde_json::Value,

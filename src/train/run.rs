@@ -26,13 +26,13 @@ use crate::train::{self, Progress, Rows, TrainConfig};
 /// A trained head: what it scored, and the bundle that ships it.
 pub struct Trained {
     pub report: HeadReport,
-    pub bundle: Bundle,
+    pub(crate) bundle: Bundle,
     /// Lines worth telling the user (solver details, early stopping, …).
     pub notes: Vec<String>,
     /// With cross-validation: every training row's out-of-fold
     /// probabilities at the fitted temperature, [train_rows.len(), n_classes]
     /// in `train_rows` order (`out_of_fold.json`, read by `xfer audit --run`).
-    pub oof_probs: Option<Array2<f32>>,
+    pub(crate) oof_probs: Option<Array2<f32>>,
 }
 
 /// Out-of-fold logits as probabilities at temperature `t`.
@@ -652,7 +652,7 @@ pub fn recommend(reports: &mut [HeadReport]) -> Option<usize> {
 
 /// `out_of_fold.json` of a run: every head's out-of-fold probabilities, with
 /// the rows' paths, labels and folds; None without cross-validation.
-pub fn out_of_fold(
+pub(crate) fn out_of_fold(
     plan: &Plan,
     data: &TrainingData,
     trained: &[Trained],
@@ -700,7 +700,11 @@ pub fn out_of_fold(
 }
 
 /// `metrics.json` of a run.
-pub fn metrics_json(plan: &Plan, data: &TrainingData, reports: &[HeadReport]) -> serde_json::Value {
+pub(crate) fn metrics_json(
+    plan: &Plan,
+    data: &TrainingData,
+    reports: &[HeadReport],
+) -> serde_json::Value {
     let (val_files, val_split, cv) = match &data.validation {
         Validation::Files(f) => (f.clone(), None, None),
         Validation::Split(s) => (Vec::new(), Some(*s), None),

@@ -46,20 +46,20 @@ pub enum AtomicError {
 }
 
 /// A file's identity: (device, inode).
-pub type FileId = (u64, u64);
+pub(crate) type FileId = (u64, u64);
 
 /// The identity of what is at `path` itself (a link is not followed).
-pub fn link_id(path: &Path) -> Option<FileId> {
+pub(crate) fn link_id(path: &Path) -> Option<FileId> {
     fs::symlink_metadata(path).ok().map(|m| (m.dev(), m.ino()))
 }
 
 /// The identity of the file `path` names (links followed), if it exists.
-pub fn file_id(path: &Path) -> Option<FileId> {
+pub(crate) fn file_id(path: &Path) -> Option<FileId> {
     fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
 }
 
 /// What a non-regular entry is, in words.
-pub fn describe_kind(m: &fs::Metadata) -> &'static str {
+pub(crate) fn describe_kind(m: &fs::Metadata) -> &'static str {
     let t = m.file_type();
     if t.is_symlink() {
         "a symbolic link"
@@ -75,7 +75,7 @@ pub fn describe_kind(m: &fs::Metadata) -> &'static str {
 /// Creates `path` as a new, empty regular file: never through a symbolic link,
 /// never over anything already there (`O_CREAT | O_EXCL | O_NOFOLLOW`, close on
 /// exec).
-pub fn create_new(path: &Path) -> io::Result<File> {
+pub(crate) fn create_new(path: &Path) -> io::Result<File> {
     OpenOptions::new()
         .read(true)
         .write(true)
@@ -87,7 +87,7 @@ pub fn create_new(path: &Path) -> io::Result<File> {
 
 /// Removes `path` only if it is still the entry `id` (a file this process
 /// made), so that nothing put there since is deleted. Best effort.
-pub fn remove_if_same(path: &Path, id: FileId) {
+pub(crate) fn remove_if_same(path: &Path, id: FileId) {
     if link_id(path) == Some(id) {
         let _ = fs::remove_file(path);
     }
@@ -95,7 +95,7 @@ pub fn remove_if_same(path: &Path, id: FileId) {
 
 /// The temporary name used for `path`: `<path>.tmp-<pid>`, in the same folder
 /// (a rename is atomic within one file system only).
-pub fn temp_path(path: &Path) -> PathBuf {
+pub(crate) fn temp_path(path: &Path) -> PathBuf {
     let mut name = path.file_name().unwrap_or_default().to_os_string();
     name.push(format!(".tmp-{}", std::process::id()));
     path.with_file_name(name)
@@ -145,7 +145,7 @@ pub fn write_bytes_if_changed(path: &Path, bytes: &[u8]) -> Result<bool, AtomicE
 /// [`TempFile::path`], then [`TempFile::commit`]. Dropped without a commit, it
 /// removes the temporary file (only if it is still the one it created).
 #[derive(Debug)]
-pub struct TempFile {
+pub(crate) struct TempFile {
     target: PathBuf,
     tmp: PathBuf,
     id: FileId,
@@ -193,7 +193,7 @@ impl TempFile {
     /// Creates `<path>.tmp-<pid>`, empty, as a new file of this process (see
     /// [`create_new`]): a symbolic link or folder planted at that name is
     /// refused, never followed or deleted.
-    pub fn new(path: &Path) -> Result<TempFile, AtomicError> {
+    pub(crate) fn new(path: &Path) -> Result<TempFile, AtomicError> {
         let tmp = temp_path(path);
         let file = reserve(path, &tmp)?;
         let m = file.metadata().map_err(|error| AtomicError::Io {
@@ -211,19 +211,19 @@ impl TempFile {
     }
 
     /// Where to write.
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.tmp
     }
 
     /// The open temporary file, to write through (once; `None` after).
-    pub fn take_file(&mut self) -> Option<File> {
+    pub(crate) fn take_file(&mut self) -> Option<File> {
         self.file.take()
     }
 
     /// Syncs the temporary file to disk, renames it over the target, and syncs
     /// the folder so that the rename itself survives a crash. The file renamed
     /// must still be the one created (not replaced at that name meanwhile).
-    pub fn commit(mut self) -> Result<(), AtomicError> {
+    pub(crate) fn commit(mut self) -> Result<(), AtomicError> {
         let err = |step: &'static str| {
             let target = self.target.clone();
             move |error: io::Error| AtomicError::Io {
@@ -273,7 +273,7 @@ impl Drop for TempFile {
 /// commit, it is removed with its content, only if it is still the folder it
 /// created. Anything already at the temporary name is refused and left alone.
 #[derive(Debug)]
-pub struct TempDir {
+pub(crate) struct TempDir {
     target: PathBuf,
     tmp: PathBuf,
     id: FileId,
@@ -281,7 +281,7 @@ pub struct TempDir {
 }
 
 impl TempDir {
-    pub fn new(path: &Path) -> Result<TempDir, AtomicError> {
+    pub(crate) fn new(path: &Path) -> Result<TempDir, AtomicError> {
         let name = path.file_name().unwrap_or_default().to_string_lossy();
         let tmp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
         Self::at(tmp, path)
@@ -289,7 +289,7 @@ impl TempDir {
 
     /// A new folder at exactly `tmp` (a working folder that is never
     /// committed; `target` is what errors name).
-    pub fn at(tmp: PathBuf, target: &Path) -> Result<TempDir, AtomicError> {
+    pub(crate) fn at(tmp: PathBuf, target: &Path) -> Result<TempDir, AtomicError> {
         let path = target;
         // mkdir never follows a link at the last component: whatever is there
         // (an old folder of a reused pid included) is refused, not deleted.
@@ -321,13 +321,13 @@ impl TempDir {
     }
 
     /// The folder to fill.
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.tmp
     }
 
     /// Renames the folder to the target, which must not exist (a rename over a
     /// folder with content fails).
-    pub fn commit(mut self) -> Result<(), AtomicError> {
+    pub(crate) fn commit(mut self) -> Result<(), AtomicError> {
         if link_id(&self.tmp) != Some(self.id) {
             return Err(AtomicError::Io {
                 path: self.target.clone(),

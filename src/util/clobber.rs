@@ -17,8 +17,8 @@ use crate::util::atomic::file_id;
 /// "backbone efficientnet_lite0's model file") and its path.
 #[derive(Debug, Clone)]
 pub struct Input {
-    pub what: String,
-    pub path: PathBuf,
+    pub(crate) what: String,
+    pub(crate) path: PathBuf,
 }
 
 impl Input {

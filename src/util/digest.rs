@@ -7,14 +7,14 @@ use sha2::{Digest, Sha256};
 
 /// SHA-256 of the bytes of the file at `path`, in lower-case hex (read in
 /// blocks: any size of file).
-pub fn sha256_file(path: &Path) -> std::io::Result<String> {
+pub(crate) fn sha256_file(path: &Path) -> std::io::Result<String> {
     let mut hasher = Sha256::new();
     update_from(&mut hasher, std::fs::File::open(path)?)?;
     Ok(format!("{:x}", hasher.finalize()))
 }
 
 /// Feeds everything `r` reads to `hasher`, in blocks of 1 MiB.
-pub fn update_from(hasher: &mut Sha256, mut r: impl Read) -> std::io::Result<()> {
+pub(crate) fn update_from(hasher: &mut Sha256, mut r: impl Read) -> std::io::Result<()> {
     let mut buf = vec![0u8; 1 << 20];
     loop {
         let n = r.read(&mut buf)?;

@@ -15,11 +15,11 @@ use std::path::Path;
 use crate::error::{Error, Result};
 
 /// The format signature every HDF5 superblock starts with.
-pub const SIGNATURE: [u8; 8] = *b"\x89HDF\r\n\x1a\n";
+pub(crate) const SIGNATURE: [u8; 8] = *b"\x89HDF\r\n\x1a\n";
 
 /// What is wrong with a path that should be an HDF5 file.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Problem {
+pub(crate) enum Problem {
     Missing,
     Folder,
     Empty,
@@ -33,7 +33,7 @@ pub enum Problem {
 
 impl Problem {
     /// One line: the problem, then what to do.
-    pub fn explain(&self) -> String {
+    pub(crate) fn explain(&self) -> String {
         match self {
             Problem::Missing => "does not exist; create it with `xfer extract`".into(),
             Problem::Folder => "is a folder, not a feature file: give the .h5 file that `xfer extract` wrote (a folder of images is what `xfer extract` reads)".into(),
@@ -90,7 +90,7 @@ fn declared_size(sb: &[u8]) -> Option<u64> {
 }
 
 /// What is wrong with `path` as an HDF5 file, or None when it looks whole.
-pub fn problem(path: &Path) -> Option<Problem> {
+pub(crate) fn problem(path: &Path) -> Option<Problem> {
     let meta = match std::fs::metadata(path) {
         Ok(m) => m,
         Err(_) => return Some(Problem::Missing),
@@ -122,7 +122,7 @@ pub fn problem(path: &Path) -> Option<Problem> {
 }
 
 /// [`problem`] as an error naming the path.
-pub fn check(path: &Path) -> Result<()> {
+pub(crate) fn check(path: &Path) -> Result<()> {
     match problem(path) {
         None => Ok(()),
         Some(p) => Err(Error::Store {

@@ -30,7 +30,7 @@ use std::path::{Path, PathBuf};
 use crate::error::{Error, Result};
 
 /// The lock file of an output: `<out>.lock`.
-pub fn lock_path(output: &Path) -> PathBuf {
+pub(crate) fn lock_path(output: &Path) -> PathBuf {
     let mut name = output.file_name().unwrap_or_default().to_os_string();
     name.push(".lock");
     output.with_file_name(name)
@@ -164,7 +164,8 @@ impl OutputLock {
     }
 
     /// The `.lock` file.
-    pub fn path(&self) -> &Path {
+    #[cfg(test)]
+    pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 }

@@ -5,7 +5,7 @@
 
 pub mod atomic;
 pub mod clobber;
-pub mod digest;
+pub(crate) mod digest;
 pub mod format;
 #[cfg(feature = "store")]
 pub(crate) mod h5file;

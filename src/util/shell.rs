@@ -4,7 +4,7 @@
 
 /// `s` as one word for a POSIX shell: single-quoted, a `'` inside written as
 /// `'\''`. Nothing in it is expanded (`$(…)`, backticks, newlines stay text).
-pub fn quote(s: &str) -> String {
+pub(crate) fn quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))
 }
 

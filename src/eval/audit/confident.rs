@@ -34,7 +34,7 @@ pub enum RankBy {
 ///
 /// # Shapes
 /// `probs`: [n_rows, n_classes]
-pub fn quality(probs: ArrayView2<f32>, labels: &[usize], i: usize, by: RankBy) -> f32 {
+pub(crate) fn quality(probs: ArrayView2<f32>, labels: &[usize], i: usize, by: RankBy) -> f32 {
     let p = probs.row(i);
     let given = p[labels[i]];
     match by {
@@ -54,7 +54,7 @@ pub fn quality(probs: ArrayView2<f32>, labels: &[usize], i: usize, by: RankBy) -
 /// The per-class thresholds: mean p(k) over the rows labelled k, at least
 /// 2e-6 (2 for a class with no rows, so that nothing is confidently in it:
 /// cleanlab's `BIG_VALUE`).
-pub fn thresholds(probs: ArrayView2<f32>, labels: &[usize]) -> Vec<f32> {
+pub(crate) fn thresholds(probs: ArrayView2<f32>, labels: &[usize]) -> Vec<f32> {
     let k = probs.ncols();
     let mut sum = vec![0f64; k];
     let mut n = vec![0usize; k];

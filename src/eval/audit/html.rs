@@ -17,7 +17,7 @@ use crate::eval::report::html::STYLE;
 use crate::eval::report::{escape, thumbs};
 
 /// Items shown per section.
-pub const MAX_SHOWN: usize = 48;
+pub(crate) const MAX_SHOWN: usize = 48;
 
 /// The page as a string. Images are read from each split's dataset root, or `image_root`.
 pub fn page(audit: &Audit, splits: &Splits, image_root: Option<&Path>) -> String {

@@ -19,7 +19,7 @@ pub mod confident;
 #[cfg(feature = "train")]
 pub mod html;
 pub mod neighbors;
-pub mod oof;
+pub(crate) mod oof;
 
 #[cfg(feature = "train")]
 mod run;

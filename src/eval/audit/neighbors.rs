@@ -14,10 +14,10 @@ use ndarray::{s, Array2, ArrayView2, Axis};
 use rayon::prelude::*;
 
 /// Rows per block: a 1024 × 1024 similarity block is 4 MiB.
-pub const BLOCK: usize = 1024;
+pub(crate) const BLOCK: usize = 1024;
 
 /// Most pairs above the threshold kept (the most similar first).
-pub const MAX_PAIRS: usize = 1_000_000;
+pub(crate) const MAX_PAIRS: usize = 1_000_000;
 
 /// Rows scaled to unit length (all-zero rows stay zero: similarity 0 to everything).
 ///
@@ -37,9 +37,9 @@ pub fn normalize_rows(x: ArrayView2<f32>) -> Array2<f32> {
 
 /// The k most similar other rows of one row, most similar first.
 #[derive(Debug, Clone, Default)]
-pub struct TopK {
+pub(crate) struct TopK {
     /// (similarity, row), sorted by similarity descending (ties: lower row first).
-    pub items: Vec<(f32, u32)>,
+    pub(crate) items: Vec<(f32, u32)>,
 }
 
 impl TopK {
@@ -61,11 +61,11 @@ impl TopK {
 /// What [`search`] finds.
 pub struct Neighbours {
     /// Per row, its k nearest other rows.
-    pub topk: Vec<TopK>,
+    pub(crate) topk: Vec<TopK>,
     /// Pairs (i < j) with similarity ≥ the threshold, the most similar first.
     pub pairs: Vec<(u32, u32, f32)>,
     /// True when more than [`MAX_PAIRS`] pairs passed the threshold (the rest dropped).
-    pub truncated: bool,
+    pub(crate) truncated: bool,
 }
 
 /// The k nearest neighbours of every row of `x` (unit rows) by cosine

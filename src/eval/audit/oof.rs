@@ -16,40 +16,40 @@ use crate::train::folder::RunFolder;
 
 /// One head's out-of-fold probabilities.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct OofHead {
+pub(crate) struct OofHead {
     /// `logistic` or `mlp`.
-    pub kind: String,
+    pub(crate) kind: String,
     /// The bundle it belongs to (`logistic.safetensors`).
-    pub bundle: String,
+    pub(crate) bundle: String,
     /// The temperature the probabilities are at.
-    pub temperature: f32,
+    pub(crate) temperature: f32,
     /// [n_rows][n_classes], rows in `OutOfFold::paths` order.
-    pub probabilities: Vec<Vec<f32>>,
+    pub(crate) probabilities: Vec<Vec<f32>>,
 }
 
 /// The whole file.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct OutOfFold {
-    pub xfer_version: String,
+pub(crate) struct OutOfFold {
+    pub(crate) xfer_version: String,
     /// The training feature files, one per backbone.
-    pub files: Vec<PathBuf>,
-    pub backbones: Vec<BackboneRef>,
-    pub classes: Vec<String>,
+    pub(crate) files: Vec<PathBuf>,
+    pub(crate) backbones: Vec<BackboneRef>,
+    pub(crate) classes: Vec<String>,
     /// Each row's image (relative path), `None` for tutorial files.
-    pub paths: Option<Vec<String>>,
+    pub(crate) paths: Option<Vec<String>>,
     /// Each row's class index.
-    pub labels: Vec<usize>,
+    pub(crate) labels: Vec<usize>,
     /// Each row's fold.
-    pub folds: Vec<usize>,
-    pub n_folds: usize,
+    pub(crate) folds: Vec<usize>,
+    pub(crate) n_folds: usize,
     /// The recommended head's bundle, if any.
-    pub recommended: Option<String>,
-    pub heads: Vec<OofHead>,
+    pub(crate) recommended: Option<String>,
+    pub(crate) heads: Vec<OofHead>,
 }
 
 impl OutOfFold {
     /// Reads `dir/out_of_fold.json`, checking its shapes.
-    pub fn read(dir: &Path) -> Result<OutOfFold> {
+    pub(crate) fn read(dir: &Path) -> Result<OutOfFold> {
         let path = RunFolder::new(dir).file(RunFolder::OUT_OF_FOLD);
         let bad = |reason: String| Error::Audit {
             reason: format!("{}: {reason}", path.display()),
@@ -101,7 +101,7 @@ impl OutOfFold {
     }
 
     /// The recommended head (else the first).
-    pub fn head(&self, kind: Option<&str>) -> Result<&OofHead> {
+    pub(crate) fn head(&self, kind: Option<&str>) -> Result<&OofHead> {
         match kind {
             Some(k) => self
                 .heads
@@ -131,13 +131,13 @@ impl OutOfFold {
 ///
 /// # Shapes
 /// → [n_rows, n_classes]
-pub fn matrix(h: &OofHead) -> Array2<f32> {
+pub(crate) fn matrix(h: &OofHead) -> Array2<f32> {
     let n = h.probabilities.len();
     let k = h.probabilities.first().map_or(0, Vec::len);
     Array2::from_shape_fn((n, k), |(i, j)| h.probabilities[i][j])
 }
 
 /// Rows of a matrix as nested vectors (for the JSON file).
-pub fn rows(p: ArrayView2<f32>) -> Vec<Vec<f32>> {
+pub(crate) fn rows(p: ArrayView2<f32>) -> Vec<Vec<f32>> {
     p.rows().into_iter().map(|r| r.to_vec()).collect()
 }

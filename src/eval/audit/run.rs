@@ -17,19 +17,19 @@ use crate::features::{self, FeatureSet};
 use crate::ship::bundle::check_backbones;
 
 /// One split (train, validation, test…): its feature files (one per backbone) loaded.
-pub struct Split {
+pub(crate) struct Split {
     /// Its name: the first file's stem without the backbone's name (`train`).
-    pub name: String,
-    pub files: Vec<PathBuf>,
-    pub set: FeatureSet,
+    pub(crate) name: String,
+    pub(crate) files: Vec<PathBuf>,
+    pub(crate) set: FeatureSet,
     /// Class index per row; None for an unlabelled split (all labels −1).
-    pub labels: Option<Vec<usize>>,
+    pub(crate) labels: Option<Vec<usize>>,
 }
 
 /// Every split, checked against the others.
 pub struct Splits {
-    pub splits: Vec<Split>,
-    pub class_names: Vec<String>,
+    pub(crate) splits: Vec<Split>,
+    pub(crate) class_names: Vec<String>,
     pub warnings: Vec<String>,
 }
 
@@ -168,12 +168,12 @@ impl Splits {
         })
     }
 
-    pub fn n_rows(&self) -> usize {
+    pub(crate) fn n_rows(&self) -> usize {
         self.splits.iter().map(|s| s.set.n_samples()).sum()
     }
 
     /// The first global row of each split.
-    pub fn offsets(&self) -> Vec<usize> {
+    pub(crate) fn offsets(&self) -> Vec<usize> {
         let mut o = Vec::with_capacity(self.splits.len());
         let mut at = 0;
         for s in &self.splits {
@@ -184,7 +184,7 @@ impl Splits {
     }
 
     /// (split, row in split) of a global row.
-    pub fn locate(&self, g: usize) -> (usize, usize) {
+    pub(crate) fn locate(&self, g: usize) -> (usize, usize) {
         let mut at = 0;
         for (i, s) in self.splits.iter().enumerate() {
             if g < at + s.set.n_samples() {
@@ -201,7 +201,7 @@ impl Splits {
     ///
     /// # Shapes
     /// → [n_rows, n_features]
-    pub fn unit_rows(&self) -> Array2<f32> {
+    pub(crate) fn unit_rows(&self) -> Array2<f32> {
         let widths: Vec<usize> = self.splits[0]
             .set
             .backbones
@@ -236,7 +236,7 @@ impl Splits {
     }
 
     /// A row as the results name it.
-    pub fn row_ref(&self, g: usize) -> RowRef {
+    pub(crate) fn row_ref(&self, g: usize) -> RowRef {
         let (s, r) = self.locate(g);
         RowRef {
             split: self.splits[s].name.clone(),
@@ -247,7 +247,7 @@ impl Splits {
     }
 
     /// The image file of a global row, when the split records paths and a root.
-    pub fn image_file(&self, g: usize, image_root: Option<&Path>) -> Option<PathBuf> {
+    pub(crate) fn image_file(&self, g: usize, image_root: Option<&Path>) -> Option<PathBuf> {
         let (s, r) = self.locate(g);
         let set = &self.splits[s].set;
         let root = image_root
@@ -285,7 +285,7 @@ pub struct Settings<'a> {
 pub struct RowRef {
     pub split: String,
     /// The row in its split's feature file.
-    pub row: usize,
+    pub(crate) row: usize,
     /// The image, relative to the dataset root.
     pub path: String,
     /// Its given class; None in an unlabelled split.
@@ -307,7 +307,7 @@ pub struct LabelIssue {
     pub score: f32,
     /// Global row (for the report).
     #[serde(skip)]
-    pub global: usize,
+    pub(crate) global: usize,
 }
 
 /// Two rows that are the same image, or nearly.
@@ -324,7 +324,7 @@ pub struct Duplicate {
     /// The two rows have different given classes.
     pub labels_differ: bool,
     #[serde(skip)]
-    pub global: (usize, usize),
+    pub(crate) global: (usize, usize),
 }
 
 /// A row far from every other.
@@ -335,25 +335,25 @@ pub struct Outlier {
     /// 1 − the mean cosine similarity to its k nearest rows.
     pub score: f32,
     /// Its nearest row.
-    pub nearest: Option<RowRef>,
+    pub(crate) nearest: Option<RowRef>,
     #[serde(skip)]
-    pub global: usize,
+    pub(crate) global: usize,
 }
 
 /// Timings of the parts, in seconds.
 #[derive(Debug, Clone, Default, Serialize)]
-pub struct Timings {
-    pub probabilities: f64,
-    pub label_issues: f64,
-    pub neighbours: f64,
-    pub hashing: f64,
+pub(crate) struct Timings {
+    pub(crate) probabilities: f64,
+    pub(crate) label_issues: f64,
+    pub(crate) neighbours: f64,
+    pub(crate) hashing: f64,
 }
 
 /// Everything the audit found.
 #[derive(Debug, Clone, Serialize)]
 pub struct Audit {
     pub splits: Vec<SplitSummary>,
-    pub classes: Vec<String>,
+    pub(crate) classes: Vec<String>,
     pub n_rows: usize,
     /// Where the out-of-fold probabilities came from, in words.
     pub probabilities: String,
@@ -369,29 +369,29 @@ pub struct Audit {
     pub outlier_fence: f32,
     pub outliers: Vec<Outlier>,
     /// Files hashed for exact duplicates, and those that could not be read.
-    pub files_hashed: usize,
-    pub files_unreadable: usize,
+    pub(crate) files_hashed: usize,
+    pub(crate) files_unreadable: usize,
     /// Things the user should know.
     pub notes: Vec<String>,
-    pub seconds: Timings,
+    pub(crate) seconds: Timings,
 }
 
 /// One split in the summary.
 #[derive(Debug, Clone, Serialize)]
 pub struct SplitSummary {
     pub name: String,
-    pub files: Vec<PathBuf>,
+    pub(crate) files: Vec<PathBuf>,
     pub n_rows: usize,
     pub labelled: bool,
 }
 
 /// Out-of-fold probabilities for some global rows.
-pub struct Probabilities {
+pub(crate) struct Probabilities {
     /// [rows.len(), n_classes]
-    pub probs: Array2<f32>,
+    pub(crate) probs: Array2<f32>,
     /// The global rows they belong to.
-    pub rows: Vec<usize>,
-    pub describe: String,
+    pub(crate) rows: Vec<usize>,
+    pub(crate) describe: String,
 }
 
 /// Checks that a run's out-of-fold rows are one split's rows; the split's index.

@@ -63,13 +63,13 @@ fn cell_colour(share: f64) -> [u8; 3] {
 
 /// The most classes drawn as a grid; with more, the page lists the most
 /// frequent confusions instead (1,000 classes would be a million cells).
-pub const MAX_GRID_CLASSES: usize = 40;
+pub(crate) const MAX_GRID_CLASSES: usize = 40;
 /// How many confusions that list shows.
 const TOP_CONFUSIONS: usize = 30;
 
 /// The off-diagonal cells with rows, most rows first (ties: by true, then
 /// predicted class): `(true, predicted, count)`.
-pub fn top_confusions(confusion: &[Vec<usize>], k: usize) -> Vec<(usize, usize, usize)> {
+pub(crate) fn top_confusions(confusion: &[Vec<usize>], k: usize) -> Vec<(usize, usize, usize)> {
     let mut v: Vec<(usize, usize, usize)> = confusion
         .iter()
         .enumerate()
@@ -165,7 +165,7 @@ pub(super) fn confusion(h: &mut String, e: &Evaluation) {
 /// The reliability diagram: observed accuracy per confidence bin (bars),
 /// each bin's mean confidence (a tick), the diagonal, and the bin counts
 /// (numbers over the bars and a histogram below).
-pub fn reliability_svg(r: &Reliability) -> String {
+pub(crate) fn reliability_svg(r: &Reliability) -> String {
     let (w, hgt) = (600.0, 510.0);
     let (px, py, pw, ph) = (70.0, 44.0, 500.0, 300.0);
     let (hy, hh) = (py + ph + 76.0, 70.0);

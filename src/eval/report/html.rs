@@ -40,9 +40,9 @@ use crate::train::folder::RunFolder;
 use crate::train::head::HeadKind;
 
 /// Bins of the reliability diagram.
-pub const N_BINS: usize = 10;
+pub(crate) const N_BINS: usize = 10;
 /// Thumbnails per gallery (the most confident mistakes; the least confident right answers).
-pub const MAX_EXAMPLES: usize = 24;
+pub(crate) const MAX_EXAMPLES: usize = 24;
 
 /// What `xfer evaluate` knows when it writes the page.
 pub struct PageInput<'a> {
@@ -65,16 +65,16 @@ pub struct PageInput<'a> {
 
 /// One row shown in a gallery.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Example {
-    pub row: usize,
-    pub label: usize,
-    pub predicted: usize,
+pub(crate) struct Example {
+    pub(crate) row: usize,
+    pub(crate) label: usize,
+    pub(crate) predicted: usize,
     /// Probability of the predicted (top) class.
-    pub p_predicted: f32,
+    pub(crate) p_predicted: f32,
     /// Probability of the true class.
-    pub p_true: f32,
+    pub(crate) p_true: f32,
     /// The second most likely class and its probability (none with one class).
-    pub runner_up: Option<(usize, f32)>,
+    pub(crate) runner_up: Option<(usize, f32)>,
 }
 
 fn example(row: usize, probs: ndarray::ArrayView1<f32>, label: usize) -> Example {
@@ -102,7 +102,7 @@ fn example(row: usize, probs: ndarray::ArrayView1<f32>, label: usize) -> Example
 ///
 /// # Shapes
 /// `probs`: [n_samples, n_classes], `labels`: [n_samples]
-pub fn confident_mistakes(
+pub(crate) fn confident_mistakes(
     probs: ArrayView2<f32>,
     labels: &[usize],
     k: usize,
@@ -115,7 +115,11 @@ pub fn confident_mistakes(
 ///
 /// # Shapes
 /// `probs`: [n_samples, n_classes], `labels`: [n_samples]
-pub fn unsure_hits(probs: ArrayView2<f32>, labels: &[usize], k: usize) -> (Vec<Example>, usize) {
+pub(crate) fn unsure_hits(
+    probs: ArrayView2<f32>,
+    labels: &[usize],
+    k: usize,
+) -> (Vec<Example>, usize) {
     pick(probs, labels, true, k)
 }
 
@@ -251,11 +255,11 @@ fn image_root(input: &PageInput) -> std::result::Result<PathBuf, String> {
 type Thumb = std::result::Result<String, String>;
 
 /// Everything the page shows, gathered.
-pub struct Page<'p, 'a> {
-    pub input: &'p PageInput<'a>,
-    pub reliability: Reliability,
-    pub mistakes: (Vec<Example>, usize),
-    pub hits: (Vec<Example>, usize),
+pub(crate) struct Page<'p, 'a> {
+    pub(crate) input: &'p PageInput<'a>,
+    pub(crate) reliability: Reliability,
+    pub(crate) mistakes: (Vec<Example>, usize),
+    pub(crate) hits: (Vec<Example>, usize),
     /// One per example of `mistakes` then `hits`; empty when `images` is a note.
     thumbs: Vec<Thumb>,
     /// The folder the images were read from, or why they were not.
@@ -270,7 +274,7 @@ pub fn evaluation_page(input: &PageInput) -> String {
 }
 
 /// The page's content: scores, picks, the run and the thumbnails.
-pub fn gather<'p, 'a>(input: &'p PageInput<'a>) -> Page<'p, 'a> {
+pub(crate) fn gather<'p, 'a>(input: &'p PageInput<'a>) -> Page<'p, 'a> {
     let reliability = metrics::reliability(input.probs, input.labels, N_BINS);
     let mistakes = confident_mistakes(input.probs, input.labels, MAX_EXAMPLES);
     let hits = unsure_hits(input.probs, input.labels, MAX_EXAMPLES);
@@ -363,7 +367,7 @@ footer { margin-top: 2.5em; color: #555; font-size: 0.85em; border-top: 1px soli
 "#;
 
 /// The page for `page`, as one HTML string.
-pub fn render(page: &Page) -> String {
+pub(crate) fn render(page: &Page) -> String {
     let input = page.input;
     let meta = input.bundle;
     let e = input.evaluation;

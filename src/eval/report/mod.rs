@@ -26,31 +26,31 @@ use crate::util::format::fixed;
 
 mod figures;
 pub mod html;
-pub mod thumbs;
+pub(crate) mod thumbs;
 
 /// Okabe–Ito colours: distinct under protanopia, deuteranopia and tritanopia.
-pub const BLUE: &str = "#0072B2";
-pub const VERMILLION: &str = "#D55E00";
-pub const BLUISH_GREEN: &str = "#009E73";
+pub(crate) const BLUE: &str = "#0072B2";
+pub(crate) const VERMILLION: &str = "#D55E00";
+pub(crate) const BLUISH_GREEN: &str = "#009E73";
 
 /// What one head achieved.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HeadReport {
     pub kind: HeadKind,
     /// e.g. "Dropout(0.5) → Linear(4608, 1000) → …" or "logistic regression (L-BFGS, C = 1)".
-    pub description: String,
+    pub(crate) description: String,
     pub train_seconds: f64,
     /// Seconds per epoch (MLP only).
-    pub seconds_per_epoch: Option<f64>,
+    pub(crate) seconds_per_epoch: Option<f64>,
     /// Training rows, inference mode: (log loss, accuracy).
-    pub train_loss: f64,
+    pub(crate) train_loss: f64,
     pub train_accuracy: f64,
     /// Validation scores, when there is a validation split.
     pub validation: Option<Evaluation>,
     /// Per-epoch figures (MLP only).
-    pub history: Vec<EpochRecord>,
-    pub best_epoch: Option<usize>,
-    pub stopped_early: bool,
+    pub(crate) history: Vec<EpochRecord>,
+    pub(crate) best_epoch: Option<usize>,
+    pub(crate) stopped_early: bool,
     /// The bundle file, relative to the output folder.
     pub bundle: String,
     /// The temperature fitted on held-out predictions (1 = not calibrated).
@@ -79,17 +79,17 @@ fn one() -> f32 {
 /// Mean ± sample standard deviation of the folds' held-out scores.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CvSummary {
-    pub folds: usize,
+    pub(crate) folds: usize,
     pub accuracy_mean: f64,
     pub accuracy_sd: f64,
     pub log_loss_mean: f64,
     pub log_loss_sd: f64,
     /// Per fold: (log loss, accuracy), calibrated.
-    pub per_fold: Vec<(f64, f64)>,
+    pub(crate) per_fold: Vec<(f64, f64)>,
 }
 
 /// Mean and sample standard deviation (n − 1; 0 for one value).
-pub fn mean_sd(v: &[f64]) -> (f64, f64) {
+pub(crate) fn mean_sd(v: &[f64]) -> (f64, f64) {
     let n = v.len();
     if n == 0 {
         return (f64::NAN, f64::NAN);
@@ -103,7 +103,7 @@ pub fn mean_sd(v: &[f64]) -> (f64, f64) {
 }
 
 impl CvSummary {
-    pub fn new(per_fold: Vec<(f64, f64)>) -> CvSummary {
+    pub(crate) fn new(per_fold: Vec<(f64, f64)>) -> CvSummary {
         let (log_loss_mean, log_loss_sd) =
             mean_sd(&per_fold.iter().map(|v| v.0).collect::<Vec<_>>());
         let (accuracy_mean, accuracy_sd) =
@@ -218,7 +218,7 @@ fn fmt_tick(v: f64, step: f64) -> String {
 
 /// Text made safe for HTML and SVG, in element content and in quoted
 /// attribute values alike: `& < > " '` become entities.
-pub fn escape(s: &str) -> String {
+pub(crate) fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
@@ -573,7 +573,7 @@ fn curves(
 /// The learning curves of an MLP run: loss and accuracy per epoch, train vs
 /// validation, with the kept (best) epoch marked. `baseline`, if given, is the
 /// logistic head's validation (loss, accuracy), drawn as a flat reference line.
-pub fn learning_curve_svg(
+pub(crate) fn learning_curve_svg(
     history: &[EpochRecord],
     title: &str,
     best_epoch: Option<usize>,

@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::images::preprocess::{self, DecodeOptions};
 
 /// The longest side of a thumbnail, in pixels.
-pub const MAX_SIDE: u32 = 160;
+pub(crate) const MAX_SIDE: u32 = 160;
 
 /// JPEG quality of the thumbnails: ~4–8 KB each at 160 px.
 const QUALITY: u8 = 80;
@@ -21,7 +21,7 @@ const QUALITY: u8 = 80;
 /// The image of a feature-file row: `root` joined with its `/`-separated
 /// relative path (as `dataset` records it). A list may name images outside
 /// its folder; their recorded paths are absolute and are taken as they are.
-pub fn image_path(root: &Path, rel: &str) -> PathBuf {
+pub(crate) fn image_path(root: &Path, rel: &str) -> PathBuf {
     let (start, rel) = match rel.strip_prefix('/') {
         Some(abs) => (PathBuf::from("/"), abs),
         None => (root.to_path_buf(), rel),
@@ -32,7 +32,7 @@ pub fn image_path(root: &Path, rel: &str) -> PathBuf {
 /// The image at `path` as a `data:image/jpeg;base64,…` URI, its longer side at
 /// most `max_side` pixels. Errors say why the image could not be read (the
 /// report shows the reason in place of the picture).
-pub fn data_uri(path: &Path, max_side: u32) -> Result<String> {
+pub(crate) fn data_uri(path: &Path, max_side: u32) -> Result<String> {
     let img = preprocess::decode(path, &DecodeOptions::default(), max_side)?;
     let small = preprocess::thumbnail(&img, max_side);
     let mut jpeg = Vec::new();
@@ -46,7 +46,7 @@ pub fn data_uri(path: &Path, max_side: u32) -> Result<String> {
 }
 
 /// Standard base64 (RFC 4648, with padding).
-pub fn base64(bytes: &[u8]) -> String {
+pub(crate) fn base64(bytes: &[u8]) -> String {
     const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {

@@ -56,7 +56,7 @@ impl Default for PipelineConfig {
 /// The most bytes of preprocessed tensors one batch may hold (up to three
 /// batches are in memory at once: two waiting, one in the backbones). A GPU
 /// run of 1024 images of 224² is 0.6 GB; 256 of 518² is 0.8 GB.
-pub const MAX_BATCH_BYTES: u64 = 4 << 30;
+pub(crate) const MAX_BATCH_BYTES: u64 = 4 << 30;
 
 /// Refuses a batch whose tensors would take more than [`MAX_BATCH_BYTES`]:
 /// `batch` images (`--batch`) with `views` tensors each (`--views`, 1 without)
@@ -91,7 +91,7 @@ pub fn check_batch_size(batch: usize, views: usize, recipes: &[Recipe]) -> Resul
 
 impl PipelineConfig {
     /// Decoder threads, 0 resolved to one per core.
-    pub fn threads(&self) -> usize {
+    pub(crate) fn threads(&self) -> usize {
         if self.decode_threads > 0 {
             self.decode_threads
         } else {
@@ -102,40 +102,40 @@ impl PipelineConfig {
 
 /// A backbone and the recipe (an index into the run's recipes) its input is
 /// preprocessed with.
-pub struct Stage {
-    pub backbone: Backbone,
-    pub recipe: usize,
+pub(crate) struct Stage {
+    pub(crate) backbone: Backbone,
+    pub(crate) recipe: usize,
 }
 
 /// Augmented views of every input ([`run_views`]): `plan.views` tensors per
 /// image from one decode, view 0 the plain tensor, the others chosen by the
 /// plan from the image's key.
 #[derive(Debug, Clone, Copy)]
-pub struct Views<'a> {
-    pub plan: &'a ViewPlan,
+pub(crate) struct Views<'a> {
+    pub(crate) plan: &'a ViewPlan,
     /// Per input: the path relative to the dataset root that seeds its views.
-    pub keys: &'a [String],
+    pub(crate) keys: &'a [String],
 }
 
 /// One batch as it leaves the backbones.
 #[derive(Debug)]
-pub struct Batch {
+pub(crate) struct Batch {
     /// Indices into the run's inputs of the images that decoded, in input order.
-    pub rows: Vec<usize>,
+    pub(crate) rows: Vec<usize>,
     /// Per stage: [rows.len() × views, feature_dim], image-major (row
     /// `i * views + v` is view `v` of image `rows[i]`).
-    pub features: Vec<Array2<f32>>,
+    pub(crate) features: Vec<Array2<f32>>,
     /// Feature rows per image: 1, or K with [`run_views`].
-    pub views: usize,
+    pub(crate) views: usize,
     /// Inputs that could not be read or decoded (index, reason), in input order.
-    pub skipped: Vec<(usize, String)>,
+    pub(crate) skipped: Vec<(usize, String)>,
 }
 
 /// Moves the images whose features (any view, any backbone) are not finite
 /// to `skipped`, with the reason: a model that gives NaN or ±inf for an image
 /// must not put it into a feature file or a prediction. `names` are the
 /// stages' backbones. `skipped` stays in input order.
-pub fn skip_non_finite(batch: &mut Batch, names: &[&str]) {
+pub(crate) fn skip_non_finite(batch: &mut Batch, names: &[&str]) {
     let k = batch.views.max(1);
     let bad_stage = |i: usize| {
         batch.features.iter().position(|f| {
@@ -176,7 +176,7 @@ pub fn skip_non_finite(batch: &mut Batch, names: &[&str]) {
 }
 
 /// Where batches go: the HDF5 writer of `extract`, the head of `predict`.
-pub trait Sink {
+pub(crate) trait Sink {
     type Error;
     /// Takes one batch. Batches arrive in input order; every input is in
     /// exactly one batch, as a row or as skipped.
@@ -187,7 +187,6 @@ pub trait Sink {
 #[derive(Debug, Clone, Copy)]
 pub struct Progress {
     pub done: usize,
-    pub total: usize,
     pub skipped: usize,
 }
 
@@ -205,10 +204,10 @@ pub struct Timings {
 }
 
 /// What a run hands back: the stages and the sink (to be used again), and timings.
-pub struct Finished<S> {
-    pub stages: Vec<Stage>,
-    pub sink: S,
-    pub timings: Timings,
+pub(crate) struct Finished<S> {
+    pub(crate) stages: Vec<Stage>,
+    pub(crate) sink: S,
+    pub(crate) timings: Timings,
 }
 
 /// One preprocessed batch on its way to the backbones.
@@ -224,7 +223,7 @@ struct Decoded {
 /// into its sink. `open` runs on the consumer thread while the decoders start
 /// on the first batches; its errors come back unchanged. `recipes` are the
 /// distinct preprocessing recipes; each stage names the one it takes.
-pub fn run<S, E>(
+pub(crate) fn run<S, E>(
     inputs: &[PathBuf],
     recipes: &[Recipe],
     open: impl FnOnce() -> Result<(Vec<Stage>, S), E>,
@@ -242,7 +241,7 @@ where
 /// decoded once per recipe and cut into all its views. A pipeline batch holds
 /// `max(1, cfg.batch / K)` images, so a backbone run still takes about
 /// `cfg.batch` tensors.
-pub fn run_views<S, E>(
+pub(crate) fn run_views<S, E>(
     inputs: &[PathBuf],
     recipes: &[Recipe],
     views: Views,
@@ -318,11 +317,7 @@ where
             }
             priority.enable(stages.iter().all(|s| s.backbone.on_cpu()));
             let (mut done, mut skipped) = (0, 0);
-            progress(Progress {
-                done,
-                total: inputs.len(),
-                skipped,
-            });
+            progress(Progress { done, skipped });
             loop {
                 let batch = match rx.try_recv() {
                     Ok(batch) => batch,
@@ -370,11 +365,7 @@ where
                 let t = Instant::now();
                 sink.consume(out)?;
                 timings.sink += t.elapsed();
-                progress(Progress {
-                    done,
-                    total: inputs.len(),
-                    skipped,
-                });
+                progress(Progress { done, skipped });
             }
             Ok((stages, sink))
         })();

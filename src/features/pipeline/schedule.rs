@@ -12,11 +12,11 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Files up to this mean size decode in a small fraction of a backbone's time.
-pub const SMALL_FILE_BYTES: u64 = 256 * 1024;
+pub(crate) const SMALL_FILE_BYTES: u64 = 256 * 1024;
 
 /// Whether ONNX Runtime's threads should spin for these inputs: yes when the
 /// first 64 files are small on average (see [`SMALL_FILE_BYTES`]).
-pub fn spin_suits(paths: &[PathBuf]) -> bool {
+pub(crate) fn spin_suits(paths: &[PathBuf]) -> bool {
     let sizes: Vec<u64> = paths
         .iter()
         .take(64)

@@ -68,11 +68,11 @@ pub struct Provenance {
 /// carry a version it refuses. Whole files are still written as
 /// [`WHOLE_FORMAT_VERSION`]. Readers take every version up to theirs; tutorial
 /// files (`data` and `label` only) are read as well.
-pub const FORMAT_VERSION: u64 = 3;
+pub(crate) const FORMAT_VERSION: u64 = 3;
 
 /// The version of whole (not shard) feature files: nothing in them is new to a
 /// version-2 reader.
-pub const WHOLE_FORMAT_VERSION: u64 = 2;
+pub(crate) const WHOLE_FORMAT_VERSION: u64 = 2;
 
 /// Which files of which list a feature file holds: the hash and length of the
 /// whole sorted file list of the job, and, for a shard file, which shard.
@@ -124,7 +124,10 @@ impl ListInfo {
 /// The first way two provenances describe different jobs, as (what, a, b):
 /// backbone, model, preprocessing, dataset, layout, image decoding or classes.
 /// The execution provider and the ORT and xfer versions are not compared.
-pub fn job_difference(a: &Provenance, b: &Provenance) -> Option<(&'static str, String, String)> {
+pub(crate) fn job_difference(
+    a: &Provenance,
+    b: &Provenance,
+) -> Option<(&'static str, String, String)> {
     let fields = [
         ("backbone", &a.backbone, &b.backbone),
         ("model sha256", &a.model_sha256, &b.model_sha256),
@@ -282,7 +285,7 @@ fn read_list(file: &File, path: &Path) -> Result<Option<ListInfo>> {
 
 /// How a file's list differs from a run's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mismatch {
+pub(crate) enum Mismatch {
     /// Another shard (or a shard against a whole extraction).
     Shard,
     /// Another file list: the dataset changed.
@@ -293,7 +296,7 @@ pub enum Mismatch {
 /// over `new`, and if not, why ("holds shard 1/3 …, this run is shard 2/3 …").
 /// Shards must match exactly; whole runs are not compared here (a whole run
 /// may continue a file whose list changed after its resume point).
-pub fn list_mismatch(old: Option<&ListInfo>, new: &ListInfo) -> Option<(Mismatch, String)> {
+pub(crate) fn list_mismatch(old: Option<&ListInfo>, new: &ListInfo) -> Option<(Mismatch, String)> {
     let old_shard = old.and_then(|l| l.shard);
     if new.shard.is_none() && old_shard.is_none() {
         return None;
@@ -409,7 +412,7 @@ mod read;
 mod write;
 
 pub use read::{read, FeatureFile, FileReader};
-pub use write::{FeatureWriter, ResumeState};
+pub use write::FeatureWriter;
 
 #[cfg(test)]
 mod tests {
@@ -563,7 +566,7 @@ mod tests {
             .to_string();
         assert!(e.contains("model sha256"), "{e}");
         let (mut w, state) = FeatureWriter::resume(&out, 2, &prov()).unwrap();
-        assert_eq!(state.rows, 1);
+        assert_eq!(w.rows(), 1);
         assert_eq!(
             state.done,
             HashMap::from([("a".to_string(), Some(0)), ("x".to_string(), None)])

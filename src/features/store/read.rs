@@ -6,7 +6,7 @@ use super::*;
 /// A feature file read back in full.
 #[derive(Debug, Clone)]
 pub struct FeatureFile {
-    pub file: PathBuf,
+    pub(crate) file: PathBuf,
     /// [n_samples, n_features]
     pub data: Array2<f32>,
     /// [n_samples]; −1 where unknown.
@@ -197,7 +197,7 @@ fn check_shape(path: &Path, shape: &[usize]) -> Result<()> {
 /// flat however large it is (merging shards): its header when opened, then
 /// blocks of rows and the skipped files on demand.
 pub struct FileReader {
-    pub path: PathBuf,
+    pub(crate) path: PathBuf,
     pub provenance: Provenance,
     /// `None` for files written before the list was recorded.
     pub list: Option<ListInfo>,
@@ -216,7 +216,7 @@ pub struct FileReader {
 }
 
 /// Rows of a feature file: features [n, dim], labels [n], paths [n].
-pub type RowBlock = (Array2<f32>, Vec<i64>, Vec<String>);
+pub(crate) type RowBlock = (Array2<f32>, Vec<i64>, Vec<String>);
 
 impl FileReader {
     /// Opens a complete xfer feature file (with provenance and paths) and
@@ -286,7 +286,7 @@ impl FileReader {
 
     /// The augmented views of rows `range` ([range.len(), K, dim]), when the
     /// file has them.
-    pub fn views_block(&self, range: std::ops::Range<usize>) -> Result<Option<Array3<f32>>> {
+    pub(crate) fn views_block(&self, range: std::ops::Range<usize>) -> Result<Option<Array3<f32>>> {
         match &self.views {
             Some(ds) => Ok(Some(
                 ds.read_slice(s![range, .., ..]).map_err(h5(&self.path))?,
@@ -315,13 +315,13 @@ impl FileReader {
     }
 
     /// The image paths of all rows, in row order.
-    pub fn paths(&self) -> Result<Vec<String>> {
+    pub(crate) fn paths(&self) -> Result<Vec<String>> {
         let p: Vec<VarLenUnicode> = self.paths.read_raw().map_err(h5(&self.path))?;
         Ok(p.iter().map(|p| p.as_str().to_owned()).collect())
     }
 
     /// The skipped files with their reasons, in the order recorded.
-    pub fn skipped_files(&self) -> Result<Vec<(String, String)>> {
+    pub(crate) fn skipped_files(&self) -> Result<Vec<(String, String)>> {
         let err = h5(&self.path);
         let p: Vec<VarLenUnicode> = self.skipped_path.read_raw().map_err(&err)?;
         let r: Vec<VarLenUnicode> = self.skipped_reason.read_raw().map_err(&err)?;

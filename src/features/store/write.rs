@@ -29,13 +29,12 @@ fn chunk_rows(row_values: usize) -> usize {
 }
 
 /// What a resumed writer already holds.
-pub struct ResumeState {
-    pub rows: usize,
+pub(crate) struct ResumeState {
     /// Files recorded as skipped by the interrupted run.
-    pub skipped: usize,
+    pub(crate) skipped: usize,
     /// Paths already written, with their label, or already recorded as
     /// skipped (label `None`).
-    pub done: HashMap<String, Option<i64>>,
+    pub(crate) done: HashMap<String, Option<i64>>,
 }
 
 impl FeatureWriter {
@@ -155,7 +154,8 @@ impl FeatureWriter {
     /// (same model, preprocessing, decoding, dataset, layout and classes: the
     /// labels already written use the old class numbering), except the
     /// execution provider.
-    pub fn resume(
+    #[cfg(test)]
+    pub(crate) fn resume(
         out: &Path,
         dim: usize,
         prov: &Provenance,
@@ -167,7 +167,7 @@ impl FeatureWriter {
     /// only as the same shard of the same list ([`list_mismatch`]); a whole
     /// file takes today's list (checked by the caller's resume point) and
     /// records it when finished.
-    pub fn resume_for(
+    pub(crate) fn resume_for(
         out: &Path,
         dim: usize,
         prov: &Provenance,
@@ -209,14 +209,13 @@ impl FeatureWriter {
         Ok((
             w,
             ResumeState {
-                rows: c.rows,
                 skipped: c.skipped.len(),
                 done,
             },
         ))
     }
 
-    pub fn rows(&self) -> usize {
+    pub(crate) fn rows(&self) -> usize {
         self.rows
     }
 

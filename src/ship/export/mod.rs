@@ -23,7 +23,7 @@
 //! otherwise export refuses and says why. Operators are not converted between
 //! opsets: the backbones must share one, which the file keeps.
 
-pub use crate::models::proto;
+pub(crate) use crate::models::proto;
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -46,7 +46,7 @@ pub const FEATURES: &str = "features";
 
 /// The lowest ai.onnx opset the added nodes are written for (Slice with
 /// inputs, Softmax on the last axis of a 2-D input).
-pub const MIN_OPSET: i64 = 11;
+pub(crate) const MIN_OPSET: i64 = 11;
 
 #[derive(Debug, Clone, Default)]
 pub struct ExportOptions {

@@ -14,7 +14,7 @@
 //! This module needs neither HDF5 nor linfa.
 
 pub mod output;
-pub mod resolve;
+pub(crate) mod resolve;
 
 use std::path::{Path, PathBuf};
 
@@ -29,9 +29,10 @@ use crate::models::zoo::Zoo;
 use crate::ship::bundle::Bundle;
 use crate::util::clobber::Input;
 
-pub use crate::features::pipeline::{Progress, Timings};
+pub(crate) use crate::features::pipeline::{Progress, Timings};
 pub use crate::images::dataset::{collect_inputs, Inputs};
-pub use resolve::{check_decode, resolve_backbones, ResolvedBackbone};
+pub(crate) use resolve::check_decode;
+pub use resolve::{resolve_backbones, ResolvedBackbone};
 
 #[derive(Debug, Clone, Default)]
 pub struct PredictorOptions {
@@ -172,7 +173,7 @@ impl Predictor {
 
     /// Loads the backbones of `resolved` (from [`resolve_backbones`]) on the
     /// requested execution provider.
-    pub fn load(
+    pub(crate) fn load(
         runtime: &Runtime,
         bundle: Bundle,
         resolved: Vec<ResolvedBackbone>,

@@ -203,7 +203,7 @@ fn resolve_one(b: &BackboneRef, zoo: &Zoo) -> std::result::Result<ResolvedBackbo
 /// so features made the other way are not the ones the head learnt from.
 /// `mode` is [`DecodeOptions::mode`](crate::images::preprocess::DecodeOptions::mode)
 /// of this run; backbones that recorded no mode (older files) are not checked.
-pub fn check_decode(bundle: &Bundle, bundle_path: &Path, mode: &str) -> Result<()> {
+pub(crate) fn check_decode(bundle: &Bundle, bundle_path: &Path, mode: &str) -> Result<()> {
     for b in &bundle.meta.backbones {
         if !b.decode.is_empty() && b.decode != mode {
             return Err(Error::BundleMismatch {

@@ -9,7 +9,7 @@ use ndarray::ArrayView2;
 ///
 /// # Shapes
 /// `logits`: [n_samples, n_classes], `labels`: [n_samples]
-pub fn log_loss_at(logits: ArrayView2<f32>, labels: &[usize], t: f64) -> f64 {
+pub(crate) fn log_loss_at(logits: ArrayView2<f32>, labels: &[usize], t: f64) -> f64 {
     let mut total = 0f64;
     for (row, &y) in logits.rows().into_iter().zip(labels) {
         let max = row.fold(f32::NEG_INFINITY, |a, &b| a.max(b)) as f64;
@@ -21,14 +21,14 @@ pub fn log_loss_at(logits: ArrayView2<f32>, labels: &[usize], t: f64) -> f64 {
 
 /// The fitted temperature and the log loss before (T = 1) and after.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Temperature {
-    pub t: f32,
-    pub log_loss_before: f64,
-    pub log_loss_after: f64,
+pub(crate) struct Temperature {
+    pub(crate) t: f32,
+    pub(crate) log_loss_before: f64,
+    pub(crate) log_loss_after: f64,
 }
 
 /// Smallest and largest temperature considered.
-pub const RANGE: (f64, f64) = (0.05, 20.0);
+pub(crate) const RANGE: (f64, f64) = (0.05, 20.0);
 
 /// Fits `T` by golden-section search on `ln T` over [`RANGE`]: the log loss
 /// is convex in `1/T` (a log-sum-exp of affine functions), so it is unimodal
@@ -37,7 +37,7 @@ pub const RANGE: (f64, f64) = (0.05, 20.0);
 ///
 /// # Shapes
 /// `logits`: [n_samples, n_classes], `labels`: [n_samples]
-pub fn fit_temperature(logits: ArrayView2<f32>, labels: &[usize]) -> Temperature {
+pub(crate) fn fit_temperature(logits: ArrayView2<f32>, labels: &[usize]) -> Temperature {
     let before = log_loss_at(logits, labels, 1.0);
     let identity = Temperature {
         t: 1.0,

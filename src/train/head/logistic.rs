@@ -29,11 +29,11 @@ use super::Standardize;
 
 /// Above this many training entries (rows × features), [`LogisticEngine::Auto`]
 /// uses the streaming engine.
-pub const LINFA_MAX_ENTRIES: usize = 4_000_000;
+pub(crate) const LINFA_MAX_ENTRIES: usize = 4_000_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
-pub enum LogisticEngine {
+pub(crate) enum LogisticEngine {
     /// linfa-logistic up to [`LINFA_MAX_ENTRIES`], streaming above.
     #[default]
     Auto,
@@ -42,16 +42,16 @@ pub enum LogisticEngine {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct LogisticConfig {
+pub(crate) struct LogisticConfig {
     /// L2 penalty weight (sklearn's 1/C).
-    pub alpha: f32,
-    pub max_iterations: u64,
+    pub(crate) alpha: f32,
+    pub(crate) max_iterations: u64,
     /// Stop when the gradient of the *mean* loss (+ penalty / n) is below this, as
     /// sklearn's lbfgs does (sklearn ≥ 1.1 optimises the mean); both engines
     /// optimise the sum, so they are given `gradient_tolerance × n_samples`.
-    pub gradient_tolerance: f32,
+    pub(crate) gradient_tolerance: f32,
     #[serde(default)]
-    pub engine: LogisticEngine,
+    pub(crate) engine: LogisticEngine,
 }
 
 impl Default for LogisticConfig {
@@ -78,22 +78,22 @@ pub enum LogisticError {
 
 /// A fitted logistic head and how the solver went.
 #[derive(Debug, Clone)]
-pub struct LogisticFit {
+pub(crate) struct LogisticFit {
     /// `Linear(n_features, n_classes)` on standardised features.
-    pub head: Mlp,
-    pub standardize: Standardize,
-    pub engine: LogisticEngine,
+    pub(crate) head: Mlp,
+    pub(crate) standardize: Standardize,
+    pub(crate) engine: LogisticEngine,
     /// L-BFGS iterations (streaming engine; linfa does not report them).
-    pub iterations: Option<u64>,
+    pub(crate) iterations: Option<u64>,
     /// Passes over the feature matrix (streaming engine).
-    pub passes: Option<u64>,
+    pub(crate) passes: Option<u64>,
     /// Why the solver stopped (streaming engine).
-    pub stop: Option<String>,
+    pub(crate) stop: Option<String>,
 }
 
 impl LogisticEngine {
     /// How the engine is named to users.
-    pub fn describe(self) -> &'static str {
+    pub(crate) fn describe(self) -> &'static str {
         match self {
             LogisticEngine::Streaming => "argmin L-BFGS as linfa-logistic, streaming products",
             _ => "linfa-logistic, L-BFGS",
@@ -101,7 +101,7 @@ impl LogisticEngine {
     }
 
     /// The engine that runs for `entries` = rows × features.
-    pub fn resolve(self, entries: usize) -> LogisticEngine {
+    pub(crate) fn resolve(self, entries: usize) -> LogisticEngine {
         match self {
             LogisticEngine::Auto if entries > LINFA_MAX_ENTRIES => LogisticEngine::Streaming,
             LogisticEngine::Auto => LogisticEngine::Linfa,
@@ -118,7 +118,7 @@ impl LogisticEngine {
 /// # Shapes
 /// `x`: [n_samples, n_features], `labels`: [n_samples] (class indices < `n_classes`),
 /// `rows`: [n_train] → a linear head `Linear(n_features, n_classes)`
-pub fn fit(
+pub(crate) fn fit(
     x: ArrayView2<f32>,
     labels: &[usize],
     rows: &[usize],
@@ -155,7 +155,7 @@ pub fn fit(
 }
 
 /// scikit-learn's `LogisticRegressionCV(Cs=10)` grid: `logspace(-4, 4, 10)`.
-pub fn default_cs() -> Vec<f32> {
+pub(crate) fn default_cs() -> Vec<f32> {
     (0..10)
         .map(|i| 10f64.powf(-4.0 + 8.0 * i as f64 / 9.0) as f32)
         .collect()
@@ -163,26 +163,26 @@ pub fn default_cs() -> Vec<f32> {
 
 /// The cross-validated regularisation path of [`cross_validate`].
 #[derive(Debug, Clone)]
-pub struct CvPath {
+pub(crate) struct CvPath {
     /// The inverse L2 strengths tried, in the order tried.
-    pub cs: Vec<f32>,
+    pub(crate) cs: Vec<f32>,
     /// Held-out (log loss, accuracy) per C, per fold: [n_cs][n_folds].
-    pub scores: Vec<Vec<(f64, f64)>>,
+    pub(crate) scores: Vec<Vec<(f64, f64)>>,
     /// Index into `cs` of the lowest mean held-out log loss (the first on ties).
-    pub best: usize,
+    pub(crate) best: usize,
     /// Held-out logits at the best C, one row per entry of `rows` (each row
     /// predicted by the fold that did not train on it): [rows.len(), n_classes].
-    pub oof_logits: Array2<f32>,
+    pub(crate) oof_logits: Array2<f32>,
     /// L-BFGS iterations, all fits together.
-    pub iterations: u64,
+    pub(crate) iterations: u64,
     /// The mean over the folds of the solutions at the best C: the refit on
     /// all rows starts there ([`fit`]'s `init`, as LogisticRegressionCV's refit does).
-    pub mean_params: Vec<f32>,
+    pub(crate) mean_params: Vec<f32>,
 }
 
 impl CvPath {
     /// Mean held-out log loss of C number `i`.
-    pub fn mean_log_loss(&self, i: usize) -> f64 {
+    pub(crate) fn mean_log_loss(&self, i: usize) -> f64 {
         let s = &self.scores[i];
         s.iter().map(|v| v.0).sum::<f64>() / s.len().max(1) as f64
     }
@@ -200,7 +200,7 @@ impl CvPath {
 /// `x`: [n_samples, n_features]; `labels`: [n_samples]; `rows`, `folds`:
 /// [n_rows] (the fold 0..n_folds of each row); `class_weights`: [n_classes]
 #[allow(clippy::too_many_arguments)]
-pub fn cross_validate(
+pub(crate) fn cross_validate(
     x: ArrayView2<f32>,
     labels: &[usize],
     rows: &[usize],
@@ -538,7 +538,11 @@ mod streaming {
     }
 
     /// The standardised rows `rows` of `x`, contiguous: [rows.len(), d].
-    pub fn standardized_rows(x: ArrayView2<f32>, rows: &[usize], std: &Standardize) -> Array2<f32> {
+    pub(crate) fn standardized_rows(
+        x: ArrayView2<f32>,
+        rows: &[usize],
+        std: &Standardize,
+    ) -> Array2<f32> {
         let d = x.ncols();
         let mut xs = Array2::<f32>::zeros((rows.len(), d));
         xs.as_slice_mut()
@@ -562,17 +566,17 @@ mod streaming {
 
     /// A solved problem: parameters (`k·d` weights then `k` intercepts) and
     /// how the solver went.
-    pub struct Solution {
-        pub params: Vec<f32>,
-        pub iterations: u64,
-        pub passes: Option<u64>,
-        pub stop: Option<String>,
+    pub(crate) struct Solution {
+        pub(crate) params: Vec<f32>,
+        pub(crate) iterations: u64,
+        pub(crate) passes: Option<u64>,
+        pub(crate) stop: Option<String>,
     }
 
     /// Solves linfa-logistic's problem on standardised, contiguous rows `xs`
     /// with labels `y` and optional per-row weights, from `init` (warm start)
     /// or zeros.
-    pub fn solve(
+    pub(crate) fn solve(
         xs: ArrayView2<f32>,
         y: &[usize],
         weights: Option<Vec<f32>>,
@@ -632,7 +636,7 @@ mod streaming {
     }
 
     /// Weight rows of the parametrisation: 1 for two classes (logits `[0, z]`), else one per class.
-    pub fn n_params_rows(n_classes: usize) -> usize {
+    pub(crate) fn n_params_rows(n_classes: usize) -> usize {
         if n_classes == 2 {
             1
         } else {
@@ -641,7 +645,7 @@ mod streaming {
     }
 
     /// The parameters as `Linear(d, n_classes)`.
-    pub fn to_linear(p: &[f32], d: usize, n_classes: usize) -> Linear {
+    pub(crate) fn to_linear(p: &[f32], d: usize, n_classes: usize) -> Linear {
         let k = n_params_rows(n_classes);
         let mut weight = Array2::<f32>::zeros((n_classes, d)); // [n_classes, n_features]
         let mut bias = Array1::<f32>::zeros(n_classes);
@@ -657,7 +661,7 @@ mod streaming {
 
     /// The parameters of `Linear(d, n_classes)` (inverse of [`to_linear`]; for
     /// two classes the logits `[a, b]` become `[0, b − a]`, the same softmax).
-    pub fn from_linear(lin: &Linear, n_classes: usize) -> Vec<f32> {
+    pub(crate) fn from_linear(lin: &Linear, n_classes: usize) -> Vec<f32> {
         let (k, d) = (n_params_rows(n_classes), lin.weight.ncols());
         let mut p = vec![0f32; k * d + k];
         for c in 0..k {
@@ -679,7 +683,7 @@ mod streaming {
     }
 
     #[allow(clippy::too_many_arguments)]
-    pub fn fit(
+    pub(crate) fn fit(
         x: ArrayView2<f32>,
         labels: &[usize],
         rows: &[usize],

@@ -17,7 +17,7 @@ use ndarray::{s, Array1, Array2, ArrayView2, ArrayViewMut2, Axis, Zip};
 use serde::{Deserialize, Serialize};
 
 use super::linalg::gemm;
-use super::{cross_entropy_with_grad, softmax_rows_inplace, Rng};
+use super::{cross_entropy_with_grad, Rng};
 
 /// The architecture of an MLP head.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -64,7 +64,7 @@ impl MlpConfig {
     }
 
     /// Whether the input of Linear `l` goes through dropout in training.
-    pub fn dropout_before(&self, l: usize) -> bool {
+    pub(crate) fn dropout_before(&self, l: usize) -> bool {
         self.dropout > 0.0 && (l > 0 || self.input_dropout)
     }
 
@@ -127,7 +127,7 @@ impl MlpConfig {
 
 /// The most parameters a head may have: 2^28 (1 GiB of float32 weights, 3 GiB
 /// with Adam's moments), 200 times the tutorial's `Linear(1280, 1000)` head.
-pub const MAX_PARAMETERS: u64 = 1 << 28;
+pub(crate) const MAX_PARAMETERS: u64 = 1 << 28;
 
 /// One fully connected layer, `y = x · weightᵀ + bias` (PyTorch's `nn.Linear`).
 ///
@@ -142,7 +142,7 @@ pub struct Linear {
 impl Linear {
     /// PyTorch's default initialisation: `kaiming_uniform_(a=√5)` for the weight
     /// and U(−1/√in, 1/√in) for the bias, i.e. both uniform in ±1/√in.
-    pub fn init(n_in: usize, n_out: usize, rng: &mut Rng) -> Linear {
+    pub(crate) fn init(n_in: usize, n_out: usize, rng: &mut Rng) -> Linear {
         let bound = 1.0 / (n_in as f32).sqrt();
         Linear {
             weight: Array2::from_shape_simple_fn((n_out, n_in), || rng.uniform(-bound, bound)),
@@ -170,8 +170,8 @@ pub struct Mlp {
 /// `weights[l]`: [out_l, in_l], `biases[l]`: [out_l]
 #[derive(Debug, Clone, PartialEq)]
 pub struct MlpGrads {
-    pub weights: Vec<Array2<f32>>,
-    pub biases: Vec<Array1<f32>>,
+    pub(crate) weights: Vec<Array2<f32>>,
+    pub(crate) biases: Vec<Array1<f32>>,
 }
 
 impl MlpGrads {
@@ -209,7 +209,7 @@ pub struct Activations {
     inputs: Vec<Array2<f32>>,
     dropped: Vec<bool>,
     pub logits: Array2<f32>,
-    pub dlogits: Array2<f32>,
+    pub(crate) dlogits: Array2<f32>,
     delta: Vec<Array2<f32>>,
 }
 
@@ -292,11 +292,11 @@ impl Mlp {
         Ok(Mlp { config, layers })
     }
 
-    pub fn n_features(&self) -> usize {
+    pub(crate) fn n_features(&self) -> usize {
         self.config.n_features
     }
 
-    pub fn n_classes(&self) -> usize {
+    pub(crate) fn n_classes(&self) -> usize {
         self.config.n_classes
     }
 
@@ -344,9 +344,10 @@ impl Mlp {
     ///
     /// # Shapes
     /// `x`: [n_samples, n_features] → [n_samples, n_classes]
-    pub fn predict_proba(&self, x: ArrayView2<f32>) -> Array2<f32> {
+    #[cfg(test)]
+    pub(crate) fn predict_proba(&self, x: ArrayView2<f32>) -> Array2<f32> {
         let mut p = self.forward(x);
-        softmax_rows_inplace(p.view_mut());
+        super::softmax_rows_inplace(p.view_mut());
         p
     }
 
@@ -411,7 +412,12 @@ impl Mlp {
     ///
     /// # Shapes
     /// `x`: [n_samples, n_features] (the same rows as the forward pass)
-    pub fn backward(&self, x: ArrayView2<f32>, acts: &mut Activations, grads: &mut MlpGrads) {
+    pub(crate) fn backward(
+        &self,
+        x: ArrayView2<f32>,
+        acts: &mut Activations,
+        grads: &mut MlpGrads,
+    ) {
         let n = x.nrows();
         let n_layers = self.layers.len();
         acts.delta.resize_with(n_layers, Default::default);
@@ -460,7 +466,12 @@ impl Mlp {
     ///
     /// # Shapes
     /// `x`: [n_samples, n_features] (the same rows as the forward pass)
-    pub fn backward_sgd_step(&mut self, x: ArrayView2<f32>, acts: &mut Activations, lr: f32) {
+    pub(crate) fn backward_sgd_step(
+        &mut self,
+        x: ArrayView2<f32>,
+        acts: &mut Activations,
+        lr: f32,
+    ) {
         let n = x.nrows();
         let n_layers = self.layers.len();
         acts.delta.resize_with(n_layers, Default::default);

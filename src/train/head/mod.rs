@@ -8,10 +8,10 @@
 //! The numeric kernels here are small pure functions over array views:
 //! max-subtracted softmax and log-sum-exp cross-entropy (numerically stable by construction).
 
-pub mod calibrate;
+pub(crate) mod calibrate;
 pub mod linalg;
 #[cfg(feature = "train")]
-pub mod logistic;
+pub(crate) mod logistic;
 pub mod mlp;
 pub mod optim;
 
@@ -19,7 +19,6 @@ use ndarray::{Array1, Array2, ArrayView1, ArrayView2, ArrayViewMut2, Axis, Zip};
 use serde::{Deserialize, Serialize};
 
 pub use mlp::{Mlp, MlpConfig};
-pub use optim::{Optimizer, OptimizerConfig};
 
 /// A small, seeded, portable random generator (xoshiro256++ seeded through
 /// splitmix64). Its streams never change between xfer versions, so a seed
@@ -45,11 +44,11 @@ impl Rng {
     }
 
     /// An independent generator derived from this one (for a sub-task such as dropout).
-    pub fn fork(&mut self) -> Rng {
+    pub(crate) fn fork(&mut self) -> Rng {
         Rng::new(self.next_u64())
     }
 
-    pub fn next_u64(&mut self) -> u64 {
+    pub(crate) fn next_u64(&mut self) -> u64 {
         let s = &mut self.s;
         let result = s[0].wrapping_add(s[3]).rotate_left(23).wrapping_add(s[0]);
         let t = s[1] << 17;
@@ -63,7 +62,7 @@ impl Rng {
     }
 
     /// Uniform in [0, 1) with 24 bits of precision.
-    pub fn next_f32(&mut self) -> f32 {
+    pub(crate) fn next_f32(&mut self) -> f32 {
         (self.next_u64() >> 40) as f32 * (1.0 / (1u64 << 24) as f32)
     }
 
@@ -103,7 +102,7 @@ impl Standardize {
     ///
     /// # Shapes
     /// `x`: [n_samples, n_features]
-    pub fn fit(x: ArrayView2<f32>, rows: Option<&[usize]>) -> Standardize {
+    pub(crate) fn fit(x: ArrayView2<f32>, rows: Option<&[usize]>) -> Standardize {
         let d = x.ncols();
         let mut sum = vec![0f64; d];
         let mut sq = vec![0f64; d];
@@ -141,13 +140,13 @@ impl Standardize {
 
     /// # Shapes
     /// `x`: [n_samples, n_features] → same
-    pub fn apply(&self, x: ArrayView2<f32>) -> Array2<f32> {
+    pub(crate) fn apply(&self, x: ArrayView2<f32>) -> Array2<f32> {
         let mut out = x.to_owned();
         self.apply_inplace(out.view_mut());
         out
     }
 
-    pub fn apply_inplace(&self, mut x: ArrayViewMut2<f32>) {
+    pub(crate) fn apply_inplace(&self, mut x: ArrayViewMut2<f32>) {
         for mut row in x.rows_mut() {
             Zip::from(&mut row)
                 .and(&self.mean)
@@ -161,7 +160,7 @@ impl Standardize {
 ///
 /// # Shapes
 /// `logits`: [n_samples, n_classes]
-pub fn softmax_rows_inplace(mut logits: ArrayViewMut2<f32>) {
+pub(crate) fn softmax_rows_inplace(mut logits: ArrayViewMut2<f32>) {
     for mut row in logits.rows_mut() {
         let max = row.fold(f32::NEG_INFINITY, |a, &b| a.max(b));
         let mut sum = 0f32;
@@ -178,7 +177,7 @@ pub fn softmax_rows_inplace(mut logits: ArrayViewMut2<f32>) {
 ///
 /// # Shapes
 /// `logits`: [n_samples, n_classes] → same
-pub fn softmax_rows(logits: ArrayView2<f32>) -> Array2<f32> {
+pub(crate) fn softmax_rows(logits: ArrayView2<f32>) -> Array2<f32> {
     let mut p = logits.to_owned();
     softmax_rows_inplace(p.view_mut());
     p
@@ -242,7 +241,7 @@ pub fn cross_entropy_with_grad(
 
 /// scikit-learn's `class_weight="balanced"`: `n / (n_classes · n_c)` for the
 /// classes present in `labels` (weight 0 for absent ones).
-pub fn balanced_class_weights(labels: &[usize], n_classes: usize) -> Vec<f32> {
+pub(crate) fn balanced_class_weights(labels: &[usize], n_classes: usize) -> Vec<f32> {
     let mut counts = vec![0usize; n_classes];
     for &y in labels {
         counts[y] += 1;
@@ -291,7 +290,7 @@ pub fn argmax(row: ArrayView1<f32>) -> (usize, f32) {
 ///
 /// # Shapes
 /// `scores`: [n_samples, n_classes] → [n_samples]
-pub fn argmax_rows(scores: ArrayView2<f32>) -> Vec<usize> {
+pub(crate) fn argmax_rows(scores: ArrayView2<f32>) -> Vec<usize> {
     scores.axis_iter(Axis(0)).map(|r| argmax(r).0).collect()
 }
 

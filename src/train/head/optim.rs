@@ -92,14 +92,14 @@ impl Default for OptimizerConfig {
 }
 
 impl OptimizerConfig {
-    pub fn lr(&self) -> f32 {
+    pub(crate) fn lr(&self) -> f32 {
         match self {
             OptimizerConfig::Sgd(c) => c.lr,
             OptimizerConfig::Adam(c) => c.lr,
         }
     }
 
-    pub fn validate(&self) -> crate::Result<()> {
+    pub(crate) fn validate(&self) -> crate::Result<()> {
         let bad = |setting, problem: &str| {
             Err(crate::Error::Setting {
                 setting,
@@ -193,11 +193,11 @@ const CHUNK: usize = 1 << 16;
 /// Optimiser state for a fixed list of parameter tensors.
 #[derive(Debug, Clone)]
 pub struct Optimizer {
-    pub config: OptimizerConfig,
+    pub(crate) config: OptimizerConfig,
     /// The current learning rate (a schedule may change it between steps).
-    pub lr: f32,
+    pub(crate) lr: f32,
     /// Steps taken.
-    pub t: u64,
+    pub(crate) t: u64,
     sizes: Vec<usize>,
     /// SGD: momentum buffers; Adam: first moments. Empty until needed.
     buf1: Vec<Vec<f32>>,
@@ -407,7 +407,7 @@ fn adam_chunk<const L2: bool, const DECOUPLED: bool>(
 /// A learning-rate schedule, applied at the start of each epoch.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
 #[serde(tag = "name", rename_all = "lowercase")]
-pub enum LrSchedule {
+pub(crate) enum LrSchedule {
     #[default]
     Constant,
     /// `StepLR(step_size, gamma)`: multiply by `gamma` every `step` epochs.
@@ -418,7 +418,7 @@ pub enum LrSchedule {
 
 impl LrSchedule {
     /// The learning rate of (0-based) `epoch`.
-    pub fn lr(&self, base: f32, epoch: usize) -> f32 {
+    pub(crate) fn lr(&self, base: f32, epoch: usize) -> f32 {
         match *self {
             LrSchedule::Constant => base,
             LrSchedule::Step { step, gamma } => base * gamma.powi((epoch / step.max(1)) as i32),
@@ -430,7 +430,7 @@ impl LrSchedule {
     }
 
     /// Parses `constant`, `step:EVERY:GAMMA` or `cosine`.
-    pub fn parse(s: &str, epochs: usize) -> crate::Result<LrSchedule> {
+    pub(crate) fn parse(s: &str, epochs: usize) -> crate::Result<LrSchedule> {
         let bad = |problem: String| crate::Error::Setting {
             setting: Setting::Schedule,
             problem,
