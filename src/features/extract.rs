@@ -358,6 +358,7 @@ pub(crate) fn run<E: From<Error>>(
     let mut report = |p: Progress| {
         progress(Progress {
             done: already + p.done,
+            total,
             skipped: p.skipped,
         })
     };

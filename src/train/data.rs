@@ -15,19 +15,19 @@ use crate::train::Rows;
 pub struct TrainingData {
     pub train: FeatureSet,
     /// Class index of every row of `train`.
-    pub(crate) train_labels: Vec<usize>,
+    pub train_labels: Vec<usize>,
     /// The rows of `train` that are trained on.
     pub train_rows: Vec<usize>,
     /// Separate validation features, or None when validation is a split of `train`.
-    pub(crate) val: Option<FeatureSet>,
-    pub(crate) val_labels: Vec<usize>,
+    pub val: Option<FeatureSet>,
+    pub val_labels: Vec<usize>,
     /// Validation rows (of `val`, or of `train` for a split).
     pub val_rows: Vec<usize>,
     pub class_names: Vec<String>,
     /// The validation that is used (the plan's, with `Auto` resolved).
-    pub(crate) validation: Validation,
+    pub validation: Validation,
     /// With [`Validation::Folds`]: the fold of each entry of `train_rows`.
-    pub(crate) folds: Vec<usize>,
+    pub folds: Vec<usize>,
     /// One line saying where validation figures come from.
     pub validation_note: String,
     /// Things the user should know (from loading both splits).

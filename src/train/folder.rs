@@ -28,10 +28,10 @@ pub struct RunFolder {
 impl RunFolder {
     pub const METRICS: &'static str = "metrics.json";
     pub const OUT_OF_FOLD: &'static str = "out_of_fold.json";
-    pub(crate) const MLP: &'static str = "mlp.safetensors";
-    pub(crate) const LOGISTIC: &'static str = "logistic.safetensors";
+    pub const MLP: &'static str = "mlp.safetensors";
+    pub const LOGISTIC: &'static str = "logistic.safetensors";
     pub const BEST: &'static str = "best.safetensors";
-    pub(crate) const LEARNING_CURVE: &'static str = "learning_curve.svg";
+    pub const LEARNING_CURVE: &'static str = "learning_curve.svg";
     /// Every file a run may write (a run removes an earlier run's that it
     /// does not write again, so that the folder never mixes two runs).
     pub const FILES: [&'static str; 6] = [

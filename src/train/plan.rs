@@ -13,7 +13,7 @@ use crate::train::TrainConfig;
 
 /// Where validation rows come from.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Validation {
+pub enum Validation {
     /// Chosen from the data when it is loaded ([`Validation::resolve`]):
     /// stratified k-fold cross-validation up to [`AUTO_CV_MAX_ROWS`] rows
     /// (k = 5, fewer when a class has fewer rows), a 10 % split above.
@@ -70,10 +70,10 @@ pub enum Preset {
 /// The MLP head's shape (its input and output widths come from the data).
 #[derive(Debug, Clone, PartialEq)]
 pub struct MlpPlan {
-    pub(crate) hidden: Vec<usize>,
-    pub(crate) dropout: f32,
+    pub hidden: Vec<usize>,
+    pub dropout: f32,
     /// Dropout before the first Linear too (the tutorial's text; its code has none).
-    pub(crate) input_dropout: bool,
+    pub input_dropout: bool,
     /// Standardise the features (fitted on the training rows) before the MLP.
     pub standardize: bool,
     /// A budget in optimiser steps: the epochs are `steps / batches per
@@ -82,7 +82,7 @@ pub struct MlpPlan {
     pub steps: Option<usize>,
     /// Early-stopping patience from the epochs (`max(10, epochs / 5)`) when
     /// there is validation data and none was given.
-    pub(crate) auto_patience: bool,
+    pub auto_patience: bool,
 }
 
 /// Fewest epochs a step budget gives.
@@ -114,8 +114,8 @@ pub struct LogisticPlan {
 #[derive(Debug, Clone)]
 pub struct Plan {
     /// One feature file per backbone, concatenated in this order.
-    pub(crate) train_files: Vec<PathBuf>,
-    pub(crate) validation: Validation,
+    pub train_files: Vec<PathBuf>,
+    pub validation: Validation,
     /// Train the MLP head (None: do not).
     pub mlp: Option<MlpPlan>,
     /// Train the logistic baseline (None: do not).
@@ -124,10 +124,10 @@ pub struct Plan {
     /// and the folds. With a step budget, `epochs` is the most it may run.
     pub config: TrainConfig,
     /// Fit a temperature on held-out predictions (validation rows or folds).
-    pub(crate) calibrate: bool,
+    pub calibrate: bool,
     /// Weight each class by `n / (n_classes · n_c)` in the losses
     /// (scikit-learn's `class_weight="balanced"`).
-    pub(crate) balanced: bool,
+    pub balanced: bool,
     pub preset: Preset,
 }
 

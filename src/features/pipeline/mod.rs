@@ -187,6 +187,7 @@ pub(crate) trait Sink {
 #[derive(Debug, Clone, Copy)]
 pub struct Progress {
     pub done: usize,
+    pub total: usize,
     pub skipped: usize,
 }
 
@@ -317,7 +318,11 @@ where
             }
             priority.enable(stages.iter().all(|s| s.backbone.on_cpu()));
             let (mut done, mut skipped) = (0, 0);
-            progress(Progress { done, skipped });
+            progress(Progress {
+                done,
+                total: inputs.len(),
+                skipped,
+            });
             loop {
                 let batch = match rx.try_recv() {
                     Ok(batch) => batch,
@@ -365,7 +370,11 @@ where
                 let t = Instant::now();
                 sink.consume(out)?;
                 timings.sink += t.elapsed();
-                progress(Progress { done, skipped });
+                progress(Progress {
+                    done,
+                    total: inputs.len(),
+                    skipped,
+                });
             }
             Ok((stages, sink))
         })();
