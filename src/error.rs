@@ -618,8 +618,9 @@ impl From<ort::Error<ort::session::builder::SessionBuilder>> for Error {
 /// `Hdf5` errors show their source in their own text (`{path}: {source}`) and
 /// also give it as their `source()`, and printing both would say the OS error
 /// twice ("Permission denied (os error 13): Permission denied (os error 13)").
-#[cfg(test)]
-pub(crate) fn chain_message(err: &(dyn std::error::Error + 'static)) -> String {
+/// For a program that uses the library; the CLI words its messages itself
+/// (`cli::common::message`).
+pub fn chain_message(err: &(dyn std::error::Error + 'static)) -> String {
     let mut message = err.to_string();
     let mut cause = err.source();
     while let Some(c) = cause {
