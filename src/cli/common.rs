@@ -8,6 +8,7 @@ use clap::Args;
 use xfer::features::pipeline::{schedule, PipelineConfig};
 use xfer::images::preprocess::DecodeOptions;
 use xfer::models::backbone::{Backbone, SessionOptions};
+use xfer::models::openvino::Precision;
 use xfer::models::runtime::{Device, DeviceRequest, LibrarySource};
 
 /// Exit status of a run that finished but skipped some inputs.
@@ -18,9 +19,20 @@ pub const EXIT_SKIPPED: i32 = 3;
 pub struct DeviceArgs {
     /// Execution provider. cuda and tensorrt need the GPU build of ONNX Runtime
     /// (docs/clusters.md, "GPUs"); tensorrt registers TensorRT, then CUDA for the nodes
-    /// TensorRT rejects.
+    /// TensorRT rejects. openvino: OpenVINO on an Intel CPU, through ONNX Runtime's
+    /// plugin (`tools/setup.sh --openvino`; docs/guide.md, "OpenVINO").
     #[arg(long, value_enum, default_value_t = Device::Cpu)]
     pub device: Device,
+    /// OpenVINO: the precision to compute in. auto: bf16 where the CPU has it
+    /// (AMX, AVX512_BF16), else f32; bf16 is refused on a CPU without it. Recorded
+    /// with the features.
+    #[arg(long, value_enum, default_value_t = Precision::Auto)]
+    pub precision: Precision,
+    /// OpenVINO: the plugin library (libonnxruntime_providers_openvino_plugin.so).
+    /// Default: $XFER_OPENVINO_LIB, else where `tools/setup.sh --openvino` puts it,
+    /// else the onnxruntime-ep-openvino package of xfer's Python environment.
+    #[arg(long, value_name = "PATH")]
+    pub openvino_lib: Option<PathBuf>,
     /// GPU index for cuda/tensorrt.
     #[arg(long, default_value_t = 0)]
     pub device_id: i32,
@@ -65,26 +77,41 @@ pub enum Spin {
 }
 
 impl DeviceArgs {
-    /// Flags that would be ignored are errors: the TensorRT ones need --device tensorrt.
+    /// Flags that would be ignored are errors: the TensorRT ones need --device
+    /// tensorrt, the OpenVINO ones --device openvino.
     pub fn validate(&self) -> anyhow::Result<()> {
-        if self.device != Device::Tensorrt {
-            let given: Vec<&str> = [
+        let only_for = |device: Device, flags: &[(&str, bool)]| -> anyhow::Result<()> {
+            let given: Vec<&str> = flags
+                .iter()
+                .filter_map(|(f, on)| on.then_some(*f))
+                .collect();
+            if self.device == device || given.is_empty() {
+                return Ok(());
+            }
+            let name = |d: Device| format!("{d:?}").to_lowercase();
+            anyhow::bail!(
+                "{} only apply to --device {} (this run uses --device {}); drop {} or pass --device {}",
+                given.join(" and "),
+                name(device),
+                name(self.device),
+                if given.len() == 1 { "it" } else { "them" },
+                name(device)
+            )
+        };
+        only_for(
+            Device::Tensorrt,
+            &[
                 ("--trt-cache", self.trt_cache.is_some()),
                 ("--trt-fp16", self.trt_fp16),
-            ]
-            .into_iter()
-            .filter_map(|(f, on)| on.then_some(f))
-            .collect();
-            if !given.is_empty() {
-                anyhow::bail!(
-                    "{} only apply to --device tensorrt (this run uses --device {}); drop {} or pass --device tensorrt",
-                    given.join(" and "),
-                    format!("{:?}", self.device).to_lowercase(),
-                    if given.len() == 1 { "it" } else { "them" }
-                );
-            }
-        }
-        Ok(())
+            ],
+        )?;
+        only_for(
+            Device::Openvino,
+            &[
+                ("--precision", self.precision != Precision::Auto),
+                ("--openvino-lib", self.openvino_lib.is_some()),
+            ],
+        )
     }
 
     /// The session options for a run of `batch` images per backbone run over
@@ -125,6 +152,15 @@ impl DeviceArgs {
         if self.trt_fp16 {
             v.push("--trt-fp16".into());
         }
+        if self.precision != Precision::Auto {
+            v.extend([
+                "--precision".into(),
+                format!("{:?}", self.precision).to_lowercase(),
+            ]);
+        }
+        if let Some(l) = &self.openvino_lib {
+            v.extend(["--openvino-lib".into(), path(l)]);
+        }
         if self.threads != 0 {
             v.extend(["--threads".into(), self.threads.to_string()]);
         }
@@ -148,6 +184,8 @@ impl DeviceArgs {
                 allow_cpu_fallback: self.allow_cpu_fallback,
                 trt_cache_dir: self.trt_cache.clone(),
                 trt_fp16: self.trt_fp16,
+                precision: self.precision,
+                openvino_lib: self.openvino_lib.clone(),
             },
             threads: self.threads,
             intra_op_spinning: self.ort_spin == Spin::On,

@@ -235,7 +235,8 @@ pub struct Key {
     pub(crate) augment: String,
     pub(crate) precision: String,
     pub(crate) ort_version: String,
-    /// The execution provider asked for (`cpu`, `cuda`, `tensorrt`, `tensorrt-fp16`).
+    /// The execution provider asked for (`cpu`, `cuda`, `tensorrt`, `tensorrt-fp16`,
+    /// `openvino-auto`, `openvino-f32`, `openvino-bf16`).
     pub(crate) device: String,
 }
 
@@ -556,6 +557,7 @@ impl Folder {
         let mut prov = extract::job_provenance(ds, &ds.root, cfg, manifest);
         prov.ort_version = self.key.ort_version.clone();
         prov.execution_provider = self.providers(&used);
+        prov.inference_precision = self.inference_precisions(&used);
         let list = extract::list_info(ds, None);
         let mut w = FeatureWriter::create_for(out, dim, &prov, Some(&list))?;
         let (mut rows, mut skipped) = (0, 0);
@@ -616,14 +618,24 @@ impl Folder {
     /// The execution providers that extracted the chunks `used`, in order
     /// of first use, comma-separated.
     fn providers(&self, used: &[usize]) -> String {
-        let mut providers: Vec<&str> = Vec::new();
+        self.distinct(used, |p| &p.execution_provider)
+    }
+
+    /// The inference precisions of the chunks `used` (see
+    /// [`store::Provenance::inference_precision`]), as [`Self::providers`].
+    fn inference_precisions(&self, used: &[usize]) -> String {
+        self.distinct(used, |p| &p.inference_precision)
+    }
+
+    fn distinct(&self, used: &[usize], field: impl Fn(&store::Provenance) -> &String) -> String {
+        let mut values: Vec<&str> = Vec::new();
         for &c in used {
-            let p = self.readers[c].provenance.execution_provider.as_str();
-            if !providers.contains(&p) {
-                providers.push(p);
+            let v = field(&self.readers[c].provenance).as_str();
+            if !values.contains(&v) {
+                values.push(v);
             }
         }
-        providers.join(", ")
+        values.join(", ")
     }
 
     /// The rows (and skipped files) of the items `range` of `ds`, whose

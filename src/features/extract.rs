@@ -89,6 +89,7 @@ pub(crate) fn provenance(
     Provenance {
         ort_version: runtime.version.clone(),
         execution_provider: backbone.provider.clone(),
+        inference_precision: backbone.inference_precision.clone(),
         ..job_provenance(ds, root, cfg, &backbone.manifest)
     }
 }
@@ -129,6 +130,7 @@ pub(crate) fn job_provenance(
             .as_ref()
             .map(|q| q.precision.clone())
             .unwrap_or_default(),
+        inference_precision: String::new(),
     }
 }
 

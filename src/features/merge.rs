@@ -179,6 +179,13 @@ fn check_against(f: &FileReader, r: &FileReader) -> Result<()> {
     if let Some((what, a, b)) = store::job_difference(&r.provenance, &f.provenance) {
         return Err(stale(format!("was extracted with {what} `{b}`, not `{a}`")));
     }
+    if r.provenance.inference_precision != f.provenance.inference_precision {
+        return Err(stale(format!(
+            "was computed in {}, not {} (one merged file holds one precision)",
+            crate::features::store::precision_name(&f.provenance.inference_precision),
+            crate::features::store::precision_name(&r.provenance.inference_precision)
+        )));
+    }
     for (what, a, b) in [
         (
             "ONNX Runtime",

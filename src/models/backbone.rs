@@ -7,11 +7,12 @@ use std::sync::{Arc, Mutex};
 
 use ndarray::{Array2, ArrayView4, Axis};
 use ort::logging::LogLevel;
-use ort::session::builder::{AutoDevicePolicy, GraphOptimizationLevel};
+use ort::session::builder::{AutoDevicePolicy, GraphOptimizationLevel, SessionBuilder};
 use ort::session::Session;
 use ort::value::TensorRef;
 
 use crate::error::{Error, Result};
+use crate::models::openvino;
 use crate::models::runtime::{self, Device, DeviceRequest, Runtime, TrtProfile, CPU_PROVIDER};
 use crate::models::zoo::Manifest;
 
@@ -46,6 +47,10 @@ pub struct Backbone {
     /// `CUDAExecutionProvider+CPUExecutionProvider` after a partial fallback);
     /// `CPUExecutionProvider` alone after a fallback to the CPU.
     pub provider: String,
+    /// The precision the provider computes in, when it is not the model's own
+    /// (see [`inference_precision`]): `bf16` or `f32` (OpenVINO), `fp16`
+    /// (TensorRT with fp16 engines); empty: ONNX Runtime's kernels.
+    pub inference_precision: String,
     /// Where ONNX Runtime put the nodes of the (optimised) graph.
     pub placement: Placement,
     /// Why the session is not the one asked for, when --allow-cpu-fallback let it
@@ -77,6 +82,13 @@ impl Backbone {
             runtime::trt_cache_dir(&opts.device)?;
         }
         let profile = trt_profile(manifest, opts.max_batch);
+        let openvino = (opts.device.device == Device::Openvino).then(|| {
+            openvino::choose(
+                runtime,
+                opts.device.openvino_lib.as_deref(),
+                opts.device.precision,
+            )
+        });
         let path = manifest.onnx_path();
         let cached = opts
             .optimized_cache
@@ -92,18 +104,24 @@ impl Backbone {
         let (sha256, built) = std::thread::scope(|s| {
             let sha256 = s.spawn(|| crate::models::onnx_data::model_sha256(&manifest.onnx_path()));
             let built = open_with_fallback(&opts.device, &manifest.name, |mode| {
-                open(runtime, model, opts, mode, || {
-                    runtime::gpu_providers(&opts.device, Some(&profile))
-                })
+                open(
+                    runtime,
+                    model,
+                    opts,
+                    mode,
+                    accelerate(runtime, opts, &profile, openvino.as_ref()),
+                )
             });
             (sha256.join().expect("sha256 thread panicked"), built)
         });
         manifest.check_sha256(&sha256?)?;
         let built = built?;
         check_io(&built.opened.session, manifest)?;
+        let inference_precision = inference_precision(&opts.device, &built.provider, openvino);
         Ok(Backbone {
             session: built.opened.session,
             manifest: manifest.clone(),
+            inference_precision,
             provider: built.provider,
             placement: built.opened.placement,
             fallback_reason: built.fallback_reason,
@@ -261,8 +279,8 @@ impl Failure {
     }
 }
 
-/// One attempt at a session: the providers `gpu_providers` gives (for the GPU
-/// modes), verbose session log into a [`SessionLog`] (the placement is logged
+/// One attempt at a session: the providers `accelerate` registers (for the
+/// accelerated modes), verbose session log into a [`SessionLog`] (the placement is logged
 /// only at that level; nothing is logged per run), on the CPU no automatic
 /// provider selection (only what xfer registers runs).
 fn open(
@@ -270,7 +288,7 @@ fn open(
     model: ModelSource,
     opts: &SessionOptions,
     mode: Mode,
-    gpu_providers: impl FnOnce() -> std::result::Result<Vec<ort::ep::ExecutionProviderDispatch>, String>,
+    accelerate: impl FnOnce(SessionBuilder) -> std::result::Result<SessionBuilder, String>,
 ) -> std::result::Result<Opened, Failure> {
     let log = Arc::new(Mutex::new(SessionLog::default()));
     let sink = log.clone();
@@ -301,10 +319,7 @@ fn open(
             .with_auto_device(AutoDevicePolicy::PreferCPU)
             .map_err(setup)?;
     } else {
-        let eps = gpu_providers().map_err(|e| Failure::new("registering the provider", e))?;
-        builder = builder
-            .with_execution_providers(eps)
-            .map_err(|e| Failure::new("registering the provider", e))?;
+        builder = accelerate(builder).map_err(|e| Failure::new("registering the provider", e))?;
         if mode == Mode::Strict {
             builder = builder.with_disable_cpu_fallback().map_err(setup)?;
         }
@@ -325,6 +340,50 @@ fn open(
         placement: Placement::parse(log.placement.iter().map(String::as_str)),
         warnings: log.warnings,
     })
+}
+
+/// What registers the requested device's providers on a session builder:
+/// OpenVINO's plugin device (`openvino`: its [`openvino::choose`], made once
+/// per load), else the GPU providers.
+fn accelerate<'a>(
+    runtime: &'a Runtime,
+    opts: &'a SessionOptions,
+    profile: &'a TrtProfile,
+    openvino: Option<&'a std::result::Result<openvino::Choice, String>>,
+) -> impl FnOnce(SessionBuilder) -> std::result::Result<SessionBuilder, String> + 'a {
+    move |builder| match openvino {
+        Some(choice) => {
+            let choice = choice.clone()?;
+            let cache = openvino::cache_dir(opts.optimized_cache.as_deref());
+            openvino::append(builder, &runtime.env, &choice, opts.threads, cache.as_deref())
+        }
+        None => {
+            let eps = runtime::gpu_providers(&opts.device, Some(profile))?;
+            builder
+                .with_execution_providers(eps)
+                .map_err(|e| e.to_string())
+        }
+    }
+}
+
+/// [`Backbone::inference_precision`]: what OpenVINO was told (when it got the
+/// nodes), `fp16` for TensorRT's fp16 engines, else empty.
+fn inference_precision(
+    request: &DeviceRequest,
+    provider: &str,
+    openvino: Option<std::result::Result<openvino::Choice, String>>,
+) -> String {
+    let ran = |p: &str| provider.split('+').any(|x| x == p);
+    match openvino {
+        Some(Ok(choice)) if ran(openvino::EP_NAME) => choice.precision.to_owned(),
+        _ if request.device == Device::Tensorrt
+            && request.trt_fp16
+            && ran(runtime::TENSORRT_PROVIDER) =>
+        {
+            "fp16".to_owned()
+        }
+        _ => String::new(),
+    }
 }
 
 /// A session, the provider to record, and why it is not the one asked for.
@@ -467,12 +526,14 @@ pub fn probe(runtime: &Runtime, device: Device, device_id: i32) -> Probe {
     } else {
         Mode::Strict
     };
+    let openvino = (device == Device::Openvino)
+        .then(|| openvino::choose(runtime, None, openvino::Precision::Auto));
     let result = open(
         runtime,
         ModelSource::Memory(PROBE_MODEL),
         &opts,
         mode,
-        || runtime::gpu_providers(&opts.device, Some(&profile)),
+        accelerate(runtime, &opts, &profile, openvino.as_ref()),
     )
     .map_err(|f| f.reason())
     .and_then(|mut o| {

@@ -346,6 +346,9 @@ pub enum Device {
     Cpu,
     Cuda,
     Tensorrt,
+    /// OpenVINO on the CPU, through ONNX Runtime's plugin provider
+    /// ([`crate::models::openvino`]).
+    Openvino,
 }
 
 /// ONNX Runtime's name of the CPU provider.
@@ -362,7 +365,13 @@ impl Device {
             Device::Cpu => CPU_PROVIDER,
             Device::Cuda => CUDA_PROVIDER,
             Device::Tensorrt => TENSORRT_PROVIDER,
+            Device::Openvino => crate::models::openvino::EP_NAME,
         }
+    }
+
+    /// A GPU provider (CUDA, TensorRT): NVIDIA's libraries, a device id.
+    pub fn is_gpu(self) -> bool {
+        matches!(self, Device::Cuda | Device::Tensorrt)
     }
 
     /// The providers registered for this device, in ONNX Runtime's order of
@@ -374,6 +383,7 @@ impl Device {
             Device::Cpu => &[],
             Device::Cuda => &[CUDA_PROVIDER],
             Device::Tensorrt => &[TENSORRT_PROVIDER, CUDA_PROVIDER],
+            Device::Openvino => &[crate::models::openvino::EP_NAME],
         }
     }
 }
@@ -392,6 +402,10 @@ pub struct DeviceRequest {
     pub trt_cache_dir: Option<PathBuf>,
     /// TensorRT: build fp16 engines.
     pub trt_fp16: bool,
+    /// OpenVINO: the precision to compute in.
+    pub precision: crate::models::openvino::Precision,
+    /// OpenVINO: the plugin library; None: [`crate::models::openvino::locate_plugin`]'s search.
+    pub openvino_lib: Option<PathBuf>,
 }
 
 impl Default for DeviceRequest {
@@ -402,6 +416,8 @@ impl Default for DeviceRequest {
             allow_cpu_fallback: false,
             trt_cache_dir: None,
             trt_fp16: false,
+            precision: crate::models::openvino::Precision::Auto,
+            openvino_lib: None,
         }
     }
 }
@@ -490,11 +506,11 @@ pub(crate) fn gpu_providers(
 ) -> std::result::Result<Vec<ort::ep::ExecutionProviderDispatch>, String> {
     #[allow(unused_mut)]
     let mut out = Vec::new();
-    if request.device != Device::Cpu {
+    if request.device.is_gpu() {
         preload_nvidia()?;
     }
     match request.device {
-        Device::Cpu => {}
+        Device::Cpu | Device::Openvino => {}
         Device::Tensorrt => {
             #[cfg(feature = "tensorrt")]
             {

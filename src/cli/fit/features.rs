@@ -139,9 +139,12 @@ impl<'a> Features<'a> {
     }
 
     fn device_name(&self) -> String {
-        let d = format!("{:?}", self.args.device.device).to_lowercase();
-        if self.args.device.trt_fp16 {
+        let device = &self.args.device;
+        let d = format!("{:?}", device.device).to_lowercase();
+        if device.trt_fp16 {
             format!("{d}-fp16")
+        } else if device.device == xfer::models::runtime::Device::Openvino {
+            format!("{d}-{}", format!("{:?}", device.precision).to_lowercase())
         } else {
             d
         }

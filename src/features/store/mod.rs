@@ -58,6 +58,12 @@ pub struct Provenance {
     /// fp32 models (the attribute is written only when set).
     #[serde(default)]
     pub precision: String,
+    /// The precision the execution provider computed in when it is not the
+    /// model's own: `bf16` or `f32` (OpenVINO, `--precision`), `fp16`
+    /// (TensorRT, `--trt-fp16`); empty for ONNX Runtime's own kernels. The
+    /// attribute `inference_precision`, written only when set.
+    #[serde(default)]
+    pub inference_precision: String,
 }
 
 /// The newest feature-file format this xfer reads and writes. 1: files without
@@ -145,6 +151,16 @@ pub(crate) fn job_difference(
         let json = |c: &Vec<String>| serde_json::to_string(c).expect("json");
         ("classes", json(&a.class_names), json(&b.class_names))
     })
+}
+
+/// A [`Provenance::inference_precision`] for messages: `bf16`, `f32`, `fp16`,
+/// and for an empty one what it means.
+pub(crate) fn precision_name(p: &str) -> &str {
+    if p.is_empty() {
+        "the model's precision (ONNX Runtime's kernels)"
+    } else {
+        p
+    }
 }
 
 const ROW_CHUNK: usize = 256;
@@ -365,6 +381,7 @@ fn read_provenance(file: &File) -> Option<Provenance> {
         views: read_u64_attr(file, "views").unwrap_or(0) as usize,
         augment: read_str_attr(file, "augment").unwrap_or_default(),
         precision: read_str_attr(file, "precision").unwrap_or_default(),
+        inference_precision: read_str_attr(file, "inference_precision").unwrap_or_default(),
     })
 }
 

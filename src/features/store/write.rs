@@ -118,6 +118,10 @@ impl FeatureWriter {
         if !prov.precision.is_empty() {
             write_str_attr(&file, "precision", &prov.precision).map_err(&err)?;
         }
+        if !prov.inference_precision.is_empty() {
+            write_str_attr(&file, "inference_precision", &prov.inference_precision)
+                .map_err(&err)?;
+        }
         let version = match list {
             Some(ListInfo { shard: Some(_), .. }) => FORMAT_VERSION,
             _ => WHOLE_FORMAT_VERSION,
@@ -382,6 +386,17 @@ fn open_partial(partial: &Path) -> Result<File> {
 
 /// Refuses to continue a partial file started with other settings or other classes.
 fn check_same_job(old: &Provenance, prov: &Provenance, partial: &Path) -> Result<()> {
+    if old.inference_precision != prov.inference_precision {
+        // Rows computed in bf16 and in f32 differ: one file holds one precision.
+        return Err(store_err(
+            partial,
+            format!(
+                "was started computing in {}, this run computes in {}; rerun with the same --device and --precision or delete it",
+                super::precision_name(&old.inference_precision),
+                super::precision_name(&prov.inference_precision)
+            ),
+        ));
+    }
     match job_difference(old, prov) {
         None => {}
         Some(("classes", ..)) => {}
