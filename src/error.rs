@@ -40,8 +40,8 @@ pub enum Error {
     #[error("ONNX Runtime, {0}")]
     Session(String),
 
-    /// A GPU provider that could not be used; the message says what it needs.
-    #[error("execution provider {} is not available: {reason}; {}", device.provider_name(), gpu_needs(*device, reason))]
+    /// A provider that could not be used; the message says what it needs.
+    #[error("execution provider {} is not available: {reason}; {}", device.provider_name(), device_needs(*device, reason))]
     ProviderUnavailable { device: Device, reason: String },
 
     /// The GPU providers cannot take every node of the model, and CPU fallback
@@ -498,6 +498,8 @@ pub enum Setting {
     CalibrationImages,
     /// Held-back images a quantisation's agreement is measured on.
     HeldBackImages,
+    /// The precision OpenVINO computes in.
+    Precision,
 }
 
 impl std::fmt::Display for Setting {
@@ -522,6 +524,7 @@ impl std::fmt::Display for Setting {
             Setting::CropPct => "the crop fraction (crop_pct)",
             Setting::CalibrationImages => "the number of calibration images",
             Setting::HeldBackImages => "the number of held-back images",
+            Setting::Precision => "the OpenVINO precision",
         })
     }
 }
@@ -590,7 +593,14 @@ impl From<&str> for Refusal {
 /// library, whether to fall back to the CPU). ONNX Runtime's CUDA provider
 /// failing on `libcuda.so.1` means no NVIDIA driver: its other libraries can
 /// come from pip, that one only with the driver.
-fn gpu_needs(device: Device, reason: &str) -> String {
+fn device_needs(device: Device, reason: &str) -> String {
+    if device == Device::Openvino {
+        return format!(
+            "OpenVINO needs an Intel CPU and ONNX Runtime's OpenVINO plugin (PyPI onnxruntime-ep-openvino=={}, with onnxruntime=={}): `tools/setup.sh --openvino`, or pip install it into xfer's Python environment",
+            crate::models::openvino::PLUGIN_VERSION,
+            crate::models::runtime::ORT_VERSION
+        );
+    }
     if reason.contains("libcuda.so.1") {
         return "libcuda.so.1 is the NVIDIA driver's library, which no pip package provides: this machine \
                 has no NVIDIA driver (no GPU?); run on a GPU machine, where nvidia-smi works"

@@ -407,6 +407,7 @@ pub fn flag(s: xfer::error::Setting) -> &'static str {
         S::CropPct => "--crop-pct",
         S::CalibrationImages => "--n",
         S::HeldBackImages => "--holdout",
+        S::Precision => "--precision",
         _ => "a setting",
     }
 }
@@ -495,11 +496,19 @@ pub fn hint(e: &xfer::Error) -> Option<String> {
             via: LibrarySource::Given,
             ..
         } => return Some("pass --ort-lib the path of a libonnxruntime.so of version 1.31, or leave --ort-lib out to use the one `tools/setup.sh` installs".into()),
+        E::ProviderUnavailable {
+            device: Device::Openvino,
+            ..
+        } => return Some("`xfer info` lists OpenVINO's devices; pass --openvino-lib to name the plugin, use --device cpu, or pass --allow-cpu-fallback to run on ONNX Runtime's CPU provider".into()),
         E::ProviderUnavailable { .. } => return Some("check --device-id and the library --ort-lib names (`xfer info` tries each provider), or pass --allow-cpu-fallback to run on CPU".into()),
         E::Setting {
             setting: Setting::Patience,
             ..
         } => return Some("pass --val, --val-split or --cv".into()),
+        E::Setting {
+            setting: Setting::Precision,
+            ..
+        } => return Some("pass --precision auto (bf16 where the CPU has it) or f32".into()),
         E::BatchTooLarge { views, .. } => {
             let views = if *views > 1 { " or fewer --views" } else { "" };
             return Some(format!("pass a smaller --batch{views}"));

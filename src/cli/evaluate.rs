@@ -59,7 +59,9 @@ pub fn evaluate(_cli: &Cli, args: &EvaluateArgs) -> Result<i32> {
     for w in &set.warnings {
         eprintln!("warning: {w}");
     }
-    check_backbones(&bundle.meta.backbones, &set.backbones, "the features")?;
+    for note in check_backbones(&bundle.meta.backbones, &set.backbones, "the features")? {
+        eprintln!("warning: {note}");
+    }
     let names = &bundle.meta.class_names;
     features::check_class_names(names, set.class_names.as_deref(), "the features")?;
     let rn = |r: usize| set.row_name(r);

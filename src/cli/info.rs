@@ -73,4 +73,45 @@ fn print_runtime(rt: &Runtime) {
             Err(e) => println!("  {:<28} not usable: {e}", device.provider_name()),
         }
     }
+    print_openvino(rt);
+}
+
+/// ONNX Runtime's OpenVINO plugin: where it is, the devices it offers with
+/// their capabilities, and a test session on its CPU device.
+fn print_openvino(rt: &Runtime) {
+    use xfer::models::openvino;
+    let plugin = match openvino::register(rt, None) {
+        Ok(p) => p,
+        Err(e) => {
+            println!("OpenVINO (--device openvino): {e}; `tools/setup.sh --openvino` or `pip install onnxruntime-ep-openvino=={}` installs it", openvino::PLUGIN_VERSION);
+            return;
+        }
+    };
+    println!(
+        "OpenVINO plugin {}\n  found via {}",
+        plugin.path.display(),
+        plugin.source.describe()
+    );
+    let devices = openvino::devices(&rt.env);
+    for d in devices.iter().filter(|d| !d.meta) {
+        println!(
+            "  device {} ({}, plugin {}): {}",
+            d.ov_device,
+            d.name,
+            d.version,
+            d.capabilities.join(" ")
+        );
+    }
+    let probe = xfer::models::backbone::probe(rt, Device::Openvino, 0);
+    match probe.result {
+        Ok(placement) => println!(
+            "  {:<28} works: a test session ran ({})",
+            Device::Openvino.provider_name(),
+            placement.describe()
+        ),
+        Err(e) => println!(
+            "  {:<28} not usable: {e}",
+            Device::Openvino.provider_name()
+        ),
+    }
 }

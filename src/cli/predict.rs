@@ -253,6 +253,9 @@ fn announce(args: &PredictArgs, predictor: &Predictor, inputs: &Inputs) {
             );
         }
     }
+    for note in predictor.precision_notes() {
+        eprintln!("warning: {note}");
+    }
     let n = inputs.images.len();
     if n > 1 || args.timings {
         eprintln!(

@@ -180,6 +180,7 @@ fn backbone_ref(f: &crate::features::store::FeatureFile) -> BackboneRef {
             decode: p.decode.clone(),
             pooling: p.pooling.clone(),
             precision: p.precision.clone(),
+            inference_precision: p.inference_precision.clone(),
         },
         None => BackboneRef {
             name: name_from_file(&f.file),
@@ -189,6 +190,7 @@ fn backbone_ref(f: &crate::features::store::FeatureFile) -> BackboneRef {
             decode: String::new(),
             pooling: String::new(),
             precision: String::new(),
+            inference_precision: String::new(),
         },
     }
 }

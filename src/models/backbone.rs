@@ -89,6 +89,12 @@ impl Backbone {
                 opts.device.precision,
             )
         });
+        if let Some(Err(openvino::Unavailable::Precision(problem))) = &openvino {
+            return Err(Error::Setting {
+                setting: crate::error::Setting::Precision,
+                problem: problem.clone(),
+            });
+        }
         let path = manifest.onnx_path();
         let cached = opts
             .optimized_cache
@@ -349,11 +355,13 @@ fn accelerate<'a>(
     runtime: &'a Runtime,
     opts: &'a SessionOptions,
     profile: &'a TrtProfile,
-    openvino: Option<&'a std::result::Result<openvino::Choice, String>>,
+    openvino: Option<&'a std::result::Result<openvino::Choice, openvino::Unavailable>>,
 ) -> impl FnOnce(SessionBuilder) -> std::result::Result<SessionBuilder, String> + 'a {
     move |builder| match openvino {
         Some(choice) => {
-            let choice = choice.clone()?;
+            let choice = choice.clone().map_err(|u| match u {
+                openvino::Unavailable::Device(r) | openvino::Unavailable::Precision(r) => r,
+            })?;
             let cache = openvino::cache_dir(opts.optimized_cache.as_deref());
             openvino::append(builder, &runtime.env, &choice, opts.threads, cache.as_deref())
         }
@@ -371,7 +379,7 @@ fn accelerate<'a>(
 fn inference_precision(
     request: &DeviceRequest,
     provider: &str,
-    openvino: Option<std::result::Result<openvino::Choice, String>>,
+    openvino: Option<std::result::Result<openvino::Choice, openvino::Unavailable>>,
 ) -> String {
     let ran = |p: &str| provider.split('+').any(|x| x == p);
     match openvino {

@@ -274,24 +274,38 @@ pub struct Choice {
     pub precision: &'static str,
 }
 
+/// Why OpenVINO cannot run as asked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unavailable {
+    /// No plugin, a plugin that does not load, no device on this CPU: the
+    /// provider is unavailable (a fallback may run elsewhere).
+    Device(String),
+    /// The device is there but cannot compute in the precision asked for: the
+    /// flag is wrong for this CPU, whatever the fallback.
+    Precision(String),
+}
+
 /// Registers the plugin and picks its CPU device and the precision `wanted`
-/// resolves to there. `Err`: why OpenVINO cannot run (no plugin, no device on
-/// this CPU, bf16 asked of a CPU without it), one line.
+/// resolves to there.
 pub fn choose(
     runtime: &Runtime,
     explicit: Option<&Path>,
     wanted: Precision,
-) -> std::result::Result<Choice, String> {
-    let plugin = register(runtime, explicit)?;
+) -> std::result::Result<Choice, Unavailable> {
+    let plugin = register(runtime, explicit).map_err(Unavailable::Device)?;
     let offered = devices(&runtime.env);
     let Some(device) = offered
         .iter()
         .find(|d| d.ov_device == "CPU" && !d.meta)
         .cloned()
     else {
-        return Err(no_device(&plugin, &offered, &cpu_vendor(&runtime.env)));
+        return Err(Unavailable::Device(no_device(
+            &plugin,
+            &offered,
+            &cpu_vendor(&runtime.env),
+        )));
     };
-    let precision = resolve_precision(wanted, &device)?;
+    let precision = resolve_precision(wanted, &device).map_err(Unavailable::Precision)?;
     Ok(Choice {
         plugin,
         device,
@@ -328,7 +342,7 @@ fn resolve_precision(
         Precision::Auto | Precision::Bf16 if bf16 => Ok("bf16"),
         Precision::Auto => Ok("f32"),
         Precision::Bf16 => Err(format!(
-            "OpenVINO's CPU device ({}) computes no bf16 here: it lists {}",
+            "bf16 is not available on this CPU ({} lists {})",
             device.name,
             device.capabilities.join(" ")
         )),
@@ -400,7 +414,7 @@ mod tests {
         assert_eq!(resolve_precision(Precision::F32, &amx), Ok("f32"));
         assert_eq!(resolve_precision(Precision::Bf16, &amx), Ok("bf16"));
         let e = resolve_precision(Precision::Bf16, &avx2).unwrap_err();
-        assert!(e.contains("no bf16") && e.contains("FP32 INT8"), "{e}");
+        assert!(e.contains("bf16 is not available") && e.contains("FP32 INT8"), "{e}");
     }
 
     #[test]

@@ -63,6 +63,35 @@ pub struct BackboneRef {
     /// quantize`); empty for fp32 models (and not written).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub precision: String,
+    /// The precision the execution provider computed the features in when it
+    /// is not the model's own (`bf16`, `f32`: OpenVINO; `fp16`: TensorRT);
+    /// empty (and not written) for ONNX Runtime's own kernels.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub inference_precision: String,
+}
+
+/// Features computed in `got` meeting a head trained on features computed in
+/// `trained` ([`BackboneRef::inference_precision`]): a note naming both, or
+/// None when they are the same (OpenVINO's f32 counts as ONNX Runtime's
+/// own: they agree to about 1e-6). Close but not equal, so a note and not a
+/// refusal: measured on real photos, a head trained on fp32 features kept its
+/// accuracy on bf16 ones (docs/guide.md, "OpenVINO").
+pub fn precision_note(at: &str, name: &str, trained: &str, got: &str) -> Option<String> {
+    fn said(p: &str) -> &str {
+        if p.is_empty() {
+            "f32"
+        } else {
+            p
+        }
+    }
+    if said(trained) == said(got) {
+        return None;
+    }
+    Some(format!(
+        "{at}: features of {name} computed in {}, but the head was trained on features computed in {}: close, not equal; train the head on features of one precision to rule the difference out",
+        said(got),
+        said(trained)
+    ))
 }
 
 impl BackboneRef {
@@ -82,12 +111,31 @@ impl BackboneRef {
 }
 
 /// Checks that features come from the backbones a head expects, in the same
-/// order; the error says what differs.
-pub fn check_backbones(expected: &[BackboneRef], got: &[BackboneRef], what: &str) -> Result<()> {
+/// order; the error says what differs. Ok: notes for the caller to show, on
+/// features computed in another precision ([`precision_note`]).
+pub fn check_backbones(
+    expected: &[BackboneRef],
+    got: &[BackboneRef],
+    what: &str,
+) -> Result<Vec<String>> {
     backbones_differ(expected, got, what).map_err(|r| Error::FeaturesMismatch {
         reason: r.reason,
         next: r.next,
-    })
+    })?;
+    let n = expected.len();
+    Ok(expected
+        .iter()
+        .zip(got)
+        .enumerate()
+        .filter_map(|(i, (e, g))| {
+            precision_note(
+                &format!("{what}, backbone {} of {n}", i + 1),
+                &g.name,
+                &e.inference_precision,
+                &g.inference_precision,
+            )
+        })
+        .collect())
 }
 
 fn backbones_differ(

@@ -99,7 +99,11 @@ impl TrainingData {
             Validation::Files(files) => {
                 let val = features::load(files)?;
                 warnings.extend(val.warnings.iter().cloned());
-                check_backbones(&train.backbones, &val.backbones, "the validation features")?;
+                warnings.extend(check_backbones(
+                    &train.backbones,
+                    &val.backbones,
+                    "the validation features",
+                )?);
                 features::check_class_names(
                     &class_names,
                     val.class_names.as_deref(),

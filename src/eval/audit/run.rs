@@ -88,7 +88,7 @@ impl Splits {
                 name = format!("{name}#{}", splits.len() + 1);
             }
             if let Some(first) = splits.first() {
-                check_backbones(
+                let notes = check_backbones(
                     &first.set.backbones,
                     &set.backbones,
                     &format!("the features of split `{name}`"),
@@ -99,6 +99,7 @@ impl Splits {
                         first.name
                     ))
                 })?;
+                warnings.extend(notes);
             }
             let what = format!(
                 "features of split `{name}` ({})",
@@ -406,7 +407,9 @@ fn match_run(splits: &Splits, oof: &OutOfFold, dir: &Path) -> Result<usize> {
             Next::AuditTrainedFeaturesOrWithoutRun,
         ));
     }
-    check_backbones(
+    // Notes on another precision are left out: the audit takes the run's own
+    // out-of-fold probabilities, which the features' precision does not enter.
+    let _notes = check_backbones(
         &oof.backbones,
         &splits.splits[0].set.backbones,
         "the features",

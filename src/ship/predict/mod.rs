@@ -119,6 +119,7 @@ impl CheckedBundle {
         &self.bundle.meta.class_names
     }
 
+
     /// The files a prediction reads: the bundle and its backbones' files.
     pub fn inputs(&self) -> Vec<Input> {
         let mut own = vec![Input::new("the bundle", &self.path)];
@@ -216,9 +217,32 @@ impl Predictor {
         self.stages.iter().map(|s| &s.backbone)
     }
 
+    /// Notes on backbones computing in another precision than the head's
+    /// training features ([`crate::ship::bundle::precision_note`]), e.g. bf16
+    /// under OpenVINO for a head trained on ONNX Runtime's fp32 features.
+    pub fn precision_notes(&self) -> Vec<String> {
+        let n = self.stages.len();
+        self.bundle
+            .meta
+            .backbones
+            .iter()
+            .zip(&self.stages)
+            .enumerate()
+            .filter_map(|(i, (trained, stage))| {
+                crate::ship::bundle::precision_note(
+                    &format!("backbone {} of {n}", i + 1),
+                    &trained.name,
+                    &trained.inference_precision,
+                    &stage.backbone.inference_precision,
+                )
+            })
+            .collect()
+    }
+
     pub fn class_names(&self) -> &[String] {
         &self.bundle.meta.class_names
     }
+
 
     /// Class probabilities of every image in `paths`; unreadable files are
     /// skipped and listed. Memory holds at most three batches of pixels.
