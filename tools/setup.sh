@@ -12,6 +12,10 @@
 # Options:  --torch   also install Debian's torch/torchvision (for tools/export_torchvision.py
 #                     and the PyTorch benchmarks)
 #           --lite N  also build efficientnet_lite{N} (1 or 2); repeatable
+#           --openvino also install ONNX Runtime's OpenVINO plugin (PyPI onnxruntime-ep-openvino, with
+#                     OpenVINO's libraries) into .venv and copy it to $XFER_HOME/openvino-ep/, where
+#                     `xfer --device openvino` finds it; and qemu-user, which tests/it/openvino.rs runs
+#                     xfer under to present an Intel CPU (the plugin serves no other)
 #           --browser also install Debian's chromium and DejaVu fonts, for
 #                     tests/it/report_browser.rs (the test command passes it); if apt
 #                     cannot install them, say so and go on (that test then skips)
@@ -23,11 +27,14 @@ ORT_VERSION=1.31.1
 XFER_HOME=${XFER_HOME:-${XDG_DATA_HOME:-$HOME/.local/share}/xfer}
 WITH_TORCH=0
 WITH_BROWSER=0
+WITH_OPENVINO=0
+OPENVINO_EP_VERSION=1.8.1
 LITES=(0)
 while [ $# -gt 0 ]; do
   case "$1" in
     --torch) WITH_TORCH=1 ;;
     --browser) WITH_BROWSER=1 ;;
+    --openvino) WITH_OPENVINO=1 ;;
     --lite) shift; LITES+=("$1") ;;
     *) echo "setup.sh: unknown option $1" >&2; exit 2 ;;
   esac
@@ -42,6 +49,9 @@ have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok
 for p in nasm python3.11 python3-venv python3-numpy python3-pil python3-h5py; do
   have_pkg "$p" || need+=("$p")
 done
+if [ "$WITH_OPENVINO" = 1 ]; then
+  have_pkg qemu-user || need+=(qemu-user)
+fi
 if [ "$WITH_TORCH" = 1 ]; then
   for p in python3-torch python3-torchvision libopenblas0-openmp python3-sklearn; do
     have_pkg "$p" || need+=("$p")
@@ -108,6 +118,25 @@ if ! cmp -s "$lib_src" "$XFER_HOME/onnxruntime/libonnxruntime.so.$ORT_VERSION"; 
 fi
 ln -sf "libonnxruntime.so.$ORT_VERSION" "$XFER_HOME/onnxruntime/libonnxruntime.so"
 say "ONNX Runtime $ORT_VERSION library: $XFER_HOME/onnxruntime/libonnxruntime.so"
+
+# --- ONNX Runtime's OpenVINO plugin (--openvino) --------------------------------
+if [ "$WITH_OPENVINO" = 1 ]; then
+  if ! .venv/bin/python -c "import onnxruntime_ep_openvino as o, importlib.metadata as m; assert m.version('onnxruntime-ep-openvino') == '$OPENVINO_EP_VERSION'" 2>/dev/null; then
+    say "installing onnxruntime-ep-openvino==$OPENVINO_EP_VERSION into .venv"
+    .venv/bin/pip install -q --disable-pip-version-check "onnxruntime-ep-openvino==$OPENVINO_EP_VERSION" "onnxruntime==$ORT_VERSION" "numpy<2"
+  fi
+  # The plugin finds OpenVINO's libraries beside itself (RUNPATH $ORIGIN): the whole folder is copied.
+  ov_src=$(.venv/bin/python -c "import onnxruntime_ep_openvino, os; print(os.path.dirname(onnxruntime_ep_openvino.__file__))")
+  ov_dst="$XFER_HOME/openvino-ep"
+  if ! cmp -s "$ov_src/libonnxruntime_providers_openvino_plugin.so" "$ov_dst/libonnxruntime_providers_openvino_plugin.so"; then
+    rm -rf "$ov_dst.tmp"
+    mkdir -p "$ov_dst.tmp"
+    cp -a "$ov_src"/*.so* "$ov_dst.tmp"/
+    rm -rf "$ov_dst"
+    mv "$ov_dst.tmp" "$ov_dst"
+  fi
+  say "OpenVINO plugin $OPENVINO_EP_VERSION: $ov_dst/libonnxruntime_providers_openvino_plugin.so"
+fi
 
 # --- EfficientNet-Lite with real ImageNet weights ------------------------------
 for n in "${LITES[@]}"; do

@@ -5,7 +5,7 @@
 # every test. Nothing is downloaded by the tests themselves.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-tools/setup.sh --browser
+tools/setup.sh --browser --openvino
 cargo test --release --all-targets "$@"
 # The rustdoc examples of the library's front door, then the end-to-end example
 # (photos -> features -> heads -> predictions through the library API).

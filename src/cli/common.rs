@@ -90,8 +90,9 @@ impl DeviceArgs {
             }
             let name = |d: Device| format!("{d:?}").to_lowercase();
             anyhow::bail!(
-                "{} only apply to --device {} (this run uses --device {}); drop {} or pass --device {}",
+                "{} only {} to --device {} (this run uses --device {}); drop {} or pass --device {}",
                 given.join(" and "),
+                if given.len() == 1 { "applies" } else { "apply" },
                 name(device),
                 name(self.device),
                 if given.len() == 1 { "it" } else { "them" },

@@ -302,7 +302,7 @@ impl Printer<'_> {
             self.classes,
             self.layout,
             manifest.name,
-            backbone.provider,
+            backbone.provider_label(),
             args.out.display()
         ));
         let print = || lines.iter().for_each(|l| eprintln!("{l}"));
@@ -394,7 +394,7 @@ fn print_summary(out: &Path, s: &extract::Summary) {
         s.skipped.len() + s.skipped_before,
         s.seconds,
         s.images_per_second(),
-        s.provider
+        xfer::models::backbone::label(&s.provider, &s.inference_precision)
     );
     if !s.skipped.is_empty() {
         println!("skipped (also listed in the file's skipped_path / skipped_reason):");
@@ -419,6 +419,7 @@ fn print_json(out: &Path, shard: Option<Shard>, s: &extract::Summary) -> Result<
         "seconds": s.seconds,
         "images_per_second": s.images_per_second(),
         "provider": s.provider,
+        "inference_precision": s.inference_precision,
         "timings": {
             "decode_seconds": s.timings.decode.as_secs_f64(),
             "backbone_seconds": s.timings.backbones.as_secs_f64(),
@@ -497,6 +498,7 @@ pub fn bench_model(cli: &Cli, args: &BenchArgs) -> Result<i32> {
         serde_json::json!({
             "model": manifest.name,
             "provider": backbone.provider,
+            "inference_precision": backbone.inference_precision,
             "placement": backbone.placement.providers.iter().map(|p| (p.provider.clone(), serde_json::json!(p.nodes))).collect::<serde_json::Map<_, _>>(),
             "fallback_reason": backbone.fallback_reason,
             "batch": args.batch,

@@ -109,9 +109,6 @@ fn print_openvino(rt: &Runtime) {
             Device::Openvino.provider_name(),
             placement.describe()
         ),
-        Err(e) => println!(
-            "  {:<28} not usable: {e}",
-            Device::Openvino.provider_name()
-        ),
+        Err(e) => println!("  {:<28} not usable: {e}", Device::Openvino.provider_name()),
     }
 }

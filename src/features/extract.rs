@@ -61,6 +61,8 @@ pub struct Summary {
     /// The backbone's name (its manifest's).
     pub model: String,
     pub provider: String,
+    /// [`Backbone::inference_precision`] of the run.
+    pub inference_precision: String,
     /// Where the time went (decode, backbone, writing), from the pipeline.
     pub timings: pipeline::Timings,
 }
@@ -327,6 +329,7 @@ pub(crate) fn run<E: From<Error>>(
     let todo: Vec<&Item> = items[already..].iter().collect();
     let inputs: Vec<PathBuf> = todo.iter().map(|i| ds.abs_path(i)).collect();
     let mut provider = String::new();
+    let mut inference_precision = String::new();
     let mut model = String::new();
     let mut resumed_rows = 0;
     let open = || -> std::result::Result<(Vec<Stage>, FileSink), E> {
@@ -340,6 +343,7 @@ pub(crate) fn run<E: From<Error>>(
             }
         };
         provider = backbone.provider.clone();
+        inference_precision = backbone.inference_precision.clone();
         model = backbone.manifest.name.clone();
         resumed_rows = writer.rows();
         let sink = FileSink {
@@ -390,6 +394,7 @@ pub(crate) fn run<E: From<Error>>(
         seconds: start.elapsed().as_secs_f64(),
         model,
         provider,
+        inference_precision,
         timings,
     })
 }

@@ -135,6 +135,12 @@ impl Backbone {
         })
     }
 
+    /// The provider and, when set, the precision it computes in, for people:
+    /// "OpenVINOExecutionProvider (bf16)".
+    pub fn provider_label(&self) -> String {
+        label(&self.provider, &self.inference_precision)
+    }
+
     /// Whether the whole model runs on the CPU.
     pub fn on_cpu(&self) -> bool {
         self.provider == CPU_PROVIDER
@@ -348,6 +354,15 @@ fn open(
     })
 }
 
+/// "P (precision)", or P alone when no precision is recorded.
+pub fn label(provider: &str, inference_precision: &str) -> String {
+    if inference_precision.is_empty() {
+        provider.to_owned()
+    } else {
+        format!("{provider} ({inference_precision})")
+    }
+}
+
 /// What registers the requested device's providers on a session builder:
 /// OpenVINO's plugin device (`openvino`: its [`openvino::choose`], made once
 /// per load), else the GPU providers.
@@ -363,7 +378,13 @@ fn accelerate<'a>(
                 openvino::Unavailable::Device(r) | openvino::Unavailable::Precision(r) => r,
             })?;
             let cache = openvino::cache_dir(opts.optimized_cache.as_deref());
-            openvino::append(builder, &runtime.env, &choice, opts.threads, cache.as_deref())
+            openvino::append(
+                builder,
+                &runtime.env,
+                &choice,
+                opts.threads,
+                cache.as_deref(),
+            )
         }
         None => {
             let eps = runtime::gpu_providers(&opts.device, Some(profile))?;
@@ -894,7 +915,7 @@ mod tests {
         let path = m.onnx_path();
         let attempt = |opts: &SessionOptions, modes: &mut Vec<Mode>, mode: Mode| {
             modes.push(mode);
-            open(&rt, ModelSource::File(&path), opts, mode, || Ok(Vec::new()))
+            open(&rt, ModelSource::File(&path), opts, mode, Ok)
         };
 
         let opts = request(Device::Cuda, false);
@@ -942,7 +963,7 @@ mod tests {
         let attempt = |opts: &SessionOptions, modes: &mut Vec<Mode>, mode: Mode| {
             modes.push(mode);
             if mode == Mode::Cpu {
-                open(&rt, ModelSource::File(&path), opts, mode, || Ok(Vec::new()))
+                open(&rt, ModelSource::File(&path), opts, mode, Ok)
             } else {
                 Err(Failure::new("building the session", cuda_error))
             }

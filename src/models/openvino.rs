@@ -351,7 +351,11 @@ fn resolve_precision(
 
 /// The provider options of a session: OpenVINO's configuration for the CPU
 /// (the plugin takes these through `load_config`, not as separate options).
-fn provider_options(precision: &str, threads: usize, cache: Option<&Path>) -> Vec<(String, String)> {
+fn provider_options(
+    precision: &str,
+    threads: usize,
+    cache: Option<&Path>,
+) -> Vec<(String, String)> {
     let mut cpu = serde_json::Map::new();
     cpu.insert("INFERENCE_PRECISION_HINT".into(), precision.into());
     if threads > 0 {
@@ -414,7 +418,10 @@ mod tests {
         assert_eq!(resolve_precision(Precision::F32, &amx), Ok("f32"));
         assert_eq!(resolve_precision(Precision::Bf16, &amx), Ok("bf16"));
         let e = resolve_precision(Precision::Bf16, &avx2).unwrap_err();
-        assert!(e.contains("bf16 is not available") && e.contains("FP32 INT8"), "{e}");
+        assert!(
+            e.contains("bf16 is not available") && e.contains("FP32 INT8"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -428,7 +435,10 @@ mod tests {
         assert_eq!(v["CPU"]["CACHE_DIR"], "/c/openvino");
         let v: serde_json::Value =
             serde_json::from_str(&provider_options("f32", 0, None)[0].1).unwrap();
-        assert_eq!(v, serde_json::json!({"CPU": {"INFERENCE_PRECISION_HINT": "f32"}}));
+        assert_eq!(
+            v,
+            serde_json::json!({"CPU": {"INFERENCE_PRECISION_HINT": "f32"}})
+        );
     }
 
     #[test]
@@ -453,15 +463,24 @@ mod tests {
         std::fs::write(&set_up, b"").unwrap();
         assert_eq!(find(None, None).unwrap().source, PluginSource::SetUp);
         // Named: taken before everything, and an error when missing.
-        assert_eq!(find(Some(&given), None).unwrap().source, PluginSource::Given);
+        assert_eq!(
+            find(Some(&given), None).unwrap().source,
+            PluginSource::Given
+        );
         assert_eq!(find(None, Some(&given)).unwrap().source, PluginSource::Env);
         let e = find(Some(Path::new("/no/such.so")), Some(&given)).unwrap_err();
-        assert!(e.contains("/no/such.so") && e.contains("the path given"), "{e}");
+        assert!(
+            e.contains("/no/such.so") && e.contains("the path given"),
+            "{e}"
+        );
         let e = find(None, Some(Path::new("/no/such.so"))).unwrap_err();
         assert!(e.contains(PLUGIN_ENV), "{e}");
         // Nothing anywhere: where it looked.
         let e = locate_plugin_from(None, None, None, vec![t.path().join("none")]).unwrap_err();
-        assert!(e.contains("HOME is not set") && e.contains("none/onnxruntime_ep_openvino"), "{e}");
+        assert!(
+            e.contains("HOME is not set") && e.contains("none/onnxruntime_ep_openvino"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -471,6 +490,9 @@ mod tests {
             source: PluginSource::SetUp,
         };
         let e = no_device(&plugin, &[], "AMD");
-        assert!(e.contains("CPU vendor: AMD") && e.contains("Intel CPUs only"), "{e}");
+        assert!(
+            e.contains("CPU vendor: AMD") && e.contains("Intel CPUs only"),
+            "{e}"
+        );
     }
 }

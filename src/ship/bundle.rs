@@ -701,6 +701,7 @@ mod tests {
                 decode: String::new(),
                 pooling: String::new(),
                 precision: String::new(),
+                inference_precision: String::new(),
             },
             BackboneRef {
                 name: "b".into(),
@@ -710,6 +711,7 @@ mod tests {
                 decode: String::new(),
                 pooling: String::new(),
                 precision: String::new(),
+                inference_precision: String::new(),
             },
         ]
     }
@@ -803,5 +805,39 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("1 backbone(s) (a), expected 2 (a + b)"), "{e}");
+    }
+
+    #[test]
+    fn features_of_another_precision_get_a_note_naming_both() {
+        let a = refs();
+        assert_eq!(
+            check_backbones(&a, &a, "features").unwrap(),
+            Vec::<String>::new()
+        );
+        // OpenVINO's f32 is ONNX Runtime's precision: no note.
+        let mut f32 = a.clone();
+        f32[0].inference_precision = "f32".into();
+        assert!(check_backbones(&a, &f32, "features").unwrap().is_empty());
+        let mut bf16 = a.clone();
+        bf16[1].inference_precision = "bf16".into();
+        let notes = check_backbones(&a, &bf16, "features").unwrap();
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        assert!(
+            notes[0].contains("backbone 2 of 2")
+                && notes[0].contains("features of b computed in bf16")
+                && notes[0].contains("trained on features computed in f32"),
+            "{notes:?}"
+        );
+        // And the other way round.
+        let notes = check_backbones(&bf16, &a, "features").unwrap();
+        assert!(
+            notes[0]
+                .contains("computed in f32, but the head was trained on features computed in bf16"),
+            "{notes:?}"
+        );
+        // An int8 model's features are still refused (another model, not another precision).
+        let mut int8 = a.clone();
+        int8[0].precision = "int8".into();
+        assert!(check_backbones(&a, &int8, "features").is_err());
     }
 }

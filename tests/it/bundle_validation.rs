@@ -21,6 +21,7 @@ fn refs() -> Vec<BackboneRef> {
             decode: String::new(),
             pooling: String::new(),
             precision: String::new(),
+            inference_precision: String::new(),
         },
         BackboneRef {
             name: "b".into(),
@@ -30,6 +31,7 @@ fn refs() -> Vec<BackboneRef> {
             decode: String::new(),
             pooling: String::new(),
             precision: String::new(),
+            inference_precision: String::new(),
         },
     ]
 }

@@ -111,6 +111,7 @@ fn bundle(backbones: &[&ResolvedBackbone], mlp: bool) -> Bundle {
             decode: "jpeg_scaled".into(),
             pooling: b.manifest.output.pooling(),
             precision: String::new(),
+            inference_precision: String::new(),
         })
         .collect();
     let kind = if mlp {

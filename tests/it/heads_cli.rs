@@ -29,6 +29,7 @@ fn prov(backbone: &str, sha: &str) -> Provenance {
         views: 0,
         augment: String::new(),
         precision: String::new(),
+        inference_precision: String::new(),
     }
 }
 

@@ -24,6 +24,7 @@ mod heads_gradcheck;
 mod hf_processors;
 mod hostile;
 mod no_way_in;
+mod openvino;
 mod parity;
 mod predict_cli;
 mod predict_e2e;

@@ -380,6 +380,7 @@ fn bundle_is_checked_against_the_backbone() {
         decode: String::new(),
         pooling: String::new(),
         precision: String::new(),
+        inference_precision: String::new(),
     }];
     let mut cfg = MlpConfig::tutorial(8, 2);
     cfg.hidden = vec![4];

@@ -192,3 +192,24 @@ fn a_label_edited_in_the_list_before_the_resume_point_is_refused() {
     assert!(o.status.success(), "{}", common::text(&o));
     assert_eq!(store::read(&out).unwrap().labels, reference.labels);
 }
+
+#[test]
+fn a_resume_computing_in_another_precision_is_refused() {
+    // A run started under OpenVINO in bf16 and continued on ONNX Runtime's CPU
+    // would hold rows of two precisions, which no uninterrupted run gives.
+    let (t, data, mut reference) = setup(&["birds", "mammals"]);
+    let out = t.path().join("f.h5");
+    let prov = reference.provenance.as_mut().unwrap();
+    prov.execution_provider = "OpenVINOExecutionProvider".into();
+    prov.inference_precision = "bf16".into();
+    interrupted(&reference, &out, 16);
+    let o = extract(&data, &out, &["--resume"]);
+    let txt = common::text(&o);
+    assert!(!o.status.success(), "{txt}");
+    assert!(
+        txt.contains("was started computing in bf16, this run computes in the model's precision")
+            && txt.contains("--precision"),
+        "{txt}"
+    );
+    assert!(!out.exists(), "{txt}");
+}

@@ -452,6 +452,7 @@ mod tests {
             views: 0,
             augment: String::new(),
             precision: String::new(),
+            inference_precision: String::new(),
         }
     }
 

@@ -119,7 +119,6 @@ impl CheckedBundle {
         &self.bundle.meta.class_names
     }
 
-
     /// The files a prediction reads: the bundle and its backbones' files.
     pub fn inputs(&self) -> Vec<Input> {
         let mut own = vec![Input::new("the bundle", &self.path)];
@@ -242,7 +241,6 @@ impl Predictor {
     pub fn class_names(&self) -> &[String] {
         &self.bundle.meta.class_names
     }
-
 
     /// Class probabilities of every image in `paths`; unreadable files are
     /// skipped and listed. Memory holds at most three batches of pixels.
