@@ -174,6 +174,15 @@ def stage_analyse(args):
             d["predictions"] = int(pp.shape[0] * pp.shape[1])
             d["max_abs_delta_probability"] = float(np.abs(pp - pb).max())
             d["mean_abs_delta_probability"] = float(np.abs(pp - pb).max(2).mean())
+            # How sure was the fp32->fp32 head of the predictions that changed? (top-1 minus top-2)
+            s = np.sort(pb, axis=2)
+            margin = s[..., -1] - s[..., -2]
+            flip = pp.argmax(2) != pb.argmax(2)
+            d["fp32_margin_of_changed_max"] = float(margin[flip].max()) if flip.any() else None
+            d["fp32_margin_median_all"] = float(np.median(margin))
+            d["images_with_a_changed_label"] = int(flip.any(0).sum())
+            d["changed_labels_now_right_minus_now_wrong"] = int(
+                (flip & (pp.argmax(2) == y)).sum() - (flip & (pb.argmax(2) == y)).sum())
         res["downstream"][f"{NAMES[p[0]]}->{NAMES[p[1]]}"] = d
     # The yardstick: how many fp32->fp32 out-of-fold labels change from seed s to seed s+1,
     # i.e. when the head is trained on another 80 % of the photos (same features).
@@ -295,6 +304,11 @@ def main():
             line += (f" {100 * da['mean']:+7.2f} ± {100 * da['sd']:5.2f}  {dl['mean']:+.4f} ± {dl['sd']:.4f}"
                      f" {d['labels_changed_vs_fp32_fp32']:4d}/{d['predictions']} {d['max_abs_delta_probability']:.4f}")
         print(line)
+    for name, d in res["downstream"].items():
+        if d.get("fp32_margin_of_changed_max") is not None:
+            print(f"  {name:<18} changed labels: {d['images_with_a_changed_label']} distinct images, "
+                  f"net {d['changed_labels_now_right_minus_now_wrong']:+d} right; fp32->fp32 top1-top2 margin <= "
+                  f"{d['fp32_margin_of_changed_max']:.3f} (median margin of all: {d['fp32_margin_median_all']:.3f})")
     y = res["fp32_labels_changed_between_consecutive_seeds"]
     print(f"  yardstick: fp32->fp32 labels that change from seed s to s+1 (another 80 % training split): "
           f"{y['changed']}/{y['predictions']}, max|Δp| {y['max_abs_delta_probability']:.4f}")
