@@ -41,7 +41,7 @@ pub enum Error {
     Session(String),
 
     /// A provider that could not be used; the message says what it needs.
-    #[error("execution provider {} is not available: {reason}; {}", device.provider_name(), device_needs(*device, reason))]
+    #[error("execution provider {} is not available: {reason}{}", device.provider_name(), device_needs(*device, reason))]
     ProviderUnavailable { device: Device, reason: String },
 
     /// The GPU providers cannot take every node of the model, and CPU fallback
@@ -593,22 +593,20 @@ impl From<&str> for Refusal {
 /// library, whether to fall back to the CPU). ONNX Runtime's CUDA provider
 /// failing on `libcuda.so.1` means no NVIDIA driver: its other libraries can
 /// come from pip, that one only with the driver.
+/// What a provider needs, after its reason ("; …"); nothing for OpenVINO,
+/// whose reasons say it themselves ([`crate::models::openvino::choose`]).
 fn device_needs(device: Device, reason: &str) -> String {
     if device == Device::Openvino {
-        return format!(
-            "OpenVINO needs an Intel CPU and ONNX Runtime's OpenVINO plugin (PyPI onnxruntime-ep-openvino=={}, with onnxruntime=={}): `tools/setup.sh --openvino`, or pip install it into xfer's Python environment",
-            crate::models::openvino::PLUGIN_VERSION,
-            crate::models::runtime::ORT_VERSION
-        );
+        return String::new();
     }
     if reason.contains("libcuda.so.1") {
-        return "libcuda.so.1 is the NVIDIA driver's library, which no pip package provides: this machine \
+        return "; libcuda.so.1 is the NVIDIA driver's library, which no pip package provides: this machine \
                 has no NVIDIA driver (no GPU?); run on a GPU machine, where nvidia-smi works"
             .into();
     }
     let tensorrt = device == Device::Tensorrt;
     format!(
-        "check the GPU (nvidia-smi) and that the ONNX Runtime library loaded is the GPU build \
+        "; check the GPU (nvidia-smi) and that the ONNX Runtime library loaded is the GPU build \
          (PyPI onnxruntime-gpu==1.31.1), with CUDA 13 and cuDNN 9{} from NVIDIA's pip packages in \
          the same Python environment (onnxruntime-gpu[cuda,cudnn]) or on LD_LIBRARY_PATH \
          (docs/clusters.md, \"GPUs\"); xfer must be built with the Cargo feature {}",

@@ -83,7 +83,7 @@ fn print_openvino(rt: &Runtime) {
     let plugin = match openvino::register(rt, None) {
         Ok(p) => p,
         Err(e) => {
-            println!("OpenVINO (--device openvino): {e}; `tools/setup.sh --openvino` or `pip install onnxruntime-ep-openvino=={}` installs it", openvino::PLUGIN_VERSION);
+            println!("OpenVINO (--device openvino): {e}");
             return;
         }
     };

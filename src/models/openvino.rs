@@ -144,7 +144,7 @@ fn locate_plugin_from(
         searched.push(p.display().to_string());
     }
     Err(format!(
-        "no OpenVINO plugin found (looked for {})",
+        "no OpenVINO plugin found (looked for {}); install it with `tools/setup.sh --openvino`, or `pip install onnxruntime-ep-openvino=={PLUGIN_VERSION}` into xfer's Python environment",
         searched.join(", ")
     ))
 }

@@ -198,6 +198,26 @@ fn on_another_cpu_openvino_is_refused_and_a_fallback_is_recorded() {
 }
 
 #[test]
+fn a_named_plugin_that_is_missing_is_said_and_never_replaced() {
+    let t = tempfile::tempdir().unwrap();
+    let data = photos(t.path());
+    let out = t.path().join("f.h5");
+    let o = xfer_env(
+        &extract_args(&data, &out, &["--device", "openvino"]),
+        &[(xfer::models::openvino::PLUGIN_ENV, "/no/such/plugin.so")],
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        err.contains("the OpenVINO plugin /no/such/plugin.so (XFER_OPENVINO_LIB) is not a file")
+            && err.contains("--openvino-lib"),
+        "{}",
+        text(&o)
+    );
+    assert!(!out.exists());
+}
+
+#[test]
 fn openvino_flags_need_the_openvino_device() {
     let t = tempfile::tempdir().unwrap();
     let o = xfer(&extract_args(

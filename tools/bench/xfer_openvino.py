@@ -138,6 +138,8 @@ def zoo_models():
     src = os.path.join(ROOT, "onnx")
     shutil.copy(os.path.join(src, "efficientnet_lite0.toml"), os.path.join(ZOO, "efficientnet_lite0.toml"))
     dst = os.path.join(ZOO, "efficientnet_lite0.onnx")
+    if os.path.lexists(dst) and not os.path.exists(dst):
+        os.remove(dst)  # a link into a checkout that is gone
     if not os.path.exists(dst):
         os.symlink(os.path.join(src, "efficientnet_lite0.onnx"), dst)
     if os.path.exists(os.path.join(ZOO, "lite0_int8.toml")):
