@@ -725,3 +725,65 @@ fn tutorial_files_are_aligned_by_order_with_a_warning() {
         "gives row 5 label",
     );
 }
+
+/// Features computed in bf16 (OpenVINO) meeting a head trained on f32 ones:
+/// close but not equal (measured in tools/bench/bf16_quality.py), so training
+/// with them as validation features and evaluating on them go on, each with a
+/// warning naming both precisions; the bundle records the training side's.
+#[test]
+fn features_of_another_precision_are_used_with_a_warning_naming_both() {
+    let t = tempfile::tempdir().unwrap();
+    let (tr, va) = (samples(90, "t"), samples(30, "v"));
+    let train = write(&t.path().join("train.h5"), &tr, 6, "alpha", "aaa", None);
+    let val = write(&t.path().join("val.h5"), &va, 6, "alpha", "aaa", None);
+    // The same validation rows, as a bf16 run under OpenVINO records them.
+    let x = xfer::features::store::read(&val).unwrap();
+    let bf16 = t.path().join("val_bf16.h5");
+    let mut p = prov("alpha", "aaa");
+    p.execution_provider = "OpenVINOExecutionProvider".into();
+    p.inference_precision = "bf16".into();
+    let mut w = FeatureWriter::create(&bf16, 6, &p).unwrap();
+    w.append(
+        x.data.view(),
+        x.labels.as_slice().unwrap(),
+        x.paths.as_ref().unwrap(),
+        &[],
+    )
+    .unwrap();
+    w.finish().unwrap();
+
+    let run = t.path().join("run");
+    let o = xfer(&[
+        "train",
+        "--train",
+        s(&train),
+        "--val",
+        s(&bf16),
+        "--out",
+        s(&run),
+        "--head",
+        "logistic",
+    ]);
+    let txt = text(&o);
+    assert!(o.status.success(), "{txt}");
+    assert!(
+        txt.contains("the validation features, backbone 1 of 1: features of alpha computed in bf16, but the head was trained on features computed in f32"),
+        "{txt}"
+    );
+    let bundle = run.join("logistic.safetensors");
+    assert_eq!(
+        Bundle::load(&bundle).unwrap().meta.backbones[0].inference_precision,
+        ""
+    );
+    let o = xfer(&["evaluate", "--bundle", s(&bundle), "--features", s(&bf16)]);
+    let txt = text(&o);
+    assert!(o.status.success(), "{txt}");
+    assert!(
+        txt.contains("warning: the features, backbone 1 of 1: features of alpha computed in bf16")
+            && txt.contains("train the head on features of one precision"),
+        "{txt}"
+    );
+    // Same precision: no warning.
+    let o = xfer(&["evaluate", "--bundle", s(&bundle), "--features", s(&val)]);
+    assert!(!text(&o).contains("computed in"), "{}", text(&o));
+}
