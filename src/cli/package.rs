@@ -45,6 +45,12 @@ pub struct PackageArgs {
     /// Print one JSON object on stdout instead of the summary.
     #[arg(long)]
     json: bool,
+    /// Also carry ONNX Runtime's OpenVINO plugin and OpenVINO's libraries
+    /// (~160 MB), so the package runs `--device openvino` on Intel CPUs. The
+    /// plugin is found as for `--device openvino` ($XFER_OPENVINO_LIB, the
+    /// set-up location, xfer's Python environment).
+    #[arg(long)]
+    openvino: bool,
 }
 
 fn size(n: u64) -> String {
@@ -66,6 +72,13 @@ pub fn package(cli: &Cli, args: &PackageArgs) -> Result<i32> {
     let zoo = Zoo::locate(cli.zoo.as_deref());
     let resolved = predict::resolve_backbones(&bundle, &args.bundle, &zoo)?;
     let ort_lib = runtime::find_library(cli.ort_lib.as_deref())?;
+    let openvino = if args.openvino {
+        let found = xfer::models::openvino::locate_plugin(None)
+            .map_err(|e| anyhow::anyhow!("--openvino: {e}"))?;
+        Some(found.path)
+    } else {
+        None
+    };
     let source = Path::new(env!("CARGO_MANIFEST_DIR"));
     if args.predictor.is_none() && !args.no_build && !args.json {
         eprintln!("looking for the slim xfer-predict (building it with cargo if needed: a few minutes the first time)");
@@ -79,6 +92,7 @@ pub fn package(cli: &Cli, args: &PackageArgs) -> Result<i32> {
             backbones: &resolved,
             predictor: &predictor,
             ort_lib: &ort_lib,
+            openvino_plugin: openvino.as_deref(),
         },
         &args.out,
         args.overwrite,
@@ -94,6 +108,7 @@ pub fn package(cli: &Cli, args: &PackageArgs) -> Result<i32> {
             "predictor": predictor,
             "predictor_built": how == PredictorSource::Built,
             "ort_lib": ort_lib,
+            "openvino_plugin": openvino,
         });
         println!("{j}");
         return Ok(0);

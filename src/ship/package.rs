@@ -194,7 +194,13 @@ pub struct PackageInputs<'a> {
     pub predictor: &'a Path,
     /// The ONNX Runtime library (symlinks followed).
     pub ort_lib: &'a Path,
+    /// ONNX Runtime's OpenVINO plugin library, to carry with OpenVINO's
+    /// libraries beside it (`lib/openvino-ep/`), for `--device openvino`.
+    pub openvino_plugin: Option<&'a Path>,
 }
+
+/// Where a package carries the OpenVINO plugin and OpenVINO's libraries.
+pub const OPENVINO_DIR: &str = "lib/openvino-ep";
 
 /// A written package.
 #[derive(Debug, Clone)]
@@ -241,9 +247,16 @@ case "$0" in
   *) here=. ;;
 esac
 here=$(cd "$here" && pwd) || exit 1
+ov="$here/{ov_dir}/{ov_plugin}"
+if [ -z "${{XFER_OPENVINO_LIB:-}}" ] && [ -f "$ov" ]; then
+  XFER_OPENVINO_LIB=$ov
+  export XFER_OPENVINO_LIB
+fi
 exec "$here/xfer-predict" --ort-lib "$here/lib/"{lib_name} --zoo "$here/zoo" \
   --model-cache "$here/cache" --bundle "$here/"{bundle} "$@"
-"#
+"#,
+        ov_dir = OPENVINO_DIR,
+        ov_plugin = crate::models::openvino::PLUGIN_FILE,
     )
 }
 
@@ -282,7 +295,7 @@ Files that cannot be read are skipped and listed on stderr; the exit status is
 - `lib/{lib_name}`: ONNX Runtime (CPU). For a GPU, put the GPU build's libraries
   (`libonnxruntime.so.*` and `libonnxruntime_providers_*.so`) in `lib/` instead and pass
   `--device cuda`.
-- `zoo/`: each backbone's manifest and ONNX file (checked against its sha256 on load).
+- `zoo/`: each backbone's manifest and ONNX file (checked against its sha256 on load).{openvino}
 - `cache/` (made by the first run, when this folder is writable): ONNX Runtime's
   optimised graph of each backbone for this machine's CPU, which makes later
   starts faster. Safe to delete.
@@ -295,6 +308,14 @@ Files that cannot be read are skipped and listed on stderr; the exit status is
         kind = b.kind,
         backbones = backbones.join(" + "),
         classes = b.class_names.join(", "),
+        openvino = if inputs.openvino_plugin.is_some() {
+            format!(
+                "\n- `{OPENVINO_DIR}/`: ONNX Runtime's OpenVINO plugin with OpenVINO's libraries (PyPI\n  onnxruntime-ep-openvino {}): on an Intel CPU, pass `--device openvino` (and\n  `--precision auto|f32|bf16`); `predict.sh` points xfer-predict at it.",
+                crate::models::openvino::PLUGIN_VERSION
+            )
+        } else {
+            String::new()
+        },
     )
 }
 
@@ -483,6 +504,9 @@ fn fill(inputs: &PackageInputs, dir: &Path, version: &str) -> Result<Vec<(PathBu
         let rel = PathBuf::from("zoo").join(format!("{}.toml", m.name));
         files.push((rel.clone(), write(&dir.join(&rel), &text)?));
     }
+    if let Some(plugin) = inputs.openvino_plugin {
+        files.extend(copy_openvino(plugin, dir)?);
+    }
     files.push((BUNDLE.into(), copy(inputs.bundle_path, &dir.join(BUNDLE))?));
     let sh = dir.join("predict.sh");
     files.push(("predict.sh".into(), write(&sh, &predict_sh(&lib_name))?));
@@ -491,6 +515,29 @@ fn fill(inputs: &PackageInputs, dir: &Path, version: &str) -> Result<Vec<(PathBu
         "README.md".into(),
         write(&dir.join("README.md"), &readme(inputs, &lib_name, version))?,
     ));
+    Ok(files)
+}
+
+/// The OpenVINO plugin's folder as pip installs it (the plugin, OpenVINO's
+/// libraries, which it finds beside itself, and their licence notices), less
+/// its Python files, into [`OPENVINO_DIR`].
+fn copy_openvino(plugin: &Path, dir: &Path) -> Result<Vec<(PathBuf, u64)>> {
+    let src = plugin.parent().unwrap_or(Path::new("."));
+    let dst = PathBuf::from(OPENVINO_DIR);
+    std::fs::create_dir_all(dir.join(&dst)).map_err(io(dir))?;
+    let mut names: Vec<std::ffi::OsString> = std::fs::read_dir(src)
+        .map_err(io(src))?
+        .flatten()
+        .filter(|e| e.path().is_file())
+        .map(|e| e.file_name())
+        .filter(|n| !n.to_string_lossy().ends_with(".py"))
+        .collect();
+    names.sort();
+    let mut files = Vec::new();
+    for name in names {
+        let rel = dst.join(&name);
+        files.push((rel.clone(), copy(&src.join(&name), &dir.join(&rel))?));
+    }
     Ok(files)
 }
 

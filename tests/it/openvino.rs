@@ -234,3 +234,101 @@ fn openvino_flags_need_the_openvino_device() {
         text(&o)
     );
 }
+
+/// `xfer package --openvino`: the package carries the plugin and OpenVINO's
+/// libraries, and its predict.sh runs `--device openvino` on an Intel CPU with
+/// the probabilities of the CPU run (OpenVINO in f32 there), with nothing from
+/// outside the folder.
+#[test]
+fn a_package_carries_openvino_and_predicts_with_it() {
+    plugin_installed();
+    let t = tempfile::tempdir().unwrap();
+    let data = photos(t.path());
+    let feats = t.path().join("f.h5");
+    ok(xfer(&extract_args(&data, &feats, &[])));
+    let run = t.path().join("run");
+    ok(xfer(&[
+        "train",
+        "--train",
+        s(&feats),
+        "--out",
+        s(&run),
+        "--head",
+        "logistic",
+        "--cv",
+        "2",
+    ]));
+    build_slim();
+    let pkg = t.path().join("pkg");
+    let o = ok(xfer(&[
+        "package",
+        "--bundle",
+        s(&run.join("logistic.safetensors")),
+        "--out",
+        s(&pkg),
+        "--no-build",
+        "--openvino",
+    ]));
+    let listing = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        listing.contains("lib/openvino-ep/libonnxruntime_providers_openvino_plugin.so")
+            && listing.contains("lib/openvino-ep/libopenvino_intel_cpu_plugin.so"),
+        "{listing}"
+    );
+    let readme = std::fs::read_to_string(pkg.join("README.md")).unwrap();
+    assert!(readme.contains("--device openvino"), "{readme}");
+    // Run as on another machine: no HOME, no xfer, no Python. qemu-user stands
+    // in for an Intel CPU; it does not follow an exec, so the Intel run uses a
+    // copy of predict.sh whose one change is qemu in front of xfer-predict.
+    let home = t.path().join("home");
+    std::fs::create_dir(&home).unwrap();
+    let sh = std::fs::read_to_string(pkg.join("predict.sh")).unwrap();
+    let exec = "exec \"$here/xfer-predict\"";
+    assert!(sh.contains(exec), "{sh}");
+    let qemu = Command::new("sh")
+        .args(["-c", &format!("command -v {QEMU}")])
+        .output()
+        .unwrap();
+    let qemu = String::from_utf8_lossy(&qemu.stdout).trim().to_owned();
+    assert!(
+        !qemu.is_empty(),
+        "{QEMU} is missing: run tools/setup.sh --openvino"
+    );
+    let intel_sh = pkg.join("predict_intel.sh");
+    write_executable(
+        &intel_sh,
+        sh.replace(
+            exec,
+            &format!("exec {qemu} -cpu max,vendor=GenuineIntel \"$here/xfer-predict\""),
+        )
+        .as_bytes(),
+    );
+    let predict = |script: &Path, csv: &Path, extra: &[&str]| {
+        let mut c = Command::new(script);
+        c.args([s(&data), "--csv", s(csv), "--overwrite"])
+            .args(extra)
+            .env_clear()
+            .env("HOME", &home)
+            .env("PATH", "/usr/bin:/bin");
+        output(c)
+    };
+    let (cpu_csv, ov_csv) = (t.path().join("cpu.csv"), t.path().join("ov.csv"));
+    ok(predict(&pkg.join("predict.sh"), &cpu_csv, &[]));
+    let o = ok(predict(&intel_sh, &ov_csv, &["--device", "openvino"]));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("OpenVINOExecutionProvider"),
+        "{}",
+        text(&o)
+    );
+    let (_, cpu) = read_predictions_csv(&cpu_csv, Some(&data));
+    let (_, ov) = read_predictions_csv(&ov_csv, Some(&data));
+    assert_eq!(
+        cpu.keys().collect::<Vec<_>>(),
+        ov.keys().collect::<Vec<_>>()
+    );
+    for (k, p) in &cpu {
+        for (a, b) in p.iter().zip(&ov[k]) {
+            assert!((a - b).abs() < 1e-4, "{k}: {p:?} vs {:?}", ov[k]);
+        }
+    }
+}
