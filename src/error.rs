@@ -589,12 +589,12 @@ impl From<&str> for Refusal {
     }
 }
 
-/// What a GPU provider needs, beyond what the caller chose (the device, the
-/// library, whether to fall back to the CPU). ONNX Runtime's CUDA provider
-/// failing on `libcuda.so.1` means no NVIDIA driver: its other libraries can
-/// come from pip, that one only with the driver.
-/// What a provider needs, after its reason ("; …"); nothing for OpenVINO,
-/// whose reasons say it themselves ([`crate::models::openvino::choose`]).
+/// What a provider needs beyond what the caller chose (the device, the
+/// library, whether to fall back to the CPU), as "; …" after its reason.
+/// ONNX Runtime's CUDA provider failing on `libcuda.so.1` means no NVIDIA
+/// driver: its other libraries can come from pip, that one only with the
+/// driver. Nothing for OpenVINO, whose reasons say it themselves
+/// ([`crate::models::openvino::choose`]).
 fn device_needs(device: Device, reason: &str) -> String {
     if device == Device::Openvino {
         return String::new();

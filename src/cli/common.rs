@@ -36,10 +36,11 @@ pub struct DeviceArgs {
     /// GPU index for cuda/tensorrt.
     #[arg(long, default_value_t = 0)]
     pub device_id: i32,
-    /// When the GPU session cannot be built (no GPU, a bad --device-id, a CUDA
-    /// library missing, a TensorRT error), run on CPU instead of failing; when
-    /// only some nodes have no GPU kernel, run those on CPU. Said on stderr, and
-    /// the providers that really ran are recorded.
+    /// When the GPU or OpenVINO session cannot be built (no GPU, a bad
+    /// --device-id, a CUDA library missing, a TensorRT error; no OpenVINO plugin
+    /// or no Intel CPU), run on ONNX Runtime's CPU provider instead of failing;
+    /// when only some nodes have no kernel there, run those on CPU. Said on
+    /// stderr, and the providers that really ran are recorded.
     #[arg(long)]
     pub allow_cpu_fallback: bool,
     /// TensorRT engine cache folder, created with its parents (engines take

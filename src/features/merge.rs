@@ -179,7 +179,10 @@ fn check_against(f: &FileReader, r: &FileReader) -> Result<()> {
     if let Some((what, a, b)) = store::job_difference(&r.provenance, &f.provenance) {
         return Err(stale(format!("was extracted with {what} `{b}`, not `{a}`")));
     }
-    if r.provenance.inference_precision != f.provenance.inference_precision {
+    use crate::models::backbone::precision_class;
+    if precision_class(&r.provenance.inference_precision)
+        != precision_class(&f.provenance.inference_precision)
+    {
         return Err(stale(format!(
             "was computed in {}, not {} (one merged file holds one precision)",
             crate::features::store::precision_name(&f.provenance.inference_precision),

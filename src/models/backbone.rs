@@ -354,6 +354,17 @@ fn open(
     })
 }
 
+/// An [`Backbone::inference_precision`] as the precision it is: empty (ONNX
+/// Runtime's own kernels) is `f32`, as is OpenVINO told f32 (the two agree to
+/// about 1e-6). Features whose precisions differ by this measure differ.
+pub fn precision_class(inference_precision: &str) -> &str {
+    if inference_precision.is_empty() {
+        "f32"
+    } else {
+        inference_precision
+    }
+}
+
 /// "P (precision)", or P alone when no precision is recorded.
 pub fn label(provider: &str, inference_precision: &str) -> String {
     if inference_precision.is_empty() {

@@ -77,13 +77,7 @@ pub struct BackboneRef {
 /// refusal: measured on real photos, a head trained on fp32 features kept its
 /// accuracy on bf16 ones (docs/guide.md, "OpenVINO").
 pub fn precision_note(at: &str, name: &str, trained: &str, got: &str) -> Option<String> {
-    fn said(p: &str) -> &str {
-        if p.is_empty() {
-            "f32"
-        } else {
-            p
-        }
-    }
+    use crate::models::backbone::precision_class as said;
     if said(trained) == said(got) {
         return None;
     }

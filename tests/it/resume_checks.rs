@@ -208,7 +208,7 @@ fn a_resume_computing_in_another_precision_is_refused() {
     assert!(!o.status.success(), "{txt}");
     assert!(
         txt.contains("was started computing in bf16, this run computes in the model's precision")
-            && txt.contains("--precision"),
+            && txt.contains("same device and precision"),
         "{txt}"
     );
     assert!(!out.exists(), "{txt}");

@@ -415,6 +415,21 @@ fn missing_duplicated_and_stale_shards_are_errors_naming_them() {
         merge(&out, &[&sh[0], &partial, &sh[2]]),
         &["not complete", "--shard 1/3 --resume"],
     );
+    // A shard computed in another precision (bf16, under OpenVINO): one merged
+    // file holds one precision.
+    let r = FileReader::open(&sh[2]).unwrap();
+    let mut prov = r.provenance.clone();
+    prov.execution_provider = "OpenVINOExecutionProvider".into();
+    prov.inference_precision = "bf16".into();
+    let bf16 = t.path().join("s2-bf16.h5");
+    let mut w = FeatureWriter::create_for(&bf16, r.dim, &prov, r.list.as_ref()).unwrap();
+    let (x, labels, paths) = r.block(0..r.rows).unwrap();
+    w.append(x.view(), &labels, &paths, &[]).unwrap();
+    w.finish().unwrap();
+    refused(
+        merge(&out, &[&sh[0], &sh[1], &bf16]),
+        &[s(&bf16), "was computed in bf16, not the model's precision"],
+    );
     assert!(!out.exists() && !store::partial_path(&out).exists());
     // A shard is not a dataset: training on one is refused, naming the merge.
     refused(

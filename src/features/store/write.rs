@@ -386,12 +386,13 @@ fn open_partial(partial: &Path) -> Result<File> {
 
 /// Refuses to continue a partial file started with other settings or other classes.
 fn check_same_job(old: &Provenance, prov: &Provenance, partial: &Path) -> Result<()> {
-    if old.inference_precision != prov.inference_precision {
+    use crate::models::backbone::precision_class;
+    if precision_class(&old.inference_precision) != precision_class(&prov.inference_precision) {
         // Rows computed in bf16 and in f32 differ: one file holds one precision.
         return Err(store_err(
             partial,
             format!(
-                "was started computing in {}, this run computes in {}; rerun with the same --device and --precision or delete it",
+                "was started computing in {}, this run computes in {}; rerun on the same device and precision or delete it",
                 super::precision_name(&old.inference_precision),
                 super::precision_name(&prov.inference_precision)
             ),
