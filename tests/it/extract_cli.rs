@@ -255,9 +255,9 @@ fn tensorrt_flags_without_tensorrt_are_errors_not_ignored() {
     for (extra, named) in [
         (
             &["--device", "cuda", "--trt-fp16"][..],
-            "--trt-fp16 only apply",
+            "--trt-fp16 only applies",
         ),
-        (&["--trt-cache", "c"][..], "--trt-cache only apply"),
+        (&["--trt-cache", "c"][..], "--trt-cache only applies"),
         (
             &["--device", "cuda", "--trt-cache", "c", "--trt-fp16"][..],
             "--trt-cache and --trt-fp16 only apply",
@@ -275,7 +275,7 @@ fn tensorrt_flags_without_tensorrt_are_errors_not_ignored() {
     // bench-model checks them too.
     let o = common::xfer(&["bench-model", "--model", &tiny(), "--trt-fp16"]);
     assert!(
-        common::text(&o).contains("--trt-fp16 only apply"),
+        common::text(&o).contains("--trt-fp16 only applies"),
         "{}",
         common::text(&o)
     );
