@@ -20,6 +20,7 @@ cd "$(dirname "$0")/.."
 repo=$(pwd)
 say() { printf '\033[1mcargo install check:\033[0m %s\n' "$*"; }
 fail() { say "FAILED: $*"; exit 1; }
+. tools/root_check.sh
 [ "$(id -u)" = 0 ] || fail "needs root (debootstrap and chroot)"
 [ -x target/release/xfer ] && [ -x target/release/xfer-predict ] || fail "build the checkout first: cargo build --release"
 toolchain=$(rustc --print sysroot)
@@ -29,14 +30,7 @@ command -v debootstrap >/dev/null || apt-get install -y -q --no-install-recommen
 
 roots=$repo/data/cache/roots
 root=$roots/bookworm-cc
-if [ ! -x "$root/usr/bin/gcc" ]; then
-  rm -rf "$root.tmp"
-  debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates,gcc,libc6-dev,make bookworm "$root.tmp" \
-    http://deb.debian.org/debian >/tmp/xfer-debootstrap-cc.log 2>&1 || fail "debootstrap (log: /tmp/xfer-debootstrap-cc.log)"
-  mv "$root.tmp" "$root"
-fi
-cp /etc/resolv.conf "$root/etc/resolv.conf"
-cp /etc/ssl/certs/ca-certificates.crt "$root/etc/ssl/certs/ca-certificates.crt"
+make_root bookworm "$root" python3,python3-venv,ca-certificates,gcc,libc6-dev,make
 if chroot "$root" sh -c "ldconfig -p | grep -q libhdf5 || ls /usr/include/hdf5* /usr/include/hdf5/ 2>/dev/null | grep -q ."; then
   fail "the root has HDF5"
 fi
@@ -82,16 +76,13 @@ out=$(unshare -m --propagation private bash -c '
       for b in .cargo/bin/xfer slim/bin/xfer-predict; do echo \"ldd \$b:\"; ldd \$b; done"' _ "$root" "$toolchain" 2>&1) ||
   { echo "$out" | tail -40; fail "cargo install as a user"; }
 echo "$out"
-libs=$(echo "$out" | sed -n '/^ldd /,$p' | grep '=>\|ld-linux\|vdso' | awk '{print $1}' | sort -u)
-extra=$(echo "$libs" | grep -v -E '^(linux-vdso\.so\.1|/lib64/ld-linux-x86-64\.so\.2|libc\.so\.6|libm\.so\.6|libpthread\.so\.0|libdl\.so\.2|librt\.so\.1|libgcc_s\.so\.1)$' || true)
-[ -z "$extra" ] || fail "the installed binaries link more than the C runtime: $extra"
+libs=$(ldd_libs "$out")
+only_c_runtime "$libs"
 
 # The checkout's build on the same photos and model: the same predictions.
 ref=$(mktemp -d /tmp/xfer-cargo-ref.XXXXXX)
 trap 'rm -rf "$ref"' EXIT
-ORT_DYLIB_PATH=$lib target/release/xfer extract --zoo "$home/zoo" --model efficientnet_lite0 --data "$home/photos" --out "$ref/feats.h5" >/dev/null 2>&1
-target/release/xfer train --train "$ref/feats.h5" --out "$ref/run" >/dev/null
-(cd "$home" && ORT_DYLIB_PATH=$lib "$repo/target/release/xfer-predict" --zoo zoo --bundle "$ref/run/best.safetensors" --csv "$ref/pred.csv" photos/fruit photos/vehicles >/dev/null)
+ORT_DYLIB_PATH=$lib checkout_predictions "$ref" "$home" --zoo "$home/zoo"
 cmp -s "$ref/pred.csv" "$home/pred.csv" || { diff "$ref/pred.csv" "$home/pred.csv" | head; fail "the cargo-installed binaries predict differently from the checkout build"; }
 say "ldd: $(echo $libs)"
 say "passed: predictions of the cargo-installed xfer-predict == the checkout build's ($(($(wc -l <"$ref/pred.csv") - 1)) photos)"

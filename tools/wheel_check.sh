@@ -8,7 +8,8 @@
 #      onnxruntime==1.31.1`, `xfer models fetch efficientnet_lite0`, `xfer extract`
 #      on real photos, `xfer train` (default heads), `xfer-predict` — and compares
 #      the predictions with the checkout build's on the same photos (equal);
-#      `ldd` of both installed binaries lists only the C runtime;
+#      `ldd` of both installed binaries lists only the C runtime; the [openvino]
+#      extra installed there, xfer finds ONNX Runtime's OpenVINO plugin in it;
 #   4. with --old-glibc, also runs the installed binaries (extract and predict)
 #      in a Debian 11 root (glibc 2.31), ONNX Runtime and zoo copied in;
 #   5. with --cuda, `pip install <wheel> "onnxruntime-gpu[cuda,cudnn]==1.31.1"`
@@ -34,6 +35,7 @@ for a in "$@"; do
 done
 say() { printf '\033[1mwheel check:\033[0m %s\n' "$*"; }
 fail() { say "FAILED: $*"; exit 1; }
+. tools/root_check.sh
 skip() { say "SKIPPED: $* — the pip install was NOT checked"; exit 0; }
 [ "$(id -u)" = 0 ] || skip "needs root (debootstrap and chroot)"
 command -v debootstrap >/dev/null || {
@@ -54,21 +56,10 @@ newest=$(echo "$flat" | grep -o "GLIBC_[0-9.]*" | sed 's/GLIBC_//' | sort -V | t
 say "auditwheel: manylinux_2_28_x86_64; the newest glibc symbol the binaries use: GLIBC_$newest"
 
 # 2. A clean root.
-make_root() {  # suite dir
-  if [ ! -x "$2/usr/bin/python3" ]; then
-    rm -rf "$2.tmp"
-    debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates "$1" "$2.tmp" http://deb.debian.org/debian \
-      >"/tmp/xfer-debootstrap-$1.log" 2>&1 || fail "debootstrap $1 (log: /tmp/xfer-debootstrap-$1.log)"
-    mv "$2.tmp" "$2"
-  fi
-  cp /etc/resolv.conf "$2/etc/resolv.conf"
-  # The registries may be reached through this machine's own certificate authority.
-  cp /etc/ssl/certs/ca-certificates.crt "$2/etc/ssl/certs/ca-certificates.crt"
-}
 roots=$repo/data/cache/roots
 mkdir -p "$roots"
 root=$roots/bookworm
-make_root bookworm "$root"
+make_root bookworm "$root" python3,python3-venv,ca-certificates
 for bad in rustc cargo gcc cc clang; do
   if chroot "$root" sh -c "command -v $bad" >/dev/null 2>&1; then fail "the clean root has $bad"; fi
 done
@@ -108,6 +99,9 @@ run_flow() {  # docs/install.md's pip path, as the user; predictions in ~/pred.c
     # NVIDIA libraries from pip, found and loaded without a GPU: the CUDA runtime alone.
     pip install -q "nvidia-cuda-runtime~=13.0"
     xfer info | grep -E "NVIDIA|libcudart"
+    # The [openvino] extra: ONNX Runtime'"'"'s OpenVINO plugin, found in the same environment.
+    pip install -q "$(ls xfer_learn-*.whl)[openvino]"
+    xfer info | grep -A1 "^OpenVINO plugin"
     for b in xfer xfer-predict; do echo "ldd $b:"; ldd "$(command -v $b)"; done'
 }
 flow=$(run_flow 2>&1) || { echo "$flow"; fail "the pip user's flow"; }
@@ -116,16 +110,15 @@ echo "$flow" | grep -q "found via the onnxruntime package of the Python environm
   fail "xfer did not take ONNX Runtime from its Python environment"
 echo "$flow" | grep -q "libcudart.so.13 loaded (/home/xfer-user/env/lib/python3.*/site-packages/nvidia/cu13/lib/libcudart.so.13)" ||
   fail "xfer did not load NVIDIA's CUDA runtime from the environment's nvidia/ folder"
-libs=$(echo "$flow" | sed -n '/^ldd /,$p' | grep '=>\|ld-linux\|vdso' | awk '{print $1}' | sort -u)
-extra=$(echo "$libs" | grep -v -E '^(linux-vdso\.so\.1|/lib64/ld-linux-x86-64\.so\.2|libc\.so\.6|libm\.so\.6|libpthread\.so\.0|libdl\.so\.2|librt\.so\.1|libgcc_s\.so\.1)$' || true)
-[ -z "$extra" ] || fail "the installed binaries link more than the C runtime: $extra"
+echo "$flow" | grep -q "found via the onnxruntime_ep_openvino package of the Python environment /home/xfer-user/env" ||
+  fail "xfer did not find the OpenVINO plugin of the [openvino] extra in its Python environment"
+libs=$(ldd_libs "$flow")
+only_c_runtime "$libs"
 say "ldd: $(echo $libs)"
 
 # The checkout's build on the same photos and model: the same predictions.
 ref=$(mktemp -d /tmp/xfer-wheel-ref.XXXXXX)
-target/release/xfer extract --model efficientnet_lite0 --data "$home/photos" --out "$ref/feats.h5" >/dev/null 2>&1
-target/release/xfer train --train "$ref/feats.h5" --out "$ref/run" >/dev/null
-(cd "$home" && "$repo/target/release/xfer-predict" --bundle "$ref/run/best.safetensors" --csv "$ref/pred.csv" photos/fruit photos/vehicles >/dev/null)
+checkout_predictions "$ref" "$home"
 cmp -s "$ref/pred.csv" "$home/pred.csv" || { diff "$ref/pred.csv" "$home/pred.csv" | head; fail "the wheel's predictions differ from the checkout build's"; }
 say "predictions of the installed xfer-predict == the checkout build's ($(($(wc -l <"$ref/pred.csv") - 1)) photos)"
 rm -rf "$ref"
@@ -167,7 +160,7 @@ say "pipx install and uv tool install \"xfer-learn[cpu]\": ONNX Runtime from the
 # 4. An older glibc: the installed binaries in a Debian 11 root.
 if [ "$old_glibc" = 1 ]; then
   old=$roots/bullseye
-  make_root bullseye "$old"
+  make_root bullseye "$old" python3,python3-venv,ca-certificates
   rm -rf "$old/home/xfer-user"
   cp -a "$home" "$old/home/xfer-user"
   rm -rf "$old/home/xfer-user/env" "$old/home/xfer-user/pred.csv" "$old/home/xfer-user/feats.h5" "$old/home/xfer-user/run"
