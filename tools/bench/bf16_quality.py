@@ -43,7 +43,6 @@ import os
 import subprocess
 import sys
 import time
-import types
 
 ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 B = os.path.join(ROOT, "data", "bench", "bf16")

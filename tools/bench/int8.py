@@ -39,12 +39,11 @@ import argparse
 import json
 import os
 import shutil
-import statistics
 import subprocess
-import sys
 import time
 
-ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
+from bench_common import ROOT, last_json, log, med, run, write_list
+
 B = os.path.join(ROOT, "data", "bench", "int8")
 ZOO = os.path.join(B, "zoo")
 XFER = os.path.join(ROOT, "target", "release", "xfer")
@@ -53,29 +52,10 @@ OVPY = os.path.join(B, "ovenv", "bin", "python")
 CLASSES = ["flowers", "fruit", "vegetables", "vehicles"]
 
 
-def log(*a):
-    print(*a, file=sys.stderr, flush=True)
 
 
-def run(cmd, check=True, timed=False):
-    """Runs cmd (list); returns (seconds, peak RSS MiB or None, stdout)."""
-    if timed:
-        cmd = ["/usr/bin/time", "-v"] + cmd
-    t = time.perf_counter()
-    p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True,
-                       env={**os.environ, "HDF5_USE_FILE_LOCKING": "FALSE"})
-    dt = time.perf_counter() - t
-    if check and p.returncode not in (0,):
-        raise SystemExit(f"failed ({p.returncode}): {' '.join(cmd)}\n{p.stderr[-3000:]}")
-    rss = None
-    for line in p.stderr.splitlines():
-        if "Maximum resident set size" in line:
-            rss = int(line.split(":")[1]) / 1024
-    return dt, rss, p.stdout
 
 
-def last_json(text):
-    return json.loads(text.strip().splitlines()[-1])
 
 
 def zoo_link(name):
@@ -101,13 +81,8 @@ def agreement(name):
         return tomllib.load(f)["quantization"]
 
 
-def write_list(path, files):
-    with open(path, "w") as f:
-        f.write("".join(p + "\n" for p in files))
 
 
-def med(v):
-    return statistics.median(v) if v else None
 
 
 def main():
@@ -129,7 +104,7 @@ def main():
         link = os.path.join(stamps4, c)
         if not os.path.islink(link):
             os.symlink(os.path.join(ROOT, "data", "stamps", c), link)
-    _, _, out = run([PY, "tools/bench/make_images.py", "--small", "1024", "--large", "48"])
+    _, _, out, _, _ = run([PY, "tools/bench/make_images.py", "--small", "1024", "--large", "48"])
     sets = json.loads(out.strip().splitlines()[-1])
     lists = {}
     for key, n in (("small", args.small), ("large", args.large)):
@@ -179,11 +154,11 @@ def main():
     for r in range(args.rounds):
         for m in lite + resnet:
             man = os.path.join(ZOO, f"{m}.toml")
-            _, _, out = run([PY, "tools/bench/peer_ort.py", "--model", man, "--mode", "model",
+            _, _, out, _, _ = run([PY, "tools/bench/peer_ort.py", "--model", man, "--mode", "model",
                              "--batch", "32", "--batches", "2" if m.startswith("resnet") else "3"])
             model_only.setdefault(f"ort/{m}", []).append(last_json(out)["images_per_s"])
             if ov_ok and m != "lite0_int8_rr":
-                _, _, out = run([OVPY, "tools/bench/peer_openvino.py", "--manifest", man,
+                _, _, out, _, _ = run([OVPY, "tools/bench/peer_openvino.py", "--manifest", man,
                                  "--mode", "model", "--batch", "32",
                                  "--batches", "2" if m.startswith("resnet") else "3"])
                 model_only.setdefault(f"openvino/{m}", []).append(last_json(out)["images_per_s"])
@@ -199,11 +174,11 @@ def main():
             for m in ["efficientnet_lite0", "lite0_int8"]:
                 if os.path.exists(h5):
                     os.remove(h5)
-                dt, rss, _ = run([XFER, "--zoo", ZOO, "extract", "--model", m, "--list", lists[key],
+                dt, rss, _, _, _ = run([XFER, "--zoo", ZOO, "extract", "--model", m, "--list", lists[key],
                                   "--out", h5, "--quiet", "--overwrite"], timed=True)
                 e2e.setdefault(f"{key}/xfer/{m}", []).append((dt, rss))
                 if ov_ok:
-                    dt, rss, _ = run([OVPY, "tools/bench/peer_openvino.py", "--manifest",
+                    dt, rss, _, _, _ = run([OVPY, "tools/bench/peer_openvino.py", "--manifest",
                                       os.path.join(ZOO, f"{m}.toml"), "--list", lists[key],
                                       "--workers", "2", "--batch", "32"], timed=True)
                     e2e.setdefault(f"{key}/openvino/{m}", []).append((dt, rss))
@@ -225,7 +200,7 @@ def main():
             os.remove(f)
         run([XFER, "--zoo", ZOO, "extract", "--model", m, "--data", stamps4, "--out", f, "--quiet"])
         for seed in range(args.seeds):
-            _, _, out = run([XFER, "--zoo", ZOO, "train", "--train", f, "--cv", "5", "--head", "both",
+            _, _, out, _, _ = run([XFER, "--zoo", ZOO, "train", "--train", f, "--cv", "5", "--head", "both",
                              "--seed", str(seed), "--out", os.path.join(B, f"train_{m}"),
                              "--overwrite", "--json"])
             for h in json.loads(out)["heads"]:

@@ -39,13 +39,12 @@ import argparse
 import json
 import os
 import shutil
-import statistics
 import subprocess
-import sys
 import tempfile
 import time
 
-ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
+from bench_common import ROOT, last_json, log, med, run, write_list
+
 B = os.path.join(ROOT, "data", "bench", "openvino")
 ZOO = os.path.join(B, "zoo")
 INT8_ZOO = os.path.join(ROOT, "data", "bench", "int8", "zoo")
@@ -66,44 +65,10 @@ PEER_F32 = (
     "runpy.run_path(sys.argv[0], run_name='__main__')\n")
 
 
-def log(*a):
-    print(*a, file=sys.stderr, flush=True)
 
 
-def run(cmd, check=True, timed=False):
-    """Runs cmd (list); returns (seconds, peak RSS MiB or None, stdout, stderr, exit code)."""
-    if timed:
-        cmd = ["/usr/bin/time", "-v"] + cmd
-    t = time.perf_counter()
-    p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True,
-                       env={**os.environ, "HDF5_USE_FILE_LOCKING": "FALSE"})
-    dt = time.perf_counter() - t
-    if check and p.returncode != 0:
-        raise SystemExit(f"failed ({p.returncode}): {' '.join(cmd)}\n{p.stderr[-3000:]}")
-    rss, err = None, []
-    for line in p.stderr.splitlines():
-        if "Maximum resident set size" in line:
-            rss = int(line.split(":")[1]) / 1024
-    if timed:  # drop /usr/bin/time's report from the error text
-        cut = p.stderr.find("\tCommand being timed:")
-        err = p.stderr[:cut] if cut >= 0 else p.stderr
-    else:
-        err = p.stderr
-    return dt, rss, p.stdout, err, p.returncode
 
 
-def last_json(text):
-    """xfer --json prints one (indented) object; the peers print it on their last line."""
-    try:
-        return json.loads(text)
-    except ValueError:
-        pass
-    for line in reversed(text.strip().splitlines()):
-        try:
-            return json.loads(line)
-        except ValueError:
-            continue
-    return None
 
 
 def last_line(text):
@@ -116,13 +81,6 @@ def error_line(text):
     return next((l.strip() for l in text.splitlines() if "error" in l.lower()), last_line(text))
 
 
-def med(v):
-    return statistics.median(v) if v else None
-
-
-def write_list(path, files):
-    with open(path, "w") as f:
-        f.write("".join(p + "\n" for p in files))
 
 
 def cpu_info():
