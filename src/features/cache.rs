@@ -557,7 +557,7 @@ impl Folder {
         let mut prov = extract::job_provenance(ds, &ds.root, cfg, manifest);
         prov.ort_version = self.key.ort_version.clone();
         prov.execution_provider = self.providers(&used);
-        prov.inference_precision = self.inference_precisions(&used);
+        prov.inference_precision = self.inference_precision(&used)?;
         let list = extract::list_info(ds, None);
         let mut w = FeatureWriter::create_for(out, dim, &prov, Some(&list))?;
         let (mut rows, mut skipped) = (0, 0);
@@ -618,24 +618,40 @@ impl Folder {
     /// The execution providers that extracted the chunks `used`, in order
     /// of first use, comma-separated.
     fn providers(&self, used: &[usize]) -> String {
-        self.distinct(used, |p| &p.execution_provider)
-    }
-
-    /// The inference precisions of the chunks `used` (see
-    /// [`store::Provenance::inference_precision`]), as [`Self::providers`].
-    fn inference_precisions(&self, used: &[usize]) -> String {
-        self.distinct(used, |p| &p.inference_precision)
-    }
-
-    fn distinct(&self, used: &[usize], field: impl Fn(&store::Provenance) -> &String) -> String {
-        let mut values: Vec<&str> = Vec::new();
+        let mut providers: Vec<&str> = Vec::new();
         for &c in used {
-            let v = field(&self.readers[c].provenance).as_str();
-            if !values.contains(&v) {
-                values.push(v);
+            let p = self.readers[c].provenance.execution_provider.as_str();
+            if !providers.contains(&p) {
+                providers.push(p);
             }
         }
-        values.join(", ")
+        providers.join(", ")
+    }
+
+    /// The inference precision of the chunks `used` (see
+    /// [`store::Provenance::inference_precision`]): one file holds one
+    /// precision, so chunks computed in different ones (an `openvino-auto`
+    /// folder filled on CPUs with and without bf16) are refused.
+    fn inference_precision(&self, used: &[usize]) -> Result<String> {
+        use crate::models::backbone::precision_class;
+        let first = used.first().map_or("", |&c| {
+            self.readers[c].provenance.inference_precision.as_str()
+        });
+        let other = used.iter().find(|&&c| {
+            precision_class(&self.readers[c].provenance.inference_precision)
+                != precision_class(first)
+        });
+        match other {
+            Some(&c) => Err(cache_err(
+                &self.readers[c].path,
+                format!(
+                    "was computed in {}, other chunks in {}: delete the cache folder (it is only a cache)",
+                    precision_class(&self.readers[c].provenance.inference_precision),
+                    precision_class(first)
+                ),
+            )),
+            None => Ok(first.to_owned()),
+        }
     }
 
     /// The rows (and skipped files) of the items `range` of `ds`, whose
