@@ -44,22 +44,18 @@ import subprocess
 import sys
 import time
 
-ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
+from bench_common import CLASSES, ROOT, cpu_info, log, openvino_venv
+
 B = os.path.join(ROOT, "data", "bench", "bf16")
 VENV = os.path.join(B, "venv")
 VPY = os.path.join(VENV, "bin", "python")
 MANIFEST = os.path.join(ROOT, "onnx", "efficientnet_lite0.toml")
-CLASSES = ["flowers", "fruit", "vegetables", "vehicles"]
 OV_ARMS = {"ov_bf16": "bf16", "ov_f32": "f32", "ov_default": None}
 # TRAIN->TEST pairs scored downstream; the first is the reference.
 PAIRS = [("ort_fp32", "ort_fp32"), ("ort_fp32", "ov_bf16"), ("ov_bf16", "ov_bf16"),
          ("ov_bf16", "ort_fp32"), ("ort_fp32", "ov_f32"), ("ov_f32", "ov_f32"),
          ("ort_fp32", "ov_default")]
 NAMES = {"ort_fp32": "fp32", "ov_bf16": "bf16", "ov_f32": "ovf32", "ov_default": "ovdefault"}
-
-
-def log(*a):
-    print(*a, file=sys.stderr, flush=True)
 
 
 def manifest():
@@ -198,14 +194,6 @@ def stage_analyse(args):
 
 # ---- the driver (.venv) -----------------------------------------------------
 
-def cpu_info():
-    out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-    model = next((l.split(":", 1)[1].strip() for l in out.splitlines() if l.startswith("Model name")), "?")
-    flags = next((l.split(":", 1)[1].split() for l in out.splitlines() if l.startswith("Flags")), [])
-    return {"model_name": model, "amx_bf16": "amx_bf16" in flags, "avx512_bf16": "avx512_bf16" in flags,
-            "amx_tile": "amx_tile" in flags, "avx512f": "avx512f" in flags,
-            "cores": os.cpu_count()}
-
 
 def venv_stage(stage, args):
     p = subprocess.run([VPY, os.path.abspath(__file__), "--stage", stage, "--seeds", str(args.seeds),
@@ -238,11 +226,9 @@ def main():
            "seeds": args.seeds, "onnxruntime": ort.__version__}
 
     # OpenVINO + sklearn venv.
-    if not os.path.exists(VPY):
-        log(f"making {os.path.relpath(VENV, ROOT)} (pip install openvino scikit-learn)")
-        subprocess.run(["/usr/bin/python3.11", "-m", "venv", VENV], check=True)
-        subprocess.run([VPY, "-m", "pip", "install", "-q", "--disable-pip-version-check",
-                        "openvino", "scikit-learn"], check=True)
+    ok, why = openvino_venv(VENV, ["scikit-learn"], system_site=False)
+    if not ok:
+        raise SystemExit(f"no OpenVINO venv: {why}")
 
     # 1. Preprocess once.
     man, onnx_path = manifest()
@@ -279,7 +265,7 @@ def main():
 
     # Summary.
     c = res["cpu"]
-    print(f"CPU {c['model_name']}: amx_bf16 {c['amx_bf16']}, avx512_bf16 {c['avx512_bf16']}; "
+    print(f"CPU {c['model_name']}: amx_bf16 {c['flags']['amx_bf16']}, avx512_bf16 {c['flags']['avx512_bf16']}; "
           f"OpenVINO {res['openvino']['openvino']}, ONNX Runtime {res['onnxruntime']}")
     print(f"{res['images']['n']} photos, efficientnet_lite0 features (1280-d), batch {args.batch}")
     print("features vs ONNX Runtime fp32:")

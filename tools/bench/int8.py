@@ -39,17 +39,14 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import time
 
-from bench_common import ROOT, last_json, log, med, run, write_list
+from bench_common import PY, ROOT, image_lists, last_json, log, med, openvino_venv, run, stamps4
 
 B = os.path.join(ROOT, "data", "bench", "int8")
 ZOO = os.path.join(B, "zoo")
 XFER = os.path.join(ROOT, "target", "release", "xfer")
-PY = os.path.join(ROOT, ".venv", "bin", "python")
 OVPY = os.path.join(B, "ovenv", "bin", "python")
-CLASSES = ["flowers", "fruit", "vegetables", "vehicles"]
 
 
 
@@ -98,23 +95,8 @@ def main():
     res = {"load_average_start": os.getloadavg(), "rounds": args.rounds}
 
     # Image sets.
-    stamps4 = os.path.join(B, "stamps4")
-    os.makedirs(stamps4, exist_ok=True)
-    for c in CLASSES:
-        link = os.path.join(stamps4, c)
-        if not os.path.islink(link):
-            os.symlink(os.path.join(ROOT, "data", "stamps", c), link)
-    _, _, out, _, _ = run([PY, "tools/bench/make_images.py", "--small", "1024", "--large", "48"])
-    sets = json.loads(out.strip().splitlines()[-1])
-    lists = {}
-    for key, n in (("small", args.small), ("large", args.large)):
-        d = sets[key]
-        files = []
-        for dp, dns, fns in os.walk(d):
-            dns.sort()
-            files += [os.path.join(dp, f) for f in sorted(fns) if f.endswith(".jpg")]
-        lists[key] = os.path.join(B, f"{key}.txt")
-        write_list(lists[key], files[:n])
+    calib = stamps4(os.path.join(B, "stamps4"))
+    sets, lists = image_lists(B, {"small": ("small", args.small), "large": ("large", args.large)})
     res["sets"] = {"small": f"{args.small} of {sets['small']}", "large": f"{args.large} of {sets['large']}"}
 
     # Models.
@@ -133,19 +115,7 @@ def main():
     res["agreement"] = {m: agreement(m)["agreement"] for m in lite[1:] + resnet[1:]}
 
     # OpenVINO venv.
-    ov_ok, ov_why = True, ""
-    if not os.path.exists(OVPY):
-        p = subprocess.run(["/usr/bin/python3.11", "-m", "venv", "--system-site-packages",
-                            os.path.join(B, "ovenv")], capture_output=True, text=True)
-        p = subprocess.run([OVPY, "-m", "pip", "install", "-q", "--disable-pip-version-check",
-                            "openvino", "numpy<2"], capture_output=True, text=True)
-        if p.returncode != 0:
-            ov_ok, ov_why = False, p.stderr[-500:]
-    if ov_ok:
-        p = subprocess.run([OVPY, "-c", "import openvino; print(openvino.__version__)"],
-                           capture_output=True, text=True)
-        ov_ok = p.returncode == 0
-        ov_why = p.stdout.strip() if ov_ok else p.stderr[-500:]
+    ov_ok, ov_why = openvino_venv(os.path.join(B, "ovenv"))
     res["openvino"] = ov_why
     log(f"openvino: {ov_why}")
 
@@ -198,7 +168,7 @@ def main():
         f = os.path.join(B, f"stamps4_{m}.h5")
         if os.path.exists(f):
             os.remove(f)
-        run([XFER, "--zoo", ZOO, "extract", "--model", m, "--data", stamps4, "--out", f, "--quiet"])
+        run([XFER, "--zoo", ZOO, "extract", "--model", m, "--data", calib, "--out", f, "--quiet"])
         for seed in range(args.seeds):
             _, _, out, _, _ = run([XFER, "--zoo", ZOO, "train", "--train", f, "--cv", "5", "--head", "both",
                              "--seed", str(seed), "--out", os.path.join(B, f"train_{m}"),

@@ -39,21 +39,17 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import tempfile
 import time
 
-from bench_common import ROOT, last_json, log, med, run, write_list
+from bench_common import ROOT, cpu_info, image_lists, last_json, log, med, openvino_venv, run, stamps4
 
 B = os.path.join(ROOT, "data", "bench", "openvino")
 ZOO = os.path.join(B, "zoo")
 INT8_ZOO = os.path.join(ROOT, "data", "bench", "int8", "zoo")
 XFER = os.path.join(ROOT, "target", "release", "xfer")
-PY = os.path.join(ROOT, ".venv", "bin", "python")
 OVENV = os.path.join(ROOT, "data", "bench", "int8", "ovenv")
 OVPY = os.path.join(OVENV, "bin", "python")
-CLASSES = ["flowers", "fruit", "vegetables", "vehicles"]
-FLAGS = ["avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8", "avx_vnni"]
 # peer_openvino.py with the f32 hint: compile_model wrapped, then the script run as __main__.
 PEER_F32 = (
     "import runpy, sys, openvino as ov\n"
@@ -83,12 +79,6 @@ def error_line(text):
 
 
 
-def cpu_info():
-    out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-    model = next((l.split(":", 1)[1].strip() for l in out.splitlines() if l.startswith("Model name")), "?")
-    flags = next((l.split(":", 1)[1].split() for l in out.splitlines() if l.startswith("Flags")), [])
-    return {"model_name": model, "cores": os.cpu_count(), "flags": {f: f in flags for f in FLAGS}}
-
 
 def zoo_models():
     """efficientnet_lite0 and its INT8 copy in the bench zoo; returns the int8 model's origin."""
@@ -112,30 +102,10 @@ def zoo_models():
             os.symlink(os.path.join(INT8_ZOO, onnx), os.path.join(ZOO, onnx))
             return "data/bench/int8/zoo"
     # Quantize as int8.py does: calibrated on the real photos of the 4 classes, 48 + 16 held back.
-    stamps4 = os.path.join(B, "stamps4")
-    os.makedirs(stamps4, exist_ok=True)
-    for c in CLASSES:
-        link = os.path.join(stamps4, c)
-        if not os.path.islink(link):
-            os.symlink(os.path.join(ROOT, "data", "stamps", c), link)
     log("quantize efficientnet_lite0 -> lite0_int8")
-    run([XFER, "--zoo", ZOO, "quantize", "--model", "efficientnet_lite0", "--calib", stamps4,
+    run([XFER, "--zoo", ZOO, "quantize", "--model", "efficientnet_lite0", "--calib", stamps4(os.path.join(B, "stamps4")),
          "--n", "48", "--holdout", "16", "--name", "lite0_int8", "--quiet", "--overwrite"])
     return "xfer quantize (this run)"
-
-
-def openvino_venv():
-    if not os.path.exists(OVPY):
-        log(f"making {os.path.relpath(OVENV, ROOT)} (pip install openvino)")
-        subprocess.run(["/usr/bin/python3.11", "-m", "venv", "--system-site-packages", OVENV],
-                       capture_output=True, text=True)
-        p = subprocess.run([OVPY, "-m", "pip", "install", "-q", "--disable-pip-version-check",
-                            "openvino", "numpy<2"], capture_output=True, text=True)
-        if p.returncode != 0:
-            return False, p.stderr[-500:]
-    p = subprocess.run([OVPY, "-c", "import openvino; print(openvino.__version__)"],
-                       capture_output=True, text=True)
-    return p.returncode == 0, (p.stdout.strip() if p.returncode == 0 else p.stderr[-500:])
 
 
 def main():
@@ -154,17 +124,8 @@ def main():
     res["xfer_info"] = {"exit": rc, "text": (out + err).strip()}
 
     # Image sets (shared with int8.py).
-    _, _, out, _, _ = run([PY, "tools/bench/make_images.py", "--small", "1024", "--large", "48"])
-    sets = json.loads(out.strip().splitlines()[-1])
-    lists = {}
-    for key, n in (("small", args.small), ("large", args.large), ("cold", args.cold)):
-        d = sets["small" if key == "cold" else key]
-        files = []
-        for dp, dns, fns in os.walk(d):
-            dns.sort()
-            files += [os.path.join(dp, f) for f in sorted(fns) if f.endswith(".jpg")]
-        lists[key] = os.path.join(B, f"{key}.txt")
-        write_list(lists[key], files[:n])
+    sets, lists = image_lists(B, {"small": ("small", args.small), "large": ("large", args.large),
+                                  "cold": ("small", args.cold)})
     rel = lambda d: os.path.relpath(d, ROOT)
     res["sets"] = {"small": f"{args.small} of {rel(sets['small'])}", "large": f"{args.large} of {rel(sets['large'])}",
                    "cold": f"first {args.cold} of the small set"}
@@ -173,7 +134,7 @@ def main():
     import tomllib
     with open(os.path.join(ZOO, "lite0_int8.toml"), "rb") as f:
         res["int8_quantization"] = tomllib.load(f).get("quantization")
-    ov_ok, ov_why = openvino_venv()
+    ov_ok, ov_why = openvino_venv(OVENV)
     res["openvino_python"] = ov_why if ov_ok else f"missing: {ov_why}"
     log(f"openvino (Python): {res['openvino_python']}")
 
