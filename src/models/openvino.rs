@@ -16,7 +16,9 @@ use ort::environment::Environment;
 use ort::session::builder::SessionBuilder;
 use ort::AsPointer;
 
-use crate::models::runtime::{python_site_packages, xfer_home, Runtime, CPU_PROVIDER};
+use crate::models::runtime::{
+    not_a_library_file, python_site_packages, xfer_home, Runtime, CPU_PROVIDER,
+};
 
 /// The provider's name in ONNX Runtime.
 pub const EP_NAME: &str = "OpenVINOExecutionProvider";
@@ -107,17 +109,16 @@ fn locate_plugin_from(
         .map(|p| (p, PluginSource::Given))
         .or_else(|| env.map(|p| (p, PluginSource::Env)));
     if let Some((path, source)) = named {
-        return if path.is_file() {
-            Ok(Plugin {
+        return match not_a_library_file(path) {
+            None => Ok(Plugin {
                 path: path.to_owned(),
                 source,
-            })
-        } else {
-            Err(format!(
-                "the OpenVINO plugin {} ({}) is not a file",
+            }),
+            Some(reason) => Err(format!(
+                "the OpenVINO plugin {} ({}) is not a file: {reason}",
                 path.display(),
                 source.describe()
-            ))
+            )),
         };
     }
     let mut searched = Vec::new();

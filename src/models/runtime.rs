@@ -183,6 +183,18 @@ fn python_library(site_packages: &Path) -> Option<PathBuf> {
     best.map(|(_, p)| p)
 }
 
+/// Why a library path someone named cannot be loaded as one ("no such file",
+/// "it is a folder, not the library file", …); None when it is a file.
+pub(crate) fn not_a_library_file(path: &Path) -> Option<String> {
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_file() => None,
+        Ok(m) if m.is_dir() => Some("it is a folder, not the library file".into()),
+        Ok(_) => Some("it is not a regular file".into()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some("no such file".into()),
+        Err(e) => Some(e.to_string()),
+    }
+}
+
 /// [`locate_library`] with its environment as arguments.
 fn find_library_from(
     explicit: Option<&Path>,
@@ -194,17 +206,11 @@ fn find_library_from(
         .map(|p| (p, LibrarySource::Given))
         .or_else(|| env.map(|p| (p, LibrarySource::Env)));
     if let Some((path, source)) = named {
-        let reason = match std::fs::metadata(path) {
-            Ok(m) if m.is_file() => {
-                return Ok(FoundLibrary {
-                    path: path.to_owned(),
-                    source,
-                })
-            }
-            Ok(m) if m.is_dir() => "it is a folder, not the library file".to_string(),
-            Ok(_) => "it is not a regular file".to_string(),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => "no such file".to_string(),
-            Err(e) => e.to_string(),
+        let Some(reason) = not_a_library_file(path) else {
+            return Ok(FoundLibrary {
+                path: path.to_owned(),
+                source,
+            });
         };
         return Err(Error::OrtLibraryNamed {
             path: path.to_owned(),
