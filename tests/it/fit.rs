@@ -259,6 +259,53 @@ fn the_cache_extracts_only_new_photos_and_misses_on_another_model_or_recipe() {
         j["split"]["train"],
         88 - j["split"]["test"].as_u64().unwrap()
     );
+    // One file holds one precision: with a second chunk made as a bf16 run
+    // (OpenVINO on an AMX CPU) would write it, assembling a split from both chunks
+    // is refused; with the chunk as it was, the same run assembles.
+    let folder = std::fs::read_dir(&cache)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|d| d.join("chunk-000001.h5").is_file())
+        .expect("a cache folder with a second chunk");
+    let chunk = folder.join("chunk-000001.h5");
+    let kept = t.path().join("chunk-000001.h5.kept");
+    std::fs::copy(&chunk, &kept).unwrap();
+    let r = xfer::features::store::FileReader::open(&chunk).unwrap();
+    let mut prov = r.provenance.clone();
+    prov.execution_provider = "OpenVINOExecutionProvider".into();
+    prov.inference_precision = "bf16".into();
+    let bf16 = t.path().join("bf16-chunk.h5");
+    let mut w =
+        xfer::features::store::FeatureWriter::create_for(&bf16, r.dim, &prov, r.list.as_ref())
+            .unwrap();
+    let (x, labels, paths) = r.block(0..r.rows).unwrap();
+    w.append(x.view(), &labels, &paths, &[]).unwrap();
+    w.finish().unwrap();
+    std::fs::rename(&bf16, &chunk).unwrap();
+    let o = xfer(&[
+        "fit",
+        p(&data),
+        "--out",
+        p(&t.path().join("run_bf16")),
+        "--cache",
+        p(&cache),
+        "--model",
+        "efficientnet_lite0",
+        "--head",
+        "logistic",
+    ]);
+    let txt = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{txt}");
+    assert!(
+        (txt.contains("was computed in bf16, other chunks in f32")
+            || txt.contains("was computed in f32, other chunks in bf16"))
+            && txt.contains("delete the cache folder"),
+        "{txt}"
+    );
+    std::fs::rename(&kept, &chunk).unwrap();
+    let (j, _, _) = fit("run_bf16", &lite);
+    assert_eq!(extracted(&j), 0, "{j}");
     // Another recipe of the same model misses the cache.
     let zoo = t.path().join("zoo");
     std::fs::create_dir(&zoo).unwrap();
